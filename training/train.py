@@ -1,0 +1,303 @@
+"""Train a 1-bit-per-weight Wide ResNet and write a run directory with a deployment bundle.
+
+    python -m training.train --dataset fashion-mnist --depth 20 --width 1 --weights 1bit \
+        --variant bn --epochs 6 --out runs/default
+
+Multi-GPU / multi-process: `torchrun --nproc_per_node N -m training.train ...` (each process
+takes every N-th minibatch of a shared shuffled order, DistributedDataParallel averages the
+gradients).
+
+Run directory: checkpoint.pt (resumable), metrics.jsonl, summary.json, curves.png, bundle.npz.
+"""
+import argparse
+import hashlib
+import json
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from training import sgdr
+from training.atomic import atomic_path, write_json, write_text
+from training.augment import augment
+from training.bn_recalibration import recalibrate_batchnorm
+from training.data import DATASETS, DatasetError, load_dataset
+from training.distributed import init_distributed, shutdown
+from training.export import export_bundle
+from training.model import VARIANTS, WEIGHT_MODES, DEFAULT_SRELU_TEMPERATURE, WideResNet, check_depth
+from training.plots import plot_curves
+
+MOMENTUM = 0.9
+BATCH_SIZE = 125
+WEIGHT_DECAY = 5e-4
+EVAL_BATCH = 500
+# Arguments that define a run: resuming with any of them changed would not continue the same run.
+RUN_IDENTITY = ("dataset", "subset", "depth", "width", "weights", "variant", "epochs", "seed",
+                "batch_size", "cutout", "srelu_temperature", "weight_decay")
+
+
+class UsageError(Exception):
+    """A bad command line or run directory: reported as one line, exit code 2."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def build_parser():
+    p = OneLineParser(prog="python -m training.train", description=__doc__.split("\n")[0])
+    p.add_argument("--dataset", default="fashion-mnist", choices=DATASETS)
+    p.add_argument("--data-dir", default=None, help="folder with the dataset's files")
+    p.add_argument("--subset", type=int, default=None, metavar="N",
+                   help="train on N random training images (and up to N test images)")
+    p.add_argument("--depth", type=int, default=20, help="6n+2 conv layers (8, 14, 20, 26, ...)")
+    p.add_argument("--width", type=int, default=1, help="widening factor k (16k channels first)")
+    p.add_argument("--weights", default="1bit", choices=WEIGHT_MODES)
+    p.add_argument("--variant", default="bn", choices=VARIANTS,
+                   help="bn: ICLR 2018; srelu: BN-free shifted ReLU (2019)")
+    p.add_argument("--srelu-temperature", type=float, default=DEFAULT_SRELU_TEMPERATURE)
+    p.add_argument("--epochs", type=int, default=6, help="one of " + ", ".join(map(str, sgdr.ALLOWED_EPOCHS)))
+    p.add_argument("--cutout", type=int, default=0, metavar="SIZE", help="cutout patch size (paper: 18)")
+    p.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="per process")
+    p.add_argument("--weight-decay", type=float, default=WEIGHT_DECAY)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="runs/default", help="run directory")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--stop-after", type=int, default=None, metavar="EPOCHS",
+                   help="stop (resumably) once this many epochs are done, e.g. for job time limits")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads per process")
+    return p
+
+
+def check_args(args):
+    try:
+        sgdr.check_epochs(args.epochs)
+        check_depth(args.depth)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    if args.width < 1:
+        raise UsageError(f"--width must be >= 1, got {args.width}")
+    if args.subset is not None and args.subset < 1:
+        raise UsageError(f"--subset must be >= 1, got {args.subset}")
+    if args.cutout < 0:
+        raise UsageError(f"--cutout must be >= 0, got {args.cutout}")
+    if args.batch_size < 1:
+        raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.stop_after is not None and args.stop_after < 1:
+        raise UsageError(f"--stop-after must be >= 1, got {args.stop_after}")
+
+
+def pick_device(name):
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {name}: no CUDA device here; use --device cpu")
+    return device
+
+
+def to_input(images, device):
+    """Raw uint8 pixels -> float 0..255: the learned input BN does the normalization."""
+    return torch.from_numpy(images).to(device=device, dtype=torch.float32)
+
+
+@torch.no_grad()
+def evaluate(model, x, y, device):
+    model.eval()
+    wrong = 0
+    for i in range(0, len(x), EVAL_BATCH):
+        logits = model(to_input(x[i:i + EVAL_BATCH], device))
+        wrong += (logits.argmax(1).cpu().numpy() != y[i:i + EVAL_BATCH]).sum()
+    return float(wrong) / len(x)
+
+
+def epoch_batches(args, data, epoch, dist, steps):
+    """This process's augmented minibatches for one epoch, reproducible from (seed, epoch)."""
+    order = np.random.default_rng([args.seed, epoch]).permutation(len(data.train_x))
+    rng = np.random.default_rng([args.seed, epoch, dist.rank, 1])
+    for step in range(steps):
+        start = (step * dist.world + dist.rank) * args.batch_size
+        idx = np.sort(order[start:start + args.batch_size])
+        yield step, augment(data.train_x[idx], rng, data.flip, args.cutout), data.train_y[idx]
+
+
+def make_optimizer(model, args):
+    # Weight decay on conv weights only, as in the paper; the input BN's scale/offset are free.
+    conv_params = [m.weight for _, m in model.convs()]
+    conv_ids = {id(p) for p in conv_params}
+    other = [p for p in model.parameters() if id(p) not in conv_ids]
+    return torch.optim.SGD([dict(params=conv_params, weight_decay=args.weight_decay),
+                            dict(params=other, weight_decay=0.0)],
+                           lr=sgdr.LR_MAX, momentum=MOMENTUM)
+
+
+def load_checkpoint(args, path):
+    if not os.path.exists(path):
+        raise UsageError(f"--resume: no checkpoint at {path}; start the run without --resume")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # a truncated or foreign file
+        raise UsageError(f"--resume: cannot read {path} ({type(e).__name__}); "
+                         f"delete it to start over") from None
+    changed = [k for k in RUN_IDENTITY if ckpt["args"].get(k) != getattr(args, k)]
+    if changed:
+        k = changed[0]
+        raise UsageError(f"--resume: --{k.replace('_', '-')} was {ckpt['args'][k]!r} in {path}, "
+                         f"now {getattr(args, k)!r}; resume with the run's own arguments")
+    return ckpt
+
+
+def save_checkpoint(path, model, optimizer, history, args, wall_s):
+    state = dict(epoch=len(history), model=model.state_dict(), optimizer=optimizer.state_dict(),
+                 history=history, args=vars(args), wall_s=wall_s)
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def train(args):
+    check_args(args)
+    device = pick_device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    ckpt_path = os.path.join(args.out, "checkpoint.pt")
+    if not args.resume and os.path.exists(ckpt_path):
+        raise UsageError(f"{args.out} already holds a run (checkpoint.pt): pass --resume to "
+                         f"continue it, or choose another --out")
+    ckpt = load_checkpoint(args, ckpt_path) if args.resume else None
+    data = load_dataset(args.dataset, args.data_dir, args.subset, args.seed)
+    dist = init_distributed(device)
+    if device.type == "cuda" and dist.active:
+        device = torch.device("cuda", dist.rank % torch.cuda.device_count())
+    steps = len(data.train_x) // (args.batch_size * dist.world)
+    if steps == 0:
+        raise UsageError(f"{len(data.train_x)} training images are fewer than one minibatch of "
+                         f"{args.batch_size} x {dist.world} processes: use a larger --subset "
+                         f"or a smaller --batch-size")
+
+    torch.manual_seed(args.seed)
+    c, h, w = data.train_x.shape[1:]
+    model = WideResNet(args.depth, args.width, c, data.num_classes, h, args.weights,
+                       args.variant, args.srelu_temperature).to(device)
+    optimizer = make_optimizer(model, args)
+    history, wall_before = [], 0.0
+    if ckpt:
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        history, wall_before = ckpt["history"], ckpt["wall_s"]
+    net = DistributedDataParallel(model) if dist.active else model
+    start = time.time()
+    if dist.main:
+        os.makedirs(args.out, exist_ok=True)
+        print(f"WRN-{args.depth}-{args.width} {args.weights}/{args.variant} on {args.dataset}: "
+              f"{len(data.train_x)} train / {len(data.test_x)} test images, "
+              f"{model.weight_count():,} conv weights, {dist.world} process(es) on {device}",
+              flush=True)
+
+    last_epoch = args.epochs if args.stop_after is None else min(args.epochs, args.stop_after)
+    for epoch in range(len(history), last_epoch):
+        net.train()
+        wrong = seen = loss_sum = 0.0
+        t0 = time.time()
+        bar = tqdm(epoch_batches(args, data, epoch, dist, steps), total=steps, disable=not dist.main,
+                   desc=f"epoch {epoch + 1}/{args.epochs}", leave=False, file=sys.stderr)
+        for step, images, labels in bar:
+            lr = sgdr.learning_rate(epoch + step / steps)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            x, y = to_input(images, device), torch.from_numpy(labels).to(device)
+            logits = net(x)
+            loss = F.cross_entropy(logits, y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            wrong += (logits.argmax(1) != y).sum().item()
+            seen += len(y)
+            loss_sum += loss.item() * len(y)
+        wrong, seen, loss_sum = dist.sum([wrong, seen, loss_sum])
+        test_error = evaluate(model, data.test_x, data.test_y, device) if dist.main else float("nan")
+        history.append(dict(epoch=epoch + 1, train_error=wrong / seen, train_loss=loss_sum / seen,
+                            test_error=test_error, lr_end=sgdr.learning_rate(epoch + 1 - 1e-9),
+                            epoch_s=time.time() - t0))
+        if dist.main:
+            wall = wall_before + time.time() - start
+            save_checkpoint(ckpt_path, model, optimizer, history, args, wall)
+            write_text(os.path.join(args.out, "metrics.jsonl"),
+                       "".join(json.dumps(h) + "\n" for h in history))
+            print(f"epoch {epoch + 1}/{args.epochs}: train error {wrong / seen:.4f}, "
+                  f"test error {test_error:.4f}, {time.time() - t0:.0f} s", flush=True)
+        dist.barrier()
+
+    if len(history) < args.epochs:
+        if dist.main:
+            print(f"stopped after {len(history)} of {args.epochs} epochs: continue with --resume",
+                  flush=True)
+        shutdown(dist)
+        return None
+
+    check_in_sync(model, dist)
+    summary = finish(args, model, data, dist, device, steps, history)
+    if dist.main:
+        summary["wall_s"] = wall_before + time.time() - start
+        write_json(os.path.join(args.out, "summary.json"), summary)
+        plot_curves(history, os.path.join(args.out, "curves.png"),
+                    f"WRN-{args.depth}-{args.width} {args.weights}/{args.variant}, {args.dataset}")
+        print(f"test error {summary['test_error']:.4f} "
+              f"({summary['test_error_before_bn_recalibration']:.4f} before BN recalibration); "
+              f"run in {args.out}", flush=True)
+    shutdown(dist)
+    return summary
+
+
+def check_in_sync(model, dist):
+    """DDP must leave every process with identical weights; fail loudly if it did not."""
+    digest = hashlib.sha256()
+    for p in model.parameters():
+        digest.update(p.detach().cpu().numpy().tobytes())
+    if not dist.all_equal(digest.hexdigest()):
+        raise RuntimeError("distributed processes ended with different weights")
+    if dist.active and dist.main:
+        print(f"{dist.world} processes hold identical weights", flush=True)
+
+
+def finish(args, model, data, dist, device, steps, history):
+    """Recompute BN moments, measure the test error before and after, export the bundle."""
+    before = history[-1]["test_error"]
+    batches = (to_input(images, device)
+               for _, images, _ in epoch_batches(args, data, args.epochs, dist, steps))
+    used = recalibrate_batchnorm(model, batches, dist) if model.batchnorms() else 0
+    if not dist.main:
+        return None
+    after = evaluate(model, data.test_x, data.test_y, device)
+    summary = dict(
+        test_error=after, test_error_before_bn_recalibration=before,
+        train_error=history[-1]["train_error"], epochs=args.epochs, params=model.weight_count(),
+        weight_bits=model.weight_count() * (1 if args.weights == "1bit" else 32),
+        bn_recalibration_batches=used * dist.world, processes=dist.world,
+        dataset=args.dataset, train_images=len(data.train_x), test_images=len(data.test_x),
+        model=model.config, seed=args.seed, cutout=args.cutout,
+        mean_epoch_s=float(np.mean([h["epoch_s"] for h in history])),
+    )
+    export_bundle(model.cpu(), os.path.join(args.out, "bundle.npz"),
+                  dict(dataset=args.dataset, epochs=args.epochs, test_error=after, seed=args.seed))
+    return summary
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        train(args)
+    except (UsageError, DatasetError) as e:
+        print(f"python -m training.train: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
