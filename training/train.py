@@ -29,7 +29,8 @@ from training.bn_recalibration import recalibrate_batchnorm
 from training.data import DATASETS, DatasetError, load_dataset
 from training.distributed import init_distributed, shutdown
 from training.export import export_bundle
-from training.model import VARIANTS, WEIGHT_MODES, DEFAULT_SRELU_TEMPERATURE, WideResNet, check_depth
+from training.graph import DEFAULT_SRELU_TEMPERATURE, VARIANTS, WEIGHT_MODES, check_depth
+from training.model import WideResNet
 from training.plots import plot_curves
 
 MOMENTUM = 0.9

@@ -1,0 +1,107 @@
+"""The WRN-d-k layer graph as an explicit op list, torch-free.
+
+Both the PyTorch model (training/model.py, which interprets it) and the deployment bundle use
+this list, so the exported graph is by construction the graph that was trained; quantize/
+builds random models from it without torch. Tensor names are op names; the network input is
+"image". Op kinds and attributes: docs/bundle.md.
+"""
+import math
+
+WEIGHT_MODES = ("1bit", "float")
+VARIANTS = ("bn", "srelu")
+BN_EPS = 1e-5
+# The BN-free variant scales the head output by 1/T before pooling; 25 is the value in the
+# authors' shifted-ReLU code.
+DEFAULT_SRELU_TEMPERATURE = 25.0
+SRELU_FLOOR = -1.0
+
+
+def check_depth(depth):
+    if depth < 8 or (depth - 2) % 6:
+        raise ValueError(f"depth must be 6n+2 with n >= 1 (8, 14, 20, 26, ...), got {depth}")
+    return (depth - 2) // 6
+
+
+def conv_scale(kernel, in_channels):
+    """Eq. 1: the constant 1-bit scale, the He-init standard deviation sqrt(2 / (F^2 C_in))."""
+    return math.sqrt(2.0 / (kernel * kernel * in_channels))
+
+
+def model_config(depth=20, width=1, in_channels=1, num_classes=10, input_size=28,
+                 weights="1bit", variant="bn", srelu_temperature=DEFAULT_SRELU_TEMPERATURE):
+    if weights not in WEIGHT_MODES:
+        raise ValueError(f"weights must be one of {WEIGHT_MODES}, got {weights!r}")
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+    if width < 1:
+        raise ValueError(f"width must be >= 1, got {width}")
+    check_depth(depth)
+    return dict(depth=depth, width=width, in_channels=in_channels, num_classes=num_classes,
+                input_size=input_size, weights=weights, variant=variant,
+                srelu_temperature=float(srelu_temperature))
+
+
+def build_ops(config):
+    """The op list of a model config (see model_config)."""
+    ops = []
+    binary = config["weights"] == "1bit"
+    variant = config["variant"]
+
+    def op(kind, name, inputs, **attrs):
+        ops.append(dict(op=kind, name=name, inputs=list(inputs), **attrs))
+        return name
+
+    def conv(name, x, c_in, c_out, kernel, stride):
+        return op("conv", name, [x], in_channels=c_in, out_channels=c_out, kernel=kernel,
+                  stride=stride, padding=kernel // 2, scale=conv_scale(kernel, c_in),
+                  binary=binary)
+
+    def activation(prefix, x):
+        """BN(no affine) + ReLU, or the shifted ReLU max(x, -1) that replaces both."""
+        if variant == "srelu":
+            return op("srelu", f"{prefix}_srelu", [x], floor=SRELU_FLOOR)
+        x = op("batchnorm", f"{prefix}_bn", [x], affine=False, eps=BN_EPS)
+        return op("relu", f"{prefix}_relu", [x])
+
+    k = config["width"]
+    # Learned-affine BN on raw 0..255 pixels replaces any preprocessing.
+    x = op("batchnorm", "input_bn", ["image"], affine=True, eps=BN_EPS)
+    channels = 16 * k
+    x = conv("conv0", x, config["in_channels"], channels, 3, 1)
+    for stage in range(3):
+        out_channels = 16 * k * 2 ** stage
+        for block in range(check_depth(config["depth"])):
+            p = f"s{stage + 1}b{block + 1}"
+            downsample = stage > 0 and block == 0
+            y = activation(f"{p}_a1", x)
+            y = conv(f"{p}_conv1", y, channels, out_channels, 3, 2 if downsample else 1)
+            y = activation(f"{p}_a2", y)
+            y = conv(f"{p}_conv2", y, out_channels, out_channels, 3, 1)
+            shortcut = x
+            if downsample:
+                # Avg-pool 3x3/2 (padding counted, so always /9) then zero channels on top.
+                shortcut = op("avgpool", f"{p}_pool", [shortcut], kernel=3, stride=2, padding=1,
+                              count_include_pad=True)
+                shortcut = op("zero_channels", f"{p}_pad", [shortcut], in_channels=channels,
+                              out_channels=out_channels)
+            x = op("add", f"{p}_add", [y, shortcut])
+            channels = out_channels
+    y = activation("head_a", x)
+    y = conv("head_conv", y, channels, config["num_classes"], 1, 1)
+    if variant == "srelu":
+        y = op("scale", "head_temperature", [y], factor=1.0 / config["srelu_temperature"])
+    else:
+        y = op("batchnorm", "head_bn", [y], affine=False, eps=BN_EPS)
+    op("global_avgpool", "logits", [y])
+    return ops
+
+
+def channels_of(ops, config):
+    """Output channel count of every tensor, keyed by name ("image" included)."""
+    channels = {"image": config["in_channels"]}
+    for o in ops:
+        if o["op"] in ("conv", "zero_channels"):
+            channels[o["name"]] = o["out_channels"]
+        else:
+            channels[o["name"]] = channels[o["inputs"][0]]
+    return channels
