@@ -24,11 +24,25 @@ def auto_chunk(bundle):
     return max(1, IM2COL_BYTES // per_image)
 
 
-def _windows(x, k, stride, padding):
+def windows(x, k, stride, padding):
     """C x N x H x W -> view C x N x Ho x Wo x k x k of zero-padded k x k windows."""
     if padding:
         x = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
     return sliding_window_view(x, (k, k), axis=(2, 3))[:, :, ::stride, ::stride]
+
+
+def window_sum(x, k, stride, padding):
+    """C x N x H x W -> sums of the zero-padded k x k windows at `stride` (dtype kept).
+
+    Summing k*k strided slices is ~3x faster than summing a window view.
+    """
+    xp = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    ho, wo = ((n - k) // stride + 1 for n in xp.shape[2:])
+    acc = np.zeros(x.shape[:2] + (ho, wo), x.dtype)
+    for dy in range(k):
+        for dx in range(k):
+            acc += xp[:, :, dy:dy + stride * (ho - 1) + 1:stride, dx:dx + stride * (wo - 1) + 1:stride]
+    return acc
 
 
 def _prepare(bundle):
@@ -49,7 +63,7 @@ def _prepare(bundle):
 def _run_op(op, xs, consts):
     kind, x = op["op"], xs[0]
     if kind == "conv":
-        win = _windows(x, op["kernel"], op["stride"], op["padding"])  # C N Ho Wo kh kw
+        win = windows(x, op["kernel"], op["stride"], op["padding"])  # C N Ho Wo kh kw
         _, n, ho, wo = win.shape[:4]
         cols = win.transpose(0, 4, 5, 1, 2, 3).reshape(-1, n * ho * wo)  # rows (in, kh, kw)
         return (consts[op["name"]] @ cols).reshape(-1, n, ho, wo)
@@ -67,15 +81,7 @@ def _run_op(op, xs, consts):
         return np.maximum(x, op["floor"])
     if kind == "avgpool":
         # count_include_pad: zero padding counts, so every window is divided by k*k (9).
-        # Summing k*k strided slices is ~3x faster than summing a window view.
-        k, st, p = op["kernel"], op["stride"], op["padding"]
-        xp = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
-        ho, wo = ((n - k) // st + 1 for n in xp.shape[2:])
-        acc = np.zeros(x.shape[:2] + (ho, wo))
-        for dy in range(k):
-            for dx in range(k):
-                acc += xp[:, :, dy:dy + st * (ho - 1) + 1:st, dx:dx + st * (wo - 1) + 1:st]
-        return acc / (k * k)
+        return window_sum(x, op["kernel"], op["stride"], op["padding"]) / op["kernel"] ** 2
     if kind == "zero_channels":
         zeros = np.zeros((op["out_channels"] - op["in_channels"],) + x.shape[1:], x.dtype)
         return np.concatenate([x, zeros])                    # zeros after existing channels

@@ -5,22 +5,16 @@ One file, `bundle.npz`: a zip of .npy members (each member CRC-checked by zipfil
 `manifest` (UTF-8 JSON as a uint8 array) and one array per tensor, each also sha256-checked.
 The format is specified in docs/bundle.md; keep the two in step.
 """
-import hashlib
-import io
-import json
 import os
-import zipfile
-import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from training.atomic import atomic_path
+from training.container import check_tensors, read_container, write_container
 
 FORMAT = "bitwrn-bundle"
 VERSION = 1
 SUPPORTED_VERSIONS = (1,)
-MANIFEST = "manifest"
 
 FIX_CORRUPT = ("re-copy the file, or re-export it from the checkpoint with "
                "training.export.export_bundle (python -m training.train writes one)")
@@ -51,16 +45,6 @@ def _error(path, problem, fix=FIX_CORRUPT):
     return BundleError(" ".join(f"{path}: {problem}; fix: {fix}".split()))
 
 
-def sha256(arr):
-    return hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest()
-
-
-def _le(arr):
-    """C-contiguous, little-endian: the stored byte layout that the sha256 is taken over."""
-    arr = np.ascontiguousarray(arr)
-    return arr.astype(arr.dtype.newbyteorder("<")) if arr.dtype.byteorder == ">" else arr
-
-
 def pack_signs(signs):
     """+1/-1 (any shape, C order) -> uint8 bytes, 8 weights per byte, first weight in the MSB."""
     return np.packbits(np.asarray(signs).reshape(-1) > 0, bitorder="big")
@@ -72,49 +56,12 @@ def unpack_signs(bits, shape):
     return (b.astype(np.int8) * 2 - 1).reshape(shape)
 
 
-def complete_manifest(manifest, arrays):
-    """Return a copy of manifest whose "tensors" has shape/dtype/sha256 for every array.
-
-    Extra per-tensor fields already present (logical_shape, count) are kept.
-    """
-    m = dict(manifest)
-    given = manifest.get("tensors", {})
-    m["tensors"] = {}
-    for key, arr in arrays.items():
-        arr = _le(arr)
-        m["tensors"][key] = {**given.get(key, {}), "shape": list(arr.shape),
-                             "dtype": arr.dtype.name, "sha256": sha256(arr)}
-    return m
-
-
-def _json_default(obj):
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    raise TypeError(f"not JSON serializable: {type(obj).__name__}")
-
-
 def write_bundle(path, manifest, arrays):
     """Validate and write atomically: the old file at `path` stays intact if anything fails.
 
     Returns the manifest as written (tensor shapes, dtypes and sha256 filled in).
     """
-    if MANIFEST in arrays:
-        raise ValueError(f"tensor key {MANIFEST!r} is reserved")
-    arrays = {k: _le(v) for k, v in arrays.items()}
-    manifest = complete_manifest(manifest, arrays)
-    text = json.dumps(manifest, default=_json_default)
-    manifest = json.loads(text)  # validate exactly what a reader will see
-    validate(path, manifest, arrays)
-    members = {MANIFEST: np.frombuffer(text.encode("utf-8"), np.uint8), **arrays}
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f, zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as zf:
-            for key, arr in members.items():
-                # Same member layout as np.savez, so np.load(path) also reads a bundle.
-                with zf.open(key + ".npy", "w", force_zip64=True) as member:
-                    np.lib.format.write_array(member, arr, allow_pickle=False)
-    return manifest
+    return write_container(path, manifest, arrays, lambda m, a: validate(path, m, a))
 
 
 @dataclass
@@ -167,26 +114,7 @@ def read_bundle(path):
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise _error(path, "bundle file not found", FIX_MISSING)
-    try:
-        with zipfile.ZipFile(path) as zf:
-            tensors = {}
-            for info in zf.infolist():
-                if not info.filename.endswith(".npy"):
-                    raise _error(path, f"unexpected zip member {info.filename!r}")
-                # zf.read checks the member CRC; allow_pickle=False refuses object arrays.
-                tensors[info.filename[:-4]] = np.lib.format.read_array(
-                    io.BytesIO(zf.read(info)), allow_pickle=False)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error, ValueError,
-            OSError, NotImplementedError) as e:
-        raise _error(path, f"not a readable bundle zip, truncated or corrupt "
-                           f"({type(e).__name__}: {e})") from e
-    raw = tensors.pop(MANIFEST, None)
-    if raw is None:
-        raise _error(path, f"no {MANIFEST!r} member (not a bitwrn bundle?)")
-    try:
-        manifest = json.loads(np.asarray(raw, np.uint8).tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as e:
-        raise _error(path, f"manifest is not valid UTF-8 JSON ({e})") from e
+    manifest, tensors = read_container(path, lambda problem: _error(path, problem), "bundle")
     shapes = validate(path, manifest, tensors)
     return Bundle(path, manifest, tensors, shapes)
 
@@ -210,27 +138,10 @@ def validate(path, manifest, tensors):
     if missing:
         raise _error(path, f"manifest lacks field(s) {', '.join(missing)}")
     try:
-        _check_tensors(path, manifest["tensors"], tensors)
+        check_tensors(manifest["tensors"], tensors, lambda problem: _error(path, problem))
         return _check_graph(path, manifest, tensors)
     except (TypeError, KeyError, AttributeError, ValueError) as e:  # malformed JSON structure
         raise _error(path, f"malformed manifest ({type(e).__name__}: {e})") from e
-
-
-def _check_tensors(path, entries, tensors):
-    if not isinstance(entries, dict):
-        raise _error(path, "manifest 'tensors' is not an object")
-    for key, e in entries.items():
-        if key not in tensors:
-            raise _error(path, f"tensor {key!r} listed in the manifest is missing from the file")
-        arr = tensors[key]
-        if list(arr.shape) != list(e.get("shape", [])) or arr.dtype.name != e.get("dtype"):
-            raise _error(path, f"tensor {key!r} is {arr.dtype.name}{list(arr.shape)}, manifest "
-                               f"says {e.get('dtype')}{e.get('shape')}")
-        if sha256(_le(arr)) != e.get("sha256"):
-            raise _error(path, f"tensor {key!r} sha256 differs from the manifest (corrupt)")
-    extra = sorted(set(tensors) - set(entries))
-    if extra:
-        raise _error(path, f"member(s) {', '.join(extra)} not listed in the manifest")
 
 
 def _check_graph(path, manifest, tensors):

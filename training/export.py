@@ -3,7 +3,8 @@ import copy
 
 import torch
 
-from training.bundle import FORMAT, VERSION, complete_manifest, pack_signs, write_bundle
+from training.bundle import FORMAT, VERSION, pack_signs, write_bundle
+from training.container import complete_manifest
 from training.model import binary_sign
 
 

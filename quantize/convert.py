@@ -1,0 +1,264 @@
+"""Deployment bundle -> quantized model: every integer the hardware computes with.
+
+Calibration picks one power-of-two scale per stored tensor. BN (fixed moments), the constant
+1-bit scale of Eq. 1 and ReLU / shifted ReLU fold into one integer requantization per stored
+tensor: y = clamp((acc * M + B + 2^(s-1)) >> s). Float tensors that are affine functions of an
+integer tensor ("views": a conv's output before its BN, a BN's output before its ReLU) are never
+materialized; a view becomes an integer tensor only where the network stores or clamps it.
+"""
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from quantize.fixed_point import (bits_for, csd_terms, int_range, integer_multiplier,
+                                  reduce_power_of_two, requantize, shift_round)
+from quantize.float_reference import run_float
+from training.bundle import pack_signs
+
+LOGIT_BITS = 16
+CALIB_CHUNK = 50
+CALIB_SAMPLE = 200_000   # values kept per tensor for the percentile
+
+
+@dataclass
+class View:
+    """real value = a[c] * int_tensor + b[c], per channel c, for an integer tensor `src`."""
+    src: str
+    a: np.ndarray
+    b: np.ndarray
+
+
+def calibrate(bundle, images, percentile=100.0, seed=0):
+    """Magnitude bound of every float tensor: the `percentile` of |x| over `images`."""
+    rng = np.random.default_rng(seed)
+    chunks = max(1, math.ceil(len(images) / CALIB_CHUNK))
+    samples, peaks = {}, {}
+    for start in range(0, len(images), CALIB_CHUNK):
+        _, tensors = run_float(bundle, images[start:start + CALIB_CHUNK], keep=True)
+        for name, x in tensors.items():
+            mag = np.abs(x).reshape(-1)
+            peaks[name] = max(peaks.get(name, 0.0), float(mag.max()))
+            take = min(mag.size, CALIB_SAMPLE // chunks + 1)
+            samples.setdefault(name, []).append(rng.choice(mag, take, replace=False))
+    if percentile >= 100:
+        return peaks
+    return {k: float(np.percentile(np.concatenate(v), percentile)) for k, v in samples.items()}
+
+
+def power_of_two_frac(bound, bits, signed):
+    """Largest f with bound * 2^f inside the width (scale 2^-f): saturation only beyond it."""
+    top = int_range(bits, signed)[1]
+    if bound <= 0:
+        return bits - 1
+    return math.floor(math.log2(top / bound))
+
+
+def divide_by_nine(lo, hi, kernel_area=9):
+    """(M, s) with (sum * M + 2^(s-1)) >> s == floor(sum / 9 + 1/2) for every window sum of
+    values in [lo, hi]: the average pool's division, exact, as a constant multiply and shift."""
+    sums = np.arange(kernel_area * lo, kernel_area * hi + 1, dtype=np.int64)
+    exact = np.floor_divide(2 * sums + kernel_area, 2 * kernel_area)
+    for shift in range(4, 41):
+        m = (1 << shift) // kernel_area + 1
+        if np.array_equal(shift_round(sums * m, shift), exact):
+            return m, shift
+    raise ValueError("no exact divide-by-9 constant found")
+
+
+class Converter:
+    def __init__(self, bundle, bounds, act_bits):
+        self.bundle, self.bounds, self.act_bits = bundle, bounds, act_bits
+        self.ops, self.arrays, self.ints, self.views = [], {}, {}, {}
+        self.consumers = {}
+        for op in bundle.ops:
+            for i in op["inputs"]:
+                self.consumers[i] = self.consumers.get(i, 0) + 1
+
+    # -- integer tensors ------------------------------------------------------------------
+    def emit(self, op, lo, hi, scale, frac=None):
+        lo, hi = int(lo), int(hi)
+        signed = lo < 0
+        bits = bits_for(lo, hi) if signed else max(1, hi.bit_length())
+        op["out"] = dict(bits=bits, signed=signed, lo=lo, hi=hi, scale=float(scale), frac=frac)
+        self.ops.append(op)
+        self.ints[op["name"]] = op["out"]
+        self.views[op["name"]] = View(op["name"], np.array([float(scale)]), np.array([0.0]))
+        return op["name"]
+
+    def frac_for(self, float_name, signed, bits=None):
+        return power_of_two_frac(self.bounds[float_name], bits or self.act_bits, signed)
+
+    def materialize(self, view, name, frac, lo, hi):
+        """Requantize a view to scale 2^-frac, clamped to [lo, hi] (a LUT on raw pixels)."""
+        r_out = 2.0 ** -frac
+        shift, m = integer_multiplier(view.a / r_out)
+        b = np.floor(view.b / r_out * 2.0 ** shift + 0.5).astype(np.int64) * np.ones_like(m)
+        m, b, shift = reduce_power_of_two(m, b, shift)
+        if np.all(m == m[0]) and np.all(b == b[0]):
+            m, b = m[:1], b[:1]
+        if view.src == "image":  # 256 pixel values: the folded input BN is a table per channel
+            pixels = np.arange(256, dtype=np.int64)[None, :]
+            table = np.stack([requantize(pixels, m[c % len(m)], b[c % len(b)], shift, lo, hi)[0]
+                              for c in range(self.bundle.manifest["input_shape"][0])])
+            self.arrays[name + ".table"] = table.astype(np.int16)
+            return self.emit(dict(op="lut", name=name, inputs=["image"], table=name + ".table"),
+                             table.min(), table.max(), r_out, frac)
+        self.arrays[name + ".multiplier"], self.arrays[name + ".bias"] = m, b
+        return self.emit(dict(op="requant", name=name, inputs=[view.src], multiplier=name + ".multiplier",
+                              bias=name + ".bias", shift=int(shift), lo=int(lo), hi=int(hi)),
+                         lo, hi, r_out, frac)
+
+    def is_stored(self, view):
+        """A view that is exactly an integer tensor with a power-of-two scale."""
+        src = self.ints[view.src]
+        return bool(np.all(view.a == src["scale"]) and not np.any(view.b)) and src["frac"] is not None
+
+    def stored(self, name):
+        """The integer tensor holding float tensor `name`, stored (signed) at its own
+        calibrated scale if it is still a view."""
+        view = self.views[name]
+        if not self.is_stored(view):
+            frac = self.frac_for(name, True)
+            self.materialize(view, name, frac, *int_range(self.act_bits, True))
+        return self.views[name].src
+
+    # -- float ops ------------------------------------------------------------------------
+    def convert(self):
+        self.emit_input()
+        for op in self.bundle.ops:
+            getattr(self, "op_" + op["op"])(op, [self.views[i] for i in op["inputs"]])
+            if self.consumers.get(op["name"], 0) > 1:
+                self.stored(op["name"])  # a tensor read twice (the residual stream) is stored
+        return self.ops, self.arrays
+
+    def emit_input(self):
+        c = self.bundle.manifest["input_shape"][0]
+        self.ints["image"] = dict(bits=8, signed=False, lo=0, hi=255, scale=1.0, frac=0)
+        self.views["image"] = View("image", np.ones(c), np.zeros(c))
+
+    def op_batchnorm(self, op, xs):
+        mean, var, w, b, eps = self.bundle.bn(op["name"])
+        alpha = (1.0 if w is None else w.astype(np.float64)) / np.sqrt(var.astype(np.float64) + eps)
+        beta = (0.0 if b is None else b.astype(np.float64)) - alpha * mean
+        x = xs[0]
+        self.views[op["name"]] = View(x.src, x.a * alpha, x.b * alpha + beta)
+
+    def op_relu(self, op, xs):
+        frac = self.frac_for(op["name"], False)
+        self.materialize(xs[0], op["name"], frac, *int_range(self.act_bits, False))
+
+    def op_srelu(self, op, xs):
+        frac = self.frac_for(op["name"], True)
+        lo, hi = int_range(self.act_bits, True)
+        floor_int = -math.floor(-op["floor"] * 2.0 ** frac + 0.5)  # max(x, -1) in LSBs
+        self.materialize(xs[0], op["name"], frac, max(lo, floor_int), hi)
+
+    def op_conv(self, op, xs):
+        src = self.stored(op["inputs"][0])
+        signs = self.bundle.conv_signs(op["name"]).reshape(op["out_channels"], -1)
+        plus = (signs > 0).sum(1).astype(np.int64)
+        minus = signs.shape[1] - plus
+        lo_in, hi_in = self.ints[src]["lo"], self.ints[src]["hi"]
+        # Worst case per output channel: every +1 weight meets the largest input and every
+        # -1 weight the smallest (and the reverse); zero padding can only shrink the sum.
+        hi = int((plus * hi_in - minus * lo_in).max())
+        lo = int((plus * lo_in - minus * hi_in).min())
+        key = op["name"] + ".weight_bits"
+        self.arrays[key] = pack_signs(self.bundle.conv_signs(op["name"]))
+        name = self.emit(dict(op="conv", name=op["name"] + "_acc", inputs=[src],
+                              in_channels=op["in_channels"], out_channels=op["out_channels"],
+                              kernel=op["kernel"], stride=op["stride"], padding=op["padding"],
+                              weights=key), lo, hi, op["scale"] * self.ints[src]["scale"])
+        self.views[op["name"]] = self.views[name]
+
+    def op_avgpool(self, op, xs):
+        src = self.stored(op["inputs"][0])
+        s = self.ints[src]
+        m, shift = divide_by_nine(s["lo"], s["hi"], op["kernel"] ** 2)
+        lo = int(shift_round(np.int64(op["kernel"] ** 2 * s["lo"] * m), shift))
+        hi = int(shift_round(np.int64(op["kernel"] ** 2 * s["hi"] * m), shift))
+        self.emit(dict(op="avgpool", name=op["name"], inputs=[src], kernel=op["kernel"],
+                       stride=op["stride"], padding=op["padding"], multiplier=int(m),
+                       shift=int(shift)), lo, hi, s["scale"], s["frac"])
+
+    def op_zero_channels(self, op, xs):
+        src = self.stored(op["inputs"][0])
+        s = self.ints[src]
+        self.emit(dict(op="zero_channels", name=op["name"], inputs=[src],
+                       in_channels=op["in_channels"], out_channels=op["out_channels"]),
+                  min(s["lo"], 0), max(s["hi"], 0), s["scale"], s["frac"])
+
+    def op_add(self, op, xs):
+        frac = self.frac_for(op["name"], True)
+        lo, hi = int_range(self.act_bits, True)
+        inputs, shifts = [], []
+        for name, view in zip(op["inputs"], xs):
+            src = self.ints[view.src]
+            if self.is_stored(view):
+                inputs.append(view.src)           # aligned by a shift
+                shifts.append(src["frac"] - frac)
+            else:                                 # a conv output: requantized to the sum's scale
+                wide = int_range(self.act_bits + 1, True)
+                inputs.append(self.materialize(view, name, frac, *wide))
+                shifts.append(0)
+        self.emit(dict(op="add", name=op["name"], inputs=inputs, shifts=shifts, lo=lo, hi=hi),
+                  lo, hi, 2.0 ** -frac, frac)
+
+    def op_scale(self, op, xs):
+        x = xs[0]
+        self.views[op["name"]] = View(x.src, x.a * op["factor"], x.b * op["factor"])
+
+    def op_global_avgpool(self, op, xs):
+        x = xs[0]
+        s = self.ints[x.src]
+        h, w = self.shape_of(op["inputs"][0])
+        uniform = np.all(x.a == x.a[0]) and x.a[0] > 0 and not np.any(x.b)
+        # Sum, not mean: GAP commutes with the per-channel affine (BN) that follows it, and a
+        # positive common scale does not change the argmax, so no division is ever needed.
+        name = op["name"] if uniform else op["name"] + "_sum"
+        self.emit(dict(op="global_sum", name=name, inputs=[x.src]), s["lo"] * h * w,
+                  s["hi"] * h * w, s["scale"])
+        if uniform:
+            self.logits_scale = float(x.a[0])
+            return
+        frac = self.frac_for(op["name"], True, LOGIT_BITS)
+        view = View(name, x.a / (h * w), x.b)
+        self.materialize(view, op["name"], frac, *int_range(LOGIT_BITS, True))
+        self.logits_scale = 2.0 ** -frac
+
+    def shape_of(self, float_name):
+        return self.bundle.shapes[float_name][1:]
+
+
+def quantize_bundle(bundle, calib_images, act_bits=8, percentile=100.0, bounds=None):
+    """(manifest, arrays) of the quantized model; `bounds` skips calibration if given."""
+    if not 4 <= act_bits <= 16:
+        raise ValueError(f"act_bits must be 4..16, got {act_bits}")
+    if bundle.manifest["weights"] != "1bit":
+        raise ValueError("only 1-bit bundles can be quantized (this one has float weights)")
+    bounds = bounds or calibrate(bundle, calib_images, percentile)
+    conv = Converter(bundle, bounds, act_bits)
+    ops, arrays = conv.convert()
+    manifest = dict(act_bits=act_bits, num_classes=bundle.manifest["num_classes"],
+                    input_shape=bundle.manifest["input_shape"], variant=bundle.manifest["variant"],
+                    ops=ops, logits="logits", logits_scale=conv.logits_scale,
+                    source=dict(bundle=bundle.path, model=bundle.config,
+                                metadata=bundle.metadata, calib_images=len(calib_images),
+                                calib_percentile=percentile))
+    return manifest, arrays
+
+
+def multiplier_kind(op, tensors):
+    """How the hardware applies an op's multiplier: 'lut', 'shift', 'constant' (shift-add of
+    its CSD digits) or 'per-channel' (a real multiplier, one DSP)."""
+    if op["op"] == "lut":
+        return "lut"
+    if op["op"] == "avgpool":
+        return "constant"
+    if op["op"] != "requant":
+        return None
+    m = tensors[op["multiplier"]]
+    if len(m) > 1:
+        return "per-channel"
+    return "shift" if csd_terms(m[0]) <= 1 else "constant"

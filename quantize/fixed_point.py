@@ -1,0 +1,83 @@
+"""The integer primitives of the quantized model: the exact recipes the hardware implements.
+
+Every function takes and returns int64 arrays. Rounding is "half up": add half an LSB, then an
+arithmetic shift right (floor), so -2.5 -> -2 and 2.5 -> 3. Saturation clamps to the range of
+the output width.
+"""
+import math
+
+import numpy as np
+
+MULTIPLIER_BITS = 16   # signed requant multipliers fit in int16 (one DSP48 port is 18/25 bits)
+MAX_SHIFT = 40         # keeps acc * multiplier + bias well inside int64
+
+
+def int_range(bits, signed):
+    """(lo, hi) of a two's complement (signed) or plain binary (unsigned) number of `bits`."""
+    return (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+
+
+def bits_for(lo, hi):
+    """Smallest two's complement width holding every integer in [lo, hi]."""
+    bits = 1
+    while not (-(1 << (bits - 1)) <= lo and hi <= (1 << (bits - 1)) - 1):
+        bits += 1
+    return bits
+
+
+def shift_round(x, shift):
+    """x / 2^shift rounded half up (shift > 0), or x * 2^-shift exactly (shift <= 0)."""
+    if shift > 0:
+        return (x + (1 << (shift - 1))) >> shift
+    return x << -shift
+
+
+def requantize(x, multiplier, bias, shift, lo, hi):
+    """clamp((x * M + B + 2^(shift-1)) >> shift, lo, hi), M and B per channel (axis 1) or scalar."""
+    x = np.asarray(x, dtype=np.int64)
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    m = np.asarray(multiplier, dtype=np.int64).reshape(shape)
+    b = np.asarray(bias, dtype=np.int64).reshape(shape)
+    return np.clip(shift_round(x * m + b, shift), lo, hi)
+
+
+def integer_multiplier(real, limit_bits=MULTIPLIER_BITS):
+    """(shift, M) with M = round(real * 2^shift) and |M| < 2^(limit_bits-1), shift maximal.
+
+    `real` may be an array (per channel); one shift serves all channels so the hardware needs
+    one shifter. Powers of two come out exact with M a power of two.
+    """
+    real = np.atleast_1d(np.asarray(real, dtype=np.float64))
+    peak = float(np.max(np.abs(real)))
+    limit = (1 << (limit_bits - 1)) - 1
+    if peak == 0:
+        return 0, np.zeros(real.shape, np.int64)
+    shift = min(MAX_SHIFT, math.floor(math.log2(limit / peak)))
+    while shift > 0 and np.max(np.abs(np.floor(real * 2.0 ** shift + 0.5))) > limit:
+        shift -= 1
+    if shift < 0:
+        raise ValueError(f"requant multiplier {peak:.3g} too large for {limit_bits} bits")
+    return shift, np.floor(real * 2.0 ** shift + 0.5).astype(np.int64)
+
+
+def reduce_power_of_two(multiplier, bias, shift):
+    """Strip common factors of two from (M, B) against the shift: 8x >> 5 becomes x >> 2.
+
+    Makes a power-of-two multiplier visibly a pure shift (M = 1) for the report and hardware.
+    """
+    m, b = np.asarray(multiplier, np.int64), np.asarray(bias, np.int64)
+    while shift > 0 and np.all(m % 2 == 0) and np.all(b % 2 == 0):
+        m, b, shift = m // 2, b // 2, shift - 1
+    return m, b, shift
+
+
+def csd_terms(value):
+    """Nonzero digits of the canonical signed-digit form of an integer: the adders a constant
+    multiplication by `value` costs when built from shifts and adds (0 for a power of two)."""
+    value, terms = abs(int(value)), 0
+    while value:
+        if value & 1:
+            terms += 1
+            value -= 2 - (value & 3)  # digit +1 if value % 4 == 1, -1 if value % 4 == 3
+        value >>= 1
+    return terms

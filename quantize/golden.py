@@ -1,0 +1,123 @@
+"""The bit-exact golden model: integer inference over a quantized model. The hardware's spec.
+
+Every op follows docs/quantized-model.md to the bit. Tensors are int64 (C x N x H x W inside,
+N x C x H x W outside, like PyTorch). Convolutions run as a matmul of the +-1 weights with
+im2col columns in floating point: every product and partial sum is an integer below 2^24
+(float32) or 2^53 (float64), chosen per layer from its worst-case accumulator width, so the
+result is exact; it is cast straight back to int64.
+"""
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from quantize.fixed_point import requantize, shift_round
+from quantize.float_reference import window_sum, windows
+from quantize.qmodel import QModel, read_qmodel
+
+FLOAT32_EXACT_BITS = 24
+IM2COL_BYTES = 32 << 20
+
+
+@dataclass
+class GoldenResult:
+    classes: np.ndarray                          # N, int64
+    logits: np.ndarray                           # N x classes, int64
+    tensors: dict = field(default_factory=dict)  # op name -> int64 N x C x H x W (keep=True)
+
+
+class _Prepared:
+    """Per-op constants unpacked once per run (weight matrices, tables)."""
+
+    def __init__(self, qmodel):
+        self.weights, self.dtype = {}, {}
+        for op in qmodel.ops:
+            if op["op"] == "conv":
+                dtype = np.float32 if op["out"]["bits"] <= FLOAT32_EXACT_BITS else np.float64
+                self.weights[op["name"]] = qmodel.conv_signs(op).reshape(op["out_channels"], -1).astype(dtype)
+                self.dtype[op["name"]] = dtype
+
+
+def _conv(x, op, weights, dtype):
+    win = windows(x.astype(dtype), op["kernel"], op["stride"], op["padding"])
+    _, n, ho, wo = win.shape[:4]
+    cols = win.transpose(0, 4, 5, 1, 2, 3).reshape(-1, n * ho * wo)  # rows (in, kh, kw)
+    return (weights @ cols).reshape(-1, n, ho, wo).astype(np.int64)
+
+
+def run_op(qmodel, op, xs, prepared):
+    """One integer op on C x N x ... int64 inputs."""
+    kind, x = op["op"], xs[0]
+    t = qmodel.tensors
+    if kind == "lut":
+        table = t[op["table"]].astype(np.int64)
+        return np.stack([table[c][x[c]] for c in range(x.shape[0])])
+    if kind == "conv":
+        return _conv(x, op, prepared.weights[op["name"]], prepared.dtype[op["name"]])
+    if kind == "requant":
+        # Channels are axis 0 here; requantize() takes them on axis 1.
+        y = requantize(np.moveaxis(x, 0, 1), t[op["multiplier"]], t[op["bias"]], op["shift"],
+                       op["lo"], op["hi"])
+        return np.moveaxis(y, 1, 0)
+    if kind == "avgpool":
+        # Sum of the zero-padded 3x3 window (padding counts), then exactly this divide-by-9.
+        total = window_sum(x, op["kernel"], op["stride"], op["padding"])
+        return shift_round(total * op["multiplier"], op["shift"])
+    if kind == "zero_channels":
+        zeros = np.zeros((op["out_channels"] - op["in_channels"],) + x.shape[1:], np.int64)
+        return np.concatenate([x, zeros])
+    if kind == "add":
+        (sa, sb), b = op["shifts"], xs[1]
+        return np.clip(shift_round(x, sa) + shift_round(b, sb), op["lo"], op["hi"])
+    if kind == "global_sum":
+        return x.sum(axis=(2, 3))
+    raise ValueError(f"unknown integer op {kind!r}")
+
+
+def _chunk(qmodel):
+    per_image = max((op["in_channels"] * op["kernel"] ** 2 * 8
+                     * int(np.prod(qmodel.shapes[op["name"]][1:]))
+                     for op in qmodel.ops if op["op"] == "conv"), default=1)
+    return max(1, IM2COL_BYTES // per_image)
+
+
+def _nchw(a):
+    return np.ascontiguousarray(np.moveaxis(a, 0, 1))
+
+
+def check_range(op, y):
+    """An op's output must fit its declared width: no silent overflow anywhere."""
+    out = op["out"]
+    lo, hi = (-(1 << (out["bits"] - 1)), (1 << (out["bits"] - 1)) - 1) if out["signed"] \
+        else (0, (1 << out["bits"]) - 1)
+    if y.size and (y.min() < lo or y.max() > hi):
+        raise OverflowError(f"{op['name']}: values {y.min()}..{y.max()} exceed its "
+                            f"{out['bits']}-bit {'signed' if out['signed'] else 'unsigned'} width")
+
+
+def run(qmodel, images, keep=False, chunk=None):
+    """Integer inference of uint8 `images` (N x C x H x W): classes, logits, intermediates.
+
+    keep=True returns every op's output tensor by name (int64, N first).
+    """
+    if not isinstance(qmodel, QModel):
+        qmodel = read_qmodel(qmodel)
+    images = np.asarray(images)
+    if images.ndim != 4 or images.shape[1:] != qmodel.input_shape:
+        raise ValueError(f"images must be N x {' x '.join(map(str, qmodel.input_shape))}, "
+                         f"got {images.shape}")
+    if images.dtype != np.uint8:
+        raise ValueError(f"images must be uint8 pixels, got {images.dtype}")
+    prepared, chunk = _Prepared(qmodel), chunk or _chunk(qmodel)
+    logits, kept = [], {op["name"]: [] for op in qmodel.ops} if keep else {}
+    for start in range(0, len(images), chunk):
+        t = {"image": np.moveaxis(images[start:start + chunk].astype(np.int64), 0, 1)}
+        for op in qmodel.ops:
+            y = run_op(qmodel, op, [t[i] for i in op["inputs"]], prepared)
+            check_range(op, y)
+            t[op["name"]] = y
+            if keep:
+                kept[op["name"]].append(_nchw(y))
+        logits.append(t[qmodel.manifest["logits"]].T)
+    logits = np.concatenate(logits) if logits else np.zeros((0, qmodel.num_classes), np.int64)
+    tensors = {k: np.concatenate(v) for k, v in kept.items() if v}
+    return GoldenResult(np.argmax(logits, axis=1), logits, tensors)

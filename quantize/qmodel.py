@@ -1,0 +1,186 @@
+"""The quantized model file: every integer, shift and width the hardware uses (docs/quantized-model.md).
+
+Same container as the bundle (training/container.py): `qmodel.npz` holds a JSON manifest and
+integer arrays. The manifest's "ops" is the integer op graph that quantize.golden executes and
+the hardware implements; every op's output carries its width ("bits", "signed") and the real
+value of one LSB ("scale"; "frac" f when that is exactly 2^-f).
+"""
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from training.bundle import unpack_signs
+from training.container import check_tensors, complete_manifest, read_container, write_container
+
+FORMAT = "bitwrn-qmodel"
+VERSION = 1
+SUPPORTED_VERSIONS = (1,)
+FIX = "re-create it with python -m quantize RUN_DIR"
+
+# Required attributes and tensors per op kind; `add` takes two inputs, every other op one.
+OP_ATTRS = {
+    "lut": ("table",),
+    "conv": ("in_channels", "out_channels", "kernel", "stride", "padding", "weights"),
+    "requant": ("multiplier", "bias", "shift", "lo", "hi"),
+    "avgpool": ("kernel", "stride", "padding", "multiplier", "shift"),
+    "zero_channels": ("in_channels", "out_channels"),
+    "add": ("shifts", "lo", "hi"),
+    "global_sum": (),
+}
+MANIFEST_FIELDS = ("format", "version", "act_bits", "num_classes", "input_shape", "variant",
+                   "ops", "tensors", "logits", "logits_scale", "source")
+
+
+class QModelError(Exception):
+    """A quantized model file is missing, corrupt or inconsistent (one line, with the fix)."""
+
+
+def _error(path, problem, fix=FIX):
+    return QModelError(" ".join(f"{path}: {problem}; fix: {fix}".split()))
+
+
+@dataclass
+class QModel:
+    manifest: dict
+    tensors: dict
+    path: str = "<memory>"
+    shapes: dict = field(default_factory=dict)   # tensor name -> per-image shape
+
+    @property
+    def ops(self):
+        return self.manifest["ops"]
+
+    @property
+    def act_bits(self):
+        return self.manifest["act_bits"]
+
+    @property
+    def num_classes(self):
+        return self.manifest["num_classes"]
+
+    @property
+    def input_shape(self):
+        return tuple(self.manifest["input_shape"])
+
+    def op(self, name):
+        for op in self.ops:
+            if op["name"] == name:
+                return op
+        raise KeyError(f"no op named {name!r} in {self.path}")
+
+    def conv_signs(self, op):
+        """int8 +1/-1 weights (out, in, k, k) of a conv op."""
+        shape = (op["out_channels"], op["in_channels"], op["kernel"], op["kernel"])
+        return unpack_signs(self.tensors[op["weights"]], shape)
+
+    def tensor(self, key):
+        return self.tensors[key]
+
+    def weight_bits(self):
+        return sum(op["out_channels"] * op["in_channels"] * op["kernel"] ** 2
+                   for op in self.ops if op["op"] == "conv")
+
+
+def write_qmodel(path, manifest, arrays):
+    """Validate and write atomically; returns the QModel as a reader will see it."""
+    manifest = dict(manifest, format=FORMAT, version=VERSION)
+    written = write_container(path, manifest, arrays, lambda m, a: validate(path, m, a))
+    return QModel(written, dict(arrays), os.fspath(path), validate(path, written, arrays))
+
+
+def make_qmodel(manifest, arrays):
+    """An in-memory QModel, validated exactly like a file would be (for generators/tests)."""
+    manifest = complete_manifest(dict(manifest, format=FORMAT, version=VERSION), arrays)
+    return QModel(manifest, dict(arrays), "<memory>", validate("<memory>", manifest, arrays))
+
+
+def read_qmodel(path):
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        path = os.path.join(path, "qmodel.npz")
+    if not os.path.isfile(path):
+        raise _error(path, "quantized model file not found")
+    manifest, tensors = read_container(path, lambda problem: _error(path, problem),
+                                       "quantized model")
+    return QModel(manifest, tensors, path, validate(path, manifest, tensors))
+
+
+def validate(path, manifest, tensors):
+    """Check format, version, tensors and the op graph; return per-image shapes by name."""
+    if manifest.get("format") != FORMAT:
+        raise _error(path, f"format is {manifest.get('format')!r}, expected {FORMAT!r} "
+                           "(not a bitwrn quantized model)")
+    if manifest.get("version") not in SUPPORTED_VERSIONS:
+        raise _error(path, f"unsupported quantized-model version {manifest.get('version')!r}; "
+                           f"this reader supports {', '.join(map(str, SUPPORTED_VERSIONS))}")
+    missing = [f for f in MANIFEST_FIELDS if f not in manifest]
+    if missing:
+        raise _error(path, f"manifest lacks field(s) {', '.join(missing)}")
+    try:
+        check_tensors(manifest["tensors"], tensors, lambda problem: _error(path, problem))
+        return _check_graph(path, manifest, tensors)
+    except (TypeError, KeyError, AttributeError, ValueError) as e:
+        raise _error(path, f"malformed manifest ({type(e).__name__}: {e})") from e
+
+
+def _check_graph(path, manifest, tensors):
+    shapes = {"image": tuple(manifest["input_shape"])}
+    used = set()
+
+    def tensor(op, key, channels):
+        if key not in tensors:
+            raise _error(path, f"op {op['name']!r} needs tensor {key!r}, which is not in the file")
+        arr = tensors[key]
+        if arr.dtype.kind not in "iu" or (channels is not None and arr.shape[0] not in (1, channels)):
+            raise _error(path, f"tensor {key!r} is {arr.dtype.name}{list(arr.shape)}, op "
+                               f"{op['name']!r} needs integers for {channels} channels")
+        used.add(key)
+        return arr
+
+    for i, op in enumerate(manifest["ops"]):
+        kind, name, inputs = op.get("op"), op.get("name"), op.get("inputs", [])
+        if kind not in OP_ATTRS:
+            raise _error(path, f"op #{i} {name!r} has unknown kind {kind!r}")
+        lacking = [a for a in OP_ATTRS[kind] + ("out",) if a not in op]
+        if lacking:
+            raise _error(path, f"op {name!r} ({kind}) lacks attribute(s) {', '.join(lacking)}")
+        if name in shapes:
+            raise _error(path, f"op name {name!r} is used twice (or is 'image')")
+        if len(inputs) != (2 if kind == "add" else 1) or any(x not in shapes for x in inputs):
+            raise _error(path, f"op {name!r} inputs {inputs} are not earlier tensors")
+        s = shapes[inputs[0]]
+        if kind == "conv":
+            if s[0] != op["in_channels"]:
+                raise _error(path, f"conv {name!r} expects {op['in_channels']} channels, got {s[0]}")
+            count = op["out_channels"] * op["in_channels"] * op["kernel"] ** 2
+            bits = tensor(op, op["weights"], None)
+            if bits.dtype != np.uint8 or bits.shape != ((count + 7) // 8,):
+                raise _error(path, f"conv {name!r} weight bits {list(bits.shape)} do not hold "
+                                   f"{count} weights")
+            k, st, p = op["kernel"], op["stride"], op["padding"]
+            s = (op["out_channels"], *((n + 2 * p - k) // st + 1 for n in s[1:]))
+        elif kind == "lut":
+            table = tensor(op, op["table"], s[0])
+            if table.shape != (s[0], 256):
+                raise _error(path, f"lut {name!r} table is {list(table.shape)}, needs [{s[0]}, 256]")
+        elif kind == "requant":
+            tensor(op, op["multiplier"], s[0])
+            tensor(op, op["bias"], s[0])
+        elif kind == "avgpool":
+            k, st, p = op["kernel"], op["stride"], op["padding"]
+            s = (s[0], *((n + 2 * p - k) // st + 1 for n in s[1:]))
+        elif kind == "zero_channels":
+            s = (op["out_channels"], *s[1:])
+        elif kind == "add" and shapes[inputs[1]] != s:
+            raise _error(path, f"add {name!r} of {list(s)} and {list(shapes[inputs[1]])}")
+        elif kind == "global_sum":
+            s = (s[0],)
+        shapes[name] = tuple(s)
+    logits = manifest["logits"]
+    if shapes.get(logits) != (manifest["num_classes"],):
+        raise _error(path, f"logits tensor {logits!r} is not of shape [{manifest['num_classes']}]")
+    unused = sorted(set(manifest["tensors"]) - used)
+    if unused:
+        raise _error(path, f"tensor(s) {', '.join(unused)} not used by any op")
+    return shapes
