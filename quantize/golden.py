@@ -6,6 +6,8 @@ im2col columns in floating point: every product and partial sum is an integer be
 (float32) or 2^53 (float64), chosen per layer from its worst-case accumulator width, so the
 result is exact; it is cast straight back to int64.
 """
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -94,10 +96,21 @@ def check_range(op, y):
                             f"{out['bits']}-bit {'signed' if out['signed'] else 'unsigned'} width")
 
 
-def run(qmodel, images, keep=False, chunk=None):
+def _run_chunk(qmodel, images, prepared, keep):
+    t = {"image": np.moveaxis(images.astype(np.int64), 0, 1)}
+    for op in qmodel.ops:
+        y = run_op(qmodel, op, [t[i] for i in op["inputs"]], prepared)
+        check_range(op, y)
+        t[op["name"]] = y
+    kept = {name: _nchw(y) for name, y in t.items() if name != "image"} if keep else {}
+    return t[qmodel.manifest["logits"]].T, kept
+
+
+def run(qmodel, images, keep=False, chunk=None, workers=None):
     """Integer inference of uint8 `images` (N x C x H x W): classes, logits, intermediates.
 
-    keep=True returns every op's output tensor by name (int64, N first).
+    keep=True returns every op's output tensor by name (int64, N first). Chunks of images run
+    on `workers` threads (default: one per core; numpy releases the GIL in its copies and BLAS).
     """
     if not isinstance(qmodel, QModel):
         qmodel = read_qmodel(qmodel)
@@ -108,16 +121,12 @@ def run(qmodel, images, keep=False, chunk=None):
     if images.dtype != np.uint8:
         raise ValueError(f"images must be uint8 pixels, got {images.dtype}")
     prepared, chunk = _Prepared(qmodel), chunk or _chunk(qmodel)
-    logits, kept = [], {op["name"]: [] for op in qmodel.ops} if keep else {}
-    for start in range(0, len(images), chunk):
-        t = {"image": np.moveaxis(images[start:start + chunk].astype(np.int64), 0, 1)}
-        for op in qmodel.ops:
-            y = run_op(qmodel, op, [t[i] for i in op["inputs"]], prepared)
-            check_range(op, y)
-            t[op["name"]] = y
-            if keep:
-                kept[op["name"]].append(_nchw(y))
-        logits.append(t[qmodel.manifest["logits"]].T)
-    logits = np.concatenate(logits) if logits else np.zeros((0, qmodel.num_classes), np.int64)
-    tensors = {k: np.concatenate(v) for k, v in kept.items() if v}
+    starts = range(0, len(images), chunk)
+    with ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool:
+        parts = list(pool.map(lambda s: _run_chunk(qmodel, images[s:s + chunk], prepared, keep),
+                              starts))
+    if not parts:
+        return GoldenResult(np.zeros(0, np.int64), np.zeros((0, qmodel.num_classes), np.int64))
+    logits = np.concatenate([p[0] for p in parts])
+    tensors = {k: np.concatenate([p[1][k] for p in parts]) for k in parts[0][1]}
     return GoldenResult(np.argmax(logits, axis=1), logits, tensors)

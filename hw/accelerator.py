@@ -1,0 +1,449 @@
+"""The accelerator: the whole network on chip, one layer step at a time.
+
+A controller walks the layer table (hw/schedule.py). A conv step issues one tap per cycle:
+`lanes` input channels of one pixel, read from a feature-map buffer, against `lanes` x `lanes`
+weight bits from the weight ROM; `lanes` add/subtract trees (hw/addsub_tree.py) feed `lanes`
+accumulators. Each finished output group flows through the epilogue pipeline: requantize
+(hw/requant.py), optionally add the shortcut read from another buffer (shifted, zero beyond
+the stored channels), write, requantize again for the next layer's input, write. Pool steps
+reuse the engine depthwise; the head step sums over pixels, requantizes the logits, takes the
+argmax and streams logits and class out. Streams tolerate stalls on both sides.
+
+Ports: `inp` (pixels: one channel value per beat, raster order, channels innermost; or
+whole words for LOAD steps) and `out` (DUMP words, or the logits then the class with `last`).
+"""
+from amaranth import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from hw.addsub_tree import AddSubTree
+from hw.memory_images import build_images
+from hw.requant import Requantizer
+from hw.schedule import CONV, DUMP, HEAD, INPUT, LOAD, POOL, ceil_log2
+
+KINDS = {INPUT: 0, LOAD: 1, CONV: 2, POOL: 3, HEAD: 4, DUMP: 5}
+SHIFT_BITS = 6
+
+
+def _bits(lo, hi):
+    """Signed width holding lo..hi."""
+    return max(2, max(int(lo).bit_length(), int(hi).bit_length()) + 1)
+
+
+class Accelerator(wiring.Component):
+    def __init__(self, qmodel, schedule):
+        self.qmodel, self.schedule = qmodel, schedule
+        self.steps = schedule.steps
+        self.lanes = schedule.lanes
+        self.act_bits = qmodel.act_bits
+        self.images = build_images(qmodel, schedule)
+        lanes, a = self.lanes, self.act_bits
+        if lanes & (lanes - 1):
+            raise ValueError(f"lanes must be a power of two, got {lanes}")
+        self.word_bits = lanes * a
+        self.tree_latency = AddSubTree.latency_for(lanes)
+        self.acc_bits = max([AddSubTree.out_width_for(lanes, a + 1), a + 6] +
+                            [qmodel.op(s.weights)["out"]["bits"] for s in self.steps if s.weights])
+        self.val_bits = a + 2        # requant/add results: act_bits (+1 for the wide conv2 requant)
+        head = [s for s in self.steps if s.kind == HEAD]
+        if head:
+            h, w = head[0].src_shape[1:]
+            self.sum_bits = self.acc_bits + ceil_log2(h * w) + 1
+            rq = head[0].requant
+            self.logit_bits = _bits(rq.lo, rq.hi) if rq else self.sum_bits
+            self.num_classes = head[0].out_shape[0]
+            self.padded_classes = -(-self.num_classes // lanes) * lanes
+        else:
+            self.sum_bits = self.logit_bits = 2
+            self.num_classes = self.padded_classes = 1
+        self.out_bits = max(self.word_bits, self.logit_bits, 8)
+        # The drain: issue -> read -> tree -> accumulate -> 6 epilogue stages -> last write.
+        self.pipeline_depth = 1 + self.tree_latency + 1 + 6 + 1
+        super().__init__({
+            "inp": In(stream.Signature(unsigned(max(8, self.word_bits)))),
+            "out": Out(stream.Signature(data.StructLayout({"data": unsigned(self.out_bits),
+                                                           "last": 1}))),
+            "step": Out(range(max(2, len(self.steps)))),
+        })
+
+    # -- the layer table as per-step constants -------------------------------------------
+    def _field(self, values, shape):
+        return Array([Const(int(v), shape) for v in values])[self.step]
+
+    def elaborate(self, platform):
+        m = Module()
+        steps, lanes, a = self.steps, self.lanes, self.act_bits
+        img = self.images
+        nb = self.schedule.buffers
+        depth = self.schedule.buffer_depth
+        ab = max(1, ceil_log2(depth))
+
+        def groups(c):
+            return -(-c // lanes)
+
+        def col(fn, shape):
+            return self._field([fn(s, i) for i, s in enumerate(steps)], shape)
+
+        kind = col(lambda s, i: KINDS[s.kind], range(6))
+        src = col(lambda s, i: s.src or 0, range(nb))
+        dst = col(lambda s, i: s.dst or 0, range(nb))
+        sc = col(lambda s, i: s.shortcut if s.shortcut is not None else nb, range(nb + 1))
+        dst2 = col(lambda s, i: s.dst2 if s.dst2 is not None else nb, range(nb + 1))
+        dim = range(1 << 10)
+        c_in = col(lambda s, i: s.src_shape[0], dim)
+        h_in = col(lambda s, i: s.src_shape[1], dim)
+        w_in = col(lambda s, i: s.src_shape[2], dim)
+        hb_in = col(lambda s, i: ceil_log2(s.src_shape[1]), range(16))
+        wb_in = col(lambda s, i: ceil_log2(s.src_shape[2]), range(16))
+        out_shape = lambda s: s.out_shape if s.kind not in (DUMP, HEAD) else s.src_shape  # noqa
+        h_out = col(lambda s, i: out_shape(s)[1], dim)
+        w_out = col(lambda s, i: out_shape(s)[2], dim)
+        hb_out = col(lambda s, i: ceil_log2(out_shape(s)[1]), range(16))
+        wb_out = col(lambda s, i: ceil_log2(out_shape(s)[2]), range(16))
+        g_out = col(lambda s, i: groups(out_shape(s)[0]), dim)
+        g_in = col(lambda s, i: 1 if s.kind == POOL else groups(s.src_shape[0]), dim)
+        k_last = col(lambda s, i: s.kernel - 1, range(8))
+        stride2 = col(lambda s, i: s.stride == 2, 1)
+        pad = col(lambda s, i: s.padding, range(4))
+        depthwise = col(lambda s, i: s.kind == POOL, 1)
+        wbase = col(lambda s, i: img.weight_base.get(i, 0), range(max(2, len(img.weights))))
+        pbase = col(lambda s, i: img.param_base.get(i, 0), range(max(2, len(img.params))))
+        p2base = col(lambda s, i: img.param2_base.get(i, 0), range(max(2, len(img.params2))))
+        rq = lambda s: s.requant  # noqa: E731
+        vb = self.val_bits
+        shift = col(lambda s, i: rq(s).shift if rq(s) else 0, range(1 << SHIFT_BITS))
+        lo = col(lambda s, i: rq(s).lo if rq(s) else 0, signed(max(vb, self.logit_bits)))
+        hi = col(lambda s, i: rq(s).hi if rq(s) else 0, signed(max(vb, self.logit_bits)))
+        has_rq = col(lambda s, i: rq(s) is not None, 1)
+        shift2 = col(lambda s, i: s.requant2.shift if s.requant2 else 0, range(1 << SHIFT_BITS))
+        lo2 = col(lambda s, i: s.requant2.lo if s.requant2 else 0, signed(vb))
+        hi2 = col(lambda s, i: s.requant2.hi if s.requant2 else 0, signed(vb))
+        add_en = col(lambda s, i: s.fused_add, 1)
+        add_r = col(lambda s, i: max(s.add_shift, 0), range(32))
+        add_l = col(lambda s, i: max(-s.add_shift, 0), range(8))
+        add_lo = col(lambda s, i: s.add_lo, signed(vb))
+        add_hi = col(lambda s, i: s.add_hi, signed(vb))
+        sc_groups = col(lambda s, i: s.shortcut_groups, dim)
+        src_signed = col(lambda s, i: s.src_signed, 1)
+        sc_signed = col(lambda s, i: s.shortcut_signed, 1)
+        g_src_last = col(lambda s, i: groups(s.src_shape[0]) - 1, dim)
+        last_step = len(steps) - 1
+
+        # -- memories ----------------------------------------------------------------------
+        buffers = []
+        for b in range(nb):
+            mem = memory.Memory(shape=unsigned(self.word_bits), depth=depth, init=[],
+                                attrs={"ram_style": "block"})
+            m.submodules[f"buffer{b}"] = mem
+            buffers.append((mem.read_port(), mem.write_port()))
+
+        def rom(name, words, width):
+            mem = memory.Memory(shape=unsigned(max(1, width)), depth=max(2, len(words)),
+                                init=words, attrs={"rom_style": "block"})
+            m.submodules[name] = mem
+            return mem.read_port()
+
+        weights = rom("weights", img.weights, lanes * lanes)
+        pw = img.mult_bits + img.bias_bits
+        params = rom("params", img.params, lanes * pw)
+        params2 = rom("params2", img.params2, lanes * pw)
+        lut = rom("lut", img.lut, a)
+
+        # -- controller state --------------------------------------------------------------
+        phase = Signal(range(8))
+        START, RUN, DRAIN, LOGITS, EMIT, NEXT = range(6)
+        drain = Signal(range(64))
+        oy, ox, og, ig, ky, kx = (Signal(range(1 << 10), name=n)
+                                  for n in ("oy", "ox", "og", "ig", "ky", "kx"))
+        waddr = Signal(range(max(2, len(img.weights))))
+        ly, lx, lg, lc = (Signal(range(1 << 10), name=n) for n in ("ly", "lx", "lg", "lc"))
+        dump_phase = Signal(2)
+
+        engine = (kind == KINDS[CONV]) | (kind == KINDS[POOL]) | (kind == KINDS[HEAD])
+        at_kx, at_ky = kx == k_last, ky == k_last
+        at_ig, at_og = ig == g_in - 1, og == g_out - 1
+        at_ox, at_oy = ox == w_out - 1, oy == h_out - 1
+        tap_last = at_kx & at_ky & at_ig
+        issue = Signal()
+        m.d.comb += issue.eq((phase == RUN) & engine)
+
+        # -- stage A: addresses ------------------------------------------------------------
+        iy = Signal(signed(12))
+        ix = Signal(signed(12))
+        m.d.comb += [iy.eq(Mux(stride2, oy << 1, oy) + ky - pad),
+                     ix.eq(Mux(stride2, ox << 1, ox) + kx - pad)]
+        inb = (iy >= 0) & (iy < h_in) & (ix >= 0) & (ix < w_in)
+        rg = Mux(depthwise, og, ig)
+        src_addr = Signal(ab)
+        m.d.comb += src_addr.eq((rg << (hb_in + wb_in)) | (iy[:10] << wb_in) | ix[:10])
+        m.d.comb += [weights.addr.eq(waddr), weights.en.eq(1)]
+
+        # Pipeline registers from A to the accumulator: valid, first, last, tags, in-bounds.
+        def delay(sig, cycles, name):
+            out = sig
+            for c in range(cycles):
+                r = Signal.like(out, name=f"{name}_d{c + 1}")
+                m.d.sync += r.eq(out)
+                out = r
+            return out
+
+        tag = Cat(og, oy, ox)
+        first_tap = (ig == 0) & (ky == 0) & (kx == 0)
+        b_valid = delay(issue, 1, "valid")
+        b_inb = delay(inb, 1, "inb")
+        b_first = delay(first_tap, 1, "first")
+        b_last = delay(tap_last, 1, "last")
+        b_tag = delay(tag, 1, "tag")
+
+        # -- stage B: data -> trees --------------------------------------------------------
+        src_word = Signal(self.word_bits)
+        m.d.comb += src_word.eq(Array([rp.data for rp, _ in buffers])[src])
+        lane_in = []
+        for j in range(lanes):
+            raw = src_word[j * a:(j + 1) * a]
+            v = Signal(signed(a + 1), name=f"x{j}")
+            m.d.comb += v.eq(Mux(b_inb, Mux(src_signed, raw.as_signed(), raw.as_unsigned()), 0))
+            lane_in.append(v)
+        trees = []
+        for o in range(lanes):
+            t = AddSubTree(lanes, a + 1)
+            m.submodules[f"tree{o}"] = t
+            m.d.comb += [t.x[j].eq(lane_in[j]) for j in range(lanes)]
+            m.d.comb += t.w.eq(weights.data[o * lanes:(o + 1) * lanes])
+            trees.append(t)
+        tl = self.tree_latency
+        c_valid, c_first, c_last = (delay(s, tl, n) for s, n in
+                                    ((b_valid, "cv"), (b_first, "cf"), (b_last, "cl")))
+        c_tag = delay(b_tag, tl, "ctag")
+        c_dw = [delay(v, tl, f"dw{j}") for j, v in enumerate(lane_in)]
+
+        # -- accumulators ------------------------------------------------------------------
+        accs = [Signal(signed(self.acc_bits), name=f"acc{o}") for o in range(lanes)]
+        e_valid = Signal()
+        e_tag = Signal.like(c_tag)
+        for o in range(lanes):
+            contrib = Mux(depthwise, c_dw[o], trees[o].sum)
+            with m.If(c_valid):
+                m.d.sync += accs[o].eq(Mux(c_first, contrib, accs[o] + contrib))
+        m.d.sync += [e_valid.eq(c_valid & c_last), e_tag.eq(c_tag)]
+
+        # -- epilogue ----------------------------------------------------------------------
+        e_og, e_oy, e_ox = e_tag[:10], e_tag[10:20], e_tag[20:30]
+        out_addr = Signal(ab)
+        m.d.comb += out_addr.eq((e_og << (hb_out + wb_out)) | (e_oy << wb_out) | e_ox)
+        lane_bits = ceil_log2(lanes)
+        k = Signal(range(self.padded_classes + 8))
+        m.d.comb += [params.addr.eq(pbase + Mux(phase == LOGITS, k >> lane_bits, e_og)),
+                     params.en.eq(1),
+                     params2.addr.eq(p2base + e_og), params2.en.eq(1)]
+        sc_addr = out_addr
+        # E1: params and shortcut arrive; requantizers start.
+        e1_valid = delay(e_valid, 1, "e1v")
+        e1_acc = [delay(acc, 1, f"e1acc{o}") for o, acc in enumerate(accs)]
+        e1_addr = delay(out_addr, 1, "e1addr")
+        e1_og = delay(e_og, 1, "e1og")
+        rqs = []
+        for o in range(lanes):
+            r = Requantizer(self.acc_bits, img.mult_bits, img.bias_bits, SHIFT_BITS, vb)
+            m.submodules[f"rq{o}"] = r
+            field_ = params.data[o * pw:(o + 1) * pw]
+            m.d.comb += [r.x.eq(e1_acc[o]), r.multiplier.eq(field_[:img.mult_bits].as_signed()),
+                         r.bias.eq(field_[img.mult_bits:].as_signed()), r.shift.eq(shift),
+                         r.lo.eq(lo), r.hi.eq(hi)]
+            rqs.append(r)
+        sc_word = Signal(self.word_bits)
+        m.d.comb += sc_word.eq(Array([rp.data for rp, _ in buffers] + [Const(0, self.word_bits)])[sc])
+        e3_sc = delay(sc_word, 2, "e3sc")
+        e3_valid = delay(e1_valid, 2, "e3v")
+        e3_addr = delay(e1_addr, 2, "e3addr")
+        e3_og = delay(e1_og, 2, "e3og")
+        p2_word = delay(params2.data, 3, "p2w")   # used at E4
+        # E3: residual add -> E4 register.
+        e4 = []
+        for o in range(lanes):
+            raw = e3_sc[o * a:(o + 1) * a]
+            s = Signal(signed(a + 1), name=f"sc{o}")
+            m.d.comb += s.eq(Mux(e3_og < sc_groups, Mux(sc_signed, raw.as_signed(), raw.as_unsigned()), 0))
+            wide = Signal(signed(a + 10), name=f"scw{o}")
+            m.d.comb += wide.eq(((s << add_l) + Mux(add_r == 0, 0, (1 << add_r) >> 1)) >> add_r)
+            total = Signal(signed(a + 11), name=f"sum{o}")
+            m.d.comb += total.eq(rqs[o].y + wide)
+            r = Signal(signed(vb), name=f"e4_{o}")
+            m.d.sync += r.eq(Mux(add_en, Mux(total < add_lo, add_lo, Mux(total > add_hi, add_hi, total)),
+                                 rqs[o].y))
+            e4.append(r)
+        e4_valid = delay(e3_valid, 1, "e4v")
+        e4_addr = delay(e3_addr, 1, "e4addr")
+        # E4: write dst; second requantizers start.
+        rq2s = []
+        for o in range(lanes):
+            r = Requantizer(vb, img.mult_bits, img.bias_bits, SHIFT_BITS, vb)
+            m.submodules[f"rq2_{o}"] = r
+            field_ = p2_word[o * pw:(o + 1) * pw]
+            m.d.comb += [r.x.eq(e4[o]), r.multiplier.eq(field_[:img.mult_bits].as_signed()),
+                         r.bias.eq(field_[img.mult_bits:].as_signed()), r.shift.eq(shift2),
+                         r.lo.eq(lo2), r.hi.eq(hi2)]
+            rq2s.append(r)
+        e6_valid = delay(e4_valid, 2, "e6v")
+        e6_addr = delay(e4_addr, 2, "e6addr")
+        writes_engine = e4_valid & ((kind == KINDS[CONV]) | (kind == KINDS[POOL]))
+        writes_second = e6_valid & (kind == KINDS[CONV]) & (dst2 != nb)
+
+        # -- head: global sums, logits, argmax -----------------------------------------------
+        sums = [Signal(signed(self.sum_bits), name=f"gsum{c}") for c in range(self.padded_classes)]
+        with m.If(e_valid & (kind == KINDS[HEAD])):
+            first_pixel = (e_oy == 0) & (e_ox == 0)
+            for c, total in enumerate(sums):
+                with m.If(e_og == c // lanes):
+                    m.d.sync += total.eq(Mux(first_pixel, 0, total) + accs[c % lanes])
+        # LOGITS: k walks the classes; params for k's group arrive one cycle later (k1).
+        k1 = delay(k, 1, "k1")
+        logit_rq = Requantizer(self.sum_bits, img.mult_bits, img.bias_bits, SHIFT_BITS, self.logit_bits)
+        m.submodules.logit_rq = logit_rq
+        lane_field = Array([params.data[o * pw:(o + 1) * pw] for o in range(lanes)])[k1 % lanes]
+        class_sum = Array(sums)[k1]
+        m.d.comb += [logit_rq.x.eq(class_sum),
+                     logit_rq.multiplier.eq(lane_field[:img.mult_bits].as_signed()),
+                     logit_rq.bias.eq(lane_field[img.mult_bits:].as_signed()),
+                     logit_rq.shift.eq(shift), logit_rq.lo.eq(lo), logit_rq.hi.eq(hi)]
+        logits = [Signal(signed(self.logit_bits), name=f"logit{c}") for c in range(self.num_classes)]
+        best = Signal(signed(self.logit_bits))
+        cls = Signal(range(max(2, self.num_classes)))
+        k_done = delay(k1, Requantizer.latency, "kd")
+        raw_sum = delay(class_sum, Requantizer.latency, "rawsum")
+        logit_value = Mux(has_rq, logit_rq.y, raw_sum)
+        logit_valid = delay(delay((phase == LOGITS) & (k < self.num_classes), 1, "lv0"),
+                            Requantizer.latency, "lv")
+        with m.If(logit_valid):
+            for c in range(self.num_classes):
+                with m.If(k_done == c):
+                    m.d.sync += logits[c].eq(logit_value)
+            with m.If((k_done == 0) | (logit_value > best)):   # strict: ties keep the lower class
+                m.d.sync += [best.eq(logit_value), cls.eq(k_done)]
+
+        # -- buffer ports ------------------------------------------------------------------
+        dump_addr = Signal(ab)
+        m.d.comb += dump_addr.eq((lg << (hb_in + wb_in)) | (ly << wb_in) | lx)
+        load_addr = Signal(ab)
+        m.d.comb += load_addr.eq((lg << (hb_out + wb_out)) | (ly << wb_out) | lx)
+        in_word = Signal(self.word_bits)            # INPUT: lanes gathered over channels
+        lut_valid = Signal()
+        lut_c, lut_y, lut_x = Signal.like(lc), Signal.like(ly), Signal.like(lx)
+        gathered = Signal(self.word_bits)
+        m.d.comb += gathered.eq(in_word)
+        for j in range(lanes):
+            with m.If(lut_c == j):
+                m.d.comb += gathered[j * a:(j + 1) * a].eq(lut.data)
+        input_write = lut_valid & (lut_c == c_in - 1)
+        accept = Signal()
+        m.d.comb += accept.eq(self.inp.valid & self.inp.ready)
+        for b, (rp, wp) in enumerate(buffers):
+            m.d.comb += [rp.en.eq(1),
+                         rp.addr.eq(Mux(src == b, Mux(kind == KINDS[DUMP], dump_addr, src_addr),
+                                        sc_addr))]
+            with m.If(writes_engine & (dst == b)):
+                m.d.comb += [wp.en.eq(1), wp.addr.eq(e4_addr),
+                             wp.data.eq(Cat(*[r[:a] for r in e4]))]
+            with m.Elif(writes_second & (dst2 == b)):
+                m.d.comb += [wp.en.eq(1), wp.addr.eq(e6_addr),
+                             wp.data.eq(Cat(*[r.y[:a] for r in rq2s]))]
+            with m.Elif((kind == KINDS[LOAD]) & accept & (dst == b)):
+                m.d.comb += [wp.en.eq(1), wp.addr.eq(load_addr),
+                             wp.data.eq(self.inp.payload[:self.word_bits])]
+            with m.Elif((kind == KINDS[INPUT]) & input_write & (dst == b)):
+                m.d.comb += [wp.en.eq(1), wp.addr.eq((lut_y << wb_out) | lut_x),
+                             wp.data.eq(gathered)]
+
+        # -- INPUT / LOAD stream side ------------------------------------------------------
+        m.d.comb += [lut.en.eq(1), lut.addr.eq((lc << 8) | self.inp.payload[:8])]
+        m.d.sync += [lut_valid.eq((kind == KINDS[INPUT]) & accept),
+                     lut_c.eq(lc), lut_y.eq(ly), lut_x.eq(lx)]
+        with m.If(lut_valid):
+            m.d.sync += in_word.eq(Mux(lut_c == c_in - 1, 0, gathered))
+        m.d.comb += self.inp.ready.eq((phase == RUN) & ((kind == KINDS[INPUT]) | (kind == KINDS[LOAD])))
+
+        def advance_stream(channels):
+            """Count (g, y, x, c) with c innermost; returns the 'last beat' condition."""
+            at_c = lc == channels - 1
+            at_x, at_y, at_g = lx == w_out - 1, ly == h_out - 1, lg == g_out - 1
+            m.d.sync += lc.eq(Mux(at_c, 0, lc + 1))
+            with m.If(at_c):
+                m.d.sync += lx.eq(Mux(at_x, 0, lx + 1))
+                with m.If(at_x):
+                    m.d.sync += ly.eq(Mux(at_y, 0, ly + 1))
+                    with m.If(at_y):
+                        m.d.sync += lg.eq(Mux(at_g, 0, lg + 1))
+            return at_c & at_x & at_y & at_g
+
+        # -- the controller ----------------------------------------------------------------
+        m.d.comb += self.out.valid.eq(0)
+        with m.Switch(phase):
+            with m.Case(START):
+                m.d.sync += [oy.eq(0), ox.eq(0), og.eq(0), ig.eq(0), ky.eq(0), kx.eq(0),
+                             waddr.eq(wbase), ly.eq(0), lx.eq(0), lg.eq(0), lc.eq(0),
+                             dump_phase.eq(0), k.eq(0), phase.eq(RUN)]
+            with m.Case(RUN):
+                with m.If(engine):
+                    m.d.sync += [kx.eq(Mux(at_kx, 0, kx + 1)), waddr.eq(waddr + 1)]
+                    with m.If(at_kx):
+                        m.d.sync += ky.eq(Mux(at_ky, 0, ky + 1))
+                        with m.If(at_ky):
+                            m.d.sync += ig.eq(Mux(at_ig, 0, ig + 1))
+                            with m.If(at_ig):
+                                m.d.sync += og.eq(Mux(at_og, 0, og + 1))
+                                with m.If(at_og):
+                                    m.d.sync += waddr.eq(wbase)
+                                    m.d.sync += ox.eq(Mux(at_ox, 0, ox + 1))
+                                    with m.If(at_ox):
+                                        m.d.sync += oy.eq(Mux(at_oy, 0, oy + 1))
+                                        with m.If(at_oy):
+                                            m.d.sync += [phase.eq(DRAIN), drain.eq(self.pipeline_depth)]
+                with m.Elif((kind == KINDS[INPUT]) & accept):
+                    with m.If(advance_stream(c_in)):
+                        m.d.sync += [phase.eq(DRAIN), drain.eq(2)]
+                with m.Elif((kind == KINDS[LOAD]) & accept):
+                    with m.If(advance_stream(1)):
+                        m.d.sync += [phase.eq(DRAIN), drain.eq(1)]
+                with m.Elif(kind == KINDS[DUMP]):
+                    with m.Switch(dump_phase):
+                        with m.Case(0):
+                            m.d.sync += dump_phase.eq(1)       # address out, data next cycle
+                        with m.Case(1):
+                            m.d.comb += [self.out.valid.eq(1),
+                                         self.out.payload.data.eq(Array([rp.data for rp, _ in buffers])[src]),
+                                         self.out.payload.last.eq((lx == w_in - 1) & (ly == h_in - 1)
+                                                                  & (lg == g_src_last))]
+                            with m.If(self.out.ready):
+                                m.d.sync += dump_phase.eq(0)
+                                at_x, at_y = lx == w_in - 1, ly == h_in - 1
+                                m.d.sync += lx.eq(Mux(at_x, 0, lx + 1))
+                                with m.If(at_x):
+                                    m.d.sync += ly.eq(Mux(at_y, 0, ly + 1))
+                                    with m.If(at_y):
+                                        m.d.sync += lg.eq(lg + 1)
+                                with m.If(self.out.payload.last):
+                                    m.d.sync += phase.eq(NEXT)
+            with m.Case(DRAIN):
+                m.d.sync += drain.eq(drain - 1)
+                with m.If(drain == 0):
+                    m.d.sync += phase.eq(Mux(kind == KINDS[HEAD], LOGITS, NEXT))
+            with m.Case(LOGITS):
+                m.d.sync += k.eq(k + 1)
+                with m.If(k == self.num_classes + Requantizer.latency + 1):
+                    m.d.sync += [k.eq(0), phase.eq(EMIT)]
+            with m.Case(EMIT):
+                m.d.comb += [self.out.valid.eq(1),
+                             self.out.payload.last.eq(k == self.num_classes)]
+                m.d.comb += self.out.payload.data.eq(
+                    Mux(k == self.num_classes, cls,
+                        Array([lg_.as_signed() for lg_ in logits])[k[:ceil_log2(max(2, self.num_classes))]]
+                        .as_signed()))
+                with m.If(self.out.ready):
+                    m.d.sync += k.eq(k + 1)
+                    with m.If(k == self.num_classes):
+                        m.d.sync += phase.eq(NEXT)
+            with m.Case(NEXT):
+                m.d.sync += [self.step.eq(Mux(self.step == last_step, 0, self.step + 1)),
+                             phase.eq(START)]
+        return m
+

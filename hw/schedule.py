@@ -1,0 +1,233 @@
+"""The layer table: a quantized model's integer ops grouped into the steps the accelerator runs.
+
+One step keeps the conv engine busy with one layer and fuses what follows it in the integer
+graph into its epilogue: requant, the residual add (with its shortcut shift and the zero
+channels of a downsampling block), and the next requant that reads the sum (the following
+block's BN+ReLU or shifted ReLU). Steps read and write feature-map buffers; a greedy allocator
+gives every stored tensor a buffer no step input of the same step uses.
+
+Memory layout of a stored tensor (C, H, W) with `lanes` channels per word: word address
+(g << (hb + wb)) | (y << wb) | x, g = channel group, hb/wb = bits of H and W; lane l of group
+g is channel g*lanes + l. Lanes past the last channel hold zeros.
+"""
+import math
+from dataclasses import dataclass, field, replace
+
+INPUT, LOAD, CONV, POOL, HEAD, DUMP = "input", "load", "conv", "pool", "head", "dump"
+
+
+def ceil_log2(n):
+    return math.ceil(math.log2(n)) if n > 1 else 0
+
+
+@dataclass
+class Requant:
+    """Per-channel (padded to whole groups) constants of clamp((x*M + B + rnd) >> shift)."""
+    multiplier: list
+    bias: list
+    shift: int
+    lo: int
+    hi: int
+
+
+@dataclass
+class Step:
+    kind: str
+    name: str                       # the tensor written to dst (or streamed out)
+    src_shape: tuple = (0, 0, 0)    # C, H, W read from src (or the stream)
+    out_shape: tuple = (0, 0, 0)    # C, H, W written to dst
+    src: int = None
+    dst: int = None
+    shortcut: int = None
+    dst2: int = None
+    dst2_name: str = None
+    src_signed: bool = True
+    shortcut_signed: bool = True
+    kernel: int = 1
+    stride: int = 1
+    padding: int = 0
+    weights: str = None             # qmodel conv op name whose bits this step reads
+    requant: Requant = None
+    add_shift: int = 0              # shortcut shift of the fused residual add
+    add_lo: int = 0
+    add_hi: int = 0
+    shortcut_groups: int = 0        # groups of the shortcut tensor; later groups are zeros
+    requant2: Requant = None
+    reads: list = field(default_factory=list)    # tensor names read from buffers
+    writes: list = field(default_factory=list)   # tensor names written to buffers
+
+    @property
+    def fused_add(self):
+        return self.shortcut_groups > 0
+
+
+class Schedule:
+    """Steps + buffers for a qmodel at `lanes` channels per feature-map word."""
+
+    def __init__(self, qmodel, lanes, steps):
+        self.qmodel, self.lanes, self.steps = qmodel, lanes, steps
+        self.tensor_shapes = {}
+        for s in steps:
+            for name in s.writes:
+                self.tensor_shapes[name] = qmodel.shapes[base_name(name)]
+        self._allocate()
+
+    def groups(self, channels):
+        return -(-channels // self.lanes)
+
+    def depth_of(self, shape):
+        c, h, w = shape
+        return self.groups(c) << (ceil_log2(h) + ceil_log2(w))
+
+    def _allocate(self):
+        last_read = {}
+        for i, s in enumerate(self.steps):
+            for name in s.reads:
+                last_read[name] = i
+        where, free_after = {}, {}   # tensor -> buffer; buffer -> step index it frees at
+        buffers = 0
+        for i, s in enumerate(self.steps):
+            busy = {where[n] for n in s.reads}
+            for name in s.writes:
+                choice = next((b for b in range(buffers)
+                               if free_after.get(b, -1) < i and b not in busy), None)
+                if choice is None:
+                    choice, buffers = buffers, buffers + 1
+                where[name] = choice
+                busy.add(choice)
+                free_after[choice] = last_read.get(name, len(self.steps))
+            s.src = where.get(s.reads[0]) if s.reads else None
+            s.shortcut = where.get(s.reads[1]) if len(s.reads) > 1 else None
+            s.dst = where.get(s.writes[0]) if s.writes else None
+            s.dst2 = where.get(s.writes[1]) if len(s.writes) > 1 else None
+        self.buffers = max(buffers, 1)
+        self.where = where
+        self.buffer_depth = max([self.depth_of(self.tensor_shapes[n]) for n in where] + [1])
+
+
+def _requant(qmodel, op, channels_padded):
+    """Constants per padded channel; a per-tensor M or B repeats, padding channels get 0."""
+    m, b = qmodel.tensors[op["multiplier"]], qmodel.tensors[op["bias"]]
+    c = qmodel.shapes[op["name"]][0]
+    mult = [int(m[i % len(m)]) if i < c else 0 for i in range(channels_padded)]
+    bias = [int(b[i % len(b)]) if i < c else 0 for i in range(channels_padded)]
+    return Requant(mult, bias, int(op["shift"]), int(op["lo"]), int(op["hi"]))
+
+
+def build_schedule(qmodel, lanes):
+    """The accelerator's steps for the whole network: pixels in, logits and class out."""
+    ops = {op["name"]: op for op in qmodel.ops}
+    consumers = {}
+    for op in qmodel.ops:
+        for i in op["inputs"]:
+            consumers.setdefault(i, []).append(op)
+
+    def only_consumer(name, kind):
+        users = consumers.get(name, [])
+        return users[0] if len(users) == 1 and users[0]["op"] == kind else None
+
+    def padded(c):
+        return -(-c // lanes) * lanes
+
+    def signed(name):
+        return name == "image" or ops[name]["out"]["signed"]
+
+    steps = []
+    for op in qmodel.ops:
+        kind, name = op["op"], op["name"]
+        shape = qmodel.shapes[name]
+        if kind == "lut":
+            steps.append(Step(INPUT, name, src_shape=qmodel.input_shape, out_shape=shape,
+                              writes=[name]))
+        elif kind == "avgpool":
+            src = op["inputs"][0]
+            rq = Requant([op["multiplier"]] * padded(shape[0]), [0] * padded(shape[0]),
+                         op["shift"], op["out"]["lo"], op["out"]["hi"])
+            steps.append(Step(POOL, name, src_shape=qmodel.shapes[src], out_shape=shape,
+                              src_signed=signed(src), kernel=op["kernel"], stride=op["stride"],
+                              padding=op["padding"], requant=rq, reads=[src], writes=[name]))
+        elif kind == "conv":
+            steps.append(_conv_step(qmodel, op, consumers, only_consumer, padded, signed))
+    return Schedule(qmodel, lanes, _dependency_order(steps))
+
+
+def _dependency_order(steps):
+    """Stable topological order: a pool step moves before the conv whose add reads it."""
+    ordered, written = [], set()
+    pending = list(steps)
+    while pending:
+        ready = next(s for s in pending if all(r in written for r in s.reads))
+        pending.remove(ready)
+        ordered.append(ready)
+        written.update(ready.writes)
+    return ordered
+
+
+def _conv_step(qmodel, op, consumers, only_consumer, padded, signed):
+    src = op["inputs"][0]
+    common = dict(src_shape=qmodel.shapes[src], src_signed=signed(src), kernel=op["kernel"],
+                  stride=op["stride"], padding=op["padding"], weights=op["name"])
+    total = only_consumer(op["name"], "global_sum")
+    if total is not None:
+        logits = only_consumer(total["name"], "requant")
+        rq = _requant(qmodel, logits, padded(qmodel.num_classes)) if logits else None
+        return Step(HEAD, (logits or total)["name"], out_shape=qmodel.shapes[total["name"]] + (1, 1),
+                    requant=rq, reads=[src], **common)
+    rq_op = only_consumer(op["name"], "requant")
+    if rq_op is None:
+        raise ValueError(f"{op['name']}: conv output must feed one requant or one global_sum")
+    c_out = padded(qmodel.shapes[rq_op["name"]][0])
+    step = Step(CONV, rq_op["name"], out_shape=qmodel.shapes[rq_op["name"]],
+                requant=_requant(qmodel, rq_op, c_out), reads=[src], **common)
+    add = only_consumer(rq_op["name"], "add")
+    if add is not None and add["inputs"][0] == rq_op["name"]:
+        main_shift, shortcut_shift = add["shifts"]
+        if main_shift != 0:
+            raise ValueError(f"{add['name']}: the conv input of a residual add must be at the "
+                             "sum's scale (shift 0)")
+        shortcut = add["inputs"][1]
+        stored = shortcut
+        if qmodel.op(shortcut)["op"] == "zero_channels":   # zeros are implied, not stored
+            stored = qmodel.op(shortcut)["inputs"][0]
+        step.name, step.out_shape = add["name"], qmodel.shapes[add["name"]]
+        step.add_shift, step.add_lo, step.add_hi = shortcut_shift, add["lo"], add["hi"]
+        step.shortcut_groups = padded(qmodel.shapes[stored][0]) // padded(1)
+        step.shortcut_signed = signed(stored)
+        step.reads.append(stored)
+        last = add
+    else:
+        last = rq_op
+    step.writes = [step.name]
+    follow = [c for c in consumers.get(last["name"], []) if c["op"] == "requant"]
+    if follow:
+        step.requant2 = _requant(qmodel, follow[0], c_out)
+        step.dst2_name = follow[0]["name"]
+        step.writes.append(follow[0]["name"])
+    return step
+
+
+def base_name(name):
+    """Tensor name without the "@segment" tag that layer-test tables add."""
+    return name.split("@")[0]
+
+
+def layer_schedule(schedule, index):
+    """A table that checks one step alone: LOAD its stored inputs from the input stream, run
+    it, DUMP what it wrote to the output stream (the head streams its logits itself)."""
+    step = replace(schedule.steps[index], reads=list(schedule.steps[index].reads),
+                   writes=list(schedule.steps[index].writes))
+    shapes = schedule.qmodel.shapes
+    loads = [Step(LOAD, name, out_shape=shapes[name], writes=[f"{name}@{index}"])
+             for name in step.reads]
+    dumps = [Step(DUMP, name, src_shape=shapes[name], reads=[f"{name}@{index}"])
+             for name in step.writes]
+    step.reads = [f"{n}@{index}" for n in step.reads]
+    step.writes = [f"{n}@{index}" for n in step.writes]
+    return loads + [step] + dumps
+
+
+def layer_test_schedule(schedule, indices=None):
+    """Every step (or those in `indices`) checked alone, one after the other, in one table."""
+    indices = range(len(schedule.steps)) if indices is None else indices
+    steps = [s for i in indices for s in layer_schedule(schedule, i)]
+    return Schedule(schedule.qmodel, schedule.lanes, steps)

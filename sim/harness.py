@@ -1,0 +1,39 @@
+"""Run a job through the accelerator in Verilator and return what came out, with cycle stamps."""
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from sim.runner import CocotbFailure, run_cocotb
+
+TOPLEVEL = "accelerator"
+
+
+@dataclass
+class SimResult:
+    beats: list           # output payloads as ints
+    seen_at: np.ndarray   # cycle of each output beat
+    accepted_at: np.ndarray  # cycle of each input handshake
+    passed: bool          # every beat equal to the job's expectation
+    message: str = ""
+
+
+def simulate(accel, job, build_dir, log_file=None):
+    build_dir = Path(build_dir)
+    build_dir.mkdir(parents=True, exist_ok=True)
+    job_path, result_path = build_dir / "job.npz", build_dir / "result.npz"
+    job.save(job_path)
+    if result_path.exists():
+        result_path.unlink()
+    passed, message = True, ""
+    try:
+        run_cocotb(accel, TOPLEVEL, "sim.tb_accelerator", build_dir, test_dir=build_dir,
+                   extra_env={"BITWRN_JOB": job_path, "BITWRN_RESULT": result_path},
+                   log_file=log_file or build_dir / "sim.log")
+    except CocotbFailure as e:
+        passed, message = False, str(e)
+    if not result_path.exists():
+        raise CocotbFailure(f"the simulation wrote no result ({message}); see {build_dir / 'sim.log'}")
+    r = np.load(result_path, allow_pickle=False)
+    return SimResult([int(v) for v in r["beats"]], r["seen_at"], r["accepted_at"], passed, message)

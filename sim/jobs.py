@@ -1,0 +1,58 @@
+"""Jobs for the accelerator bench: the input beats of a schedule and the output beats the
+golden model says must come back (sim/protocol.py has the encodings)."""
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from hw.schedule import DUMP, HEAD, INPUT, LOAD, base_name
+from sim.protocol import encode_pixels, encode_tensor
+
+
+@dataclass
+class Job:
+    inputs: list
+    expected: list
+    # What each expected beat belongs to: (segment label, tensor name, beat index in it).
+    owners: list = field(default_factory=list)
+    in_stall: float = 0.0
+    out_stall: float = 0.0
+    seed: int = 0
+    timeout_cycles: int = 10_000_000
+
+    def save(self, path):
+        np.savez(path, inputs=np.array([str(v) for v in self.inputs] or ["0"])[:len(self.inputs) or None],
+                 expected=np.array([str(v) for v in self.expected]), in_stall=self.in_stall,
+                 out_stall=self.out_stall, seed=self.seed, timeout_cycles=self.timeout_cycles)
+
+
+def result_beats(logits, cls, out_bits):
+    mask = (1 << out_bits) - 1
+    return [int(v) & mask for v in logits] + [int(cls) | (1 << out_bits)]
+
+
+def schedule_job(accel, images, golden):
+    """The beats for `accel`'s table (whole network or layer tests) on `images`.
+
+    golden: GoldenResult of the same images with keep=True (tensors by name, N first).
+    """
+    sched, qm = accel.schedule, accel.qmodel
+    lanes, a, ob = sched.lanes, qm.act_bits, accel.out_bits
+    job = Job([], [])
+    for n, image in enumerate(images):
+        for step in sched.steps:
+            name = base_name(step.writes[0]) if step.writes else step.name
+            if step.kind == INPUT:
+                job.inputs += encode_pixels(image)
+            elif step.kind == LOAD:
+                job.inputs += encode_tensor(golden.tensors[name][n], lanes, a)
+            elif step.kind == DUMP:
+                src = base_name(step.reads[0])
+                words = encode_tensor(golden.tensors[src][n], lanes, a)
+                beats = words[:-1] + [words[-1] | (1 << ob)]
+                job.expected += beats
+                job.owners += [(n, src, i) for i in range(len(beats))]
+            elif step.kind == HEAD:
+                beats = result_beats(golden.logits[n], golden.classes[n], ob)
+                job.expected += beats
+                job.owners += [(n, "logits", i) for i in range(len(beats))]
+    return job

@@ -1,0 +1,59 @@
+"""Reusable cocotb valid/ready stream driver and monitor, with random stalls on either side.
+
+Signal names follow Amaranth's flattening of `amaranth.lib.stream` ports: `<name>__payload`,
+`<name>__valid`, `<name>__ready`. Both sides act on the falling edge and sample on the rising.
+"""
+import random
+
+from cocotb.triggers import FallingEdge, RisingEdge
+
+
+class StreamDriver:
+    """Sends payloads; between beats holds valid low with probability `stall`."""
+
+    def __init__(self, dut, name, clock, stall=0.0, seed=0):
+        self.payload = getattr(dut, f"{name}__payload")
+        self.valid = getattr(dut, f"{name}__valid")
+        self.ready = getattr(dut, f"{name}__ready")
+        self.clock, self.stall, self.rng = clock, stall, random.Random(seed)
+        self.accepted_at = []     # cycle number of each handshake
+        self.valid.value = 0
+
+    async def send(self, payloads, cycle):
+        for p in payloads:
+            await FallingEdge(self.clock)
+            while self.rng.random() < self.stall:
+                self.valid.value = 0
+                await FallingEdge(self.clock)
+            self.payload.value = p
+            self.valid.value = 1
+            while True:
+                await RisingEdge(self.clock)
+                if self.ready.value:
+                    self.accepted_at.append(cycle())
+                    break
+        await FallingEdge(self.clock)
+        self.valid.value = 0
+
+
+class StreamMonitor:
+    """Collects payloads; holds ready low with probability `stall` each cycle."""
+
+    def __init__(self, dut, name, clock, stall=0.0, seed=1):
+        self.payload = getattr(dut, f"{name}__payload")
+        self.valid = getattr(dut, f"{name}__valid")
+        self.ready = getattr(dut, f"{name}__ready")
+        self.clock, self.stall, self.rng = clock, stall, random.Random(seed)
+        self.beats, self.seen_at = [], []
+        self.ready.value = 0
+
+    async def collect(self, count, cycle):
+        while len(self.beats) < count:
+            await FallingEdge(self.clock)
+            self.ready.value = 0 if self.rng.random() < self.stall else 1
+            await RisingEdge(self.clock)
+            if self.valid.value and self.ready.value:
+                self.beats.append(int(self.payload.value))
+                self.seen_at.append(cycle())
+        await FallingEdge(self.clock)
+        self.ready.value = 0
