@@ -17,6 +17,7 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.addsub_tree import AddSubTree
+from hw.latency import pipeline_depth, tree_latency
 from hw.memory_images import build_images
 from hw.requant import Requantizer
 from hw.schedule import CONV, DUMP, HEAD, INPUT, LOAD, POOL, ceil_log2
@@ -41,7 +42,7 @@ class Accelerator(wiring.Component):
         if lanes & (lanes - 1):
             raise ValueError(f"lanes must be a power of two, got {lanes}")
         self.word_bits = lanes * a
-        self.tree_latency = AddSubTree.latency_for(lanes)
+        self.tree_latency = tree_latency(lanes)
         self.acc_bits = max([AddSubTree.out_width_for(lanes, a + 1), a + 6] +
                             [qmodel.op(s.weights)["out"]["bits"] for s in self.steps if s.weights])
         self.val_bits = a + 2        # requant/add results: act_bits (+1 for the wide conv2 requant)
@@ -57,8 +58,7 @@ class Accelerator(wiring.Component):
             self.sum_bits = self.logit_bits = 2
             self.num_classes = self.padded_classes = 1
         self.out_bits = max(self.word_bits, self.logit_bits, 8)
-        # The drain: issue -> read -> tree -> accumulate -> 6 epilogue stages -> last write.
-        self.pipeline_depth = 1 + self.tree_latency + 1 + 6 + 1
+        self.pipeline_depth = pipeline_depth(lanes)
         super().__init__({
             "inp": In(stream.Signature(unsigned(max(8, self.word_bits)))),
             "out": Out(stream.Signature(data.StructLayout({"data": unsigned(self.out_bits),
@@ -95,7 +95,14 @@ class Accelerator(wiring.Component):
         w_in = col(lambda s, i: s.src_shape[2], dim)
         hb_in = col(lambda s, i: ceil_log2(s.src_shape[1]), range(16))
         wb_in = col(lambda s, i: ceil_log2(s.src_shape[2]), range(16))
-        out_shape = lambda s: s.out_shape if s.kind not in (DUMP, HEAD) else s.src_shape  # noqa
+        def out_shape(s):
+            """What the step's loops run over: the head loops over its input's pixels."""
+            if s.kind == DUMP:
+                return s.src_shape
+            if s.kind == HEAD:
+                return (s.out_shape[0],) + tuple(s.src_shape[1:])
+            return s.out_shape
+
         h_out = col(lambda s, i: out_shape(s)[1], dim)
         w_out = col(lambda s, i: out_shape(s)[2], dim)
         hb_out = col(lambda s, i: ceil_log2(out_shape(s)[1]), range(16))

@@ -23,10 +23,17 @@ async def run_job(dut):
     Clock(dut.clk, 10, unit="ns").start()
     count = {"cycles": 0}
 
+    step_changes = []   # (cycle, new step index): per-step cycle counts
+
     async def tick():
+        last = None
         while True:
             await RisingEdge(dut.clk)
             count["cycles"] += 1
+            step = int(dut.step.value)
+            if step != last:
+                step_changes.append((count["cycles"], step))
+                last = step
 
     dut.rst.value = 1
     dut.inp__valid.value = 0
@@ -43,7 +50,8 @@ async def run_job(dut):
     await First(done, Timer(int(job["timeout_cycles"]) * 10, unit="ns"))
     np.savez(os.environ["BITWRN_RESULT"], beats=np.array(monitor.beats, dtype=object).astype(str),
              seen_at=np.array(monitor.seen_at, np.int64),
-             accepted_at=np.array(driver.accepted_at, np.int64))
+             accepted_at=np.array(driver.accepted_at, np.int64),
+             step_changes=np.array(step_changes, np.int64).reshape(-1, 2))
     assert len(monitor.beats) == len(expected), \
         f"timed out: {len(monitor.beats)} of {len(expected)} output beats"
     for i, (got, want) in enumerate(zip(monitor.beats, expected)):

@@ -1,0 +1,100 @@
+"""Analytic latency of the accelerator: cycles per step, per image, images/s, lane utilization.
+
+Counts the controller's cycles exactly as hw/accelerator.py spends them (the simulation checks
+it): every step costs START + NEXT (2 cycles) plus
+- engine steps (conv, pool, head): one tap per cycle, H_out*W_out*G_out*G_in*k*k, then the
+  pipeline drain; the head adds the logits (classes + 4 cycles) and streams classes + 1 beats;
+- input: one pixel channel per cycle (C*H*W) + 3; load: one word per cycle + 2;
+- dump: two cycles per word.
+"""
+from dataclasses import dataclass
+
+from hw.schedule import CONV, DUMP, HEAD, INPUT, LOAD, POOL, ceil_log2
+
+STEP_OVERHEAD = 2          # START and NEXT
+REQUANT_LATENCY = 2
+
+
+def tree_latency(lanes):
+    return 1 + ceil_log2(lanes)
+
+
+def pipeline_depth(lanes):
+    """Drain after the last tap: read, tree, accumulate, 6 epilogue stages, one spare."""
+    return 1 + tree_latency(lanes) + 1 + 6 + 1
+
+
+def groups(channels, lanes):
+    return -(-channels // lanes)
+
+
+def taps(step, lanes):
+    c_out, h, w = step.out_shape if step.kind != HEAD else (step.out_shape[0],) + step.src_shape[1:]
+    g_in = 1 if step.kind == POOL else groups(step.src_shape[0], lanes)
+    return h * w * groups(c_out, lanes) * g_in * step.kernel ** 2
+
+
+def step_cycles(step, lanes):
+    if step.kind in (CONV, POOL, HEAD):
+        cycles = taps(step, lanes) + pipeline_depth(lanes) + 1
+        if step.kind == HEAD:
+            classes = step.out_shape[0]
+            cycles += classes + REQUANT_LATENCY + 2 + classes + 1
+        return cycles + STEP_OVERHEAD
+    if step.kind == INPUT:
+        c, h, w = step.src_shape
+        return c * h * w + 3 + STEP_OVERHEAD
+    if step.kind == LOAD:
+        c, h, w = step.out_shape
+        return groups(c, lanes) * h * w + 2 + STEP_OVERHEAD
+    if step.kind == DUMP:
+        c, h, w = step.src_shape
+        return 2 * groups(c, lanes) * h * w + STEP_OVERHEAD
+    raise ValueError(step.kind)
+
+
+def useful_ops(step):
+    """Add/subtract operations the layer needs: one per weight per output pixel."""
+    if step.kind not in (CONV, HEAD):
+        return 0
+    c_out = step.out_shape[0]
+    h, w = step.out_shape[1:] if step.kind == CONV else step.src_shape[1:]
+    return h * w * c_out * step.src_shape[0] * step.kernel ** 2
+
+
+@dataclass
+class LatencyReport:
+    lanes: int
+    clock_mhz: float
+    steps: list            # dicts: name, kind, cycles, useful_ops, utilization
+    cycles_per_image: int
+
+    @property
+    def images_per_s(self):
+        return self.clock_mhz * 1e6 / self.cycles_per_image
+
+    @property
+    def conv_utilization(self):
+        conv = [s for s in self.steps if s["kind"] == CONV]
+        return sum(s["useful_ops"] for s in conv) / (self.lanes ** 2 * sum(s["cycles"] for s in conv))
+
+    @property
+    def utilization(self):
+        return sum(s["useful_ops"] for s in self.steps) / (self.lanes ** 2 * self.cycles_per_image)
+
+    def as_dict(self):
+        return dict(lanes=self.lanes, add_sub_lanes=self.lanes ** 2, clock_mhz=self.clock_mhz,
+                    cycles_per_image=self.cycles_per_image, images_per_s=self.images_per_s,
+                    conv_utilization=self.conv_utilization, utilization=self.utilization,
+                    layers=self.steps)
+
+
+def latency_report(schedule, clock_mhz=100.0):
+    lanes = schedule.lanes
+    rows = []
+    for s in schedule.steps:
+        cycles = step_cycles(s, lanes)
+        ops = useful_ops(s)
+        rows.append(dict(name=s.name, kind=s.kind, cycles=cycles, useful_ops=ops,
+                         utilization=ops / (lanes ** 2 * cycles)))
+    return LatencyReport(lanes, clock_mhz, rows, sum(r["cycles"] for r in rows))

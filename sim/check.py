@@ -1,0 +1,127 @@
+"""Hardware vs golden model, layer by layer and whole network: shared by pytest and `python -m sim`.
+
+Every comparison is integer and covers every element; a mismatch is reported as the first
+differing element (index, expected, got).
+"""
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from hw.accelerator import Accelerator
+from hw.latency import latency_report
+from hw.schedule import DUMP, HEAD, base_name, build_schedule, layer_test_schedule
+from quantize.golden import run
+from sim.harness import simulate
+from sim.jobs import schedule_job
+from sim.protocol import decode_result, decode_tensor
+
+
+@dataclass
+class Verdict:
+    name: str
+    ok: bool
+    mismatch: tuple = None        # (index, expected, got) of the first differing element
+
+    def line(self):
+        if self.ok:
+            return f"{self.name}: bit-exact"
+        index, want, got = self.mismatch
+        return f"{self.name}: MISMATCH at {index}: expected {want}, got {got}"
+
+
+@dataclass
+class NetworkCheck:
+    verdicts: list                      # one per image
+    cycles: list                        # measured cycles per image
+    model_cycles: int                   # analytic cycles per image
+    classes: list = field(default_factory=list)
+
+    @property
+    def exact(self):
+        return sum(v.ok for v in self.verdicts)
+
+
+def _first_mismatch(want, got):
+    diff = np.argwhere(np.asarray(want) != np.asarray(got))
+    if len(diff) == 0:
+        return None
+    index = tuple(int(i) for i in diff[0])
+    return index, int(np.asarray(want)[index]), int(np.asarray(got)[index])
+
+
+def _split(beats, out_bits):
+    """Output beats -> groups ending with a `last` beat, data fields only."""
+    groups, current = [], []
+    for b in beats:
+        current.append(b & ((1 << out_bits) - 1))
+        if b >> out_bits:
+            groups.append(current)
+            current = []
+    return groups
+
+
+def check_layers(qmodel, lanes, image, build_dir, names=None):
+    """Feed every step (or the named ones) the golden input of its layer, compare its outputs."""
+    schedule = build_schedule(qmodel, lanes)
+    indices = [i for i, s in enumerate(schedule.steps)
+               if names is None or s.name in names or any(base_name(w) in names for w in s.writes)]
+    if not indices:
+        raise ValueError(f"no layer named {', '.join(names)}; layers: "
+                         f"{', '.join(s.name for s in schedule.steps)}")
+    accel = Accelerator(qmodel, layer_test_schedule(schedule, indices))
+    golden = run(qmodel, image[None], keep=True)
+    job = schedule_job(accel, image[None], golden)
+    result = simulate(accel, job, build_dir)
+    groups = _split(result.beats, accel.out_bits)
+    verdicts, g = [], 0
+    for step in accel.schedule.steps:
+        if step.kind == DUMP:
+            name = base_name(step.reads[0])
+            want = golden.tensors[name][0]
+            got = None
+            if g < len(groups):
+                got = decode_tensor(groups[g], want.shape, lanes, qmodel.act_bits,
+                                    qmodel.op(name)["out"]["signed"])
+            g += 1
+            verdicts.append(_verdict(name, want, got))
+        elif step.kind == HEAD:
+            verdicts.append(_head_verdict(step.name, golden, groups[g] if g < len(groups) else None,
+                                          accel, 0))
+            g += 1
+    return verdicts, accel
+
+
+def _verdict(name, want, got):
+    if got is None:
+        return Verdict(name, False, ("(missing)", "output", "nothing"))
+    m = _first_mismatch(want, got)
+    return Verdict(name, m is None, m)
+
+
+def _head_verdict(name, golden, beats, accel, n):
+    if beats is None or len(beats) != accel.num_classes + 1:
+        return Verdict(name, False, ("(missing)", "logits and class", f"{beats}"))
+    logits, cls = decode_result(beats, accel.num_classes, accel.out_bits)
+    m = _first_mismatch(golden.logits[n], logits)
+    if m is None and cls != golden.classes[n]:
+        m = ("class", int(golden.classes[n]), cls)
+    return Verdict(name, m is None, m)
+
+
+def check_network(qmodel, lanes, images, build_dir, in_stall=0.0, out_stall=0.0, seed=0):
+    """Whole network: pixels in, logits and class out for each image, vs the golden model."""
+    schedule = build_schedule(qmodel, lanes)
+    accel = Accelerator(qmodel, schedule)
+    golden = run(qmodel, images, keep=False)
+    job = schedule_job(accel, images, golden)
+    job.in_stall, job.out_stall, job.seed = in_stall, out_stall, seed
+    result = simulate(accel, job, build_dir)
+    groups = _split(result.beats, accel.out_bits)
+    verdicts = [_head_verdict(f"image {n}", golden, groups[n] if n < len(groups) else None, accel, n)
+                for n in range(len(images))]
+    # Cycles per image: first pixel accepted -> class beat, then class beat -> next class beat.
+    ends = [int(result.seen_at[i]) for i, b in enumerate(result.beats) if b >> accel.out_bits]
+    starts = [int(result.accepted_at[0])] + ends[:-1] if len(result.accepted_at) else []
+    cycles = [e - s for s, e in zip(starts, ends)]
+    model = latency_report(schedule).cycles_per_image
+    return NetworkCheck(verdicts, cycles, model, [int(c) for c in golden.classes]), accel
