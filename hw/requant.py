@@ -30,10 +30,14 @@ class Requantizer(wiring.Component):
         bias, shift, lo, hi = (Signal.like(s) for s in (self.bias, self.shift, self.lo, self.hi))
         m.d.sync += [prod.eq(self.x * self.multiplier), bias.eq(self.bias), shift.eq(self.shift),
                      lo.eq(self.lo), hi.eq(self.hi)]
+        # Any shift >= sum_width - 1 gives 0 (like the golden model): clamp it so the
+        # rounding term still fits the sum.
+        limited = Signal(range(self.sum_width))
+        m.d.comb += limited.eq(Mux(shift >= self.sum_width - 1, self.sum_width - 1, shift))
         total = Signal(signed(self.sum_width))
-        rounding = Mux(shift == 0, 0, (1 << shift) >> 1)
+        rounding = Mux(limited == 0, 0, (1 << limited) >> 1)
         m.d.comb += total.eq(prod + bias + rounding)
         shifted = Signal(signed(self.sum_width))
-        m.d.comb += shifted.eq(total >> shift)   # arithmetic: floor
+        m.d.comb += shifted.eq(total >> limited)   # arithmetic: floor
         m.d.sync += self.y.eq(Mux(shifted < lo, lo, Mux(shifted > hi, hi, shifted)))
         return m

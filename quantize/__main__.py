@@ -1,0 +1,221 @@
+"""Quantize a trained run: deployment bundle -> integer model (qmodel.npz) + report.
+
+    python -m quantize RUN_DIR [--act-bits 8] [--calib-images 2000] [--out RUN_DIR/quant]
+
+Reads RUN_DIR/bundle.npz, loads the dataset named in its metadata, picks power-of-two scales on
+training images (the first N of a fixed seeded permutation), measures the float reference's
+test error, then for every width in --sweep-bits quantizes, runs the bit-exact golden model and
+compares. Writes into --out: qmodel.npz (the --act-bits model; format in
+docs/quantized-model.md), report.json, report.md and report.png. Every file is written
+atomically and only after all the work succeeded, so a failed run leaves --out as it was.
+"""
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+from tqdm import tqdm
+
+from quantize.convert import CALIB_CHUNK, calibrate, quantize_bundle
+from quantize.float_reference import auto_chunk, run_float
+from quantize.golden import run as run_golden
+from quantize.qmodel import make_qmodel, write_qmodel
+from quantize.report import build_report, render, write_report
+from training.bundle import BundleError, read_bundle
+from training.data import DATASETS, DatasetError, load_dataset
+
+PROG = "python -m quantize"
+MIN_BITS, MAX_BITS = 4, 16
+CALIB_SEED = 0          # the calibration images: first N of permutation(seed 0) of the train set
+CALIB_STEP = 4 * CALIB_CHUNK
+DEFAULT_SWEEP = "8,6,4"
+
+
+class UsageError(Exception):
+    """A bad command line, run directory or dataset: one line on stderr, exit code 2."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _int_arg(lo, hi=None):
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if value < lo or (hi is not None and value > hi):
+            want = f"{lo}..{hi}" if hi is not None else f">= {lo}"
+            raise argparse.ArgumentTypeError(f"must be {want}, got {value}")
+        return value
+    return parse
+
+
+def _percentile(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < value <= 100:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be in (0, 100], got {text}")
+    return value
+
+
+def _bits_list(text):
+    parse = _int_arg(MIN_BITS, MAX_BITS)
+    return [parse(t.strip()) for t in text.split(",") if t.strip()]
+
+
+def build_parser():
+    p = OneLineParser(prog=PROG, description=__doc__.split("\n")[0])
+    p.add_argument("run_dir", metavar="RUN_DIR", help="run directory holding bundle.npz")
+    p.add_argument("--act-bits", type=_int_arg(MIN_BITS, MAX_BITS), default=8,
+                   help="activation width of the model written (4..16, default 8)")
+    p.add_argument("--calib-images", type=_int_arg(1), default=2000, metavar="N",
+                   help="training images used to pick the scales (default 2000)")
+    p.add_argument("--calib-percentile", type=_percentile, default=100.0, metavar="P",
+                   help="scale bound = P-th percentile of |x| (default 100: the peak)")
+    p.add_argument("--sweep-bits", type=_bits_list, default=_bits_list(DEFAULT_SWEEP),
+                   metavar="B,B,...", help="activation widths evaluated for the report "
+                   f"(default {DEFAULT_SWEEP}; --act-bits is always added)")
+    p.add_argument("--test-images", type=_int_arg(1), default=None, metavar="N",
+                   help="evaluate on the first N test images (default: all)")
+    p.add_argument("--dataset", choices=DATASETS, default=None,
+                   help="dataset (default: the one named in the bundle's metadata)")
+    p.add_argument("--data-dir", default=None, help="folder with the dataset's files")
+    p.add_argument("--out", default=None, help="output folder (default RUN_DIR/quant)")
+    return p
+
+
+# ---------------------------------------------------------------- steps
+
+def _bar(iterable, desc, total=None):
+    return tqdm(iterable, desc=desc, total=total, leave=False, file=sys.stderr, unit="chunk")
+
+
+def load_run(args):
+    path = os.path.join(args.run_dir, "bundle.npz")
+    if not os.path.isfile(path):
+        raise UsageError(f"no bundle at {path}: train the run first (make train, or "
+                         f"python -m training.train --out {args.run_dir})")
+    bundle = read_bundle(path)
+    if bundle.manifest["weights"] != "1bit":
+        raise UsageError(f"{path} has float weights; only 1-bit bundles can be quantized "
+                         "(train with --weights 1bit)")
+    name = args.dataset or bundle.metadata.get("dataset")
+    if not name:
+        raise UsageError(f"{path} does not name its dataset (metadata['dataset']): pass --dataset")
+    data = load_dataset(name, args.data_dir)
+    want = tuple(bundle.manifest["input_shape"])
+    if data.train_x.shape[1:] != want or data.test_x.shape[1:] != want:
+        raise UsageError(f"{data.name} images are {'x'.join(map(str, data.test_x.shape[1:]))}, "
+                         f"the model expects {'x'.join(map(str, want))}: wrong --dataset or "
+                         "--data-dir")
+    if data.num_classes != bundle.manifest["num_classes"]:
+        raise UsageError(f"{data.name} has {data.num_classes} classes, the model "
+                         f"{bundle.manifest['num_classes']}: wrong --dataset")
+    if len(data.test_x) == 0 or len(data.train_x) == 0:
+        raise UsageError(f"{data.name}: empty training or test set")
+    return bundle, data
+
+
+def calibration_bounds(bundle, images, percentile):
+    """quantize.convert.calibrate over `images`, with progress. The peak (percentile 100) is
+    a max, so it is taken step by step; a percentile needs all samples in one call."""
+    if percentile < 100:
+        print(f"calibrating on {len(images)} images (percentile {percentile:g}) ...",
+              file=sys.stderr, flush=True)
+        return calibrate(bundle, images, percentile)
+    bounds = {}
+    for start in _bar(range(0, len(images), CALIB_STEP), "calibrate",
+                      -(-len(images) // CALIB_STEP)):
+        for k, v in calibrate(bundle, images[start:start + CALIB_STEP]).items():
+            bounds[k] = max(bounds.get(k, 0.0), v)
+    return bounds
+
+
+def float_classes(bundle, images, step):
+    out = [run_float(bundle, images[i:i + step]).argmax(1)
+           for i in _bar(range(0, len(images), step), "float", -(-len(images) // step))]
+    return np.concatenate(out)
+
+
+def golden_classes(qmodel, images, step, bits):
+    out = [run_golden(qmodel, images[i:i + step]).classes
+           for i in _bar(range(0, len(images), step), f"int{bits}", -(-len(images) // step))]
+    return np.concatenate(out)
+
+
+def quantize_run(args):
+    start = time.time()
+    bits_list = sorted(set(args.sweep_bits) | {args.act_bits}, reverse=True)
+    out_dir = args.out or os.path.join(args.run_dir, "quant")
+    bundle, data = load_run(args)
+
+    order = np.random.default_rng(CALIB_SEED).permutation(len(data.train_x))
+    calib = data.train_x[order[:args.calib_images]]
+    n_test = min(args.test_images or len(data.test_x), len(data.test_x))
+    test_x, test_y = data.test_x[:n_test], data.test_y[:n_test]
+    step = 4 * auto_chunk(bundle)
+    print(f"{bundle.path}: {bundle.manifest['variant']} WRN-{bundle.config['depth']}-"
+          f"{bundle.config['width']} on {data.name}; calibrating on {len(calib)} training "
+          f"images, testing on {n_test}; activation widths {', '.join(map(str, bits_list))}",
+          flush=True)
+
+    bounds = calibration_bounds(bundle, calib, args.calib_percentile)
+    ref = float_classes(bundle, test_x, step)
+    float_error = float(np.mean(ref != test_y))
+
+    sweep, chosen = [], None
+    for bits in bits_list:
+        try:
+            manifest, arrays = quantize_bundle(bundle, calib, bits, args.calib_percentile,
+                                               bounds=bounds)
+        except ValueError as e:
+            raise UsageError(f"cannot quantize {bundle.path} at {bits} bits: {e}") from None
+        qmodel = make_qmodel(manifest, arrays)
+        classes = golden_classes(qmodel, test_x, step, bits)
+        sweep.append(dict(act_bits=bits, int_test_error=float(np.mean(classes != test_y)),
+                          class_agreement=float(np.mean(classes == ref))))
+        print(f"  act_bits {bits:2d}: int test error {sweep[-1]['int_test_error']:.4f}, "
+              f"agreement {100 * sweep[-1]['class_agreement']:.2f}%", flush=True)
+        if bits == args.act_bits:
+            chosen = (manifest, arrays, qmodel)
+
+    manifest, arrays, qmodel = chosen
+    meta = bundle.metadata
+    report = build_report(
+        qmodel, float_error, sweep, test_images=n_test, calib_images=len(calib),
+        calib_percentile=args.calib_percentile, wall_s=time.time() - start,
+        extra=dict(dataset=data.name, bundle=bundle.path, model=bundle.config,
+                   bundle_test_error=meta.get("test_error"),
+                   qmodel=os.path.join(out_dir, "qmodel.npz"),
+                   title=f"{bundle.manifest['variant']} WRN-{bundle.config['depth']}-"
+                         f"{bundle.config['width']} on {data.name}"))
+    rendered = render(report)  # everything in memory before the first file is written
+    write_qmodel(os.path.join(out_dir, "qmodel.npz"), manifest, arrays)
+    write_report(out_dir, report, rendered)
+
+    print(rendered[0])
+    print(f"wrote {out_dir}/qmodel.npz, report.json, report.md, report.png")
+    print(f"act_bits {report['act_bits']}: int test error {report['int_test_error']:.4f} vs "
+          f"float {report['float_test_error']:.4f} ({report['delta_pp']:+.2f} pp), "
+          f"agreement {100 * report['class_agreement']:.1f}%", flush=True)
+    return report
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        quantize_run(args)
+    except (UsageError, BundleError, DatasetError) as e:
+        print(f"{PROG}: error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

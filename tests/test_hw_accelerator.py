@@ -1,0 +1,100 @@
+"""The accelerator in Verilator vs the golden model: every layer alone, then the whole network.
+
+Random WRN-8-1 models (8x8 inputs, 8 lanes) keep builds and runs short; `make test-all` adds the
+trained model (slow).
+"""
+import os
+
+import numpy as np
+import pytest
+
+from hw.accelerator import Accelerator
+from hw.latency import latency_report
+from hw.schedule import CONV, build_schedule
+from quantize.golden import run
+from quantize.qmodel import read_qmodel
+from quantize.random_model import random_images, random_qmodel
+from sim.check import check_layers, check_network
+from sim.harness import simulate
+from sim.jobs import schedule_job
+
+LANES = 8
+TRAINED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                       "runs", "default", "quant", "qmodel.npz")
+
+
+@pytest.fixture(scope="module")
+def bn_model():
+    return random_qmodel(depth=8, width=1, input_size=8, num_classes=10, seed=1)
+
+
+@pytest.fixture(scope="module")
+def srelu_model():
+    return random_qmodel(depth=8, width=1, input_size=8, num_classes=10, variant="srelu",
+                         act_bits=6, seed=2)
+
+
+def test_every_layer_bit_exact_bn(bn_model, tmp_path_factory):
+    image = random_images(1, bn_model.input_shape, seed=11)[0]
+    verdicts, accel = check_layers(bn_model, LANES, image, tmp_path_factory.mktemp("layers_bn"))
+    names = [v.name for v in verdicts]
+    # Every stored tensor of the integer graph is dumped and compared, and the logits.
+    stored = {op["name"] for op in bn_model.ops if op["op"] in ("lut", "add", "avgpool")}
+    assert stored <= set(names) and "logits" in names
+    assert all(v.ok for v in verdicts), "\n".join(v.line() for v in verdicts if not v.ok)
+
+
+def test_whole_network_bit_exact_with_stalls_and_cycles_match_the_model(bn_model, tmp_path_factory):
+    images = random_images(3, bn_model.input_shape, seed=12)
+    build = tmp_path_factory.mktemp("net_bn")
+    result, accel = check_network(bn_model, LANES, images, build, in_stall=0.3, out_stall=0.3, seed=5)
+    assert result.exact == 3, "\n".join(v.line() for v in result.verdicts)
+    # Stalls only add cycles; without them the model is exact (checked below).
+    assert all(abs(c - result.model_cycles) / result.model_cycles < 0.05 for c in result.cycles)
+    free, _ = check_network(bn_model, LANES, images[:2], build)
+    assert free.exact == 2
+    assert free.cycles[1] == free.model_cycles          # image to image, back to back
+    assert abs(free.cycles[0] - free.model_cycles) <= 3  # first image: from its first pixel
+
+
+def test_a_wrong_expectation_is_caught(bn_model, tmp_path_factory):
+    """The bench compares every beat: one wrong logit in the expectation must fail the run."""
+    accel = Accelerator(bn_model, build_schedule(bn_model, LANES))
+    images = random_images(1, bn_model.input_shape, seed=13)
+    job = schedule_job(accel, images, run(bn_model, images))
+    job.expected[3] ^= 1
+    result = simulate(accel, job, tmp_path_factory.mktemp("net_bn_wrong"))
+    assert not result.passed
+    assert result.beats[3] != job.expected[3] and result.beats[:3] == job.expected[:3]
+
+
+def test_srelu_network_bit_exact(srelu_model, tmp_path_factory):
+    images = random_images(2, srelu_model.input_shape, seed=14)
+    result, _ = check_network(srelu_model, LANES, images, tmp_path_factory.mktemp("net_srelu"),
+                              in_stall=0.2, out_stall=0.2, seed=3)
+    assert result.exact == 2, "\n".join(v.line() for v in result.verdicts)
+
+
+def test_latency_model_counts_conv_taps(bn_model):
+    schedule = build_schedule(bn_model, LANES)
+    report = latency_report(schedule, clock_mhz=100)
+    conv = [s for s in schedule.steps if s.kind == CONV]
+    # 3x3 conv over an 8x8 map, 16 -> 16 channels at 8 lanes: 64 pixels x 2 x 2 groups x 9 taps.
+    first_block = next(s for s in conv if s.name == "s1b1_a2_relu")
+    row = next(r for r in report.steps if r["name"] == "s1b1_a2_relu")
+    assert first_block.src_shape == (16, 8, 8)
+    assert row["cycles"] - row["useful_ops"] / LANES ** 2 < 25   # drain + step overhead only
+    assert report.images_per_s == pytest.approx(100e6 / report.cycles_per_image)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.exists(TRAINED), reason="needs make train && python -m quantize runs/default")
+def test_trained_model_layers_and_images(tmp_path_factory):
+    from training.data import load_dataset
+    qmodel = read_qmodel(TRAINED)
+    images = load_dataset(qmodel.manifest["source"]["metadata"]["dataset"]).test_x[:2]
+    verdicts, _ = check_layers(qmodel, 16, images[0], tmp_path_factory.mktemp("trained_layers"))
+    assert all(v.ok for v in verdicts), "\n".join(v.line() for v in verdicts if not v.ok)
+    result, _ = check_network(qmodel, 16, images, tmp_path_factory.mktemp("trained_net"),
+                              in_stall=0.2, out_stall=0.2)
+    assert result.exact == len(images)

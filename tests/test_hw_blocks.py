@@ -1,0 +1,170 @@
+"""Block-level hardware tests: each block alone, on random data, against its golden twin.
+
+hw.addsub_tree.AddSubTree vs sim.models.addsub_dot (itself checked here against
+quantize.golden's conv), and hw.requant.Requantizer vs quantize.fixed_point.requantize, both
+simulated in Verilator through sim.runner.run_cocotb with one new input vector per cycle
+(benches: sim/tb_addsub_tree.py, sim/tb_requant.py). Every output is compared as an integer.
+"""
+import re
+
+import numpy as np
+import pytest
+from amaranth.back import verilog
+
+from hw.addsub_tree import AddSubTree
+from hw.requant import Requantizer
+from quantize.fixed_point import MAX_SHIFT, int_range, requantize
+from quantize.golden import _Prepared, run_op
+from quantize.qmodel import QModel
+from sim.models import REQUANT_LATENCY, addsub_dot, requant_golden, tree_latency, tree_out_width
+from sim.runner import CocotbFailure, run_cocotb
+from training.bundle import pack_signs
+
+# Components built only to read their attributes are never elaborated: Amaranth warns.
+pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
+
+SEED = 20240611
+TREES = [(8, 9), (16, 9), (5, 9)]                 # (lanes, width); 5: a non-power-of-two tree
+ACCEL_REQUANT = dict(in_width=21, mult_width=16, bias_width=26, shift_width=6, out_width=10)
+SMALL_REQUANT = dict(in_width=12, mult_width=8, bias_width=14, shift_width=4, out_width=6)
+REQUANTS = {"accel": ACCEL_REQUANT, "small": SMALL_REQUANT}
+
+
+# -- the references against the golden model ----------------------------------------------------
+
+def _golden_conv1x1(x, w_bits, width):
+    """quantize.golden's conv op on a C-in, O-out 1x1 conv with weight bits w_bits (O x C).
+
+    x: C x N x H x W int64 of signed `width`-bit values. Goes through the real path:
+    pack_signs -> QModel.conv_signs -> _Prepared (weight matrix, float32/64 chosen from the
+    output width) -> run_op -> _conv.
+    """
+    out_ch, in_ch = w_bits.shape
+    signs = np.where(w_bits.reshape(out_ch, in_ch, 1, 1) != 0, 1, -1).astype(np.int8)
+    bits = tree_out_width(in_ch, width)
+    op = {"name": "conv", "op": "conv", "inputs": ["image"], "in_channels": in_ch,
+          "out_channels": out_ch, "kernel": 1, "stride": 1, "padding": 0, "weights": "conv.w",
+          "out": {"bits": bits, "signed": True}}
+    qmodel = QModel({"ops": [op]}, {"conv.w": pack_signs(signs)})
+    return run_op(qmodel, op, [x], _Prepared(qmodel))
+
+
+@pytest.mark.parametrize("lanes,width", TREES + [(1, 9), (3, 4), (64, 9)])
+def test_tree_model_is_golden_conv(lanes, width):
+    """addsub_dot == golden conv (1x1, C = lanes in, 6 out) on random and extreme pixels."""
+    rng = np.random.default_rng(SEED + lanes)
+    lo, hi = int_range(width, True)
+    out_ch = 6
+    x = rng.integers(lo, hi, size=(lanes, 40, 3, 2), endpoint=True)
+    x[:, 0], x[:, 1], x[:, 2] = lo, hi, 0                       # extreme pixels
+    x[:, 3] = rng.choice([lo, hi], size=(lanes, 3, 2))
+    w = rng.integers(0, 1, size=(out_ch, lanes), endpoint=True)
+    w[0], w[1] = 0, 1                                           # all -1, all +1
+    got = _golden_conv1x1(x, w, width)
+    assert got.shape == (out_ch, 40, 3, 2) and got.dtype == np.int64
+    pixels = np.moveaxis(x, 0, -1)                              # N x H x W x lanes
+    for o in range(out_ch):
+        np.testing.assert_array_equal(got[o], addsub_dot(pixels, np.broadcast_to(w[o], pixels.shape)))
+    assert got[1, 0, 0, 0] == lanes * lo and got[0, 0, 0, 0] == -lanes * lo   # largest |sum|
+    assert np.abs(got).max() < 1 << (tree_out_width(lanes, width) - 1)
+
+
+def test_requant_model_is_golden():
+    """requant_golden (vectors grouped by shift) == requantize one element at a time, and the
+    rounding the spec names: half up, so -2.5 -> -2 and 2.5 -> 3; saturation; shift 0."""
+    rng = np.random.default_rng(SEED)
+    n = 500
+    x = rng.integers(-(1 << 20), 1 << 20, n)
+    m, b = rng.integers(-(1 << 15), 1 << 15, n), rng.integers(-(1 << 25), 1 << 25, n)
+    s = rng.integers(0, MAX_SHIFT, n, endpoint=True)
+    lo, hi = rng.integers(-512, 0, n), rng.integers(0, 512, n)
+    want = [requantize(x[i], m[i], b[i], int(s[i]), lo[i], hi[i]).item() for i in range(n)]
+    np.testing.assert_array_equal(requant_golden(x, m, b, s, lo, hi), want)
+    cases = [(-5, 1, 0, 1, -2), (5, 1, 0, 1, 3), (-1, 1, 0, 1, 0), (-3, 1, 0, 1, -1),
+             (7, 3, -1, 2, 5), (1000, 1, 0, 0, 511), (-1000, 1, 0, 0, -512), (-6, 1, 0, 2, -1)]
+    for x1, m1, b1, s1, y1 in cases:
+        assert requant_golden([x1], [m1], [b1], [s1], [-512], [511])[0] == y1, (x1, m1, b1, s1)
+
+
+def test_component_latency_and_widths():
+    for lanes, width in TREES + [(1, 9), (64, 9)]:
+        t = AddSubTree(lanes, width)
+        assert t.latency == tree_latency(lanes)
+        assert t.out_width >= tree_out_width(lanes, width)
+    assert Requantizer.latency == REQUANT_LATENCY
+
+
+# -- elaboration --------------------------------------------------------------------------------
+
+def _ports(text, module):
+    assert re.search(rf"^module {module}\s*\(", text, re.M), f"no module {module}"
+    ports = {}
+    for direction, rng, name in re.findall(r"^\s*(input|output)\s+(?:signed\s+)?(\[\d+:0\]\s+)?(\w+)\s*;",
+                                           text, re.M):
+        ports[name] = (direction, int(rng.strip()[1:].split(":")[0]) + 1 if rng else 1)
+    return ports
+
+
+def test_elaborate_to_verilog():
+    tree = AddSubTree(5, 9)
+    ports = _ports(verilog.convert(tree, name="addsub_tree"), "addsub_tree")
+    assert ports == {"clk": ("input", 1), "rst": ("input", 1), "x": ("input", 5 * 9),
+                     "w": ("input", 5), "sum": ("output", tree.out_width)}
+    ports = _ports(verilog.convert(Requantizer(**ACCEL_REQUANT), name="requant"), "requant")
+    assert ports == {"clk": ("input", 1), "rst": ("input", 1), "x": ("input", 21),
+                     "multiplier": ("input", 16), "bias": ("input", 26), "shift": ("input", 6),
+                     "lo": ("input", 10), "hi": ("input", 10), "y": ("output", 10)}
+
+
+# -- simulation ---------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def build_root(tmp_path_factory):
+    # One Verilator build per parameter set, shared by the tests using it (~15 s each).
+    return tmp_path_factory.mktemp("hw_blocks")
+
+
+def _run_tree(build_root, test_dir, lanes, width, **env):
+    return run_cocotb(AddSubTree(lanes, width), "addsub_tree", "sim.tb_addsub_tree",
+                      build_root / f"tree_{lanes}x{width}", test_dir=test_dir, seed=SEED,
+                      extra_env={"TREE_LANES": lanes, "TREE_WIDTH": width, **env},
+                      log_file=test_dir / "sim.log")
+
+
+def _run_requant(build_root, test_dir, params, max_shift, testcase=None, **env):
+    widths = REQUANTS[params]
+    return run_cocotb(Requantizer(**widths), "requant", "sim.tb_requant",
+                      build_root / f"requant_{params}", test_dir=test_dir, seed=SEED,
+                      testcase=testcase, log_file=test_dir / "sim.log",
+                      extra_env={"RQ_IN": widths["in_width"], "RQ_MULT": widths["mult_width"],
+                                 "RQ_BIAS": widths["bias_width"], "RQ_SHIFT": widths["shift_width"],
+                                 "RQ_OUT": widths["out_width"], "RQ_MAX_SHIFT": max_shift, **env})
+
+
+@pytest.mark.parametrize("lanes,width", TREES)
+def test_tree_sim(build_root, tmp_path, lanes, width):
+    assert _run_tree(build_root, tmp_path, lanes, width).is_file()
+
+
+def test_tree_broken_twin_fails(build_root, tmp_path):
+    with pytest.raises(CocotbFailure) as info:
+        _run_tree(build_root, tmp_path, 8, 9, TREE_BREAK_MODEL=1)
+    assert info.value.num_tests == info.value.num_failed == 2
+
+
+# Shifts driven: every value the shift port holds (a shift past the sum's width must give 0,
+# like the golden model; quantize.fixed_point emits shifts up to MAX_SHIFT = 40).
+REQUANT_SHIFTS = {"accel": (1 << ACCEL_REQUANT["shift_width"]) - 1, "small": 15}
+
+
+# The small set costs one more Verilator build (~20 s): make test-all only.
+@pytest.mark.parametrize("params", ["accel", pytest.param("small", marks=pytest.mark.slow)])
+def test_requant_sim(build_root, tmp_path, params):
+    assert _run_requant(build_root, tmp_path, params, REQUANT_SHIFTS[params]).is_file()
+
+
+def test_requant_broken_twin_fails(build_root, tmp_path):
+    with pytest.raises(CocotbFailure) as info:
+        _run_requant(build_root, tmp_path, "accel", REQUANT_SHIFTS["accel"], testcase="rounding_ties",
+                     RQ_BREAK_MODEL=1)
+    assert info.value.num_tests == info.value.num_failed == 1
