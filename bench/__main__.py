@@ -1,8 +1,8 @@
-"""`make bench`: every benchmark, each printing its figures and ratios (and a JSON line)."""
-from bench import train_step
+"""`make bench`: every benchmark, each printing its figures and ratios (JSON in bench/results/)."""
+from bench import golden_speed, hw_latency, sim_speed, train_step
 
-BENCHMARKS = [train_step]
+BENCHMARKS = [train_step, golden_speed, hw_latency, sim_speed]
 
 for bench in BENCHMARKS:
-    print(f"== {bench.__name__}")
+    print(f"== {bench.__name__}", flush=True)
     bench.main([])

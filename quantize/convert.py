@@ -151,7 +151,7 @@ class Converter:
     def op_srelu(self, op, xs):
         frac = self.frac_for(op["name"], True)
         lo, hi = int_range(self.act_bits, True)
-        floor_int = -math.floor(-op["floor"] * 2.0 ** frac + 0.5)  # max(x, -1) in LSBs
+        floor_int = math.floor(op["floor"] * 2.0 ** frac + 0.5)  # max(x, -1) in LSBs, rounded
         self.materialize(xs[0], op["name"], frac, max(lo, floor_int), hi)
 
     def op_conv(self, op, xs):
@@ -159,9 +159,10 @@ class Converter:
         signs = self.bundle.conv_signs(op["name"]).reshape(op["out_channels"], -1)
         plus = (signs > 0).sum(1).astype(np.int64)
         minus = signs.shape[1] - plus
-        lo_in, hi_in = self.ints[src]["lo"], self.ints[src]["hi"]
+        # Zero padding puts 0 into any tap, so 0 joins the input range.
+        lo_in, hi_in = min(self.ints[src]["lo"], 0), max(self.ints[src]["hi"], 0)
         # Worst case per output channel: every +1 weight meets the largest input and every
-        # -1 weight the smallest (and the reverse); zero padding can only shrink the sum.
+        # -1 weight the smallest (and the reverse).
         hi = int((plus * hi_in - minus * lo_in).max())
         lo = int((plus * lo_in - minus * hi_in).min())
         key = op["name"] + ".weight_bits"

@@ -72,8 +72,8 @@ def reduce_power_of_two(multiplier, bias, shift):
 
 
 def csd_terms(value):
-    """Nonzero digits of the canonical signed-digit form of an integer: the adders a constant
-    multiplication by `value` costs when built from shifts and adds (0 for a power of two)."""
+    """Nonzero digits of the canonical signed-digit form of an integer (1 for a power of two):
+    a constant multiplication by `value` built from shifts costs terms - 1 adders."""
     value, terms = abs(int(value)), 0
     while value:
         if value & 1:
