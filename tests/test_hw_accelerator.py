@@ -29,6 +29,12 @@ def bn_model():
 
 
 @pytest.fixture(scope="module")
+def bn_network_build(tmp_path_factory):
+    """One Verilator build of the bn model's whole-network design, shared by the tests."""
+    return tmp_path_factory.mktemp("net_bn")
+
+
+@pytest.fixture(scope="module")
 def srelu_model():
     return random_qmodel(depth=8, width=1, input_size=8, num_classes=10, variant="srelu",
                          act_bits=6, seed=2)
@@ -44,9 +50,9 @@ def test_every_layer_bit_exact_bn(bn_model, tmp_path_factory):
     assert all(v.ok for v in verdicts), "\n".join(v.line() for v in verdicts if not v.ok)
 
 
-def test_whole_network_bit_exact_with_stalls_and_cycles_match_the_model(bn_model, tmp_path_factory):
+def test_whole_network_bit_exact_with_stalls_and_cycles_match_the_model(bn_model, bn_network_build):
     images = random_images(3, bn_model.input_shape, seed=12)
-    build = tmp_path_factory.mktemp("net_bn")
+    build = bn_network_build
     result, accel = check_network(bn_model, LANES, images, build, in_stall=0.3, out_stall=0.3, seed=5)
     assert result.exact == 3, "\n".join(v.line() for v in result.verdicts)
     # Stalls only add cycles; without them the model is exact (checked below).
@@ -57,13 +63,13 @@ def test_whole_network_bit_exact_with_stalls_and_cycles_match_the_model(bn_model
     assert abs(free.cycles[0] - free.model_cycles) <= 3  # first image: from its first pixel
 
 
-def test_a_wrong_expectation_is_caught(bn_model, tmp_path_factory):
+def test_a_wrong_expectation_is_caught(bn_model, bn_network_build):
     """The bench compares every beat: one wrong logit in the expectation must fail the run."""
     accel = Accelerator(bn_model, build_schedule(bn_model, LANES))
     images = random_images(1, bn_model.input_shape, seed=13)
     job = schedule_job(accel, images, run(bn_model, images))
     job.expected[3] ^= 1
-    result = simulate(accel, job, tmp_path_factory.mktemp("net_bn_wrong"))
+    result = simulate(accel, job, bn_network_build)
     assert not result.passed
     assert result.beats[3] != job.expected[3] and result.beats[:3] == job.expected[:3]
 
