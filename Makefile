@@ -3,7 +3,9 @@
 #   make test       fast tests (everything not marked slow); creates .venv on first use
 #   make test-all   all tests, including whole-network / long runs
 #   make train      train the default model (Fashion-MNIST); change TRAIN_ARGS to train others
-#   make bench      run the benchmark (python -m bench)
+#   make quantize   integer model + report of the trained run (RUN=runs/default)
+#   make sim        accelerator vs golden model in Verilator on that run
+#   make bench      run the benchmarks (python -m bench)
 #   make clean      remove build artefacts (keeps runs/ and .venv)
 
 SHELL := /bin/bash
@@ -26,7 +28,7 @@ FMNIST_DIR  ?= /usr/share/datasets/fashion-mnist
 FMNIST_FILE := $(FMNIST_DIR)/train-images-idx3-ubyte.gz
 TRAIN_ARGS  ?= --dataset fashion-mnist --depth 20 --width 1 --weights 1bit --variant bn --epochs 6 --out runs/default
 
-.PHONY: venv test test-all test-data train bench clean fashion-mnist
+.PHONY: venv test test-all test-data train quantize sim bench clean fashion-mnist
 
 venv: $(STAMP)
 
@@ -75,6 +77,15 @@ fashion-mnist:
 
 train: $(STAMP) fashion-mnist
 	$(PY) -m training.train $(TRAIN_ARGS)
+
+# The stages after training, on the run in RUN (default: the `make train` output).
+RUN ?= runs/default
+
+quantize: $(STAMP)
+	$(PY) -m quantize $(RUN)
+
+sim: $(STAMP)
+	$(PY) -m sim --model $(RUN)/quant --images 4
 
 bench: $(STAMP)
 	$(PY) -m bench

