@@ -31,6 +31,18 @@ def _bits(lo, hi):
     return max(2, max(int(lo).bit_length(), int(hi).bit_length()) + 1)
 
 
+def count_nested(m, digits):
+    """Advance an odometer of (counter, at_last) digits, innermost first: each digit steps when
+    every digit inside it is at its last value, and wraps to 0 after its own last. Returns the
+    condition 'every digit at its last value' (the final count of the loop nest)."""
+    inner_done = Const(1)
+    for counter, at_last in digits:
+        with m.If(inner_done):
+            m.d.sync += counter.eq(Mux(at_last, 0, counter + 1))
+        inner_done = inner_done & at_last
+    return inner_done
+
+
 class Accelerator(wiring.Component):
     def __init__(self, qmodel, schedule):
         self.qmodel, self.schedule = qmodel, schedule
@@ -144,17 +156,19 @@ class Accelerator(wiring.Component):
             m.submodules[f"buffer{b}"] = mem
             buffers.append((mem.read_port(), mem.write_port()))
 
-        def rom(name, words, width):
+        def rom(name, words, width, style):
             mem = memory.Memory(shape=unsigned(max(1, width)), depth=max(2, len(words)),
-                                init=words, attrs={"rom_style": "block"})
+                                init=words, attrs={"rom_style": style})
             m.submodules[name] = mem
             return mem.read_port()
 
-        weights = rom("weights", img.weights, lanes * lanes)
+        weights = rom("weights", img.weights, lanes * lanes, "block")
         pw = img.mult_bits + img.bias_bits
-        params = rom("params", img.params, lanes * pw)
-        params2 = rom("params2", img.params2, lanes * pw)
-        lut = rom("lut", img.lut, a)
+        # The requant parameters are very wide and shallow (a word per output group): as block
+        # RAM each would take ~10 RAMB36 for a few dozen words; LUTs hold them far cheaper.
+        params = rom("params", img.params, lanes * pw, "distributed")
+        params2 = rom("params2", img.params2, lanes * pw, "distributed")
+        lut = rom("lut", img.lut, a, "block")
 
         # -- controller state --------------------------------------------------------------
         phase = Signal(range(8))
@@ -371,16 +385,8 @@ class Accelerator(wiring.Component):
 
         def advance_stream(channels):
             """Count (g, y, x, c) with c innermost; returns the 'last beat' condition."""
-            at_c = lc == channels - 1
-            at_x, at_y, at_g = lx == w_out - 1, ly == h_out - 1, lg == g_out - 1
-            m.d.sync += lc.eq(Mux(at_c, 0, lc + 1))
-            with m.If(at_c):
-                m.d.sync += lx.eq(Mux(at_x, 0, lx + 1))
-                with m.If(at_x):
-                    m.d.sync += ly.eq(Mux(at_y, 0, ly + 1))
-                    with m.If(at_y):
-                        m.d.sync += lg.eq(Mux(at_g, 0, lg + 1))
-            return at_c & at_x & at_y & at_g
+            return count_nested(m, [(lc, lc == channels - 1), (lx, lx == w_out - 1),
+                                    (ly, ly == h_out - 1), (lg, lg == g_out - 1)])
 
         # -- the controller ----------------------------------------------------------------
         m.d.comb += self.out.valid.eq(0)
@@ -391,20 +397,12 @@ class Accelerator(wiring.Component):
                              dump_phase.eq(0), k.eq(0), phase.eq(RUN)]
             with m.Case(RUN):
                 with m.If(engine):
-                    m.d.sync += [kx.eq(Mux(at_kx, 0, kx + 1)), waddr.eq(waddr + 1)]
-                    with m.If(at_kx):
-                        m.d.sync += ky.eq(Mux(at_ky, 0, ky + 1))
-                        with m.If(at_ky):
-                            m.d.sync += ig.eq(Mux(at_ig, 0, ig + 1))
-                            with m.If(at_ig):
-                                m.d.sync += og.eq(Mux(at_og, 0, og + 1))
-                                with m.If(at_og):
-                                    m.d.sync += waddr.eq(wbase)
-                                    m.d.sync += ox.eq(Mux(at_ox, 0, ox + 1))
-                                    with m.If(at_ox):
-                                        m.d.sync += oy.eq(Mux(at_oy, 0, oy + 1))
-                                        with m.If(at_oy):
-                                            m.d.sync += [phase.eq(DRAIN), drain.eq(self.pipeline_depth)]
+                    done = count_nested(m, [(kx, at_kx), (ky, at_ky), (ig, at_ig), (og, at_og),
+                                            (ox, at_ox), (oy, at_oy)])
+                    # Weight words run along (og, ig, ky, kx); every pixel starts over.
+                    m.d.sync += waddr.eq(Mux(at_kx & at_ky & at_ig & at_og, wbase, waddr + 1))
+                    with m.If(done):
+                        m.d.sync += [phase.eq(DRAIN), drain.eq(self.pipeline_depth)]
                 with m.Elif((kind == KINDS[INPUT]) & accept):
                     with m.If(advance_stream(c_in)):
                         m.d.sync += [phase.eq(DRAIN), drain.eq(2)]
@@ -422,13 +420,9 @@ class Accelerator(wiring.Component):
                                                                   & (lg == g_src_last))]
                             with m.If(self.out.ready):
                                 m.d.sync += dump_phase.eq(0)
-                                at_x, at_y = lx == w_in - 1, ly == h_in - 1
-                                m.d.sync += lx.eq(Mux(at_x, 0, lx + 1))
-                                with m.If(at_x):
-                                    m.d.sync += ly.eq(Mux(at_y, 0, ly + 1))
-                                    with m.If(at_y):
-                                        m.d.sync += lg.eq(lg + 1)
-                                with m.If(self.out.payload.last):
+                                last = count_nested(m, [(lx, lx == w_in - 1), (ly, ly == h_in - 1),
+                                                        (lg, lg == g_src_last)])
+                                with m.If(last):
                                     m.d.sync += phase.eq(NEXT)
             with m.Case(DRAIN):
                 m.d.sync += drain.eq(drain - 1)

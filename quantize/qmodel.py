@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from training.bundle import unpack_signs
-from training.container import check_tensors, complete_manifest, read_container, write_container
+from training.container import OpGraph, check_tensors, complete_manifest, read_container, write_container
 
 FORMAT = "bitwrn-qmodel"
 VERSION = 1
@@ -41,15 +41,11 @@ def _error(path, problem, fix=FIX):
 
 
 @dataclass
-class QModel:
+class QModel(OpGraph):
     manifest: dict
     tensors: dict
     path: str = "<memory>"
     shapes: dict = field(default_factory=dict)   # tensor name -> per-image shape
-
-    @property
-    def ops(self):
-        return self.manifest["ops"]
 
     @property
     def act_bits(self):
@@ -62,12 +58,6 @@ class QModel:
     @property
     def input_shape(self):
         return tuple(self.manifest["input_shape"])
-
-    def op(self, name):
-        for op in self.ops:
-            if op["name"] == name:
-                return op
-        raise KeyError(f"no op named {name!r} in {self.path}")
 
     def conv_signs(self, op):
         """int8 +1/-1 weights (out, in, k, k) of a conv op."""

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from training.container import check_tensors, read_container, write_container
+from training.container import OpGraph, check_tensors, read_container, write_container
 
 FORMAT = "bitwrn-bundle"
 VERSION = 1
@@ -65,15 +65,11 @@ def write_bundle(path, manifest, arrays):
 
 
 @dataclass
-class Bundle:
+class Bundle(OpGraph):
     path: str
     manifest: dict
     tensors: dict                                # key -> np.ndarray as stored
     shapes: dict = field(default_factory=dict)   # tensor name -> per-image shape (C, H, W) / (C,)
-
-    @property
-    def ops(self):
-        return self.manifest["ops"]
 
     @property
     def config(self):
@@ -82,12 +78,6 @@ class Bundle:
     @property
     def metadata(self):
         return self.manifest["metadata"]
-
-    def op(self, name):
-        for op in self.ops:
-            if op["name"] == name:
-                return op
-        raise KeyError(f"no op named {name!r} in {self.path}")
 
     def conv_signs(self, name):
         """int8 +1/-1 of shape (out, in, k, k) for a 1-bit conv."""

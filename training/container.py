@@ -118,3 +118,17 @@ def check_tensors(entries, tensors, error):
     extra = sorted(set(tensors) - set(entries))
     if extra:
         raise error(f"member(s) {', '.join(extra)} not listed in the manifest")
+
+
+class OpGraph:
+    """Mixin for files whose manifest holds an op list (the bundle, the quantized model)."""
+
+    @property
+    def ops(self):
+        return self.manifest["ops"]
+
+    def op(self, name):
+        for op in self.ops:
+            if op["name"] == name:
+                return op
+        raise KeyError(f"no op named {name!r} in {self.path}")
