@@ -21,7 +21,7 @@ class SimResult:
 
 
 def simulate(accel, job, build_dir, log_file=None):
-    build_dir = Path(build_dir)
+    build_dir = Path(build_dir).resolve()  # the simulator runs inside it: no relative paths
     build_dir.mkdir(parents=True, exist_ok=True)
     job_path, result_path = build_dir / "job.npz", build_dir / "result.npz"
     job.save(job_path)

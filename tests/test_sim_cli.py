@@ -37,9 +37,10 @@ def test_missing_model_is_one_line(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_real_run_prints_verdicts_and_summary(tiny, tmp_path, capsys):
+def test_real_run_prints_verdicts_and_summary(tiny, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)   # a relative --build-dir, as users type it
     code = main(["--model", str(tiny / "quant"), "--data-dir", str(tiny), "--images", "2",
-                 "--lanes", "8", "--layer", "s1b1_add", "--build-dir", str(tmp_path)])
+                 "--lanes", "8", "--layer", "s1b1_add", "--build-dir", "build/sim"])
     out = capsys.readouterr().out.splitlines()
     assert code == 0
     assert any(line.strip() == "s1b1_add: bit-exact" for line in out)
