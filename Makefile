@@ -5,6 +5,7 @@
 #   make train      train the default model (Fashion-MNIST); change TRAIN_ARGS to train others
 #   make quantize   integer model + report of the trained run (RUN=runs/default)
 #   make sim        accelerator vs golden model in Verilator on that run
+#   make hw         Arty A7 build files + resource and latency report for that run
 #   make bench      run the benchmarks (python -m bench)
 #   make clean      remove build artefacts (keeps runs/ and .venv)
 
@@ -28,7 +29,7 @@ FMNIST_DIR  ?= /usr/share/datasets/fashion-mnist
 FMNIST_FILE := $(FMNIST_DIR)/train-images-idx3-ubyte.gz
 TRAIN_ARGS  ?= --dataset fashion-mnist --depth 20 --width 1 --weights 1bit --variant bn --epochs 6 --out runs/default
 
-.PHONY: venv test test-all test-data train quantize sim bench clean fashion-mnist
+.PHONY: venv test test-all test-data train quantize sim hw bench clean fashion-mnist
 
 venv: $(STAMP)
 
@@ -86,6 +87,9 @@ quantize: $(STAMP)
 
 sim: $(STAMP)
 	$(PY) -m sim --model $(RUN)/quant --images 4
+
+hw: $(STAMP)
+	$(PY) -m hw.build --board arty_a7 --model $(RUN)/quant --out build/arty_a7
 
 bench: $(STAMP)
 	$(PY) -m bench

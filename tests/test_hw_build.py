@@ -17,7 +17,6 @@ from quantize.random_model import random_images, random_qmodel
 from sim.runner import run_cocotb
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TESTS = os.path.dirname(os.path.abspath(__file__))
 REPORT_KEYS = {"board", "fits", "luts", "ffs", "bram36", "dsp", "clock_mhz", "cycles_per_image",
                "images_per_s", "layers", "link_images_per_s", "baud", "capacity"}
 
@@ -149,8 +148,8 @@ def test_framed_accelerator_answers_like_the_golden_model(tmp_path):
     ]
     plan = dict(divisor=divisor, exchanges=exchanges, timeout_cycles=400_000)
     (tmp_path / "frames.json").write_text(json.dumps(plan))
-    run_cocotb(dut, "framed", "tb_framed", tmp_path / "build", test_dir=tmp_path,
-               python_paths=[TESTS], extra_env={"BITWRN_FRAMES": tmp_path / "frames.json"})
+    run_cocotb(dut, "framed", "sim.tb_framed", tmp_path / "build", test_dir=tmp_path,
+               extra_env={"BITWRN_FRAMES": tmp_path / "frames.json"})
 
 
 def test_a_core_that_does_not_fit_exits_1_with_the_numbers(model_dir, tmp_path, monkeypatch, capsys):
