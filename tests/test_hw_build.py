@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 
+from hw.client import encode_frame
 from hw.framing import (ANSWER, ERR_CHECKSUM, ERR_LENGTH, ERR_START, ERR_TIMEOUT, ERROR, START,
                         FramedAccelerator)
 from hw.schedule import build_schedule
@@ -119,9 +120,12 @@ def answer(logits, cls):
 
 
 def frame(image, checksum_delta=0, length=None):
-    pixels = [int(v) for v in np.asarray(image, np.uint8).transpose(1, 2, 0).reshape(-1)]
-    n = len(pixels) if length is None else length
-    return [START, n & 0xFF, n >> 8] + pixels + [(sum(pixels) + checksum_delta) & 0xFF]
+    """The host client's request bytes, optionally corrupted."""
+    data = list(encode_frame(image))
+    if length is not None:
+        data[1:3] = [length & 0xFF, length >> 8]
+    data[-1] = (data[-1] + checksum_delta) & 0xFF
+    return data
 
 
 def test_framed_accelerator_answers_like_the_golden_model(tmp_path):
