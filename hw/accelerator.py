@@ -156,18 +156,19 @@ class Accelerator(wiring.Component):
             m.submodules[f"buffer{b}"] = mem
             buffers.append((mem.read_port(), mem.write_port()))
 
-        def rom(name, words, width, style):
+        def rom(name, words, width, style=None):
             mem = memory.Memory(shape=unsigned(max(1, width)), depth=max(2, len(words)),
-                                init=words, attrs={"rom_style": style})
+                                init=words, attrs={"rom_style": style} if style else None)
             m.submodules[name] = mem
             return mem.read_port()
 
         weights = rom("weights", img.weights, lanes * lanes, "block")
         pw = img.mult_bits + img.bias_bits
         # The requant parameters are very wide and shallow (a word per output group): as block
-        # RAM each would take ~10 RAMB36 for a few dozen words; LUTs hold them far cheaper.
-        params = rom("params", img.params, lanes * pw, "distributed")
-        params2 = rom("params2", img.params2, lanes * pw, "distributed")
+        # RAM each would take ~10 RAMB36 for a few dozen words; left unstyled, synthesis builds
+        # them from LUTs (yosys finds no LUTRAM mapping for a forced "distributed" sync ROM).
+        params = rom("params", img.params, lanes * pw)
+        params2 = rom("params2", img.params2, lanes * pw)
         lut = rom("lut", img.lut, a, "block")
 
         # -- controller state --------------------------------------------------------------
