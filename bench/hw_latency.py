@@ -7,7 +7,6 @@ Latency depends on the architecture only, so without --model it uses a random WR
 28x28 inputs: the `make train` architecture. Writes bench/results/hw_latency.json and .png.
 """
 import argparse
-import json
 import os
 
 from hw.latency import latency_report

@@ -20,7 +20,7 @@ from hw.addsub_tree import AddSubTree
 from hw.latency import pipeline_depth, tree_latency
 from hw.memory_images import build_images
 from hw.requant import Requantizer
-from hw.schedule import CONV, DUMP, HEAD, INPUT, LOAD, POOL, ceil_log2
+from hw.schedule import CONV, DUMP, HEAD, INPUT, LOAD, POOL, ceil_log2, groups
 
 KINDS = {INPUT: 0, LOAD: 1, CONV: 2, POOL: 3, HEAD: 4, DUMP: 5}
 SHIFT_BITS = 6
@@ -90,9 +90,6 @@ class Accelerator(wiring.Component):
         depth = self.schedule.buffer_depth
         ab = max(1, ceil_log2(depth))
 
-        def groups(c):
-            return -(-c // lanes)
-
         def col(fn, shape):
             return self._field([fn(s, i) for i, s in enumerate(steps)], shape)
 
@@ -119,8 +116,8 @@ class Accelerator(wiring.Component):
         w_out = col(lambda s, i: out_shape(s)[2], dim)
         hb_out = col(lambda s, i: ceil_log2(out_shape(s)[1]), range(16))
         wb_out = col(lambda s, i: ceil_log2(out_shape(s)[2]), range(16))
-        g_out = col(lambda s, i: groups(out_shape(s)[0]), dim)
-        g_in = col(lambda s, i: 1 if s.kind == POOL else groups(s.src_shape[0]), dim)
+        g_out = col(lambda s, i: groups(out_shape(s)[0], lanes), dim)
+        g_in = col(lambda s, i: 1 if s.kind == POOL else groups(s.src_shape[0], lanes), dim)
         k_last = col(lambda s, i: s.kernel - 1, range(8))
         stride2 = col(lambda s, i: s.stride == 2, 1)
         pad = col(lambda s, i: s.padding, range(4))
@@ -145,7 +142,7 @@ class Accelerator(wiring.Component):
         sc_groups = col(lambda s, i: s.shortcut_groups, dim)
         src_signed = col(lambda s, i: s.src_signed, 1)
         sc_signed = col(lambda s, i: s.shortcut_signed, 1)
-        g_src_last = col(lambda s, i: groups(s.src_shape[0]) - 1, dim)
+        g_src_last = col(lambda s, i: groups(s.src_shape[0], lanes) - 1, dim)
         last_step = len(steps) - 1
 
         # -- memories ----------------------------------------------------------------------

@@ -9,7 +9,6 @@ synth_xilinx) next to the board's capacity, latency and throughput at --clock-mh
 and what the UART link allows, as report.json, report.md and layers.png. Exit status: 0 built
 (and fits), 1 the core does not fit the board, 2 bad command line or model. docs/board.md.
 """
-import argparse
 import json
 import os
 import shutil
@@ -19,6 +18,7 @@ import time
 
 from hw.boards import BOARDS
 from training.atomic import atomic_path, write_json, write_text
+from training.cli import OneLineParser
 
 PROG = "python -m hw.build"
 DEFAULT_MODEL = os.path.join("runs", "default", "quant")
@@ -27,11 +27,6 @@ MAKE_MODEL = "make train && make quantize"
 
 class UsageError(Exception):
     """Bad command line or model: one line, exit 2."""
-
-
-class OneLineParser(argparse.ArgumentParser):
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def build_parser():

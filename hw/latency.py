@@ -9,7 +9,7 @@ it): every step costs START + NEXT (2 cycles) plus
 """
 from dataclasses import dataclass
 
-from hw.schedule import CONV, DUMP, HEAD, INPUT, LOAD, POOL, ceil_log2
+from hw.schedule import CONV, DUMP, HEAD, INPUT, LOAD, POOL, ceil_log2, groups
 
 STEP_OVERHEAD = 2          # START and NEXT
 REQUANT_LATENCY = 2
@@ -22,10 +22,6 @@ def tree_latency(lanes):
 def pipeline_depth(lanes):
     """Drain after the last tap: read, tree, accumulate, 6 epilogue stages, one spare."""
     return 1 + tree_latency(lanes) + 1 + 6 + 1
-
-
-def groups(channels, lanes):
-    return -(-channels // lanes)
 
 
 def taps(step, lanes):

@@ -20,6 +20,11 @@ def ceil_log2(n):
     return math.ceil(math.log2(n)) if n > 1 else 0
 
 
+def groups(channels, lanes):
+    """Words of `lanes` channels that hold `channels` (the last one zero-padded)."""
+    return -(-channels // lanes)
+
+
 @dataclass
 class Requant:
     """Per-channel (padded to whole groups) constants of clamp((x*M + B + rnd) >> shift)."""
@@ -72,12 +77,9 @@ class Schedule:
                 self.tensor_shapes[name] = qmodel.shapes[base_name(name)]
         self._allocate()
 
-    def groups(self, channels):
-        return -(-channels // self.lanes)
-
     def depth_of(self, shape):
         c, h, w = shape
-        return self.groups(c) << (ceil_log2(h) + ceil_log2(w))
+        return groups(c, self.lanes) << (ceil_log2(h) + ceil_log2(w))
 
     def _allocate(self):
         last_read = {}

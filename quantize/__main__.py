@@ -24,6 +24,7 @@ from quantize.qmodel import make_qmodel, write_qmodel
 from quantize.report import build_report, render, write_report
 from training.bundle import BundleError, read_bundle
 from training.data import DATASETS, DatasetError, load_dataset
+from training.cli import OneLineParser
 
 PROG = "python -m quantize"
 MIN_BITS, MAX_BITS = 4, 16
@@ -34,11 +35,6 @@ DEFAULT_SWEEP = "8,6,4"
 
 class UsageError(Exception):
     """A bad command line, run directory or dataset: one line on stderr, exit code 2."""
-
-
-class OneLineParser(argparse.ArgumentParser):
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def _int_arg(lo, hi=None):

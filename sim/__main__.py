@@ -7,7 +7,6 @@ first test image, then runs N test images through the whole network and prints t
 image next to the analytic model. The last line reads `N/N images bit-exact`; the exit code is
 non-zero on any mismatch.
 """
-import argparse
 import os
 import sys
 import time
@@ -16,11 +15,7 @@ from hw.latency import latency_report
 from hw.schedule import build_schedule
 from quantize.qmodel import QModelError, read_qmodel
 from training.data import DatasetError, load_dataset
-
-
-class OneLineParser(argparse.ArgumentParser):
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+from training.cli import OneLineParser
 
 
 def build_parser():

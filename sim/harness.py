@@ -1,5 +1,4 @@
 """Run a job through the accelerator in Verilator and return what came out, with cycle stamps."""
-import os
 from dataclasses import dataclass
 from pathlib import Path
 

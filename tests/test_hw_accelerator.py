@@ -5,7 +5,6 @@ trained model (slow).
 """
 import os
 
-import numpy as np
 import pytest
 
 from hw.accelerator import Accelerator

@@ -7,7 +7,6 @@ JSON stored as a uint8 array) plus one array per tensor, each listed in the mani
 import hashlib
 import io
 import json
-import os
 import zipfile
 import zlib
 

@@ -9,7 +9,6 @@ gradients).
 
 Run directory: checkpoint.pt (resumable), metrics.jsonl, summary.json, curves.png, bundle.npz.
 """
-import argparse
 import hashlib
 import json
 import os
@@ -32,6 +31,7 @@ from training.export import export_bundle
 from training.graph import DEFAULT_SRELU_TEMPERATURE, VARIANTS, WEIGHT_MODES, check_depth
 from training.model import WideResNet
 from training.plots import plot_curves
+from training.cli import OneLineParser
 
 MOMENTUM = 0.9
 BATCH_SIZE = 125
@@ -44,11 +44,6 @@ RUN_IDENTITY = ("dataset", "subset", "depth", "width", "weights", "variant", "ep
 
 class UsageError(Exception):
     """A bad command line or run directory: reported as one line, exit code 2."""
-
-
-class OneLineParser(argparse.ArgumentParser):
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def build_parser():
