@@ -23,7 +23,6 @@ from hw.requant import Requantizer
 from hw.schedule import CONV, DUMP, HEAD, INPUT, LOAD, POOL, ceil_log2, groups
 
 KINDS = {INPUT: 0, LOAD: 1, CONV: 2, POOL: 3, HEAD: 4, DUMP: 5}
-SHIFT_BITS = 6
 
 
 def _bits(lo, hi):
@@ -82,6 +81,13 @@ class Accelerator(wiring.Component):
     def _field(self, values, shape):
         return Array([Const(int(v), shape) for v in values])[self.step]
 
+    def _operands(self, requantizer, word, lane):
+        """Drive a requantizer's M' and C from lane `lane` of a params word."""
+        mb, pw = self.images.mult_bits, self.images.mult_bits + self.images.offset_bits
+        field_ = word[lane * pw:(lane + 1) * pw]
+        return [requantizer.multiplier.eq(field_[:mb].as_signed()),
+                requantizer.offset.eq(field_[mb:].as_signed())]
+
     def elaborate(self, platform):
         m = Module()
         steps, lanes, a = self.steps, self.lanes, self.act_bits
@@ -127,11 +133,9 @@ class Accelerator(wiring.Component):
         p2base = col(lambda s, i: img.param2_base.get(i, 0), range(max(2, len(img.params2))))
         rq = lambda s: s.requant  # noqa: E731
         vb = self.val_bits
-        shift = col(lambda s, i: rq(s).shift if rq(s) else 0, range(1 << SHIFT_BITS))
         lo = col(lambda s, i: rq(s).lo if rq(s) else 0, signed(max(vb, self.logit_bits)))
         hi = col(lambda s, i: rq(s).hi if rq(s) else 0, signed(max(vb, self.logit_bits)))
         has_rq = col(lambda s, i: rq(s) is not None, 1)
-        shift2 = col(lambda s, i: s.requant2.shift if s.requant2 else 0, range(1 << SHIFT_BITS))
         lo2 = col(lambda s, i: s.requant2.lo if s.requant2 else 0, signed(vb))
         hi2 = col(lambda s, i: s.requant2.hi if s.requant2 else 0, signed(vb))
         add_en = col(lambda s, i: s.fused_add, 1)
@@ -160,7 +164,7 @@ class Accelerator(wiring.Component):
             return mem.read_port()
 
         weights = rom("weights", img.weights, lanes * lanes, "block")
-        pw = img.mult_bits + img.bias_bits
+        pw = img.mult_bits + img.offset_bits
         # The requant parameters are very wide and shallow (a word per output group): as block
         # RAM each would take ~10 RAMB36 for a few dozen words; left unstyled, synthesis builds
         # them from LUTs (yosys finds no LUTRAM mapping for a forced "distributed" sync ROM).
@@ -263,12 +267,9 @@ class Accelerator(wiring.Component):
         e1_og = delay(e_og, 1, "e1og")
         rqs = []
         for o in range(lanes):
-            r = Requantizer(self.acc_bits, img.mult_bits, img.bias_bits, SHIFT_BITS, vb)
+            r = Requantizer(self.acc_bits, img.mult_bits, img.offset_bits, img.params_shift, vb)
             m.submodules[f"rq{o}"] = r
-            field_ = params.data[o * pw:(o + 1) * pw]
-            m.d.comb += [r.x.eq(e1_acc[o]), r.multiplier.eq(field_[:img.mult_bits].as_signed()),
-                         r.bias.eq(field_[img.mult_bits:].as_signed()), r.shift.eq(shift),
-                         r.lo.eq(lo), r.hi.eq(hi)]
+            m.d.comb += [r.x.eq(e1_acc[o]), *self._operands(r, params.data, o), r.lo.eq(lo), r.hi.eq(hi)]
             rqs.append(r)
         sc_word = Signal(self.word_bits)
         m.d.comb += sc_word.eq(Array([rp.data for rp, _ in buffers] + [Const(0, self.word_bits)])[sc])
@@ -296,12 +297,9 @@ class Accelerator(wiring.Component):
         # E4: write dst; second requantizers start.
         rq2s = []
         for o in range(lanes):
-            r = Requantizer(vb, img.mult_bits, img.bias_bits, SHIFT_BITS, vb)
+            r = Requantizer(vb, img.mult_bits, img.offset_bits, img.params2_shift, vb)
             m.submodules[f"rq2_{o}"] = r
-            field_ = p2_word[o * pw:(o + 1) * pw]
-            m.d.comb += [r.x.eq(e4[o]), r.multiplier.eq(field_[:img.mult_bits].as_signed()),
-                         r.bias.eq(field_[img.mult_bits:].as_signed()), r.shift.eq(shift2),
-                         r.lo.eq(lo2), r.hi.eq(hi2)]
+            m.d.comb += [r.x.eq(e4[o]), *self._operands(r, p2_word, o), r.lo.eq(lo2), r.hi.eq(hi2)]
             rq2s.append(r)
         e6_valid = delay(e4_valid, 2, "e6v")
         e6_addr = delay(e4_addr, 2, "e6addr")
@@ -317,14 +315,13 @@ class Accelerator(wiring.Component):
                     m.d.sync += total.eq(Mux(first_pixel, 0, total) + accs[c % lanes])
         # LOGITS: k walks the classes; params for k's group arrive one cycle later (k1).
         k1 = delay(k, 1, "k1")
-        logit_rq = Requantizer(self.sum_bits, img.mult_bits, img.bias_bits, SHIFT_BITS, self.logit_bits)
+        logit_rq = Requantizer(self.sum_bits, img.mult_bits, img.offset_bits, img.params_shift,
+                               self.logit_bits)
         m.submodules.logit_rq = logit_rq
         lane_field = Array([params.data[o * pw:(o + 1) * pw] for o in range(lanes)])[k1 % lanes]
         class_sum = Array(sums)[k1]
-        m.d.comb += [logit_rq.x.eq(class_sum),
-                     logit_rq.multiplier.eq(lane_field[:img.mult_bits].as_signed()),
-                     logit_rq.bias.eq(lane_field[img.mult_bits:].as_signed()),
-                     logit_rq.shift.eq(shift), logit_rq.lo.eq(lo), logit_rq.hi.eq(hi)]
+        m.d.comb += [logit_rq.x.eq(class_sum), *self._operands(logit_rq, lane_field, 0),
+                     logit_rq.lo.eq(lo), logit_rq.hi.eq(hi)]
         logits = [Signal(signed(self.logit_bits), name=f"logit{c}") for c in range(self.num_classes)]
         best = Signal(signed(self.logit_bits))
         cls = Signal(range(max(2, self.num_classes)))

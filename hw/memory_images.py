@@ -3,14 +3,18 @@
 - weights: one word per (output group, input group, ky, kx) of every conv step, in that loop
   order; bit (o * lanes + j) is the sign of weight (out og*lanes+o, in ig*lanes+j) at (ky, kx),
   1 = +1. Padding channels get +1 (they meet zero inputs, or a zero multiplier).
-- params: one word per output group of every requant: lane l holds (M, B) of channel
-  g*lanes+l, M in the low `mult_bits`, B above it, both two's complement.
+- params: one word per output group of every requant: lane l holds (M', C) of channel
+  g*lanes+l, M' in the low `mult_bits`, C above it, both two's complement: the operands of a
+  requantizer with the ROM's fixed shift (hw.requant.fixed_shift_operands). `params` serves
+  every step's first requant and the logits, `params2` the second requants; each has one shift,
+  the largest of the requants it holds.
 - lut: the input table, entry c*256 + pixel.
 """
 from dataclasses import dataclass
 
 import numpy as np
 
+from hw.requant import fixed_shift_operands
 from hw.schedule import CONV, HEAD
 
 
@@ -18,13 +22,15 @@ from hw.schedule import CONV, HEAD
 class MemoryImages:
     weights: list          # ints, lanes*lanes bits each
     weight_base: dict      # step index -> first word
-    params: list           # ints, lanes*(mult_bits+bias_bits) bits each (requant)
+    params: list           # ints, lanes*(mult_bits+offset_bits) bits each (requant)
     params2: list          # same for the second requant of a step
     param_base: dict       # step index -> first word in params
     param2_base: dict      # step index -> first word in params2
     lut: list              # ints (two's complement in act_bits)
+    params_shift: int      # the fixed shift of the requantizers reading params
+    params2_shift: int     # ... and params2
     mult_bits: int
-    bias_bits: int
+    offset_bits: int
 
 
 def _to_unsigned(v, bits):
@@ -49,31 +55,42 @@ def weight_words(qmodel, step, lanes):
     return words
 
 
-def param_words(requant, lanes, mult_bits, bias_bits):
+def operands(requant, fixed_shift):
+    """(M', C) per channel of `requant` for a requantizer with shift `fixed_shift`."""
+    return [fixed_shift_operands(m, b, requant.shift, fixed_shift)
+            for m, b in zip(requant.multiplier, requant.bias)]
+
+
+def param_words(requant, lanes, fixed_shift, mult_bits, offset_bits):
+    pairs = operands(requant, fixed_shift)
     words = []
-    for g in range(len(requant.multiplier) // lanes):
+    for g in range(len(pairs) // lanes):
         word = 0
         for lane in range(lanes):
-            c = g * lanes + lane
-            field = _to_unsigned(requant.multiplier[c], mult_bits) | \
-                (_to_unsigned(requant.bias[c], bias_bits) << mult_bits)
-            word |= field << (lane * (mult_bits + bias_bits))
+            m, c = pairs[g * lanes + lane]
+            field = _to_unsigned(m, mult_bits) | (_to_unsigned(c, offset_bits) << mult_bits)
+            word |= field << (lane * (mult_bits + offset_bits))
         words.append(word)
     return words
 
 
-def requant_widths(schedule):
-    """(mult_bits, bias_bits): two's complement widths holding every M and B of the schedule."""
-    values = [v for s in schedule.steps for rq in (s.requant, s.requant2) if rq
-              for v in rq.multiplier]
-    biases = [v for s in schedule.steps for rq in (s.requant, s.requant2) if rq for v in rq.bias]
-    width = lambda vs: max([int(v).bit_length() + 1 for v in vs] + [2])  # noqa: E731
-    return width(values), width(biases)
+def _signed_width(values):
+    return max([int(v).bit_length() + 1 for v in values] + [2])
+
+
+def requant_banks(schedule):
+    """(params_shift, params2_shift, mult_bits, offset_bits) of the schedule's requants."""
+    first = [s.requant for s in schedule.steps if s.requant]
+    second = [s.requant2 for s in schedule.steps if s.requant2]
+    shifts = [max([rq.shift for rq in bank] + [0]) for bank in (first, second)]
+    pairs = [p for bank, shift in zip((first, second), shifts) for rq in bank
+             for p in operands(rq, shift)]
+    return shifts[0], shifts[1], _signed_width([m for m, _ in pairs]), _signed_width([c for _, c in pairs])
 
 
 def build_images(qmodel, schedule):
     lanes = schedule.lanes
-    mult_bits, bias_bits = requant_widths(schedule)
+    shift1, shift2, mult_bits, offset_bits = requant_banks(schedule)
     weights, weight_base, params, params2, param_base, param2_base = [], {}, [], [], {}, {}
     for i, step in enumerate(schedule.steps):
         if step.kind in (CONV, HEAD):
@@ -81,13 +98,13 @@ def build_images(qmodel, schedule):
             weights += weight_words(qmodel, step, lanes)
         if step.requant:
             param_base[i] = len(params)
-            params += param_words(step.requant, lanes, mult_bits, bias_bits)
+            params += param_words(step.requant, lanes, shift1, mult_bits, offset_bits)
         if step.requant2:
             param2_base[i] = len(params2)
-            params2 += param_words(step.requant2, lanes, mult_bits, bias_bits)
+            params2 += param_words(step.requant2, lanes, shift2, mult_bits, offset_bits)
     lut_op = next((op for op in qmodel.ops if op["op"] == "lut"), None)
     lut = []
     if lut_op is not None:
         lut = [_to_unsigned(v, qmodel.act_bits) for v in qmodel.tensors[lut_op["table"]].reshape(-1)]
     return MemoryImages(weights or [0], weight_base, params or [0], params2 or [0], param_base,
-                        param2_base, lut or [0], mult_bits, bias_bits)
+                        param2_base, lut or [0], shift1, shift2, mult_bits, offset_bits)

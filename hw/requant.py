@@ -1,24 +1,41 @@
-"""Requantizer: clamp((x * M + B + 2^(s-1)) >> s, lo, hi), the golden model's exact recipe.
+"""Requantizer: y = clamp((x * M' + C) >> S, lo, hi) with a shift S fixed at build time.
 
-Two registered stages: the product (one DSP48 where M varies), then bias, rounding, the
-arithmetic shift (floor) and saturation. Latency 2.
+The golden model's recipe is clamp((x * M + B + 2^(s-1)) >> s, lo, hi) with a shift s per layer.
+Scaling M and B by 2^(S-s) and folding the rounding term into the offset gives exactly the same
+result for every s <= S (`fixed_shift_operands`), so the hardware needs neither a barrel
+shifter nor a rounding adder: one DSP48 computes x * M' + C, the shift is wiring, and only the
+saturation is logic. The memory images store M' and C.
+
+Two registered stages: the product plus offset, then the saturation. Latency 2.
 """
-from amaranth import Module, Mux, Signal, signed, unsigned
+from amaranth import Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
+
+
+def fixed_shift_operands(multiplier, bias, shift, fixed_shift):
+    """(M', C) with (x*M' + C) >> fixed_shift == (x*M + B + 2^(shift-1)) >> shift for all x.
+
+    Exact: the left side is floor((x*M + B + 2^(shift-1)) * 2^d / 2^(shift+d)), d = fixed_shift
+    - shift >= 0 (for shift 0 the added 2^(d-1) stays below one output step).
+    """
+    d = fixed_shift - shift
+    if d < 0:
+        raise ValueError(f"shift {shift} is larger than the requantizer's fixed shift {fixed_shift}")
+    rounding = (1 << (fixed_shift - 1)) if fixed_shift else 0
+    return int(multiplier) << d, (int(bias) << d) + rounding
 
 
 class Requantizer(wiring.Component):
     latency = 2
 
-    def __init__(self, in_width, mult_width, bias_width, shift_width, out_width):
-        self.prod_width = in_width + mult_width
-        self.sum_width = max(self.prod_width, bias_width) + 2
+    def __init__(self, in_width, mult_width, offset_width, shift, out_width):
+        self.shift = shift
+        self.sum_width = max(in_width + mult_width, offset_width) + 1
         super().__init__({
             "x": In(signed(in_width)),
             "multiplier": In(signed(mult_width)),
-            "bias": In(signed(bias_width)),
-            "shift": In(unsigned(shift_width)),
+            "offset": In(signed(offset_width)),
             "lo": In(signed(out_width)),
             "hi": In(signed(out_width)),
             "y": Out(signed(out_width)),
@@ -26,18 +43,10 @@ class Requantizer(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        prod = Signal(signed(self.prod_width))
-        bias, shift, lo, hi = (Signal.like(s) for s in (self.bias, self.shift, self.lo, self.hi))
-        m.d.sync += [prod.eq(self.x * self.multiplier), bias.eq(self.bias), shift.eq(self.shift),
-                     lo.eq(self.lo), hi.eq(self.hi)]
-        # Any shift >= sum_width - 1 gives 0 (like the golden model): clamp it so the
-        # rounding term still fits the sum.
-        limited = Signal(range(self.sum_width))
-        m.d.comb += limited.eq(Mux(shift >= self.sum_width - 1, self.sum_width - 1, shift))
         total = Signal(signed(self.sum_width))
-        rounding = Mux(limited == 0, 0, (1 << limited) >> 1)
-        m.d.comb += total.eq(prod + bias + rounding)
-        shifted = Signal(signed(self.sum_width))
-        m.d.comb += shifted.eq(total >> limited)   # arithmetic: floor
+        lo, hi = Signal.like(self.lo), Signal.like(self.hi)
+        m.d.sync += [total.eq(self.x * self.multiplier + self.offset), lo.eq(self.lo), hi.eq(self.hi)]
+        shifted = Signal(signed(max(2, self.sum_width - self.shift)))
+        m.d.comb += shifted.eq(total >> self.shift)   # arithmetic: floor
         m.d.sync += self.y.eq(Mux(shifted < lo, lo, Mux(shifted > hi, hi, shifted)))
         return m

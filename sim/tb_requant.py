@@ -1,13 +1,15 @@
 """cocotb bench for hw.requant.Requantizer alone (run through sim.runner.run_cocotb).
 
 y = clamp((x*M + B + 2^(s-1)) >> s, lo, hi), checked against quantize.fixed_point.requantize
-(via sim.models.requant_golden). One new vector (x, M, B, s, lo, hi) goes in on EVERY cycle;
-`y` is read on each falling edge and compared with the reference of the vector driven
-`latency` (2) cycles earlier. After reset the registers hold zeros, whose result is 0.
+(via sim.models.requant_golden). One new vector (x, M, B, s, lo, hi) goes in on EVERY cycle,
+s anywhere in 0..RQ_SHIFT, converted to the DUT's operands (M', C) for its fixed shift by
+hw.requant.fixed_shift_operands, as the memory images do. `y` is read on each falling edge and
+compared with the reference of the vector driven `latency` (2) cycles earlier. After reset the
+registers hold zeros, whose result is 0.
 
 Environment (set by tests/test_hw_blocks.py):
-    RQ_IN, RQ_MULT, RQ_BIAS, RQ_SHIFT, RQ_OUT   the widths the DUT was built with
-    RQ_MAX_SHIFT       largest shift driven (default: all the shift port can hold)
+    RQ_IN, RQ_MULT, RQ_BIAS, RQ_OUT   widths of x, M, B (the golden model's) and y
+    RQ_SHIFT           the DUT's fixed shift: the largest shift driven
     RQ_CYCLES          random vectors in random_full_throughput (default 2000)
     RQ_BREAK_MODEL=1   a deliberately wrong reference that rounds ties down instead of up
 """
@@ -19,14 +21,14 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, FallingEdge
 
+from hw.requant import fixed_shift_operands
 from sim.models import REQUANT_LATENCY, requant_golden
 
 IN = int(os.environ.get("RQ_IN", "21"))
 MULT = int(os.environ.get("RQ_MULT", "16"))
 BIAS = int(os.environ.get("RQ_BIAS", "26"))
-SHIFT = int(os.environ.get("RQ_SHIFT", "6"))
+MAX_SHIFT = int(os.environ.get("RQ_SHIFT", "22"))
 OUT = int(os.environ.get("RQ_OUT", "10"))
-MAX_SHIFT = int(os.environ.get("RQ_MAX_SHIFT", str((1 << SHIFT) - 1)))
 CYCLES = int(os.environ.get("RQ_CYCLES", "2000"))
 BREAK_MODEL = os.environ.get("RQ_BREAK_MODEL", "0") == "1"
 
@@ -39,7 +41,6 @@ X_LO, X_HI = _range(IN)
 M_LO, M_HI = _range(MULT)
 B_LO, B_HI = _range(BIAS)
 Y_LO, Y_HI = _range(OUT)
-assert 0 <= MAX_SHIFT < (1 << SHIFT), f"RQ_MAX_SHIFT {MAX_SHIFT} does not fit {SHIFT} bits"
 
 
 def _expected(x, m, b, s, lo, hi):
@@ -121,7 +122,7 @@ def _u(v, bits):
 
 async def _start(dut):
     Clock(dut.clk, 10, unit="ns").start()
-    for port in (dut.x, dut.multiplier, dut.bias, dut.shift, dut.lo, dut.hi):
+    for port in (dut.x, dut.multiplier, dut.offset, dut.lo, dut.hi):
         port.value = 0
     dut.rst.value = 1
     await ClockCycles(dut.clk, 2)
@@ -141,14 +142,14 @@ async def _stream(dut, vec, label):
     bad = []
     for n in range(len(x) + lat - 1):
         if n < len(x):
+            m_op, offset = fixed_shift_operands(m[n], b[n], int(s[n]), MAX_SHIFT)
             dut.x.value = _u(x[n], IN)
-            dut.multiplier.value = _u(m[n], MULT)
-            dut.bias.value = _u(b[n], BIAS)
-            dut.shift.value = int(s[n])
+            dut.multiplier.value = _u(m_op, len(dut.multiplier))
+            dut.offset.value = _u(offset, len(dut.offset))
             dut.lo.value = _u(lo[n], OUT)
             dut.hi.value = _u(hi[n], OUT)
         else:
-            for port in (dut.x, dut.multiplier, dut.bias, dut.shift, dut.lo, dut.hi):
+            for port in (dut.x, dut.multiplier, dut.offset, dut.lo, dut.hi):
                 port.value = 0
         await FallingEdge(dut.clk)
         got = dut.y.value.to_signed()
@@ -158,7 +159,7 @@ async def _stream(dut, vec, label):
                       f"(x*M+B={int(x[k]) * int(m[k]) + int(b[k])})") if k >= 0 else "pipeline fill"
             bad.append(f"cycle {n} (vector {k}): y={got}, expected {expected[n]}: {inputs}")
     assert not bad, (f"{label}: {len(bad)} of {len(expected)} outputs wrong (widths in {IN} mult "
-                     f"{MULT} bias {BIAS} shift {SHIFT} out {OUT}):\n  " + "\n  ".join(bad[:8]))
+                     f"{MULT} bias {BIAS} shift {MAX_SHIFT} out {OUT}):\n  " + "\n  ".join(bad[:8]))
     return want_all
 
 

@@ -12,7 +12,7 @@ import pytest
 from amaranth.back import verilog
 
 from hw.addsub_tree import AddSubTree
-from hw.requant import Requantizer
+from hw.requant import Requantizer, fixed_shift_operands
 from quantize.fixed_point import MAX_SHIFT, int_range, requantize
 from quantize.golden import _Prepared, run_op
 from quantize.qmodel import QModel
@@ -25,9 +25,16 @@ pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable
 
 SEED = 20240611
 TREES = [(8, 9), (16, 9), (5, 9)]                 # (lanes, width); 5: a non-power-of-two tree
-ACCEL_REQUANT = dict(in_width=21, mult_width=16, bias_width=26, shift_width=6, out_width=10)
-SMALL_REQUANT = dict(in_width=12, mult_width=8, bias_width=14, shift_width=4, out_width=6)
+# Golden-model widths of x, M, B and y, and the requantizer's fixed shift (the largest s driven).
+ACCEL_REQUANT = dict(in_width=21, mult_width=16, bias_width=26, shift=24, out_width=10)
+SMALL_REQUANT = dict(in_width=12, mult_width=8, bias_width=14, shift=15, out_width=6)
 REQUANTS = {"accel": ACCEL_REQUANT, "small": SMALL_REQUANT}
+
+
+def _requantizer(in_width, mult_width, bias_width, shift, out_width):
+    """The hardware block for these golden widths: M' = M << d and C = (B << d) + 2^(shift-1)
+    for any d <= shift."""
+    return Requantizer(in_width, mult_width + shift, bias_width + shift + 1, shift, out_width)
 
 
 # -- the references against the golden model ----------------------------------------------------
@@ -86,6 +93,26 @@ def test_requant_model_is_golden():
         assert requant_golden([x1], [m1], [b1], [s1], [-512], [511])[0] == y1, (x1, m1, b1, s1)
 
 
+def test_fixed_shift_operands_are_exact():
+    """(x*M' + C) >> S == requantize(x, M, B, s) for every s <= S, ties and extremes included;
+    a shift above S is refused."""
+    rng = np.random.default_rng(SEED)
+    big = 24
+    for s in range(big + 1):
+        x = np.concatenate([rng.integers(-(1 << 20), 1 << 20, 300), [-(1 << 20), (1 << 20) - 1, 0]])
+        m, b = int(rng.integers(-(1 << 15), 1 << 15)), int(rng.integers(-(1 << 25), 1 << 25))
+        if s:   # x*M + B landing on ties q*2^s - 2^(s-1)
+            x[:3] = 1
+            m, b = 1, -(1 << (s - 1)) + 7 * (1 << s) - 1
+        m2, c = fixed_shift_operands(m, b, s, big)
+        for xs in (x, np.arange(-5, 6)):
+            want = requantize(xs, m, b, s, -(1 << 40), 1 << 40).reshape(-1)
+            got = [(int(v) * m2 + c) >> big for v in xs]
+            np.testing.assert_array_equal(got, want)
+    with pytest.raises(ValueError, match="larger than"):
+        fixed_shift_operands(1, 0, big + 1, big)
+
+
 def test_component_latency_and_widths():
     for lanes, width in TREES + [(1, 9), (64, 9)]:
         t = AddSubTree(lanes, width)
@@ -110,9 +137,9 @@ def test_elaborate_to_verilog():
     ports = _ports(verilog.convert(tree, name="addsub_tree"), "addsub_tree")
     assert ports == {"clk": ("input", 1), "rst": ("input", 1), "x": ("input", 5 * 9),
                      "w": ("input", 5), "sum": ("output", tree.out_width)}
-    ports = _ports(verilog.convert(Requantizer(**ACCEL_REQUANT), name="requant"), "requant")
+    ports = _ports(verilog.convert(_requantizer(**ACCEL_REQUANT), name="requant"), "requant")
     assert ports == {"clk": ("input", 1), "rst": ("input", 1), "x": ("input", 21),
-                     "multiplier": ("input", 16), "bias": ("input", 26), "shift": ("input", 6),
+                     "multiplier": ("input", 40), "offset": ("input", 51),
                      "lo": ("input", 10), "hi": ("input", 10), "y": ("output", 10)}
 
 
@@ -131,14 +158,14 @@ def _run_tree(build_root, test_dir, lanes, width, **env):
                       log_file=test_dir / "sim.log")
 
 
-def _run_requant(build_root, test_dir, params, max_shift, testcase=None, **env):
+def _run_requant(build_root, test_dir, params, testcase=None, **env):
     widths = REQUANTS[params]
-    return run_cocotb(Requantizer(**widths), "requant", "sim.tb_requant",
+    return run_cocotb(_requantizer(**widths), "requant", "sim.tb_requant",
                       build_root / f"requant_{params}", test_dir=test_dir, seed=SEED,
                       testcase=testcase, log_file=test_dir / "sim.log",
                       extra_env={"RQ_IN": widths["in_width"], "RQ_MULT": widths["mult_width"],
-                                 "RQ_BIAS": widths["bias_width"], "RQ_SHIFT": widths["shift_width"],
-                                 "RQ_OUT": widths["out_width"], "RQ_MAX_SHIFT": max_shift, **env})
+                                 "RQ_BIAS": widths["bias_width"], "RQ_SHIFT": widths["shift"],
+                                 "RQ_OUT": widths["out_width"], **env})
 
 
 @pytest.mark.parametrize("lanes,width", TREES)
@@ -152,19 +179,13 @@ def test_tree_broken_twin_fails(build_root, tmp_path):
     assert info.value.num_tests == info.value.num_failed == 2
 
 
-# Shifts driven: every value the shift port holds (a shift past the sum's width must give 0,
-# like the golden model; quantize.fixed_point emits shifts up to MAX_SHIFT = 40).
-REQUANT_SHIFTS = {"accel": (1 << ACCEL_REQUANT["shift_width"]) - 1, "small": 15}
-
-
 # The small set costs one more Verilator build (~20 s): make test-all only.
 @pytest.mark.parametrize("params", ["accel", pytest.param("small", marks=pytest.mark.slow)])
 def test_requant_sim(build_root, tmp_path, params):
-    assert _run_requant(build_root, tmp_path, params, REQUANT_SHIFTS[params]).is_file()
+    assert _run_requant(build_root, tmp_path, params).is_file()
 
 
 def test_requant_broken_twin_fails(build_root, tmp_path):
     with pytest.raises(CocotbFailure) as info:
-        _run_requant(build_root, tmp_path, "accel", REQUANT_SHIFTS["accel"], testcase="rounding_ties",
-                     RQ_BREAK_MODEL=1)
+        _run_requant(build_root, tmp_path, "accel", testcase="rounding_ties", RQ_BREAK_MODEL=1)
     assert info.value.num_tests == info.value.num_failed == 1
