@@ -1,9 +1,12 @@
 """The accelerator: the whole network on chip, one layer step at a time.
 
 A controller walks the layer table (hw/schedule.py). A conv step issues one tap per cycle:
-`lanes` input channels of one pixel, read from a feature-map buffer, against `lanes` x `lanes`
-weight bits from the weight ROM; `lanes` add/subtract trees (hw/addsub_tree.py) feed `lanes`
-accumulators. Each finished output group flows through the epilogue pipeline: requantize
+`lanes` input channels of each of `pixels` neighbouring output pixels (1 or 2: one read port
+of a feature-map buffer per pixel), against the same `lanes` x `lanes` weight bits from the
+weight ROM; `lanes` add/subtract trees per pixel (hw/addsub_tree.py) feed `lanes` accumulators
+per pixel. The pixels' finished words queue for one shared epilogue, one word per cycle (every
+output takes at least `pixels` taps, so the queue is empty before the next words finish):
+requantize
 (hw/requant.py), optionally add the shortcut read from another buffer (shifted, zero beyond
 the stored channels), write, requantize again for the next layer's input, write. Pool steps
 reuse the engine depthwise; the head step sums over pixels, requantizes the logits, takes the
@@ -20,7 +23,7 @@ from hw.addsub_tree import AddSubTree
 from hw.latency import pipeline_depth, tree_latency
 from hw.memory_images import build_images
 from hw.requant import Requantizer
-from hw.schedule import CONV, DUMP, HEAD, INPUT, LOAD, POOL, ceil_log2, groups
+from hw.schedule import CONV, DUMP, HEAD, INPUT, LOAD, POOL, ceil_log2, groups, step_pixels
 
 KINDS = {INPUT: 0, LOAD: 1, CONV: 2, POOL: 3, HEAD: 4, DUMP: 5}
 
@@ -46,12 +49,14 @@ class Accelerator(wiring.Component):
     def __init__(self, qmodel, schedule):
         self.qmodel, self.schedule = qmodel, schedule
         self.steps = schedule.steps
-        self.lanes = schedule.lanes
+        self.lanes, self.pixels = schedule.lanes, schedule.pixels
         self.act_bits = qmodel.act_bits
         self.images = build_images(qmodel, schedule)
         lanes, a = self.lanes, self.act_bits
         if lanes & (lanes - 1):
             raise ValueError(f"lanes must be a power of two, got {lanes}")
+        if self.pixels not in (1, 2):
+            raise ValueError(f"pixels must be 1 or 2 (a buffer has two read ports), got {self.pixels}")
         self.word_bits = lanes * a
         self.tree_latency = tree_latency(lanes)
         self.acc_bits = max([AddSubTree.out_width_for(lanes, a + 1), a + 6] +
@@ -69,7 +74,7 @@ class Accelerator(wiring.Component):
             self.sum_bits = self.logit_bits = 2
             self.num_classes = self.padded_classes = 1
         self.out_bits = max(self.word_bits, self.logit_bits, 8)
-        self.pipeline_depth = pipeline_depth(lanes)
+        self.pipeline_depth = pipeline_depth(lanes, self.pixels)
         super().__init__({
             "inp": In(stream.Signature(unsigned(max(8, self.word_bits)))),
             "out": Out(stream.Signature(data.StructLayout({"data": unsigned(self.out_bits),
@@ -81,12 +86,16 @@ class Accelerator(wiring.Component):
     def _field(self, values, shape):
         return Array([Const(int(v), shape) for v in values])[self.step]
 
-    def _operands(self, requantizer, word, lane):
-        """Drive a requantizer's M' and C from lane `lane` of a params word."""
-        mb, pw = self.images.mult_bits, self.images.mult_bits + self.images.offset_bits
-        field_ = word[lane * pw:(lane + 1) * pw]
-        return [requantizer.multiplier.eq(field_[:mb].as_signed()),
-                requantizer.offset.eq(field_[mb:].as_signed())]
+    @staticmethod
+    def _requantizer(bank, in_width, out_width):
+        return Requantizer(in_width, bank.mult_bits, bank.offset_bits, bank.shift, out_width)
+
+    @staticmethod
+    def _operands(requantizer, bank, word, lane):
+        """Drive a requantizer's M' and C from lane `lane` of a word of `bank`."""
+        field_ = word[lane * bank.field_bits:(lane + 1) * bank.field_bits]
+        return [requantizer.multiplier.eq(field_[:bank.mult_bits].as_signed()),
+                requantizer.offset.eq(field_[bank.mult_bits:].as_signed())]
 
     def elaborate(self, platform):
         m = Module()
@@ -102,6 +111,7 @@ class Accelerator(wiring.Component):
         kind = col(lambda s, i: KINDS[s.kind], range(6))
         src = col(lambda s, i: s.src or 0, range(nb))
         dst = col(lambda s, i: s.dst or 0, range(nb))
+        written = [col(lambda s, i, b=b: b in (s.dst, s.dst2), 1) for b in range(nb)]
         sc = col(lambda s, i: s.shortcut if s.shortcut is not None else nb, range(nb + 1))
         dst2 = col(lambda s, i: s.dst2 if s.dst2 is not None else nb, range(nb + 1))
         dim = range(1 << 10)
@@ -128,9 +138,24 @@ class Accelerator(wiring.Component):
         stride2 = col(lambda s, i: s.stride == 2, 1)
         pad = col(lambda s, i: s.padding, range(4))
         depthwise = col(lambda s, i: s.kind == POOL, 1)
+        P = self.pixels
+
+        def pixel_walk(s):
+            """(pixels per cycle, width, height) of the step's output raster."""
+            _, h, w = out_shape(s)
+            return step_pixels(s, lanes, P), max(1, w), h
+
+        # Pixel p of a step starts at raster index p and advances by the step's pixels per
+        # cycle: (y, x) += divmod(pixels, W), with a carry; past the last row it is not valid.
+        pg_last = col(lambda s, i: -(-out_shape(s)[1] * out_shape(s)[2] // pixel_walk(s)[0]) - 1, dim)
+        adv_x = col(lambda s, i: pixel_walk(s)[0] % pixel_walk(s)[1], dim)
+        adv_y = col(lambda s, i: pixel_walk(s)[0] // pixel_walk(s)[1], dim)
+        start_y = [col(lambda s, i, p=p: p // pixel_walk(s)[1] if p < pixel_walk(s)[0] else pixel_walk(s)[2],
+                       dim) for p in range(P)]
+        start_x = [col(lambda s, i, p=p: p % pixel_walk(s)[1], dim) for p in range(P)]
         wbase = col(lambda s, i: img.weight_base.get(i, 0), range(max(2, len(img.weights))))
-        pbase = col(lambda s, i: img.param_base.get(i, 0), range(max(2, len(img.params))))
-        p2base = col(lambda s, i: img.param2_base.get(i, 0), range(max(2, len(img.params2))))
+        pbase = col(lambda s, i: img.params.base.get(i, 0), range(max(2, len(img.params.words))))
+        p2base = col(lambda s, i: img.params2.base.get(i, 0), range(max(2, len(img.params2.words))))
         rq = lambda s: s.requant  # noqa: E731
         vb = self.val_bits
         lo = col(lambda s, i: rq(s).lo if rq(s) else 0, signed(max(vb, self.logit_bits)))
@@ -155,7 +180,10 @@ class Accelerator(wiring.Component):
             mem = memory.Memory(shape=unsigned(self.word_bits), depth=depth, init=[],
                                 attrs={"ram_style": "block"})
             m.submodules[f"buffer{b}"] = mem
-            buffers.append((mem.read_port(), mem.write_port()))
+            # Port A: pixel 0, the shortcut, dumps and every write (a step never reads a buffer
+            # it writes, so one address serves both: one BRAM port); port B: pixel 1.
+            buffers.append((mem.read_port(), mem.write_port(),
+                            [mem.read_port() for _ in range(P - 1)]))
 
         def rom(name, words, width, style=None):
             mem = memory.Memory(shape=unsigned(max(1, width)), depth=max(2, len(words)),
@@ -164,20 +192,20 @@ class Accelerator(wiring.Component):
             return mem.read_port()
 
         weights = rom("weights", img.weights, lanes * lanes, "block")
-        pw = img.mult_bits + img.offset_bits
         # The requant parameters are very wide and shallow (a word per output group): as block
         # RAM each would take ~10 RAMB36 for a few dozen words; left unstyled, synthesis builds
         # them from LUTs (yosys finds no LUTRAM mapping for a forced "distributed" sync ROM).
-        params = rom("params", img.params, lanes * pw)
-        params2 = rom("params2", img.params2, lanes * pw)
+        params = rom("params", img.params.words, lanes * img.params.field_bits)
+        params2 = rom("params2", img.params2.words, lanes * img.params2.field_bits)
         lut = rom("lut", img.lut, a, "block")
 
         # -- controller state --------------------------------------------------------------
         phase = Signal(range(8))
         START, RUN, DRAIN, LOGITS, EMIT, NEXT = range(6)
         drain = Signal(range(64))
-        oy, ox, og, ig, ky, kx = (Signal(range(1 << 10), name=n)
-                                  for n in ("oy", "ox", "og", "ig", "ky", "kx"))
+        og, ig, ky, kx, pg = (Signal(range(1 << 10), name=n) for n in ("og", "ig", "ky", "kx", "pg"))
+        oy = [Signal(range(1 << 11), name=f"oy{p}") for p in range(P)]
+        ox = [Signal(range(1 << 10), name=f"ox{p}") for p in range(P)]
         waddr = Signal(range(max(2, len(img.weights))))
         ly, lx, lg, lc = (Signal(range(1 << 10), name=n) for n in ("ly", "lx", "lg", "lc"))
         dump_phase = Signal(2)
@@ -185,20 +213,25 @@ class Accelerator(wiring.Component):
         engine = (kind == KINDS[CONV]) | (kind == KINDS[POOL]) | (kind == KINDS[HEAD])
         at_kx, at_ky = kx == k_last, ky == k_last
         at_ig, at_og = ig == g_in - 1, og == g_out - 1
-        at_ox, at_oy = ox == w_out - 1, oy == h_out - 1
+        at_pg = pg == pg_last
         tap_last = at_kx & at_ky & at_ig
+        word_last = tap_last & at_og         # the pixels move on after this tap
         issue = Signal()
         m.d.comb += issue.eq((phase == RUN) & engine)
 
-        # -- stage A: addresses ------------------------------------------------------------
-        iy = Signal(signed(12))
-        ix = Signal(signed(12))
-        m.d.comb += [iy.eq(Mux(stride2, oy << 1, oy) + ky - pad),
-                     ix.eq(Mux(stride2, ox << 1, ox) + kx - pad)]
-        inb = (iy >= 0) & (iy < h_in) & (ix >= 0) & (ix < w_in)
+        # -- stage A: addresses, per pixel -------------------------------------------------
         rg = Mux(depthwise, og, ig)
-        src_addr = Signal(ab)
-        m.d.comb += src_addr.eq((rg << (hb_in + wb_in)) | (iy[:10] << wb_in) | ix[:10])
+        inb, src_addr, pixel_valid = [], [], []
+        for p in range(P):
+            iy = Signal(signed(13), name=f"iy{p}")
+            ix = Signal(signed(12), name=f"ix{p}")
+            m.d.comb += [iy.eq(Mux(stride2, oy[p] << 1, oy[p]) + ky - pad),
+                         ix.eq(Mux(stride2, ox[p] << 1, ox[p]) + kx - pad)]
+            inb.append((iy >= 0) & (iy < h_in) & (ix >= 0) & (ix < w_in))
+            addr = Signal(ab, name=f"src_addr{p}")
+            m.d.comb += addr.eq((rg << (hb_in + wb_in)) | (iy[:10] << wb_in) | ix[:10])
+            src_addr.append(addr)
+            pixel_valid.append(oy[p] < h_out)
         m.d.comb += [weights.addr.eq(waddr), weights.en.eq(1)]
 
         # Pipeline registers from A to the accumulator: valid, first, last, tags, in-bounds.
@@ -210,69 +243,92 @@ class Accelerator(wiring.Component):
                 out = r
             return out
 
-        tag = Cat(og, oy, ox)
         first_tap = (ig == 0) & (ky == 0) & (kx == 0)
         b_valid = delay(issue, 1, "valid")
-        b_inb = delay(inb, 1, "inb")
         b_first = delay(first_tap, 1, "first")
         b_last = delay(tap_last, 1, "last")
-        b_tag = delay(tag, 1, "tag")
+        b_inb = [delay(v, 1, f"inb{p}") for p, v in enumerate(inb)]
+        # Tag of a pixel's output word: valid, group, y, x.
+        b_tag = [delay(Cat(og[:10], oy[p][:10], ox[p], pixel_valid[p]), 1, f"tag{p}") for p in range(P)]
 
         # -- stage B: data -> trees --------------------------------------------------------
-        src_word = Signal(self.word_bits)
-        m.d.comb += src_word.eq(Array([rp.data for rp, _ in buffers])[src])
-        lane_in = []
-        for j in range(lanes):
-            raw = src_word[j * a:(j + 1) * a]
-            v = Signal(signed(a + 1), name=f"x{j}")
-            m.d.comb += v.eq(Mux(b_inb, Mux(src_signed, raw.as_signed(), raw.as_unsigned()), 0))
-            lane_in.append(v)
-        trees = []
-        for o in range(lanes):
-            t = AddSubTree(lanes, a + 1)
-            m.submodules[f"tree{o}"] = t
-            m.d.comb += [t.x[j].eq(lane_in[j]) for j in range(lanes)]
-            m.d.comb += t.w.eq(weights.data[o * lanes:(o + 1) * lanes])
-            trees.append(t)
         tl = self.tree_latency
         c_valid, c_first, c_last = (delay(s, tl, n) for s, n in
                                     ((b_valid, "cv"), (b_first, "cf"), (b_last, "cl")))
-        c_tag = delay(b_tag, tl, "ctag")
-        c_dw = [delay(v, tl, f"dw{j}") for j, v in enumerate(lane_in)]
-
-        # -- accumulators ------------------------------------------------------------------
-        accs = [Signal(signed(self.acc_bits), name=f"acc{o}") for o in range(lanes)]
+        c_tag = [delay(t, tl, f"ctag{p}") for p, t in enumerate(b_tag)]
+        accs = []
+        for p in range(P):
+            src_word = Signal(self.word_bits, name=f"src_word{p}")
+            ports = [rp for rp, _, _ in buffers] if p == 0 else [extra[p - 1] for _, _, extra in buffers]
+            m.d.comb += src_word.eq(Array([rp.data for rp in ports])[src])
+            lane_in = []
+            for j in range(lanes):
+                raw = src_word[j * a:(j + 1) * a]
+                v = Signal(signed(a + 1), name=f"x{p}_{j}")
+                m.d.comb += v.eq(Mux(b_inb[p], Mux(src_signed, raw.as_signed(), raw.as_unsigned()), 0))
+                lane_in.append(v)
+            c_dw = [delay(v, tl, f"dw{p}_{j}") for j, v in enumerate(lane_in)]
+            # -- accumulators --------------------------------------------------------------
+            pixel_accs = []
+            for o in range(lanes):
+                t = AddSubTree(lanes, a + 1)
+                m.submodules[f"tree{p}_{o}"] = t
+                m.d.comb += [t.x[j].eq(lane_in[j]) for j in range(lanes)]
+                m.d.comb += t.w.eq(weights.data[o * lanes:(o + 1) * lanes])
+                acc = Signal(signed(self.acc_bits), name=f"acc{p}_{o}")
+                contrib = Mux(depthwise, c_dw[o], t.sum)
+                with m.If(c_valid):
+                    m.d.sync += acc.eq(Mux(c_first, contrib, acc + contrib))
+                pixel_accs.append(acc)
+            accs.append(pixel_accs)
         e_valid = Signal()
-        e_tag = Signal.like(c_tag)
-        for o in range(lanes):
-            contrib = Mux(depthwise, c_dw[o], trees[o].sum)
-            with m.If(c_valid):
-                m.d.sync += accs[o].eq(Mux(c_first, contrib, accs[o] + contrib))
-        m.d.sync += [e_valid.eq(c_valid & c_last), e_tag.eq(c_tag)]
+        e_tag = [Signal.like(t, name=f"etag{p}") for p, t in enumerate(c_tag)]
+        m.d.sync += [e_valid.eq(c_valid & c_last)] + [e.eq(c) for e, c in zip(e_tag, c_tag)]
 
-        # -- epilogue ----------------------------------------------------------------------
-        e_og, e_oy, e_ox = e_tag[:10], e_tag[10:20], e_tag[20:30]
+        # -- the epilogue queue: the pixels' finished words, one per cycle -----------------
+        queue_acc = [[Signal.like(acc, name=f"q{p}_{o}") for o, acc in enumerate(row)] for p, row in enumerate(accs)]
+        queue_tag = [Signal.like(t, name=f"qtag{p}") for p, t in enumerate(e_tag)]
+        with m.If(e_valid):
+            m.d.sync += [q.eq(acc) for qrow, row in zip(queue_acc, accs) for q, acc in zip(qrow, row)]
+            m.d.sync += [q.eq(t) for q, t in zip(queue_tag, e_tag)]
+        with m.Else():
+            for p in range(P):
+                if p + 1 < P:
+                    m.d.sync += [q.eq(n) for q, n in zip(queue_acc[p], queue_acc[p + 1])]
+                    m.d.sync += queue_tag[p].eq(queue_tag[p + 1])
+                else:
+                    m.d.sync += queue_tag[p][-1].eq(0)
+        # The word entering the epilogue next cycle: the first pixel of new words, else the
+        # queue's second.
+        next_tag = Mux(e_valid, e_tag[0], queue_tag[1]) if P > 1 else e_tag[0]
+        e_og, e_oy, e_ox = next_tag[:10], next_tag[10:20], next_tag[20:30]
         out_addr = Signal(ab)
         m.d.comb += out_addr.eq((e_og << (hb_out + wb_out)) | (e_oy << wb_out) | e_ox)
         lane_bits = ceil_log2(lanes)
         k = Signal(range(self.padded_classes + 8))
-        m.d.comb += [params.addr.eq(pbase + Mux(phase == LOGITS, k >> lane_bits, e_og)),
+        # All pixels of a queue share their output group: hold its params address.
+        word_og = Signal(10)
+        with m.If(e_valid):
+            m.d.sync += word_og.eq(e_tag[0][:10])
+        param_og = Mux(e_valid, e_tag[0][:10], word_og)
+        m.d.comb += [params.addr.eq(pbase + Mux(phase == LOGITS, k >> lane_bits, param_og)),
                      params.en.eq(1),
-                     params2.addr.eq(p2base + e_og), params2.en.eq(1)]
+                     params2.addr.eq(p2base + param_og), params2.en.eq(1)]
         sc_addr = out_addr
-        # E1: params and shortcut arrive; requantizers start.
-        e1_valid = delay(e_valid, 1, "e1v")
-        e1_acc = [delay(acc, 1, f"e1acc{o}") for o, acc in enumerate(accs)]
+        # E1: the queue's head; params and shortcut arrive; requantizers start.
+        e1_valid = queue_tag[0][-1]
+        e1_acc = queue_acc[0]
         e1_addr = delay(out_addr, 1, "e1addr")
         e1_og = delay(e_og, 1, "e1og")
         rqs = []
         for o in range(lanes):
-            r = Requantizer(self.acc_bits, img.mult_bits, img.offset_bits, img.params_shift, vb)
+            r = self._requantizer(img.params, self.acc_bits, vb)
             m.submodules[f"rq{o}"] = r
-            m.d.comb += [r.x.eq(e1_acc[o]), *self._operands(r, params.data, o), r.lo.eq(lo), r.hi.eq(hi)]
+            m.d.comb += [r.x.eq(e1_acc[o]), *self._operands(r, img.params, params.data, o),
+                         r.lo.eq(lo), r.hi.eq(hi)]
             rqs.append(r)
         sc_word = Signal(self.word_bits)
-        m.d.comb += sc_word.eq(Array([rp.data for rp, _ in buffers] + [Const(0, self.word_bits)])[sc])
+        m.d.comb += sc_word.eq(Array([rp.data for rp, _, _ in buffers] + [Const(0, self.word_bits)])[sc])
         e3_sc = delay(sc_word, 2, "e3sc")
         e3_valid = delay(e1_valid, 2, "e3v")
         e3_addr = delay(e1_addr, 2, "e3addr")
@@ -297,9 +353,10 @@ class Accelerator(wiring.Component):
         # E4: write dst; second requantizers start.
         rq2s = []
         for o in range(lanes):
-            r = Requantizer(vb, img.mult_bits, img.offset_bits, img.params2_shift, vb)
+            r = self._requantizer(img.params2, vb, vb)
             m.submodules[f"rq2_{o}"] = r
-            m.d.comb += [r.x.eq(e4[o]), *self._operands(r, p2_word, o), r.lo.eq(lo2), r.hi.eq(hi2)]
+            m.d.comb += [r.x.eq(e4[o]), *self._operands(r, img.params2, p2_word, o),
+                         r.lo.eq(lo2), r.hi.eq(hi2)]
             rq2s.append(r)
         e6_valid = delay(e4_valid, 2, "e6v")
         e6_addr = delay(e4_addr, 2, "e6addr")
@@ -312,15 +369,15 @@ class Accelerator(wiring.Component):
             first_pixel = (e_oy == 0) & (e_ox == 0)
             for c, total in enumerate(sums):
                 with m.If(e_og == c // lanes):
-                    m.d.sync += total.eq(Mux(first_pixel, 0, total) + accs[c % lanes])
+                    m.d.sync += total.eq(Mux(first_pixel, 0, total) + accs[0][c % lanes])
         # LOGITS: k walks the classes; params for k's group arrive one cycle later (k1).
         k1 = delay(k, 1, "k1")
-        logit_rq = Requantizer(self.sum_bits, img.mult_bits, img.offset_bits, img.params_shift,
-                               self.logit_bits)
+        logit_rq = self._requantizer(img.params, self.sum_bits, self.logit_bits)
         m.submodules.logit_rq = logit_rq
+        pw = img.params.field_bits
         lane_field = Array([params.data[o * pw:(o + 1) * pw] for o in range(lanes)])[k1 % lanes]
         class_sum = Array(sums)[k1]
-        m.d.comb += [logit_rq.x.eq(class_sum), *self._operands(logit_rq, lane_field, 0),
+        m.d.comb += [logit_rq.x.eq(class_sum), *self._operands(logit_rq, img.params, lane_field, 0),
                      logit_rq.lo.eq(lo), logit_rq.hi.eq(hi)]
         logits = [Signal(signed(self.logit_bits), name=f"logit{c}") for c in range(self.num_classes)]
         best = Signal(signed(self.logit_bits))
@@ -353,21 +410,25 @@ class Accelerator(wiring.Component):
         input_write = lut_valid & (lut_c == c_in - 1)
         accept = Signal()
         m.d.comb += accept.eq(self.inp.valid & self.inp.ready)
-        for b, (rp, wp) in enumerate(buffers):
-            m.d.comb += [rp.en.eq(1),
-                         rp.addr.eq(Mux(src == b, Mux(kind == KINDS[DUMP], dump_addr, src_addr),
-                                        sc_addr))]
+        for b, (rp, wp, extra) in enumerate(buffers):
+            read_addr = Mux(src == b, Mux(kind == KINDS[DUMP], dump_addr, src_addr[0]), sc_addr)
+            write_addr = Signal(ab, name=f"write_addr{b}")
+            port_a = Signal(ab, name=f"port_a{b}")
+            m.d.comb += [port_a.eq(Mux(written[b], write_addr, read_addr)),
+                         rp.en.eq(1), rp.addr.eq(port_a), wp.addr.eq(port_a)]
+            m.d.comb += [e for p, port in enumerate(extra, 1)
+                         for e in (port.en.eq(1), port.addr.eq(src_addr[p]))]
             with m.If(writes_engine & (dst == b)):
-                m.d.comb += [wp.en.eq(1), wp.addr.eq(e4_addr),
+                m.d.comb += [wp.en.eq(1), write_addr.eq(e4_addr),
                              wp.data.eq(Cat(*[r[:a] for r in e4]))]
             with m.Elif(writes_second & (dst2 == b)):
-                m.d.comb += [wp.en.eq(1), wp.addr.eq(e6_addr),
+                m.d.comb += [wp.en.eq(1), write_addr.eq(e6_addr),
                              wp.data.eq(Cat(*[r.y[:a] for r in rq2s]))]
             with m.Elif((kind == KINDS[LOAD]) & accept & (dst == b)):
-                m.d.comb += [wp.en.eq(1), wp.addr.eq(load_addr),
+                m.d.comb += [wp.en.eq(1), write_addr.eq(load_addr),
                              wp.data.eq(self.inp.payload[:self.word_bits])]
             with m.Elif((kind == KINDS[INPUT]) & input_write & (dst == b)):
-                m.d.comb += [wp.en.eq(1), wp.addr.eq((lut_y << wb_out) | lut_x),
+                m.d.comb += [wp.en.eq(1), write_addr.eq((lut_y << wb_out) | lut_x),
                              wp.data.eq(gathered)]
 
         # -- INPUT / LOAD stream side ------------------------------------------------------
@@ -387,15 +448,22 @@ class Accelerator(wiring.Component):
         m.d.comb += self.out.valid.eq(0)
         with m.Switch(phase):
             with m.Case(START):
-                m.d.sync += [oy.eq(0), ox.eq(0), og.eq(0), ig.eq(0), ky.eq(0), kx.eq(0),
+                m.d.sync += [y.eq(start) for y, start in zip(oy, start_y)]
+                m.d.sync += [x.eq(start) for x, start in zip(ox, start_x)]
+                m.d.sync += [pg.eq(0), og.eq(0), ig.eq(0), ky.eq(0), kx.eq(0),
                              waddr.eq(wbase), ly.eq(0), lx.eq(0), lg.eq(0), lc.eq(0),
                              dump_phase.eq(0), k.eq(0), phase.eq(RUN)]
             with m.Case(RUN):
                 with m.If(engine):
                     done = count_nested(m, [(kx, at_kx), (ky, at_ky), (ig, at_ig), (og, at_og),
-                                            (ox, at_ox), (oy, at_oy)])
-                    # Weight words run along (og, ig, ky, kx); every pixel starts over.
-                    m.d.sync += waddr.eq(Mux(at_kx & at_ky & at_ig & at_og, wbase, waddr + 1))
+                                            (pg, at_pg)])
+                    with m.If(word_last):
+                        for y, x in zip(oy, ox):
+                            wrap = x + adv_x >= w_out
+                            m.d.sync += [x.eq(Mux(wrap, x + adv_x - w_out, x + adv_x)),
+                                         y.eq(y + adv_y + wrap)]
+                    # Weight words run along (og, ig, ky, kx); every pixel group starts over.
+                    m.d.sync += waddr.eq(Mux(word_last, wbase, waddr + 1))
                     with m.If(done):
                         m.d.sync += [phase.eq(DRAIN), drain.eq(self.pipeline_depth)]
                 with m.Elif((kind == KINDS[INPUT]) & accept):
@@ -410,7 +478,7 @@ class Accelerator(wiring.Component):
                             m.d.sync += dump_phase.eq(1)       # address out, data next cycle
                         with m.Case(1):
                             m.d.comb += [self.out.valid.eq(1),
-                                         self.out.payload.data.eq(Array([rp.data for rp, _ in buffers])[src]),
+                                         self.out.payload.data.eq(Array([rp.data for rp, _, _ in buffers])[src]),
                                          self.out.payload.last.eq((lx == w_in - 1) & (ly == h_in - 1)
                                                                   & (lg == g_src_last))]
                             with m.If(self.out.ready):

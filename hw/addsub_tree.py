@@ -1,8 +1,13 @@
 """Add/subtract tree: the 1-bit-weight dot product, sum_j (w_j ? +x_j : -x_j), no multiplier.
 
-The weight bit only chooses between x and -x; the sums then go through a binary adder tree
-with a register after every level (measured cheaper on Artix-7 than registering every other
-level: HW-NOTES.md). Latency: 1 (select) + ceil(log2(lanes)) cycles.
+Sign folding (HW-NOTES.md: ~10 instead of ~13 LUT per lane on Artix-7): a node carries a value
+v and a sign bit w, meaning w ? +v : -v. Two nodes combine as
+    (wa ? +va : -va) + (wb ? +vb : -vb) = wa ? +(va +- vb) : -(va +- vb),
+subtracting when the signs differ: va + (vb ^ d) + d with d = wa ^ wb, which the carry chain
+does in one LUT per bit (the inversion folds into the adder's LUT, d is the carry-in). The
+leaves are (x_j, w_j); only the root pays for a negation. A register after every level
+(measured cheaper than every other level). Latency: ceil(log2(lanes)) levels + the root's
+negation = 1 + ceil(log2(lanes)) cycles.
 """
 from amaranth import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
@@ -31,19 +36,25 @@ class AddSubTree(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        level = []
-        for j in range(self.lanes):
-            t = Signal(signed(self.width + 1), name=f"sel{j}")
-            m.d.sync += t.eq(Mux(self.w[j], self.x[j], -self.x[j]))
-            level.append(t)
+        level = [(self.x[j], self.w[j]) for j in range(self.lanes)]
         depth = 0
         while len(level) > 1:
             depth += 1
             pairs = [level[i:i + 2] for i in range(0, len(level), 2)]
             level = []
             for i, pair in enumerate(pairs):
-                r = Signal(signed(self.width + 1 + depth), name=f"l{depth}_{i}")
-                m.d.sync += r.eq(pair[0] + pair[1] if len(pair) == 2 else pair[0])
-                level.append(r)
-        m.d.comb += self.sum.eq(level[0])
+                # A value of `depth` levels holds a sum of 2^depth terms of width+1 bits at most.
+                v = Signal(signed(self.width + depth), name=f"v{depth}_{i}")
+                s = Signal(name=f"s{depth}_{i}")
+                (va, wa), rest = pair[0], pair[1:]
+                if rest:
+                    (vb, wb), = rest
+                    d = wa ^ wb
+                    m.d.sync += v.eq(va + (vb.as_unsigned() ^ d.replicate(len(vb))).as_signed() + d)
+                else:
+                    m.d.sync += v.eq(va)
+                m.d.sync += s.eq(wa)
+                level.append((v, s))
+        (v, s), = level
+        m.d.sync += self.sum.eq(Mux(s, v, -v))
         return m

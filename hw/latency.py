@@ -2,14 +2,16 @@
 
 Counts the controller's cycles exactly as hw/accelerator.py spends them (the simulation checks
 it): every step costs START + NEXT (2 cycles) plus
-- engine steps (conv, pool, head): one tap per cycle, H_out*W_out*G_out*G_in*k*k, then the
-  pipeline drain; the head adds the logits (classes + 4 cycles) and streams classes + 1 beats;
+- engine steps (conv, pool, head): one tap per cycle for P pixels at once (P = step_pixels),
+  ceil(H_out*W_out / P)*G_out*G_in*k*k, then the pipeline drain (one more cycle per extra pixel
+  for the epilogue, which takes one word per cycle); the head adds the logits (classes + 4
+  cycles) and streams classes + 1 beats;
 - input: one pixel channel per cycle (C*H*W) + 3; load: one word per cycle + 2;
 - dump: two cycles per word.
 """
 from dataclasses import dataclass
 
-from hw.schedule import CONV, DUMP, HEAD, INPUT, LOAD, POOL, ceil_log2, groups
+from hw.schedule import CONV, DUMP, HEAD, INPUT, LOAD, POOL, ceil_log2, groups, step_pixels
 
 STEP_OVERHEAD = 2          # START and NEXT
 REQUANT_LATENCY = 2
@@ -19,20 +21,23 @@ def tree_latency(lanes):
     return 1 + ceil_log2(lanes)
 
 
-def pipeline_depth(lanes):
-    """Drain after the last tap: read, tree, accumulate, 6 epilogue stages, one spare."""
-    return 1 + tree_latency(lanes) + 1 + 6 + 1
+def pipeline_depth(lanes, pixels=1):
+    """Drain after the last tap: read, tree, accumulate, 6 epilogue stages, one spare, and the
+    words of the other pixels queued for the epilogue."""
+    return 1 + tree_latency(lanes) + 1 + 6 + 1 + pixels - 1
 
 
-def taps(step, lanes):
+def taps(step, lanes, pixels=1):
+    """Engine cycles of a step: taps of all its outputs, `step_pixels` pixels at a time."""
     c_out, h, w = step.out_shape if step.kind != HEAD else (step.out_shape[0],) + step.src_shape[1:]
     g_in = 1 if step.kind == POOL else groups(step.src_shape[0], lanes)
-    return h * w * groups(c_out, lanes) * g_in * step.kernel ** 2
+    pixel_groups = -(-h * w // step_pixels(step, lanes, pixels))
+    return pixel_groups * groups(c_out, lanes) * g_in * step.kernel ** 2
 
 
-def step_cycles(step, lanes):
+def step_cycles(step, lanes, pixels=1):
     if step.kind in (CONV, POOL, HEAD):
-        cycles = taps(step, lanes) + pipeline_depth(lanes) + 1
+        cycles = taps(step, lanes, pixels) + pipeline_depth(lanes, pixels) + 1
         if step.kind == HEAD:
             classes = step.out_shape[0]
             cycles += classes + REQUANT_LATENCY + 2 + classes + 1
@@ -61,9 +66,14 @@ def useful_ops(step):
 @dataclass
 class LatencyReport:
     lanes: int
+    pixels: int
     clock_mhz: float
     steps: list            # dicts: name, kind, cycles, useful_ops, utilization
     cycles_per_image: int
+
+    @property
+    def add_sub_lanes(self):
+        return self.lanes ** 2 * self.pixels
 
     @property
     def images_per_s(self):
@@ -72,25 +82,26 @@ class LatencyReport:
     @property
     def conv_utilization(self):
         conv = [s for s in self.steps if s["kind"] == CONV]
-        return sum(s["useful_ops"] for s in conv) / (self.lanes ** 2 * sum(s["cycles"] for s in conv))
+        return sum(s["useful_ops"] for s in conv) / (self.add_sub_lanes * sum(s["cycles"] for s in conv))
 
     @property
     def utilization(self):
-        return sum(s["useful_ops"] for s in self.steps) / (self.lanes ** 2 * self.cycles_per_image)
+        return sum(s["useful_ops"] for s in self.steps) / (self.add_sub_lanes * self.cycles_per_image)
 
     def as_dict(self):
-        return dict(lanes=self.lanes, add_sub_lanes=self.lanes ** 2, clock_mhz=self.clock_mhz,
+        return dict(lanes=self.lanes, pixels=self.pixels, add_sub_lanes=self.add_sub_lanes,
+                    clock_mhz=self.clock_mhz,
                     cycles_per_image=self.cycles_per_image, images_per_s=self.images_per_s,
                     conv_utilization=self.conv_utilization, utilization=self.utilization,
                     layers=self.steps)
 
 
 def latency_report(schedule, clock_mhz=100.0):
-    lanes = schedule.lanes
+    lanes, pixels = schedule.lanes, schedule.pixels
     rows = []
     for s in schedule.steps:
-        cycles = step_cycles(s, lanes)
+        cycles = step_cycles(s, lanes, pixels)
         ops = useful_ops(s)
         rows.append(dict(name=s.name, kind=s.kind, cycles=cycles, useful_ops=ops,
-                         utilization=ops / (lanes ** 2 * cycles)))
-    return LatencyReport(lanes, clock_mhz, rows, sum(r["cycles"] for r in rows))
+                         utilization=ops / (lanes ** 2 * pixels * cycles)))
+    return LatencyReport(lanes, pixels, clock_mhz, rows, sum(r["cycles"] for r in rows))

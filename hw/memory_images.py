@@ -6,8 +6,8 @@
 - params: one word per output group of every requant: lane l holds (M', C) of channel
   g*lanes+l, M' in the low `mult_bits`, C above it, both two's complement: the operands of a
   requantizer with the ROM's fixed shift (hw.requant.fixed_shift_operands). `params` serves
-  every step's first requant and the logits, `params2` the second requants; each has one shift,
-  the largest of the requants it holds.
+  every step's first requant and the logits, `params2` the second requants; each has its own
+  shift (the largest of the requants it holds) and field widths.
 - lut: the input table, entry c*256 + pixel.
 """
 from dataclasses import dataclass
@@ -19,18 +19,26 @@ from hw.schedule import CONV, HEAD
 
 
 @dataclass
+class ParamBank:
+    """A requant parameter ROM: the operands of requantizers sharing one fixed shift."""
+    words: list            # ints, lanes*(mult_bits+offset_bits) bits each
+    base: dict             # step index -> first word
+    shift: int             # the requantizers' fixed shift
+    mult_bits: int
+    offset_bits: int
+
+    @property
+    def field_bits(self):
+        return self.mult_bits + self.offset_bits
+
+
+@dataclass
 class MemoryImages:
     weights: list          # ints, lanes*lanes bits each
     weight_base: dict      # step index -> first word
-    params: list           # ints, lanes*(mult_bits+offset_bits) bits each (requant)
-    params2: list          # same for the second requant of a step
-    param_base: dict       # step index -> first word in params
-    param2_base: dict      # step index -> first word in params2
+    params: ParamBank      # every step's first requant and the logits
+    params2: ParamBank     # the second requant of a step
     lut: list              # ints (two's complement in act_bits)
-    params_shift: int      # the fixed shift of the requantizers reading params
-    params2_shift: int     # ... and params2
-    mult_bits: int
-    offset_bits: int
 
 
 def _to_unsigned(v, bits):
@@ -78,33 +86,29 @@ def _signed_width(values):
     return max([int(v).bit_length() + 1 for v in values] + [2])
 
 
-def requant_banks(schedule):
-    """(params_shift, params2_shift, mult_bits, offset_bits) of the schedule's requants."""
-    first = [s.requant for s in schedule.steps if s.requant]
-    second = [s.requant2 for s in schedule.steps if s.requant2]
-    shifts = [max([rq.shift for rq in bank] + [0]) for bank in (first, second)]
-    pairs = [p for bank, shift in zip((first, second), shifts) for rq in bank
-             for p in operands(rq, shift)]
-    return shifts[0], shifts[1], _signed_width([m for m, _ in pairs]), _signed_width([c for _, c in pairs])
+def param_bank(schedule, requant_of):
+    """The ROM image of the requants `requant_of(step)` (None where a step has none)."""
+    used = [(i, requant_of(s)) for i, s in enumerate(schedule.steps) if requant_of(s)]
+    shift = max([rq.shift for _, rq in used] + [0])
+    pairs = [p for _, rq in used for p in operands(rq, shift)]
+    mult_bits, offset_bits = _signed_width([m for m, _ in pairs]), _signed_width([c for _, c in pairs])
+    words, base = [], {}
+    for i, rq in used:
+        base[i] = len(words)
+        words += param_words(rq, schedule.lanes, shift, mult_bits, offset_bits)
+    return ParamBank(words or [0], base, shift, mult_bits, offset_bits)
 
 
 def build_images(qmodel, schedule):
     lanes = schedule.lanes
-    shift1, shift2, mult_bits, offset_bits = requant_banks(schedule)
-    weights, weight_base, params, params2, param_base, param2_base = [], {}, [], [], {}, {}
+    weights, weight_base = [], {}
     for i, step in enumerate(schedule.steps):
         if step.kind in (CONV, HEAD):
             weight_base[i] = len(weights)
             weights += weight_words(qmodel, step, lanes)
-        if step.requant:
-            param_base[i] = len(params)
-            params += param_words(step.requant, lanes, shift1, mult_bits, offset_bits)
-        if step.requant2:
-            param2_base[i] = len(params2)
-            params2 += param_words(step.requant2, lanes, shift2, mult_bits, offset_bits)
     lut_op = next((op for op in qmodel.ops if op["op"] == "lut"), None)
     lut = []
     if lut_op is not None:
         lut = [_to_unsigned(v, qmodel.act_bits) for v in qmodel.tensors[lut_op["table"]].reshape(-1)]
-    return MemoryImages(weights or [0], weight_base, params or [0], params2 or [0], param_base,
-                        param2_base, lut or [0], shift1, shift2, mult_bits, offset_bits)
+    return MemoryImages(weights or [0], weight_base, param_bank(schedule, lambda s: s.requant),
+                        param_bank(schedule, lambda s: s.requant2), lut or [0])

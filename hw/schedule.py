@@ -9,6 +9,11 @@ gives every stored tensor a buffer no step input of the same step uses.
 Memory layout of a stored tensor (C, H, W) with `lanes` channels per word: word address
 (g << (hb + wb)) | (y << wb) | x, g = channel group, hb/wb = bits of H and W; lane l of group
 g is channel g*lanes + l. Lanes past the last channel hold zeros.
+
+Pixel parallelism: a conv or pool step computes `pixels` output pixels per cycle (neighbours
+in raster order, sharing every weight word) when each output takes at least `pixels` taps, so
+that one epilogue can requantize the finished words one after the other; other steps compute
+one pixel per cycle (`step_pixels`).
 """
 import math
 from dataclasses import dataclass, field, replace
@@ -66,11 +71,25 @@ class Step:
         return self.shortcut_groups > 0
 
 
-class Schedule:
-    """Steps + buffers for a qmodel at `lanes` channels per feature-map word."""
+def taps_per_output(step, lanes):
+    """Cycles the engine spends on one output word of one pixel."""
+    g_in = 1 if step.kind == POOL else groups(step.src_shape[0], lanes)
+    return g_in * step.kernel ** 2
 
-    def __init__(self, qmodel, lanes, steps):
-        self.qmodel, self.lanes, self.steps = qmodel, lanes, steps
+
+def step_pixels(step, lanes, pixels):
+    """Output pixels the step computes per cycle."""
+    if step.kind in (CONV, POOL) and taps_per_output(step, lanes) >= pixels:
+        return pixels
+    return 1
+
+
+class Schedule:
+    """Steps + buffers for a qmodel at `lanes` channels per feature-map word and up to
+    `pixels` output pixels per cycle."""
+
+    def __init__(self, qmodel, lanes, steps, pixels=1):
+        self.qmodel, self.lanes, self.steps, self.pixels = qmodel, lanes, steps, pixels
         self.tensor_shapes = {}
         for s in steps:
             for name in s.writes:
@@ -116,7 +135,7 @@ def _requant(qmodel, op, channels_padded):
     return Requant(mult, bias, int(op["shift"]), int(op["lo"]), int(op["hi"]))
 
 
-def build_schedule(qmodel, lanes):
+def build_schedule(qmodel, lanes, pixels=1):
     """The accelerator's steps for the whole network: pixels in, logits and class out."""
     ops = {op["name"]: op for op in qmodel.ops}
     consumers = {}
@@ -150,7 +169,7 @@ def build_schedule(qmodel, lanes):
                               padding=op["padding"], requant=rq, reads=[src], writes=[name]))
         elif kind == "conv":
             steps.append(_conv_step(qmodel, op, consumers, only_consumer, padded, signed))
-    return Schedule(qmodel, lanes, _dependency_order(steps))
+    return Schedule(qmodel, lanes, _dependency_order(steps), pixels)
 
 
 def _dependency_order(steps):
@@ -232,4 +251,4 @@ def layer_test_schedule(schedule, indices=None):
     """Every step (or those in `indices`) checked alone, one after the other, in one table."""
     indices = range(len(schedule.steps)) if indices is None else indices
     steps = [s for i in indices for s in layer_schedule(schedule, i)]
-    return Schedule(schedule.qmodel, schedule.lanes, steps)
+    return Schedule(schedule.qmodel, schedule.lanes, steps, schedule.pixels)

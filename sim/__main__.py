@@ -1,6 +1,7 @@
 """Check the generated accelerator against the golden model in Verilator, from the command line.
 
-    python -m sim --model RUN_DIR/quant --images N [--layer NAME] [--lanes 16] [--stall 0.2]
+    python -m sim --model RUN_DIR/quant --images N [--layer NAME] [--lanes 16] [--pixels 2]
+                  [--stall 0.2]
 
 Prints every layer's verdict (`bit-exact`, or the first mismatch: index, expected, got) on the
 first test image, then runs N test images through the whole network and prints the cycles per
@@ -25,6 +26,7 @@ def build_parser():
     p.add_argument("--layer", action="append", default=None, metavar="NAME",
                    help="check only this layer (repeatable); default: all layers")
     p.add_argument("--lanes", type=int, default=16, help="channels per word (power of two)")
+    p.add_argument("--pixels", type=int, default=2, choices=(1, 2), help="output pixels per cycle")
     p.add_argument("--stall", type=float, default=0.2,
                    help="probability of a stall cycle on each stream side (0..0.9)")
     p.add_argument("--data-dir", default=None)
@@ -54,16 +56,16 @@ def main(argv=None):
     # Imported late: pulls in cocotb's runner only when there is work for it.
     from sim.check import check_layers, check_network
 
-    schedule = build_schedule(qmodel, args.lanes)
+    schedule = build_schedule(qmodel, args.lanes, args.pixels)
     report = latency_report(schedule)
     failures = 0
     if not args.no_layers:
-        print(f"layer by layer on test image 0 ({len(schedule.steps)} steps, {args.lanes} lanes)...",
+        print(f"layer by layer on test image 0 ({len(schedule.steps)} steps, {args.lanes} lanes x {args.pixels} pixel(s))...",
               flush=True)
         t0 = time.time()
         try:
             verdicts, _ = check_layers(qmodel, args.lanes, images[0],
-                                       os.path.join(args.build_dir, "layers"), args.layer)
+                                       os.path.join(args.build_dir, "layers"), args.layer, args.pixels)
         except ValueError as e:
             print(f"{prog}: error: {e}", file=sys.stderr)
             return 2
@@ -75,12 +77,12 @@ def main(argv=None):
           flush=True)
     t0 = time.time()
     result, _ = check_network(qmodel, args.lanes, images, os.path.join(args.build_dir, "network"),
-                              in_stall=args.stall, out_stall=args.stall)
+                              in_stall=args.stall, out_stall=args.stall, pixels=args.pixels)
     for v, cycles in zip(result.verdicts, result.cycles + [None] * len(result.verdicts)):
         print(f"  {v.line()}" + (f", {cycles} cycles" if cycles else ""))
     model = report.cycles_per_image
     print(f"cycles per image: model {model} ({report.images_per_s:.0f} images/s at 100 MHz, "
-          f"{args.lanes ** 2} add/sub lanes, conv utilization {report.conv_utilization:.1%}); "
+          f"{report.add_sub_lanes} add/sub lanes, conv utilization {report.conv_utilization:.1%}); "
           f"measured {', '.join(map(str, result.cycles))} with stalls ({time.time() - t0:.0f} s)")
     exact = result.exact
     print(f"{exact}/{len(images)} images bit-exact" +

@@ -60,9 +60,9 @@ def _split(beats, out_bits):
     return groups
 
 
-def check_layers(qmodel, lanes, image, build_dir, names=None):
+def check_layers(qmodel, lanes, image, build_dir, names=None, pixels=1):
     """Feed every step (or the named ones) the golden input of its layer, compare its outputs."""
-    schedule = build_schedule(qmodel, lanes)
+    schedule = build_schedule(qmodel, lanes, pixels)
     indices = [i for i, s in enumerate(schedule.steps)
                if names is None or s.name in names or any(base_name(w) in names for w in s.writes)]
     if not indices:
@@ -108,9 +108,10 @@ def _head_verdict(name, golden, beats, accel, n):
     return Verdict(name, m is None, m)
 
 
-def check_network(qmodel, lanes, images, build_dir, in_stall=0.0, out_stall=0.0, seed=0):
+def check_network(qmodel, lanes, images, build_dir, in_stall=0.0, out_stall=0.0, seed=0,
+                  pixels=1):
     """Whole network: pixels in, logits and class out for each image, vs the golden model."""
-    schedule = build_schedule(qmodel, lanes)
+    schedule = build_schedule(qmodel, lanes, pixels)
     accel = Accelerator(qmodel, schedule)
     golden = run(qmodel, images, keep=False)
     job = schedule_job(accel, images, golden)

@@ -1,6 +1,7 @@
 """The accelerator in Verilator vs the golden model: every layer alone, then the whole network.
 
-Random WRN-8-1 models (8x8 inputs, 8 lanes) keep builds and runs short; `make test-all` adds the
+Random WRN-8-1 models (8x8 inputs, 8 lanes; 7x7 for two pixels per cycle, so that rows and
+whole maps have an odd pixel count) keep builds and runs short; `make test-all` adds the
 trained model (slow).
 """
 import os
@@ -9,7 +10,7 @@ import pytest
 
 from hw.accelerator import Accelerator
 from hw.latency import latency_report
-from hw.schedule import CONV, build_schedule
+from hw.schedule import CONV, HEAD, POOL, Step, build_schedule, step_pixels
 from quantize.golden import run
 from quantize.qmodel import read_qmodel
 from quantize.random_model import random_images, random_qmodel
@@ -90,6 +91,44 @@ def test_latency_model_counts_conv_taps(bn_model):
     assert first_block.src_shape == (16, 8, 8)
     assert row["cycles"] - row["useful_ops"] / LANES ** 2 < 25   # drain + step overhead only
     assert report.images_per_s == pytest.approx(100e6 / report.cycles_per_image)
+
+
+@pytest.fixture(scope="module")
+def odd_model():
+    return random_qmodel(depth=8, width=1, input_size=7, num_classes=10, seed=4)
+
+
+def test_two_pixels_every_layer_bit_exact(odd_model, tmp_path_factory):
+    image = random_images(1, odd_model.input_shape, seed=15)[0]
+    verdicts, accel = check_layers(odd_model, LANES, image, tmp_path_factory.mktemp("layers_px2"),
+                                   pixels=2)
+    stored = {op["name"] for op in odd_model.ops if op["op"] in ("lut", "add", "avgpool")}
+    assert accel.pixels == 2 and stored <= {v.name for v in verdicts}
+    assert all(v.ok for v in verdicts), "\n".join(v.line() for v in verdicts if not v.ok)
+
+
+def test_two_pixels_whole_network_bit_exact_and_twice_as_fast(odd_model, tmp_path_factory):
+    images = random_images(2, odd_model.input_shape, seed=16)
+    build = tmp_path_factory.mktemp("net_px2")
+    stalled, _ = check_network(odd_model, LANES, images, build, in_stall=0.3, out_stall=0.3,
+                               seed=7, pixels=2)
+    assert stalled.exact == 2, "\n".join(v.line() for v in stalled.verdicts)
+    free, _ = check_network(odd_model, LANES, images, build, pixels=2)
+    assert free.exact == 2 and free.cycles[1] == free.model_cycles
+    one = latency_report(build_schedule(odd_model, LANES)).cycles_per_image
+    assert 0.5 < free.model_cycles / one < 0.6
+
+
+@pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")   # the refused design
+def test_pixels_per_step(odd_model):
+    """Conv and pool steps take two pixels when each output needs >= 2 taps; the head one."""
+    schedule = build_schedule(odd_model, LANES, 2)
+    kinds = {s.kind: step_pixels(s, LANES, 2) for s in schedule.steps}
+    assert kinds[CONV] == kinds[POOL] == 2 and kinds[HEAD] == 1
+    one_tap = Step(CONV, "1x1", src_shape=(LANES, 3, 3), out_shape=(LANES, 3, 3))
+    assert step_pixels(one_tap, LANES, 2) == 1 and step_pixels(one_tap, LANES // 2, 2) == 2
+    with pytest.raises(ValueError, match="pixels must be 1 or 2"):
+        Accelerator(odd_model, build_schedule(odd_model, LANES, 3))
 
 
 @pytest.mark.slow
