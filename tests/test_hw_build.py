@@ -72,6 +72,7 @@ def test_build_writes_board_files_and_report(model_dir, tmp_path):
     report = json.loads((out / "report.json").read_text())
     assert REPORT_KEYS <= set(report)
     assert report["board"] == "arty_a7" and report["estimated"] is False
+    assert report["pixels"] == 2 and report["add_sub_lanes"] == 4 * 4 * 2     # the default
     assert report["fits"] is None and report["luts"] is None
     assert report["capacity"] == {"luts": 20800, "ffs": 41600, "bram36": 50, "dsp": 90}
     assert report["images_per_s"] == pytest.approx(100e6 / report["cycles_per_image"])
@@ -108,6 +109,8 @@ def test_estimate_parser_and_fit_verdict():
     assert fit_message(res, board, lanes=16) is None
     msg = fit_message(dict(res, luts=30000), board, lanes=16)
     assert "30000" in msg and "20800" in msg and "--lanes 8" in msg and "arty_a7_100" in msg
+    assert "--pixels 1" in fit_message(dict(res, luts=30000), board, lanes=16, pixels=2)
+    assert "--pixels" not in msg
 
 
 # -- the UART + framing path in Verilator ------------------------------------------------------
