@@ -137,7 +137,7 @@ def write_chart(path, layers, title):
 
 
 def markdown(rep):
-    cap = rep["capacity"]
+    cap, mem = rep["capacity"], rep["memory"]
     lines = [f"# Board build: {rep['board_title']}", "",
              f"Model `{rep['model']}`, {rep['lanes']} lanes x {rep['pixels']} pixel(s) "
              f"({rep['add_sub_lanes']} add/sub per cycle), "
@@ -162,6 +162,12 @@ def markdown(rep):
               f"- the board runs at {rep['board_clock_mhz']:g} MHz (no PLL); "
               f"{'the link' if rep['link_images_per_s'] < rep['images_per_s'] else 'the accelerator'} "
               "is the bottleneck", "",
+              "## Memory", "",
+              f"- weights: {mem['weight_rom_bits']:,} bits of bit-ROM for the model's "
+              f"{mem['model_weight_bits']:,} one-bit weights (channel groups padded to {rep['lanes']})",
+              f"- activations: {mem['activation_buffers']} feature-map RAMs, {mem['activation_ram_bits']:,} bits",
+              f"- requant parameters: {mem['param_rom_bits']:,} bits (LUT ROM); input table: "
+              f"{mem['input_lut_bits']:,} bits", "",
               "## Layers", "", "| step | kind | cycles | utilization |", "|---|---|---|---|"]
     for layer in rep["layers"]:
         lines.append(f"| {layer['name']} | {layer['kind']} | {layer['cycles']:,} | "
@@ -190,6 +196,7 @@ def build(args):
     from hw.accelerator import Accelerator
     from hw.board_top import BoardTop
     from hw.latency import latency_report
+    from hw.memory_images import build_images, memory_bits
     from hw.schedule import build_schedule
 
     if args.board not in BOARDS:
@@ -225,7 +232,8 @@ def build(args):
                uart_divisor=top.divisor, board_clock_mhz=board.clock_mhz, frame_bytes=frames,
                link_images_per_s=link_images_per_s(frames, args.baud), estimated=False,
                fits=None, luts=None, ffs=None, bram36=None, dsp=None, carry4=None,
-               estimate_seconds=None, **lat)
+               estimate_seconds=None,
+               memory=memory_bits(qmodel, schedule, build_images(qmodel, schedule)), **lat)
     status = 0
     message = None
     if not args.no_estimate:

@@ -112,3 +112,16 @@ def build_images(qmodel, schedule):
         lut = [_to_unsigned(v, qmodel.act_bits) for v in qmodel.tensors[lut_op["table"]].reshape(-1)]
     return MemoryImages(weights or [0], weight_base, param_bank(schedule, lambda s: s.requant),
                         param_bank(schedule, lambda s: s.requant2), lut or [0])
+
+
+def memory_bits(qmodel, schedule, images):
+    """On-chip memory of the design in bits, next to what the model itself needs."""
+    lanes = schedule.lanes
+    word = lanes * qmodel.act_bits
+    params = sum(len(b.words) * lanes * b.field_bits for b in (images.params, images.params2))
+    return dict(model_weight_bits=qmodel.weight_bits(),
+                weight_rom_bits=len(images.weights) * lanes * lanes,
+                param_rom_bits=params,
+                input_lut_bits=len(images.lut) * qmodel.act_bits,
+                activation_buffers=schedule.buffers,
+                activation_ram_bits=schedule.buffers * schedule.buffer_depth * word)
