@@ -1,8 +1,8 @@
 """The accelerator: the whole network on chip, one layer step at a time.
 
 A controller walks the layer table (hw/schedule.py). A conv step issues one tap per cycle:
-`lanes` input channels of each of `pixels` neighbouring output pixels (1 or 2: one read port
-of a feature-map buffer per pixel), against the same `lanes` x `lanes` weight bits from the
+`lanes` input channels of each of `pixels` neighbouring output pixels (each read on its own
+block-RAM port: a feature-map buffer has one copy per two pixels), against the same `lanes` x `lanes` weight bits from the
 weight ROM; `lanes` add/subtract trees per pixel (hw/addsub_tree.py) feed `lanes` accumulators
 per pixel. The pixels' finished words queue for one shared epilogue, one word per cycle (every
 output takes at least `pixels` taps, so the queue is empty before the next words finish):
@@ -55,8 +55,8 @@ class Accelerator(wiring.Component):
         lanes, a = self.lanes, self.act_bits
         if lanes & (lanes - 1):
             raise ValueError(f"lanes must be a power of two, got {lanes}")
-        if self.pixels not in (1, 2):
-            raise ValueError(f"pixels must be 1 or 2 (a buffer has two read ports), got {self.pixels}")
+        if self.pixels < 1:
+            raise ValueError(f"pixels must be at least 1, got {self.pixels}")
         self.word_bits = lanes * a
         self.tree_latency = tree_latency(lanes)
         self.acc_bits = max([AddSubTree.out_width_for(lanes, a + 1), a + 6] +
@@ -175,15 +175,24 @@ class Accelerator(wiring.Component):
         last_step = len(steps) - 1
 
         # -- memories ----------------------------------------------------------------------
-        buffers = []
+        # A feature-map buffer is one RAM per two pixels, the copies written together. Port A of
+        # a copy reads and writes through one address (a step never reads a buffer it writes:
+        # one BRAM port); copy 0's port A also reads the shortcut and dumps. Pixel p reads copy
+        # p // 2, on port A (even p) or port B (odd p).
+        buffers = []     # per buffer, per copy: (port A read, write, port B read or None)
         for b in range(nb):
-            mem = memory.Memory(shape=unsigned(self.word_bits), depth=depth, init=[],
-                                attrs={"ram_style": "block"})
-            m.submodules[f"buffer{b}"] = mem
-            # Port A: pixel 0, the shortcut, dumps and every write (a step never reads a buffer
-            # it writes, so one address serves both: one BRAM port); port B: pixel 1.
-            buffers.append((mem.read_port(), mem.write_port(),
-                            [mem.read_port() for _ in range(P - 1)]))
+            per_copy = []
+            for c in range(-(-P // 2)):
+                mem = memory.Memory(shape=unsigned(self.word_bits), depth=depth, init=[],
+                                    attrs={"ram_style": "block"})
+                m.submodules[f"buffer{b}" if c == 0 else f"buffer{b}_copy{c}"] = mem
+                per_copy.append((mem.read_port(), mem.write_port(),
+                                 mem.read_port() if 2 * c + 1 < P else None))
+            buffers.append(per_copy)
+
+        def pixel_port(per_copy, p):
+            port_a, _, port_b = per_copy[p // 2]
+            return port_a if p % 2 == 0 else port_b
 
         def rom(name, words, width, style=None):
             mem = memory.Memory(shape=unsigned(max(1, width)), depth=max(2, len(words)),
@@ -259,8 +268,7 @@ class Accelerator(wiring.Component):
         accs = []
         for p in range(P):
             src_word = Signal(self.word_bits, name=f"src_word{p}")
-            ports = [rp for rp, _, _ in buffers] if p == 0 else [extra[p - 1] for _, _, extra in buffers]
-            m.d.comb += src_word.eq(Array([rp.data for rp in ports])[src])
+            m.d.comb += src_word.eq(Array([pixel_port(per_copy, p).data for per_copy in buffers])[src])
             lane_in = []
             for j in range(lanes):
                 raw = src_word[j * a:(j + 1) * a]
@@ -328,7 +336,7 @@ class Accelerator(wiring.Component):
                          r.lo.eq(lo), r.hi.eq(hi)]
             rqs.append(r)
         sc_word = Signal(self.word_bits)
-        m.d.comb += sc_word.eq(Array([rp.data for rp, _, _ in buffers] + [Const(0, self.word_bits)])[sc])
+        m.d.comb += sc_word.eq(Array([per_copy[0][0].data for per_copy in buffers] + [Const(0, self.word_bits)])[sc])
         e3_sc = delay(sc_word, 2, "e3sc")
         e3_valid = delay(e1_valid, 2, "e3v")
         e3_addr = delay(e1_addr, 2, "e3addr")
@@ -410,26 +418,30 @@ class Accelerator(wiring.Component):
         input_write = lut_valid & (lut_c == c_in - 1)
         accept = Signal()
         m.d.comb += accept.eq(self.inp.valid & self.inp.ready)
-        for b, (rp, wp, extra) in enumerate(buffers):
+        for b, per_copy in enumerate(buffers):
             read_addr = Mux(src == b, Mux(kind == KINDS[DUMP], dump_addr, src_addr[0]), sc_addr)
             write_addr = Signal(ab, name=f"write_addr{b}")
-            port_a = Signal(ab, name=f"port_a{b}")
-            m.d.comb += [port_a.eq(Mux(written[b], write_addr, read_addr)),
-                         rp.en.eq(1), rp.addr.eq(port_a), wp.addr.eq(port_a)]
-            m.d.comb += [e for p, port in enumerate(extra, 1)
-                         for e in (port.en.eq(1), port.addr.eq(src_addr[p]))]
+            write_en = Signal(name=f"write_en{b}")
+            write_data = Signal(self.word_bits, name=f"write_data{b}")
+            for c, (port_a, wp, port_b) in enumerate(per_copy):
+                addr_a = Signal(ab, name=f"port_a{b}_{c}")
+                m.d.comb += [addr_a.eq(Mux(written[b], write_addr, read_addr if c == 0 else src_addr[2 * c])),
+                             port_a.en.eq(1), port_a.addr.eq(addr_a),
+                             wp.en.eq(write_en), wp.addr.eq(addr_a), wp.data.eq(write_data)]
+                if port_b is not None:
+                    m.d.comb += [port_b.en.eq(1), port_b.addr.eq(src_addr[2 * c + 1])]
             with m.If(writes_engine & (dst == b)):
-                m.d.comb += [wp.en.eq(1), write_addr.eq(e4_addr),
-                             wp.data.eq(Cat(*[r[:a] for r in e4]))]
+                m.d.comb += [write_en.eq(1), write_addr.eq(e4_addr),
+                             write_data.eq(Cat(*[r[:a] for r in e4]))]
             with m.Elif(writes_second & (dst2 == b)):
-                m.d.comb += [wp.en.eq(1), write_addr.eq(e6_addr),
-                             wp.data.eq(Cat(*[r.y[:a] for r in rq2s]))]
+                m.d.comb += [write_en.eq(1), write_addr.eq(e6_addr),
+                             write_data.eq(Cat(*[r.y[:a] for r in rq2s]))]
             with m.Elif((kind == KINDS[LOAD]) & accept & (dst == b)):
-                m.d.comb += [wp.en.eq(1), write_addr.eq(load_addr),
-                             wp.data.eq(self.inp.payload[:self.word_bits])]
+                m.d.comb += [write_en.eq(1), write_addr.eq(load_addr),
+                             write_data.eq(self.inp.payload[:self.word_bits])]
             with m.Elif((kind == KINDS[INPUT]) & input_write & (dst == b)):
-                m.d.comb += [wp.en.eq(1), write_addr.eq((lut_y << wb_out) | lut_x),
-                             wp.data.eq(gathered)]
+                m.d.comb += [write_en.eq(1), write_addr.eq((lut_y << wb_out) | lut_x),
+                             write_data.eq(gathered)]
 
         # -- INPUT / LOAD stream side ------------------------------------------------------
         m.d.comb += [lut.en.eq(1), lut.addr.eq((lc << 8) | self.inp.payload[:8])]
@@ -478,7 +490,7 @@ class Accelerator(wiring.Component):
                             m.d.sync += dump_phase.eq(1)       # address out, data next cycle
                         with m.Case(1):
                             m.d.comb += [self.out.valid.eq(1),
-                                         self.out.payload.data.eq(Array([rp.data for rp, _, _ in buffers])[src]),
+                                         self.out.payload.data.eq(Array([c[0][0].data for c in buffers])[src]),
                                          self.out.payload.last.eq((lx == w_in - 1) & (ly == h_in - 1)
                                                                   & (lg == g_src_last))]
                             with m.If(self.out.ready):

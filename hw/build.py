@@ -34,7 +34,7 @@ def build_parser():
     p.add_argument("--board", default="arty_a7", help="one of " + ", ".join(BOARDS))
     p.add_argument("--model", default=None, help=f"quantized model folder (default {DEFAULT_MODEL})")
     p.add_argument("--lanes", type=int, default=16, help="channels per word (a power of two)")
-    p.add_argument("--pixels", type=int, default=2, choices=(1, 2),
+    p.add_argument("--pixels", type=int, default=2,
                    help="output pixels per cycle (each adds lanes x lanes add/sub lanes)")
     p.add_argument("--clock-mhz", type=float, default=100.0, help="clock for the latency figures")
     p.add_argument("--baud", type=int, default=115200, help="UART rate")
@@ -94,7 +94,7 @@ def fit_message(res, board, lanes, pixels=1):
     if not over:
         return None
     bigger = [b.name for b in BOARDS.values() if b.luts > board.luts]
-    fixes = ["--pixels 1" if pixels > 1 else None, f"--lanes {lanes // 2}" if lanes > 1 else None,
+    fixes = [f"--pixels {pixels - 1}" if pixels > 1 else None, f"--lanes {lanes // 2}" if lanes > 1 else None,
              "a narrower model (smaller --width)",
              f"--board {bigger[0]}" if bigger else None]
     return (f"the core does not fit the {board.title} ({board.device}): {', '.join(over)}; "
@@ -204,6 +204,8 @@ def build(args):
     board = BOARDS[args.board]
     if args.lanes < 1 or args.lanes & (args.lanes - 1):
         raise UsageError(f"--lanes must be a power of two, got {args.lanes}")
+    if args.pixels < 1:
+        raise UsageError(f"--pixels must be at least 1, got {args.pixels}")
     if not args.clock_mhz > 0:
         raise UsageError(f"--clock-mhz must be positive, got {args.clock_mhz:g}")
     if args.baud <= 0:

@@ -26,7 +26,7 @@ def build_parser():
     p.add_argument("--layer", action="append", default=None, metavar="NAME",
                    help="check only this layer (repeatable); default: all layers")
     p.add_argument("--lanes", type=int, default=16, help="channels per word (power of two)")
-    p.add_argument("--pixels", type=int, default=2, choices=(1, 2), help="output pixels per cycle")
+    p.add_argument("--pixels", type=int, default=2, help="output pixels per cycle (>= 1)")
     p.add_argument("--stall", type=float, default=0.2,
                    help="probability of a stall cycle on each stream side (0..0.9)")
     p.add_argument("--data-dir", default=None)
@@ -38,8 +38,9 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     prog = "python -m sim"
-    if args.images < 1 or args.lanes < 1 or args.lanes & (args.lanes - 1):
-        print(f"{prog}: error: --images must be >= 1 and --lanes a power of two", file=sys.stderr)
+    if args.images < 1 or args.pixels < 1 or args.lanes < 1 or args.lanes & (args.lanes - 1):
+        print(f"{prog}: error: --images and --pixels must be >= 1 and --lanes a power of two",
+              file=sys.stderr)
         return 2
     if not 0 <= args.stall <= 0.9:
         print(f"{prog}: error: --stall must be within 0..0.9", file=sys.stderr)

@@ -119,6 +119,18 @@ def test_two_pixels_whole_network_bit_exact_and_twice_as_fast(odd_model, tmp_pat
     assert 0.5 < free.model_cycles / one < 0.6
 
 
+def test_four_pixels_whole_network_bit_exact(odd_model, tmp_path_factory):
+    """Four pixels: two copies of every feature-map RAM, groups that wrap across rows (7x7:
+    the last of 13 groups has one pixel; 2x2: one group of two rows)."""
+    images = random_images(2, odd_model.input_shape, seed=17)
+    build = tmp_path_factory.mktemp("net_px4")
+    result, accel = check_network(odd_model, LANES, images, build, in_stall=0.3, out_stall=0.3,
+                                  seed=9, pixels=4)
+    assert accel.pixels == 4 and result.exact == 2, "\n".join(v.line() for v in result.verdicts)
+    free, _ = check_network(odd_model, LANES, images, build, pixels=4)
+    assert free.exact == 2 and free.cycles[1] == free.model_cycles
+
+
 @pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")   # the refused design
 def test_pixels_per_step(odd_model):
     """Conv and pool steps take two pixels when each output needs >= 2 taps; the head one."""
@@ -127,8 +139,8 @@ def test_pixels_per_step(odd_model):
     assert kinds[CONV] == kinds[POOL] == 2 and kinds[HEAD] == 1
     one_tap = Step(CONV, "1x1", src_shape=(LANES, 3, 3), out_shape=(LANES, 3, 3))
     assert step_pixels(one_tap, LANES, 2) == 1 and step_pixels(one_tap, LANES // 2, 2) == 2
-    with pytest.raises(ValueError, match="pixels must be 1 or 2"):
-        Accelerator(odd_model, build_schedule(odd_model, LANES, 3))
+    with pytest.raises(ValueError, match="pixels must be at least 1"):
+        Accelerator(odd_model, build_schedule(odd_model, LANES, 0))
 
 
 @pytest.mark.slow
