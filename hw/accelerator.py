@@ -2,15 +2,15 @@
 
 A controller walks the layer table (hw/schedule.py). A conv step issues one tap per cycle:
 `lanes` input channels of each of `pixels` neighbouring output pixels (each read on its own
-block-RAM port: a feature-map buffer has one copy per two pixels), against the same `lanes` x `lanes` weight bits from the
-weight ROM; `lanes` add/subtract trees per pixel (hw/addsub_tree.py) feed `lanes` accumulators
-per pixel. The pixels' finished words queue for one shared epilogue, one word per cycle (every
-output takes at least `pixels` taps, so the queue is empty before the next words finish):
-requantize
-(hw/requant.py), optionally add the shortcut read from another buffer (shifted, zero beyond
-the stored channels), write, requantize again for the next layer's input, write. Pool steps
-reuse the engine depthwise; the head step sums over pixels, requantizes the logits, takes the
-argmax and streams logits and class out. Streams tolerate stalls on both sides.
+block-RAM port: a feature-map buffer has one copy per two pixels), against the same `lanes` x
+`lanes` weight bits from the weight ROM; `lanes` add/subtract trees per pixel
+(hw/addsub_tree.py) feed `lanes` accumulators per pixel. The pixels' finished words queue for
+one shared epilogue, one word per cycle (every output takes at least `pixels` taps, so the
+queue is empty before the next words finish): requantize (hw/requant.py), optionally add the
+shortcut read from another buffer (shifted, zero beyond the stored channels), write,
+requantize again for the next layer's input, write. Pool steps reuse the engine depthwise; the
+head step sums over pixels, requantizes the logits, takes the argmax and streams logits and
+class out. Streams tolerate stalls on both sides.
 
 Ports: `inp` (pixels: one channel value per beat, raster order, channels innermost; or
 whole words for LOAD steps) and `out` (DUMP words, or the logits then the class with `last`).
@@ -257,7 +257,7 @@ class Accelerator(wiring.Component):
         b_first = delay(first_tap, 1, "first")
         b_last = delay(tap_last, 1, "last")
         b_inb = [delay(v, 1, f"inb{p}") for p, v in enumerate(inb)]
-        # Tag of a pixel's output word: valid, group, y, x.
+        # Tag of a pixel's output word: group, y, x, then the valid bit.
         b_tag = [delay(Cat(og[:10], oy[p][:10], ox[p], pixel_valid[p]), 1, f"tag{p}") for p in range(P)]
 
         # -- stage B: data -> trees --------------------------------------------------------
@@ -294,7 +294,8 @@ class Accelerator(wiring.Component):
         m.d.sync += [e_valid.eq(c_valid & c_last)] + [e.eq(c) for e, c in zip(e_tag, c_tag)]
 
         # -- the epilogue queue: the pixels' finished words, one per cycle -----------------
-        queue_acc = [[Signal.like(acc, name=f"q{p}_{o}") for o, acc in enumerate(row)] for p, row in enumerate(accs)]
+        queue_acc = [[Signal.like(acc, name=f"q{p}_{o}") for o, acc in enumerate(row)]
+                     for p, row in enumerate(accs)]
         queue_tag = [Signal.like(t, name=f"qtag{p}") for p, t in enumerate(e_tag)]
         with m.If(e_valid):
             m.d.sync += [q.eq(acc) for qrow, row in zip(queue_acc, accs) for q, acc in zip(qrow, row)]
@@ -336,7 +337,8 @@ class Accelerator(wiring.Component):
                          r.lo.eq(lo), r.hi.eq(hi)]
             rqs.append(r)
         sc_word = Signal(self.word_bits)
-        m.d.comb += sc_word.eq(Array([per_copy[0][0].data for per_copy in buffers] + [Const(0, self.word_bits)])[sc])
+        m.d.comb += sc_word.eq(Array([per_copy[0][0].data for per_copy in buffers] +
+                                     [Const(0, self.word_bits)])[sc])
         e3_sc = delay(sc_word, 2, "e3sc")
         e3_valid = delay(e1_valid, 2, "e3v")
         e3_addr = delay(e1_addr, 2, "e3addr")
@@ -425,7 +427,8 @@ class Accelerator(wiring.Component):
             write_data = Signal(self.word_bits, name=f"write_data{b}")
             for c, (port_a, wp, port_b) in enumerate(per_copy):
                 addr_a = Signal(ab, name=f"port_a{b}_{c}")
-                m.d.comb += [addr_a.eq(Mux(written[b], write_addr, read_addr if c == 0 else src_addr[2 * c])),
+                reads = read_addr if c == 0 else src_addr[2 * c]
+                m.d.comb += [addr_a.eq(Mux(written[b], write_addr, reads)),
                              port_a.en.eq(1), port_a.addr.eq(addr_a),
                              wp.en.eq(write_en), wp.addr.eq(addr_a), wp.data.eq(write_data)]
                 if port_b is not None:

@@ -11,7 +11,7 @@ it): every step costs START + NEXT (2 cycles) plus
 """
 from dataclasses import dataclass
 
-from hw.schedule import CONV, DUMP, HEAD, INPUT, LOAD, POOL, ceil_log2, groups, step_pixels
+from hw.schedule import CONV, DUMP, HEAD, INPUT, LOAD, POOL, ceil_log2, groups, step_pixels, taps_per_output
 
 STEP_OVERHEAD = 2          # START and NEXT
 REQUANT_LATENCY = 2
@@ -30,9 +30,8 @@ def pipeline_depth(lanes, pixels=1):
 def taps(step, lanes, pixels=1):
     """Engine cycles of a step: taps of all its outputs, `step_pixels` pixels at a time."""
     c_out, h, w = step.out_shape if step.kind != HEAD else (step.out_shape[0],) + step.src_shape[1:]
-    g_in = 1 if step.kind == POOL else groups(step.src_shape[0], lanes)
     pixel_groups = -(-h * w // step_pixels(step, lanes, pixels))
-    return pixel_groups * groups(c_out, lanes) * g_in * step.kernel ** 2
+    return pixel_groups * groups(c_out, lanes) * taps_per_output(step, lanes)
 
 
 def step_cycles(step, lanes, pixels=1):
