@@ -196,7 +196,7 @@ def build(args):
     from hw.accelerator import Accelerator
     from hw.board_top import BoardTop
     from hw.latency import latency_report
-    from hw.memory_images import build_images, memory_bits
+    from hw.memory_images import memory_bits
     from hw.schedule import build_schedule
 
     if args.board not in BOARDS:
@@ -235,7 +235,7 @@ def build(args):
                link_images_per_s=link_images_per_s(frames, args.baud), estimated=False,
                fits=None, luts=None, ffs=None, bram36=None, dsp=None, carry4=None,
                estimate_seconds=None,
-               memory=memory_bits(qmodel, schedule, build_images(qmodel, schedule)), **lat)
+               memory=memory_bits(qmodel, schedule, top.core.accel.images), **lat)
     status = 0
     message = None
     if not args.no_estimate:
