@@ -40,7 +40,7 @@ def main(argv=None):
     best = max(rows, key=lambda r: (r["lanes"] == 16, r["pixels"]))
     print(f"\nper layer at {best['lanes']} lanes x {best['pixels']} pixels:")
     for s in best["layers"]:
-        util = f"{s['utilization']:6.1%}" if s["kind"] == CONV else "     -"
+        util = f"{s['utilization']:6.1%}" if s["kind"] == CONV.label else "     -"
         print(f"  {s['name']:16s} {s['kind']:6s} {s['cycles']:8d} cycles  util {util}")
     os.makedirs(OUT, exist_ok=True)
     write_json(os.path.join(OUT, "hw_latency.json"), dict(benchmark="hw_latency", sweep=rows))

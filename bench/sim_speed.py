@@ -12,6 +12,7 @@ import tempfile
 import time
 
 from hw.accelerator import Accelerator
+from hw.plan import CorePlan
 from hw.schedule import build_schedule
 from quantize.golden import run
 from quantize.qmodel import read_qmodel
@@ -40,10 +41,10 @@ def main(argv=None):
     build = tempfile.mkdtemp(prefix="bitwrn_simspeed_")
     try:
         t0 = time.perf_counter()
-        accel = Accelerator(qmodel, build_schedule(qmodel, args.lanes))
+        accel = Accelerator(CorePlan(build_schedule(qmodel, args.lanes)))
         verilog = export_verilog(accel, TOPLEVEL, build)
         export_s = time.perf_counter() - t0
-        job = schedule_job(accel, images, run(qmodel, images))
+        job = schedule_job(accel.plan, images, run(qmodel, images))
         t0 = time.perf_counter()
         first = simulate(accel, job, build)          # build + run
         first_s = time.perf_counter() - t0

@@ -13,11 +13,15 @@ from amaranth import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.latency import tree_latency
 from hw.schedule import ceil_log2
 
 
 class AddSubTree(wiring.Component):
+    @staticmethod
+    def latency_for(lanes):
+        """The tree's levels, then the root's negation."""
+        return 1 + ceil_log2(lanes)
+
     @staticmethod
     def out_width_for(lanes, width):
         # -x of the most negative input needs one more bit; each level one more.
@@ -26,7 +30,7 @@ class AddSubTree(wiring.Component):
     def __init__(self, lanes, width):
         self.lanes, self.width = lanes, width
         self.levels = ceil_log2(lanes)
-        self.latency = tree_latency(lanes)
+        self.latency = self.latency_for(lanes)
         self.out_width = self.out_width_for(lanes, width)
         super().__init__({
             "x": In(data.ArrayLayout(signed(width), lanes)),

@@ -13,13 +13,13 @@ NUM_LEDS = 4
 
 
 class BoardTop(Elaboratable):
-    def __init__(self, qmodel, schedule, clock_hz, baud):
+    def __init__(self, plan, clock_hz, baud):
         divisor = round(clock_hz / baud)
         if divisor < 4:
             raise ValueError(f"baud {baud} is too fast for a {clock_hz / 1e6:g} MHz clock "
                              "(at least 4 clock cycles per bit)")
         self.divisor = divisor
-        self.core = FramedAccelerator(qmodel, schedule, divisor)
+        self.core = FramedAccelerator(plan, divisor)
 
     def elaborate(self, platform):
         m = Module()

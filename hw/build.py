@@ -193,10 +193,10 @@ def load_model(path):
 
 
 def build(args):
-    from hw.accelerator import Accelerator
     from hw.board_top import BoardTop
     from hw.latency import latency_report
     from hw.memory_images import memory_bits
+    from hw.plan import CorePlan
     from hw.schedule import build_schedule
 
     if args.board not in BOARDS:
@@ -213,13 +213,13 @@ def build(args):
     qmodel = load_model(args.model)
     out = args.out or os.path.join("build", board.name)
     try:
-        schedule = build_schedule(qmodel, args.lanes, args.pixels)
-        top = BoardTop(qmodel, schedule, board.clock_mhz * 1e6, args.baud)
+        plan = CorePlan(build_schedule(qmodel, args.lanes, args.pixels))
+        top = BoardTop(plan, board.clock_mhz * 1e6, args.baud)
     except ValueError as e:
         raise UsageError(str(e)) from e
 
-    plan = board.make_platform().build(top, name="top", do_build=False)
-    plan.extract(out)
+    board_files = board.make_platform().build(top, name="top", do_build=False)
+    board_files.extract(out)
     print(f"{out}: top.v, top.xdc, top.tcl, build_top.sh for the {board.title}")
     if shutil.which("vivado"):
         print("running Vivado (build_top.sh) ...", flush=True)
@@ -227,7 +227,7 @@ def build(args):
     else:
         print(f"vivado is not installed: no bitstream; run build_top.sh in {out} where it is")
 
-    lat = latency_report(schedule, args.clock_mhz).as_dict()
+    lat = latency_report(plan.schedule, args.clock_mhz).as_dict()
     frames = frame_bytes(qmodel)
     rep = dict(board=board.name, board_title=board.title, device=board.device,
                model=qmodel.path, capacity=board.capacity, baud=args.baud,
@@ -235,13 +235,13 @@ def build(args):
                link_images_per_s=link_images_per_s(frames, args.baud), estimated=False,
                fits=None, luts=None, ffs=None, bram36=None, dsp=None, carry4=None,
                estimate_seconds=None,
-               memory=memory_bits(qmodel, schedule, top.core.accel.images), **lat)
+               memory=memory_bits(qmodel, plan.schedule, plan.images), **lat)
     status = 0
     message = None
     if not args.no_estimate:
         print("estimating the core's resources with yosys synth_xilinx ...", flush=True)
-        accel = Accelerator(qmodel, schedule)
-        res, seconds = estimate(accel, os.path.join(out, "core"))
+        # The board top's own accelerator: the design is built once.
+        res, seconds = estimate(top.core.accel, os.path.join(out, "core"))
         message = fit_message(res, board, args.lanes, args.pixels)
         rep.update(res, estimated=True, fits=message is None, estimate_seconds=round(seconds, 1))
         status = 0 if message is None else 1

@@ -169,13 +169,13 @@ class FramedAccelerator(wiring.Component):
     last_class: Out(8)
     error: Out(range(8))
 
-    def __init__(self, qmodel, schedule, divisor, timeout_bytes=4):
+    def __init__(self, plan, divisor, timeout_bytes=4):
         self.divisor = int(divisor)
-        self.accel = Accelerator(qmodel, schedule)
-        if self.accel.logit_bits > 32:
-            raise ValueError(f"logits are {self.accel.logit_bits} bits wide; the link sends 32")
-        c, h, w = qmodel.input_shape
-        self.framer = Framer(c * h * w, qmodel.num_classes, self.accel.out_bits,
+        if plan.logit_bits > 8 * LOGIT_BYTES:
+            raise ValueError(f"logits are {plan.logit_bits} bits wide; the link sends {8 * LOGIT_BYTES}")
+        self.accel = Accelerator(plan)
+        c, h, w = plan.qmodel.input_shape
+        self.framer = Framer(c * h * w, plan.num_classes, plan.out_bits,
                              timeout=timeout_bytes * 10 * self.divisor)
         super().__init__()
 
@@ -187,8 +187,7 @@ class FramedAccelerator(wiring.Component):
         m.submodules.accel = acc = self.accel
         wiring.connect(m, urx.data, fr.rx)
         wiring.connect(m, fr.tx, utx.data)
-        m.d.comb += [acc.inp.valid.eq(fr.pix.valid), acc.inp.payload.eq(fr.pix.payload),
-                     fr.pix.ready.eq(acc.inp.ready)]
+        wiring.connect(m, fr.pix, acc.pixels)
         wiring.connect(m, acc.out, fr.res)
         m.d.comb += [urx.rx.eq(self.rx), self.tx.eq(utx.tx),
                      self.last_class.eq(fr.last_class), self.error.eq(fr.error)]

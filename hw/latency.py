@@ -1,30 +1,40 @@
 """Analytic latency of the accelerator: cycles per step, per image, images/s, lane utilization.
 
-Counts the controller's cycles exactly as hw/accelerator.py spends them (the simulation checks
-it): every step costs START + NEXT (2 cycles) plus
+Counts the controller's cycles exactly as hw/controller.py spends them (the simulation checks
+it), from the latencies the components declare: every step costs START + NEXT (2 cycles) plus
 - engine steps (conv, pool, head): one tap per cycle for P pixels at once (P = step_pixels),
-  ceil(H_out*W_out / P)*G_out*G_in*k*k, then the pipeline drain (one more cycle per extra pixel
-  for the epilogue, which takes one word per cycle); the head adds the logits (classes + 4
-  cycles) and streams classes + 1 beats;
-- input: one pixel channel per cycle (C*H*W) + 3; load: one word per cycle + 2;
+  ceil(H_out*W_out / P)*G_out*G_in*k*k, then the drain (`pipeline_depth`: the conv engine, the
+  epilogue, one cycle per extra pixel queued for the epilogue, a spare cycle, and the cycle that
+  leaves DRAIN); the head adds the logits (classes + `Head.logit_latency` + 1 cycles) and
+  streams classes + 1 beats;
+- input: one pixel channel per cycle (C*H*W) + `InputStage.pixel_latency` + 1; load: one word
+  per cycle + `InputStage.word_latency` + 1;
 - dump: two cycles per word.
 """
 from dataclasses import dataclass
 
-from hw.schedule import CONV, DUMP, HEAD, INPUT, LOAD, POOL, ceil_log2, groups, step_pixels, taps_per_output
+from hw.conv_engine import ConvEngine
+from hw.epilogue import Epilogue
+from hw.head import Head
+from hw.input_stage import InputStage
+from hw.schedule import CONV, DUMP, HEAD, INPUT, LOAD, POOL, groups, step_pixels, taps_per_output
 
 STEP_OVERHEAD = 2          # START and NEXT
-REQUANT_LATENCY = 2
-
-
-def tree_latency(lanes):
-    return 1 + ceil_log2(lanes)
+DRAIN_EXIT = 1             # DRAIN counts its start value down to 0 inclusive
+SPARE = 1                  # a cycle of slack after the last write of an engine step
 
 
 def pipeline_depth(lanes, pixels=1):
-    """Drain after the last tap: read, tree, accumulate, 6 epilogue stages, one spare, and the
-    words of the other pixels queued for the epilogue."""
-    return 1 + tree_latency(lanes) + 1 + 6 + 1 + pixels - 1
+    """Drain after the last tap: the engine, the epilogue, the words of the other pixels queued
+    for the epilogue (one per cycle), and a spare cycle.
+
+    >>> from hw.addsub_tree import AddSubTree
+    >>> AddSubTree.latency_for(16), ConvEngine.latency_for(16), Epilogue.latency
+    (5, 7, 6)
+    >>> pipeline_depth(16, 2)
+    15
+    """
+    return ConvEngine.latency_for(lanes) + Epilogue.latency + pixels - 1 + SPARE
 
 
 def taps(step, lanes, pixels=1):
@@ -36,17 +46,18 @@ def taps(step, lanes, pixels=1):
 
 def step_cycles(step, lanes, pixels=1):
     if step.kind in (CONV, POOL, HEAD):
-        cycles = taps(step, lanes, pixels) + pipeline_depth(lanes, pixels) + 1
+        cycles = taps(step, lanes, pixels) + pipeline_depth(lanes, pixels) + DRAIN_EXIT
         if step.kind == HEAD:
             classes = step.out_shape[0]
-            cycles += classes + REQUANT_LATENCY + 2 + classes + 1
+            logits = classes + Head.logit_latency + 1      # + the cycle the last logit is kept
+            cycles += logits + classes + 1                 # EMIT: the logits, then the class
         return cycles + STEP_OVERHEAD
     if step.kind == INPUT:
         c, h, w = step.src_shape
-        return c * h * w + 3 + STEP_OVERHEAD
+        return c * h * w + InputStage.pixel_latency + DRAIN_EXIT + STEP_OVERHEAD
     if step.kind == LOAD:
         c, h, w = step.out_shape
-        return groups(c, lanes) * h * w + 2 + STEP_OVERHEAD
+        return groups(c, lanes) * h * w + InputStage.word_latency + DRAIN_EXIT + STEP_OVERHEAD
     if step.kind == DUMP:
         c, h, w = step.src_shape
         return 2 * groups(c, lanes) * h * w + STEP_OVERHEAD
@@ -80,7 +91,7 @@ class LatencyReport:
 
     @property
     def conv_utilization(self):
-        conv = [s for s in self.steps if s["kind"] == CONV]
+        conv = [s for s in self.steps if s["kind"] == CONV.label]
         return sum(s["useful_ops"] for s in conv) / (self.add_sub_lanes * sum(s["cycles"] for s in conv))
 
     @property
@@ -101,6 +112,6 @@ def latency_report(schedule, clock_mhz=100.0):
     for s in schedule.steps:
         cycles = step_cycles(s, lanes, pixels)
         ops = useful_ops(s)
-        rows.append(dict(name=s.name, kind=s.kind, cycles=cycles, useful_ops=ops,
+        rows.append(dict(name=s.name, kind=s.kind.label, cycles=cycles, useful_ops=ops,
                          utilization=ops / (lanes ** 2 * pixels * cycles)))
     return LatencyReport(lanes, pixels, clock_mhz, rows, sum(r["cycles"] for r in rows))

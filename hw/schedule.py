@@ -16,9 +16,27 @@ that one epilogue can requantize the finished words one after the other; other s
 one pixel per cycle (`step_pixels`).
 """
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
-INPUT, LOAD, CONV, POOL, HEAD, DUMP = "input", "load", "conv", "pool", "head", "dump"
+from amaranth.lib import enum
+
+
+class StepKind(enum.Enum, shape=3):
+    """What a step does; the hardware's step table holds it in 3 bits (hw/step_table.py)."""
+    INPUT = 0    # pixels in through the input table
+    LOAD = 1     # feature-map words in (layer tests)
+    CONV = 2
+    POOL = 3     # the average-pool shortcut: the conv engine, depthwise
+    HEAD = 4     # 1x1 conv, global sum, logits, argmax, out
+    DUMP = 5     # feature-map words out (layer tests)
+
+    @property
+    def label(self):
+        """The name reports use: "conv", "pool", ..."""
+        return self.name.lower()
+
+
+INPUT, LOAD, CONV, POOL, HEAD, DUMP = StepKind
 
 
 def ceil_log2(n):
@@ -42,7 +60,7 @@ class Requant:
 
 @dataclass
 class Step:
-    kind: str
+    kind: StepKind
     name: str                       # the tensor written to dst (or streamed out)
     src_shape: tuple = (0, 0, 0)    # C, H, W read from src (or the stream)
     out_shape: tuple = (0, 0, 0)    # C, H, W written to dst
@@ -230,25 +248,3 @@ def _conv_step(qmodel, op, consumers, only_consumer, padded, signed):
 def base_name(name):
     """Tensor name without the "@segment" tag that layer-test tables add."""
     return name.split("@")[0]
-
-
-def layer_schedule(schedule, index):
-    """A table that checks one step alone: LOAD its stored inputs from the input stream, run
-    it, DUMP what it wrote to the output stream (the head streams its logits itself)."""
-    step = replace(schedule.steps[index], reads=list(schedule.steps[index].reads),
-                   writes=list(schedule.steps[index].writes))
-    shapes = schedule.qmodel.shapes
-    loads = [Step(LOAD, name, out_shape=shapes[name], writes=[f"{name}@{index}"])
-             for name in step.reads]
-    dumps = [Step(DUMP, name, src_shape=shapes[name], reads=[f"{name}@{index}"])
-             for name in step.writes]
-    step.reads = [f"{n}@{index}" for n in step.reads]
-    step.writes = [f"{n}@{index}" for n in step.writes]
-    return loads + [step] + dumps
-
-
-def layer_test_schedule(schedule, indices=None):
-    """Every step (or those in `indices`) checked alone, one after the other, in one table."""
-    indices = range(len(schedule.steps)) if indices is None else indices
-    steps = [s for i in indices for s in layer_schedule(schedule, i)]
-    return Schedule(schedule.qmodel, schedule.lanes, steps, schedule.pixels)

@@ -8,8 +8,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hw.accelerator import Accelerator
+from hw.plan import CorePlan
 from hw.latency import latency_report
-from hw.schedule import DUMP, HEAD, base_name, build_schedule, layer_test_schedule
+from hw.layer_tests import layer_test_schedule
+from hw.schedule import DUMP, HEAD, base_name, build_schedule
 from quantize.golden import run
 from sim.harness import simulate
 from sim.jobs import schedule_job
@@ -68,13 +70,13 @@ def check_layers(qmodel, lanes, image, build_dir, names=None, pixels=1):
     if not indices:
         raise ValueError(f"no layer named {', '.join(names)}; layers: "
                          f"{', '.join(s.name for s in schedule.steps)}")
-    accel = Accelerator(qmodel, layer_test_schedule(schedule, indices))
+    plan = CorePlan(layer_test_schedule(schedule, indices))
     golden = run(qmodel, image[None], keep=True)
-    job = schedule_job(accel, image[None], golden)
-    result = simulate(accel, job, build_dir)
-    groups = _split(result.beats, accel.out_bits)
+    job = schedule_job(plan, image[None], golden)
+    result = simulate(Accelerator(plan), job, build_dir)
+    groups = _split(result.beats, plan.out_bits)
     verdicts, g = [], 0
-    for step in accel.schedule.steps:
+    for step in plan.steps:
         if step.kind == DUMP:
             name = base_name(step.reads[0])
             want = golden.tensors[name][0]
@@ -86,9 +88,9 @@ def check_layers(qmodel, lanes, image, build_dir, names=None, pixels=1):
             verdicts.append(_verdict(name, want, got))
         elif step.kind == HEAD:
             verdicts.append(_head_verdict(step.name, golden, groups[g] if g < len(groups) else None,
-                                          accel, 0))
+                                          plan, 0))
             g += 1
-    return verdicts, accel
+    return verdicts, plan
 
 
 def _verdict(name, want, got):
@@ -98,10 +100,10 @@ def _verdict(name, want, got):
     return Verdict(name, m is None, m)
 
 
-def _head_verdict(name, golden, beats, accel, n):
-    if beats is None or len(beats) != accel.num_classes + 1:
+def _head_verdict(name, golden, beats, plan, n):
+    if beats is None or len(beats) != plan.num_classes + 1:
         return Verdict(name, False, ("(missing)", "logits and class", f"{beats}"))
-    logits, cls = decode_result(beats, accel.num_classes, accel.out_bits)
+    logits, cls = decode_result(beats, plan.num_classes, plan.out_bits)
     m = _first_mismatch(golden.logits[n], logits)
     if m is None and cls != golden.classes[n]:
         m = ("class", int(golden.classes[n]), cls)
@@ -112,17 +114,17 @@ def check_network(qmodel, lanes, images, build_dir, in_stall=0.0, out_stall=0.0,
                   pixels=1):
     """Whole network: pixels in, logits and class out for each image, vs the golden model."""
     schedule = build_schedule(qmodel, lanes, pixels)
-    accel = Accelerator(qmodel, schedule)
+    plan = CorePlan(schedule)
     golden = run(qmodel, images, keep=False)
-    job = schedule_job(accel, images, golden)
+    job = schedule_job(plan, images, golden)
     job.in_stall, job.out_stall, job.seed = in_stall, out_stall, seed
-    result = simulate(accel, job, build_dir)
-    groups = _split(result.beats, accel.out_bits)
-    verdicts = [_head_verdict(f"image {n}", golden, groups[n] if n < len(groups) else None, accel, n)
+    result = simulate(Accelerator(plan), job, build_dir)
+    groups = _split(result.beats, plan.out_bits)
+    verdicts = [_head_verdict(f"image {n}", golden, groups[n] if n < len(groups) else None, plan, n)
                 for n in range(len(images))]
     # Cycles per image: first pixel accepted -> class beat, then class beat -> next class beat.
-    ends = [int(result.seen_at[i]) for i, b in enumerate(result.beats) if b >> accel.out_bits]
+    ends = [int(result.seen_at[i]) for i, b in enumerate(result.beats) if b >> plan.out_bits]
     starts = [int(result.accepted_at[0])] + ends[:-1] if len(result.accepted_at) else []
     cycles = [e - s for s, e in zip(starts, ends)]
     model = latency_report(schedule).cycles_per_image
-    return NetworkCheck(verdicts, cycles, model, [int(c) for c in golden.classes]), accel
+    return NetworkCheck(verdicts, cycles, model, [int(c) for c in golden.classes]), plan

@@ -10,7 +10,8 @@ from sim.protocol import encode_pixels, encode_tensor
 
 @dataclass
 class Job:
-    inputs: list
+    pixels: list        # beats of the `pixels` stream (INPUT steps)
+    words: list         # beats of the `words` stream (LOAD steps)
     expected: list
     # What each expected beat belongs to: (segment label, tensor name, beat index in it).
     owners: list = field(default_factory=list)
@@ -20,7 +21,8 @@ class Job:
     timeout_cycles: int = 10_000_000
 
     def save(self, path):
-        np.savez(path, inputs=np.array([str(v) for v in self.inputs] or ["0"])[:len(self.inputs) or None],
+        np.savez(path, pixels=np.array(self.pixels, np.int64),
+                 words=np.array([str(v) for v in self.words], dtype=str),
                  expected=np.array([str(v) for v in self.expected]), in_stall=self.in_stall,
                  out_stall=self.out_stall, seed=self.seed, timeout_cycles=self.timeout_cycles)
 
@@ -30,21 +32,21 @@ def result_beats(logits, cls, out_bits):
     return [int(v) & mask for v in logits] + [int(cls) | (1 << out_bits)]
 
 
-def schedule_job(accel, images, golden):
-    """The beats for `accel`'s table (whole network or layer tests) on `images`.
+def schedule_job(plan, images, golden):
+    """The beats for the table of `plan` (whole network or layer tests) on `images`.
 
     golden: GoldenResult of the same images with keep=True (tensors by name, N first).
     """
-    sched, qm = accel.schedule, accel.qmodel
-    lanes, a, ob = sched.lanes, qm.act_bits, accel.out_bits
-    job = Job([], [])
+    sched, qm = plan.schedule, plan.qmodel
+    lanes, a, ob = sched.lanes, qm.act_bits, plan.out_bits
+    job = Job([], [], [])
     for n, image in enumerate(images):
         for step in sched.steps:
             name = base_name(step.writes[0]) if step.writes else step.name
             if step.kind == INPUT:
-                job.inputs += encode_pixels(image)
+                job.pixels += encode_pixels(image)
             elif step.kind == LOAD:
-                job.inputs += encode_tensor(golden.tensors[name][n], lanes, a)
+                job.words += encode_tensor(golden.tensors[name][n], lanes, a)
             elif step.kind == DUMP:
                 src = base_name(step.reads[0])
                 words = encode_tensor(golden.tensors[src][n], lanes, a)

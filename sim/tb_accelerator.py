@@ -19,7 +19,8 @@ from sim.streams import StreamDriver, StreamMonitor
 @cocotb.test()
 async def run_job(dut):
     job = np.load(os.environ["BITWRN_JOB"], allow_pickle=False)
-    inputs = [int(v) for v in job["inputs"]]
+    pixels = [int(v) for v in job["pixels"]]
+    words = [int(v) for v in job["words"]]
     expected = [int(v) for v in job["expected"]]
     Clock(dut.clk, 10, unit="ns").start()
     step_changes = []   # (cycle, new step index): per-step cycle counts
@@ -30,7 +31,8 @@ async def run_job(dut):
             step_changes.append((cycle(), int(dut.step.value)))
 
     dut.rst.value = 1
-    dut.inp__valid.value = 0
+    dut.pixels__valid.value = 0
+    dut.words__valid.value = 0
     dut.out__ready.value = 0
     await ClockCycles(dut.clk, 3)
     await FallingEdge(dut.clk)
@@ -40,14 +42,16 @@ async def run_job(dut):
     cycle = lambda: int((get_sim_time("ns") - start_ns) // 10)  # noqa: E731
     step_changes.append((cycle(), int(dut.step.value)))
     cocotb.start_soon(watch_steps())
-    driver = StreamDriver(dut, "inp", dut.clk, float(job["in_stall"]), int(job["seed"]))
+    drivers = [StreamDriver(dut, "pixels", dut.clk, float(job["in_stall"]), int(job["seed"])),
+               StreamDriver(dut, "words", dut.clk, float(job["in_stall"]), int(job["seed"]) + 2)]
     monitor = StreamMonitor(dut, "out", dut.clk, float(job["out_stall"]), int(job["seed"]) + 1)
-    cocotb.start_soon(driver.send(inputs, cycle))
+    for driver, beats in zip(drivers, (pixels, words)):
+        cocotb.start_soon(driver.send(beats, cycle))
     done = cocotb.start_soon(monitor.collect(len(expected), cycle))
     await First(done, Timer(int(job["timeout_cycles"]) * 10, unit="ns"))
     np.savez(os.environ["BITWRN_RESULT"], beats=np.array(monitor.beats, dtype=object).astype(str),
              seen_at=np.array(monitor.seen_at, np.int64),
-             accepted_at=np.array(driver.accepted_at, np.int64),
+             accepted_at=np.array(sorted(drivers[0].accepted_at + drivers[1].accepted_at), np.int64),
              step_changes=np.array(step_changes, np.int64).reshape(-1, 2))
     assert len(monitor.beats) == len(expected), \
         f"timed out: {len(monitor.beats)} of {len(expected)} output beats"

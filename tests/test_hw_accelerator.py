@@ -10,6 +10,7 @@ import pytest
 
 from hw.accelerator import Accelerator
 from hw.latency import latency_report
+from hw.plan import CorePlan
 from hw.schedule import CONV, HEAD, POOL, Step, build_schedule, step_pixels
 from quantize.golden import run
 from quantize.qmodel import read_qmodel
@@ -65,9 +66,9 @@ def test_whole_network_bit_exact_with_stalls_and_cycles_match_the_model(bn_model
 
 def test_a_wrong_expectation_is_caught(bn_model, bn_network_build):
     """The bench compares every beat: one wrong logit in the expectation must fail the run."""
-    accel = Accelerator(bn_model, build_schedule(bn_model, LANES))
+    accel = Accelerator(CorePlan(build_schedule(bn_model, LANES)))
     images = random_images(1, bn_model.input_shape, seed=13)
-    job = schedule_job(accel, images, run(bn_model, images))
+    job = schedule_job(accel.plan, images, run(bn_model, images))
     job.expected[3] ^= 1
     result = simulate(accel, job, bn_network_build)
     assert not result.passed
@@ -140,7 +141,7 @@ def test_pixels_per_step(odd_model):
     one_tap = Step(CONV, "1x1", src_shape=(LANES, 3, 3), out_shape=(LANES, 3, 3))
     assert step_pixels(one_tap, LANES, 2) == 1 and step_pixels(one_tap, LANES // 2, 2) == 2
     with pytest.raises(ValueError, match="pixels must be at least 1"):
-        Accelerator(odd_model, build_schedule(odd_model, LANES, 0))
+        Accelerator(CorePlan(build_schedule(odd_model, LANES, 0)))
 
 
 @pytest.mark.slow

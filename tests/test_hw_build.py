@@ -10,6 +10,7 @@ import pytest
 from hw.client import encode_frame
 from hw.framing import (ANSWER, ERR_CHECKSUM, ERR_LENGTH, ERR_START, ERR_TIMEOUT, ERROR,
                         FramedAccelerator)
+from hw.plan import CorePlan
 from hw.schedule import build_schedule
 from quantize.golden import run
 from quantize.qmodel import write_qmodel
@@ -137,7 +138,7 @@ def frame(image, checksum_delta=0, length=None):
 def test_framed_accelerator_answers_like_the_golden_model(tmp_path):
     qm = tiny_model(seed=3)
     divisor = 4
-    dut = FramedAccelerator(qm, build_schedule(qm, 8), divisor)
+    dut = FramedAccelerator(CorePlan(build_schedule(qm, 8)), divisor)
     images = random_images(3, qm.input_shape, seed=21)
     golden = run(qm, images)
     good = [answer(golden.logits[i], golden.classes[i]) for i in range(3)]

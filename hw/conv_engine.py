@@ -1,0 +1,95 @@
+"""The conv engine: one tap per cycle for `pixels` output pixels, `lanes` x `lanes` add/subtract
+lanes per pixel.
+
+Stage A (the tap's cycle): per pixel, the input position and whether it is inside the map, and
+the address of its source word. Stage B (a cycle later, the block-RAM words are out): each
+pixel's `lanes` activations (zero outside the map) go into `lanes` add/subtract trees against
+the weight word's `lanes` x `lanes` bits, shared by the pixels; a pool step (depthwise) takes
+lane o of the input for output o instead. The trees' sums accumulate over the taps of a word;
+after its last tap the word is final (`result.valid`) for one cycle.
+"""
+from amaranth import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, memory, wiring
+from amaranth.lib.wiring import In, Out
+
+from hw.addsub_tree import AddSubTree
+from hw.feature_maps import word_address
+from hw.layouts import PIXEL, TAG, TAP, finished_words
+from hw.pipeline import delay
+
+
+class ConvEngine(wiring.Component):
+    @staticmethod
+    def latency_for(lanes):
+        """Cycles from a word's last tap to `result.valid`: the block-RAM read, the tree, the
+        accumulator."""
+        return 1 + AddSubTree.latency_for(lanes) + 1
+
+    def __init__(self, plan):
+        self.plan = plan
+        self.latency = self.latency_for(plan.lanes)
+        super().__init__({
+            "fields": In(plan.step_layout),
+            "issue": In(1), "tap": In(TAP), "pixels": In(data.ArrayLayout(PIXEL, plan.pixels)),
+            "weight_addr": In(range(max(2, len(plan.images.weights)))),
+            "read_addr": Out(data.ArrayLayout(plan.addr_bits, plan.pixels)),
+            "read_data": In(data.ArrayLayout(plan.word, plan.pixels)),
+            "result": Out(finished_words(plan)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        plan, f, tap = self.plan, self.fields, self.tap
+        lanes, a = plan.lanes, plan.act_bits
+        tree_latency = AddSubTree.latency_for(lanes)
+        weights = memory.Memory(shape=unsigned(lanes * lanes), depth=max(2, len(plan.images.weights)),
+                                init=plan.images.weights, attrs={"rom_style": "block"})
+        m.submodules.weights = weights
+        weight_word = weights.read_port()
+        m.d.comb += [weight_word.addr.eq(self.weight_addr), weight_word.en.eq(1)]
+
+        # -- stage A: positions and addresses ------------------------------------------------
+        group = Mux(f.depthwise, tap.og, tap.ig)
+        inside, tags = [], []
+        for p, pixel in enumerate(self.pixels):
+            iy, ix = Signal(signed(13), name=f"iy{p}"), Signal(signed(12), name=f"ix{p}")
+            m.d.comb += [iy.eq(Mux(f.stride2, pixel.y << 1, pixel.y) + tap.ky - f.pad),
+                         ix.eq(Mux(f.stride2, pixel.x << 1, pixel.x) + tap.kx - f.pad)]
+            inside.append((iy >= 0) & (iy < f.h_in) & (ix >= 0) & (ix < f.w_in))
+            m.d.comb += self.read_addr[p].eq(word_address(group, iy[:10], ix[:10], f.hb_in, f.wb_in))
+            tag = Signal(TAG, name=f"tag{p}")
+            m.d.comb += [tag.og.eq(tap.og), tag.y.eq(pixel.y), tag.x.eq(pixel.x),
+                         tag.valid.eq(pixel.y < f.h_out)]
+            tags.append(tag)
+
+        # -- stage B: words -> trees -> accumulators -----------------------------------------
+        b_valid, b_first, b_last = (delay(m, s, 1, n) for s, n in
+                                    ((self.issue, "valid"), (tap.first, "first"), (tap.last, "last")))
+        c_valid, c_first, c_last = (delay(m, s, tree_latency, n) for s, n in
+                                    ((b_valid, "cv"), (b_first, "cf"), (b_last, "cl")))
+        done = Signal()
+        m.d.sync += done.eq(c_valid & c_last)
+        m.d.comb += self.result.valid.eq(done)
+        for p, word in enumerate(self.read_data):
+            b_inside = delay(m, inside[p], 1, f"inb{p}")
+            final_tag = Signal(TAG, name=f"etag{p}")
+            m.d.sync += final_tag.eq(delay(m, delay(m, tags[p], 1, f"tag{p}"), tree_latency, f"ctag{p}"))
+            m.d.comb += self.result.pixels[p].tag.eq(final_tag)
+            lane_in = []
+            for j in range(lanes):
+                raw = word[j * a:(j + 1) * a]
+                v = Signal(signed(a + 1), name=f"x{p}_{j}")
+                m.d.comb += v.eq(Mux(b_inside, Mux(f.src_signed, raw.as_signed(), raw.as_unsigned()), 0))
+                lane_in.append(v)
+            for o in range(lanes):
+                tree = AddSubTree(lanes, a + 1)
+                m.submodules[f"tree{p}_{o}"] = tree
+                m.d.comb += [tree.x[j].eq(lane_in[j]) for j in range(lanes)]
+                m.d.comb += tree.w.eq(weight_word.data[o * lanes:(o + 1) * lanes])
+                acc = Signal(signed(plan.acc_bits), name=f"acc{p}_{o}")
+                through = delay(m, lane_in[o], tree_latency, f"dw{p}_{o}")    # depthwise
+                term = Mux(f.depthwise, through, tree.sum)
+                with m.If(c_valid):
+                    m.d.sync += acc.eq(Mux(c_first, term, acc + term))
+                m.d.comb += self.result.pixels[p].acc[o].eq(acc)
+        return m

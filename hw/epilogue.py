@@ -1,0 +1,108 @@
+"""The epilogue: finished words -> requantize -> residual add -> write -> requantize -> write.
+
+The pixels' finished words queue here and leave one per cycle (every output takes at least
+`pixels` taps, so the queue is empty when the next words finish). For the word at the head of
+the queue (E1) the parameter word and the shortcut word have been read; `lanes` requantizers
+(E1 -> E3), the residual add with its shortcut shift and clamp (E3 -> E4: output groups past the
+stored shortcut add zero, the zero channels of a downsampling block), the write to dst (E4),
+`lanes` second requantizers for the next layer's input (E4 -> E6) and its write to dst2 (E6).
+"""
+from amaranth import Cat, Module, Mux, Signal, signed
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from hw.feature_maps import word_address
+from hw.layouts import COUNT, TAG, finished_words, write_request
+from hw.param_store import bank_word, operands, requantizer_for
+from hw.pipeline import delay
+from hw.requant import Requantizer
+from hw.schedule import CONV, POOL
+
+QUEUE_LATENCY = 1       # a finished word into the queue's head
+ADD_LATENCY = 1         # the residual add and its clamp
+
+
+class Epilogue(wiring.Component):
+    latency = QUEUE_LATENCY + Requantizer.latency + ADD_LATENCY + Requantizer.latency
+
+    def __init__(self, plan):
+        self.plan = plan
+        images = plan.images
+        super().__init__({
+            "fields": In(plan.step_layout),
+            "words": In(finished_words(plan)),
+            "param_group": Out(COUNT),        # the output group whose parameters are read
+            "params_word": In(bank_word(plan, images.params)),
+            "params2_word": In(bank_word(plan, images.params2)),
+            "shortcut_addr": Out(plan.addr_bits), "shortcut_data": In(plan.word),
+            "write": Out(write_request(plan)), "second_write": Out(write_request(plan)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        plan, f, words = self.plan, self.fields, self.words
+        lanes, a, vb, images = plan.lanes, plan.act_bits, plan.val_bits, plan.images
+        entry = words.pixels.shape().elem_shape
+        queue = [Signal(entry, name=f"queue{p}") for p in range(plan.pixels)]
+        with m.If(words.valid):
+            m.d.sync += [q.eq(w) for q, w in zip(queue, words.pixels)]
+        with m.Else():
+            m.d.sync += [q.eq(n) for q, n in zip(queue, queue[1:])]
+            m.d.sync += queue[-1].tag.valid.eq(0)
+        # The word entering E1 next cycle: the first pixel of new words, else the queue's second.
+        following = Signal(TAG)
+        new = words.pixels[0].tag.as_value()
+        m.d.comb += following.eq(Mux(words.valid, new, queue[1].tag.as_value()) if plan.pixels > 1 else new)
+        out_addr = Signal(plan.addr_bits)
+        m.d.comb += [out_addr.eq(word_address(following.og, following.y, following.x, f.hb_out, f.wb_out)),
+                     self.shortcut_addr.eq(out_addr)]
+        word_og = Signal(10)      # all pixels of a queue share their output group
+        with m.If(words.valid):
+            m.d.sync += word_og.eq(words.pixels[0].tag.og)
+        m.d.comb += self.param_group.eq(Mux(words.valid, words.pixels[0].tag.og, word_og))
+
+        # E1: the queue's head; its parameters and shortcut word are out.
+        e1_valid, e1_acc = queue[0].tag.valid, queue[0].acc
+        e1_addr, e1_og = delay(m, out_addr, 1, "e1addr"), delay(m, following.og, 1, "e1og")
+        first = self._requantizers(m, "rq", images.params, plan.acc_bits, e1_acc, self.params_word,
+                                   f.lo, f.hi)
+        # E3: residual add -> E4.
+        e3_sc = delay(m, self.shortcut_data, 2, "e3sc")
+        e3_valid, e3_addr = delay(m, e1_valid, 2, "e3v"), delay(m, e1_addr, 2, "e3addr")
+        e3_og = delay(m, e1_og, 2, "e3og")
+        e4 = []
+        for o, rq in enumerate(first):
+            raw = e3_sc[o * a:(o + 1) * a]
+            shortcut = Signal(signed(a + 1), name=f"sc{o}")
+            m.d.comb += shortcut.eq(Mux(e3_og < f.sc_groups,
+                                        Mux(f.sc_signed, raw.as_signed(), raw.as_unsigned()), 0))
+            aligned = Signal(signed(a + 10), name=f"scw{o}")
+            m.d.comb += aligned.eq(((shortcut << f.add_l) + Mux(f.add_r == 0, 0, (1 << f.add_r) >> 1))
+                                   >> f.add_r)
+            total = Signal(signed(a + 11), name=f"sum{o}")
+            m.d.comb += total.eq(rq.y + aligned)
+            value = Signal(signed(vb), name=f"e4_{o}")
+            clamped = Mux(total < f.add_lo, f.add_lo, Mux(total > f.add_hi, f.add_hi, total))
+            m.d.sync += value.eq(Mux(f.add_en, clamped, rq.y))
+            e4.append(value)
+        e4_valid, e4_addr = delay(m, e3_valid, 1, "e4v"), delay(m, e3_addr, 1, "e4addr")
+        m.d.comb += [self.write.en.eq(e4_valid & ((f.kind == CONV) | (f.kind == POOL))),
+                     self.write.addr.eq(e4_addr), self.write.data.eq(Cat(*[v[:a] for v in e4]))]
+        # E4: the second requantizers -> E6, written to dst2.
+        second = self._requantizers(m, "rq2_", images.params2, vb, e4,
+                                    delay(m, self.params2_word, 3, "p2w"), f.lo2, f.hi2)
+        e6_valid, e6_addr = delay(m, e4_valid, 2, "e6v"), delay(m, e4_addr, 2, "e6addr")
+        m.d.comb += [self.second_write.en.eq(e6_valid & (f.kind == CONV) & (f.dst2 != plan.buffers)),
+                     self.second_write.addr.eq(e6_addr),
+                     self.second_write.data.eq(Cat(*[rq.y[:a] for rq in second]))]
+        return m
+
+    def _requantizers(self, m, name, bank, in_width, inputs, word, lo, hi):
+        """`lanes` requantizers on `inputs`, operands from `word` of `bank`."""
+        out = []
+        for o, x in enumerate(inputs):
+            rq = requantizer_for(bank, in_width, self.plan.val_bits)
+            m.submodules[f"{name}{o}"] = rq
+            m.d.comb += [rq.x.eq(x), *operands(rq, bank, word, o), rq.lo.eq(lo), rq.hi.eq(hi)]
+            out.append(rq)
+        return out

@@ -1,0 +1,68 @@
+"""The head: global sums of the 1x1 conv, the logits, the argmax and what EMIT sends.
+
+During the head step the engine's finished words (one pixel at a time) add into one global sum
+per class. In the LOGITS state the controller counts k over the classes: k's parameter word is
+read (k1, a cycle later) and k's sum goes through the logit requantizer (none for a model
+without one: the sum is the logit); each logit is kept, and the largest so far with its class
+(ties keep the lower class). EMIT sends the logits in class order, then the class.
+"""
+from amaranth import Array, Module, Mux, Signal, signed
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from hw.layouts import finished_words
+from hw.param_store import bank_word, operands, requantizer_for
+from hw.pipeline import delay
+from hw.requant import Requantizer
+from hw.schedule import HEAD, ceil_log2
+
+
+class Head(wiring.Component):
+    logit_latency = 1 + Requantizer.latency      # k's parameter word, then the requantizer
+
+    def __init__(self, plan):
+        self.plan = plan
+        super().__init__({
+            "fields": In(plan.step_layout),
+            "words": In(finished_words(plan)),
+            "logits": In(1), "class_index": In(range(plan.padded_classes + 8)),
+            "param_group": Out(range(plan.padded_classes + 8)),
+            "params_word": In(bank_word(plan, plan.images.params)),
+            "emit_word": Out(plan.emit_shape),       # logit k, or the class when k = classes
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        plan, f, k = self.plan, self.fields, self.class_index
+        lanes, classes, bank = plan.lanes, plan.num_classes, plan.images.params
+        sums = [Signal(signed(plan.sum_bits), name=f"gsum{c}") for c in range(plan.padded_classes)]
+        word = self.words.pixels[0]
+        with m.If(self.words.valid & (f.kind == HEAD)):
+            first_pixel = (word.tag.y == 0) & (word.tag.x == 0)
+            for c, total in enumerate(sums):
+                with m.If(word.tag.og == c // lanes):
+                    m.d.sync += total.eq(Mux(first_pixel, 0, total) + word.acc[c % lanes])
+
+        m.d.comb += self.param_group.eq(k >> ceil_log2(lanes))
+        k1 = delay(m, k, 1, "k1")
+        m.submodules.logit_rq = rq = requantizer_for(bank, plan.sum_bits, plan.logit_bits)
+        pw = bank.field_bits
+        lane_field = Array([self.params_word[o * pw:(o + 1) * pw] for o in range(lanes)])[k1 % lanes]
+        class_sum = Array(sums)[k1]
+        m.d.comb += [rq.x.eq(class_sum), *operands(rq, bank, lane_field, 0), rq.lo.eq(f.lo), rq.hi.eq(f.hi)]
+        logit_value = Mux(f.has_rq, rq.y, delay(m, class_sum, Requantizer.latency, "rawsum"))
+        k_done = delay(m, k1, Requantizer.latency, "kd")
+        logit_valid = delay(m, delay(m, self.logits & (k < classes), 1, "lv0"), Requantizer.latency, "lv")
+        logits = [Signal(signed(plan.logit_bits), name=f"logit{c}") for c in range(classes)]
+        best = Signal(signed(plan.logit_bits))
+        cls = Signal(range(max(2, classes)))
+        with m.If(logit_valid):
+            for c in range(classes):
+                with m.If(k_done == c):
+                    m.d.sync += logits[c].eq(logit_value)
+            with m.If((k_done == 0) | (logit_value > best)):   # strict: ties keep the lower class
+                m.d.sync += [best.eq(logit_value), cls.eq(k_done)]
+        m.d.comb += self.emit_word.eq(Mux(k == classes, cls,
+                                          Array([v.as_signed() for v in logits])[k[:plan.class_bits]]
+                                          .as_signed()))
+        return m

@@ -1,0 +1,65 @@
+"""The input stage: the `pixels` and `words` streams into feature-map write requests.
+
+INPUT steps take one 8-bit pixel channel per beat (raster order, channels innermost) and map
+it through the input table (the folded input BN: entry c*256 + pixel); the channels of a pixel
+are gathered into one word, written when its last channel arrives. LOAD steps (layer tests)
+take whole feature-map words and write each at once.
+"""
+from amaranth import Module, Mux, Signal, unsigned
+from amaranth.lib import memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from hw.feature_maps import word_address
+from hw.layouts import POSITION, write_request
+from hw.schedule import INPUT
+
+
+class InputStage(wiring.Component):
+    pixel_latency = 2      # the table read, then the gathered word's write
+    word_latency = 1       # the write
+
+    def __init__(self, plan):
+        self.plan = plan
+        super().__init__({
+            "fields": In(plan.step_layout),
+            "pixels": In(stream.Signature(unsigned(8))),
+            "words": In(stream.Signature(plan.word)),
+            "take_pixels": In(1), "pixel_taken": Out(1),
+            "take_words": In(1), "word_taken": Out(1),
+            "position": In(POSITION),
+            "pixel_write": Out(write_request(plan)),
+            "word_write": Out(write_request(plan)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        plan, f, pos, a = self.plan, self.fields, self.position, self.plan.act_bits
+        table = memory.Memory(shape=unsigned(a), depth=max(2, len(plan.images.lut)),
+                              init=plan.images.lut, attrs={"rom_style": "block"})
+        m.submodules.table = table
+        lookup = table.read_port()
+        m.d.comb += [self.pixels.ready.eq(self.take_pixels), self.words.ready.eq(self.take_words),
+                     self.pixel_taken.eq(self.pixels.valid & self.take_pixels),
+                     self.word_taken.eq(self.words.valid & self.take_words),
+                     lookup.en.eq(1), lookup.addr.eq((pos.c << 8) | self.pixels.payload)]
+
+        # The looked-up value arrives a cycle later, with the position it belongs to.
+        looked_up = Signal()
+        c, y, x = Signal.like(pos.c), Signal.like(pos.y), Signal.like(pos.x)
+        m.d.sync += [looked_up.eq(self.pixel_taken), c.eq(pos.c), y.eq(pos.y), x.eq(pos.x)]
+        partial = Signal(plan.word_bits)      # the channels of the pixel so far
+        gathered = Signal(plan.word_bits)
+        m.d.comb += gathered.eq(partial)
+        for j in range(plan.lanes):
+            with m.If(c == j):
+                m.d.comb += gathered[j * a:(j + 1) * a].eq(lookup.data)
+        last_channel = c == f.c_in - 1
+        with m.If(looked_up):
+            m.d.sync += partial.eq(Mux(last_channel, 0, gathered))
+        m.d.comb += [self.pixel_write.en.eq((f.kind == INPUT) & looked_up & last_channel),
+                     self.pixel_write.addr.eq((y << f.wb_out) | x),
+                     self.pixel_write.data.eq(gathered),
+                     self.word_write.en.eq(self.word_taken),
+                     self.word_write.addr.eq(word_address(pos.g, pos.y, pos.x, f.hb_out, f.wb_out)),
+                     self.word_write.data.eq(self.words.payload)]
+        return m

@@ -1,0 +1,60 @@
+"""The requant parameter ROMs and how a requantizer reads its operands from them.
+
+Two banks (hw/memory_images.py): `params` serves every step's first requantizers and the
+logits, `params2` the second requantizers; each holds one word per output group, lane l the
+(M', C) of channel g*lanes + l. They are wide and shallow: as block RAM each would take ~10
+RAMB36 for a few dozen words, so they carry no `rom_style` and synthesis builds them from LUTs
+(yosys finds no LUTRAM mapping for a forced "distributed" sync ROM).
+"""
+from amaranth import Module, Mux, unsigned
+from amaranth.lib import memory, wiring
+from amaranth.lib.wiring import In, Out
+
+from hw.layouts import COUNT
+from hw.requant import Requantizer
+
+
+def bank_word(plan, bank):
+    return unsigned(plan.lanes * bank.field_bits)
+
+
+def requantizer_for(bank, in_width, out_width):
+    """A requantizer with the bank's fixed shift and operand widths."""
+    return Requantizer(in_width, bank.mult_bits, bank.offset_bits, bank.shift, out_width)
+
+
+def operands(requantizer, bank, word, lane):
+    """Drive a requantizer's M' and C from lane `lane` of a word of `bank`."""
+    field = word[lane * bank.field_bits:(lane + 1) * bank.field_bits]
+    return [requantizer.multiplier.eq(field[:bank.mult_bits].as_signed()),
+            requantizer.offset.eq(field[bank.mult_bits:].as_signed())]
+
+
+class ParamStore(wiring.Component):
+    """`word`: bank 1 at the step's base + `word_group`, or + `logit_group` while `logits`;
+    `word2`: bank 2 at its base + `word_group`. One cycle from address to word."""
+
+    def __init__(self, plan):
+        self.plan = plan
+        images = plan.images
+        super().__init__({
+            "fields": In(plan.step_layout),
+            "word_group": In(COUNT), "logits": In(1), "logit_group": In(range(plan.padded_classes + 8)),
+            "word": Out(bank_word(plan, images.params)), "word2": Out(bank_word(plan, images.params2)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        f, images = self.fields, self.plan.images
+        ports = []
+        for name, bank in (("params", images.params), ("params2", images.params2)):
+            rom = memory.Memory(shape=bank_word(self.plan, bank), depth=max(2, len(bank.words)),
+                                init=bank.words)
+            m.submodules[name] = rom
+            ports.append(rom.read_port())
+        first, second = ports
+        m.d.comb += [first.en.eq(1), second.en.eq(1),
+                     first.addr.eq(f.pbase + Mux(self.logits, self.logit_group, self.word_group)),
+                     second.addr.eq(f.p2base + self.word_group),
+                     self.word.eq(first.data), self.word2.eq(second.data)]
+        return m

@@ -1,0 +1,80 @@
+"""The core's plan: everything its components need, computed once from a schedule.
+
+`CorePlan(schedule)` holds the widths of every datapath, the memory images, the step table's
+records and the pipeline depth. The accelerator's components are built from it, and tools
+outside the core (the simulation, the board build, the reports) read the plan instead of an
+elaborated component.
+"""
+from functools import cached_property
+
+from amaranth import signed, unsigned
+from amaranth.lib import data
+
+from hw.addsub_tree import AddSubTree
+from hw.latency import pipeline_depth
+from hw.memory_images import build_images
+from hw.schedule import HEAD, ceil_log2
+from hw.step_table import step_layout, step_records
+
+
+def signed_bits(lo, hi):
+    """Signed width holding lo..hi."""
+    return max(2, max(int(lo).bit_length(), int(hi).bit_length()) + 1)
+
+
+class CorePlan:
+    def __init__(self, schedule):
+        lanes, pixels = schedule.lanes, schedule.pixels
+        if lanes < 1 or lanes & (lanes - 1):
+            raise ValueError(f"lanes must be a power of two, got {lanes}")
+        if pixels < 1:
+            raise ValueError(f"pixels must be at least 1, got {pixels}")
+        qmodel = schedule.qmodel
+        self.schedule, self.qmodel = schedule, qmodel
+        self.steps = schedule.steps
+        self.lanes, self.pixels, self.act_bits = lanes, pixels, qmodel.act_bits
+        a = self.act_bits
+        self.word_bits = lanes * a
+        self.buffers, self.buffer_depth = schedule.buffers, schedule.buffer_depth
+        self.addr_bits = max(1, ceil_log2(self.buffer_depth))
+        self.images = build_images(qmodel, schedule)
+        self.acc_bits = max([AddSubTree.out_width_for(lanes, a + 1), a + 6] +
+                            [qmodel.op(s.weights)["out"]["bits"] for s in self.steps if s.weights])
+        self.val_bits = a + 2        # requant/add results: act_bits (+1 for the wide conv2 requant)
+        head = next((s for s in self.steps if s.kind == HEAD), None)
+        if head is not None:
+            h, w = head.src_shape[1:]
+            self.sum_bits = self.acc_bits + ceil_log2(h * w) + 1
+            rq = head.requant
+            self.logit_bits = signed_bits(rq.lo, rq.hi) if rq else self.sum_bits
+            self.num_classes = head.out_shape[0]
+            self.padded_classes = -(-self.num_classes // lanes) * lanes
+        else:
+            self.sum_bits = self.logit_bits = 2
+            self.num_classes = self.padded_classes = 1
+        self.out_bits = max(self.word_bits, self.logit_bits, 8)
+        self.pipeline_depth = pipeline_depth(lanes, pixels)
+        self.records = step_records(self)
+
+    @cached_property
+    def step_layout(self):
+        """The step table's record as a `data.StructLayout`."""
+        return step_layout(self)
+
+    @property
+    def word(self):
+        return unsigned(self.word_bits)
+
+    @property
+    def out_layout(self):
+        """A beat of the `out` stream: DUMP words, or the logits then the class with `last`."""
+        return data.StructLayout({"data": unsigned(self.out_bits), "last": 1})
+
+    @property
+    def class_bits(self):
+        return ceil_log2(max(2, self.num_classes))
+
+    @property
+    def emit_shape(self):
+        """A logit or the class index, signed: the logits are sign-extended over `data`."""
+        return signed(max(self.logit_bits, self.class_bits + 1))

@@ -1,0 +1,132 @@
+"""The layer table in hardware: one record of constants per step, and the current step's record.
+
+`step_records(plan)` is pure Python: for every step of the schedule, the loop bounds, address
+bits, buffer numbers, memory bases, clamps and residual-add constants the components read.
+`step_layout(plan)` is the record's `data.StructLayout`, and `StepTable` presents the record of
+the step the controller is on (one constant multiplexer per field).
+
+Loop bounds are what the step's loops run over: the head loops over its input's pixels, a DUMP
+step over the tensor it streams out.
+"""
+from enum import Enum
+
+from amaranth import Array, Const, Module, Shape, signed
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from hw.schedule import DUMP, HEAD, POOL, StepKind, ceil_log2, groups, step_pixels
+
+DIM = range(1 << 10)      # sizes, counts and loop bounds
+BITS = range(16)          # address bits of a map's height or width
+
+
+def loop_shape(step):
+    """(C, H, W) the step's loops run over."""
+    if step.kind == DUMP:
+        return step.src_shape
+    if step.kind == HEAD:
+        return (step.out_shape[0],) + tuple(step.src_shape[1:])
+    return step.out_shape
+
+
+def pixel_walk(step, lanes, pixels):
+    """(pixels per cycle, width, height) of the step's output raster."""
+    _, h, w = loop_shape(step)
+    return step_pixels(step, lanes, pixels), max(1, w), h
+
+
+def _record(plan, index, step):
+    lanes, nb, images = plan.lanes, plan.buffers, plan.images
+    _, h_out, w_out = loop_shape(step)
+    c_in, h_in, w_in = step.src_shape
+    per_cycle, width, height = pixel_walk(step, lanes, plan.pixels)
+    rq, rq2 = step.requant, step.requant2
+    return dict(
+        kind=step.kind,
+        # buffers: read, written (also as a mask), shortcut and second output (nb: none)
+        src=step.src or 0, dst=step.dst or 0,
+        written=sum(1 << b for b in range(nb) if b in (step.dst, step.dst2)),
+        shortcut=nb if step.shortcut is None else step.shortcut,
+        dst2=nb if step.dst2 is None else step.dst2,
+        # shapes and loops
+        c_in=c_in, h_in=h_in, w_in=w_in, hb_in=ceil_log2(h_in), wb_in=ceil_log2(w_in),
+        h_out=h_out, w_out=w_out, hb_out=ceil_log2(h_out), wb_out=ceil_log2(w_out),
+        g_out=groups(loop_shape(step)[0], lanes),
+        g_in=1 if step.kind == POOL else groups(c_in, lanes),
+        g_src_last=groups(c_in, lanes) - 1,
+        k_last=step.kernel - 1, stride2=step.stride == 2, pad=step.padding,
+        depthwise=step.kind == POOL, src_signed=step.src_signed,
+        # Pixel p starts at raster index p and advances by the pixels per cycle: (y, x) +=
+        # divmod(pixels, W) with a carry; past the last row it is not valid.
+        pg_last=-(-h_out * w_out // per_cycle) - 1,
+        adv_x=per_cycle % width, adv_y=per_cycle // width,
+        start_y=[p // width if p < per_cycle else height for p in range(plan.pixels)],
+        start_x=[p % width for p in range(plan.pixels)],
+        # memory bases
+        wbase=images.weight_base.get(index, 0),
+        pbase=images.params.base.get(index, 0),
+        p2base=images.params2.base.get(index, 0),
+        # epilogue: clamps, residual add
+        has_rq=rq is not None, lo=rq.lo if rq else 0, hi=rq.hi if rq else 0,
+        lo2=rq2.lo if rq2 else 0, hi2=rq2.hi if rq2 else 0,
+        add_en=step.fused_add, add_r=max(step.add_shift, 0), add_l=max(-step.add_shift, 0),
+        add_lo=step.add_lo, add_hi=step.add_hi,
+        sc_groups=step.shortcut_groups, sc_signed=step.shortcut_signed,
+    )
+
+
+def step_records(plan):
+    """One dict of constants per step of `plan.schedule`, keys as in `step_layout`."""
+    return [_record(plan, i, s) for i, s in enumerate(plan.steps)]
+
+
+def step_layout(plan):
+    nb, vb, images = plan.buffers, plan.val_bits, plan.images
+    clamp = signed(max(vb, plan.logit_bits))
+    pixels = data.ArrayLayout(DIM, plan.pixels)
+    return data.StructLayout({
+        "kind": StepKind,
+        "src": range(nb), "dst": range(nb), "written": nb,
+        "shortcut": range(nb + 1), "dst2": range(nb + 1),
+        "c_in": DIM, "h_in": DIM, "w_in": DIM, "hb_in": BITS, "wb_in": BITS,
+        "h_out": DIM, "w_out": DIM, "hb_out": BITS, "wb_out": BITS,
+        "g_out": DIM, "g_in": DIM, "g_src_last": DIM,
+        "k_last": range(8), "stride2": 1, "pad": range(4), "depthwise": 1, "src_signed": 1,
+        "pg_last": DIM, "adv_x": DIM, "adv_y": DIM, "start_y": pixels, "start_x": pixels,
+        "wbase": range(max(2, len(images.weights))),
+        "pbase": range(max(2, len(images.params.words))),
+        "p2base": range(max(2, len(images.params2.words))),
+        "has_rq": 1, "lo": clamp, "hi": clamp, "lo2": signed(vb), "hi2": signed(vb),
+        "add_en": 1, "add_r": range(32), "add_l": range(8),
+        "add_lo": signed(vb), "add_hi": signed(vb),
+        "sc_groups": DIM, "sc_signed": 1,
+    })
+
+
+def _constant(value, shape):
+    return Const(value.value if isinstance(value, Enum) else int(value), Shape.cast(shape))
+
+
+class StepTable(wiring.Component):
+    """`fields`: the record of step `step`."""
+
+    def __init__(self, plan):
+        self.plan = plan
+        super().__init__({"step": In(range(max(2, len(plan.steps)))),
+                          "fields": Out(plan.step_layout)})
+
+    def elaborate(self, platform):
+        m = Module()
+        raw = self.fields.as_value()
+        for name, field in self.plan.step_layout:
+            column = [record[name] for record in self.plan.records]
+            if isinstance(field.shape, data.ArrayLayout):
+                elem, width = field.shape.elem_shape, Shape.cast(field.shape.elem_shape).width
+                for p in range(field.shape.length):
+                    at = field.offset + p * width
+                    m.d.comb += raw[at:at + width].eq(
+                        Array([_constant(v[p], elem) for v in column])[self.step])
+            else:
+                m.d.comb += raw[field.offset:field.offset + field.width].eq(
+                    Array([_constant(v, field.shape) for v in column])[self.step])
+        return m

@@ -1,0 +1,103 @@
+"""The core's plan and step table without a simulator build: records, their hardware view,
+and the pipeline depth as the sum of the parts' latencies."""
+import pytest
+from amaranth.sim import Simulator
+
+from hw.addsub_tree import AddSubTree
+from hw.conv_engine import ConvEngine
+from hw.epilogue import Epilogue
+from hw.head import Head
+from hw.latency import pipeline_depth
+from hw.plan import CorePlan
+from hw.requant import Requantizer
+from hw.schedule import CONV, HEAD, INPUT, POOL, StepKind, build_schedule
+from hw.step_table import StepTable, step_records
+from quantize.random_model import random_qmodel
+
+LANES = 8
+
+# Components built only to read their attributes are never elaborated: Amaranth warns.
+pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
+
+
+@pytest.fixture(scope="module")
+def model():
+    # 7x7 input: rows and maps with odd pixel counts; 16 -> 32 -> 64 channels.
+    return random_qmodel(depth=8, width=1, input_size=7, num_classes=10, seed=4)
+
+
+@pytest.fixture(scope="module")
+def plan(model):
+    return CorePlan(build_schedule(model, LANES, 2))
+
+
+def test_records_describe_each_step(plan):
+    records = step_records(plan)
+    assert len(records) == len(plan.steps) == len(plan.records)
+    kinds = [r["kind"] for r in records]
+    assert kinds[0] == INPUT and kinds[-1] == HEAD and CONV in kinds and POOL in kinds
+    first_conv = records[kinds.index(CONV)]
+    # conv0: 1 input channel over 7x7, 3x3 kernel, pad 1, 16 outputs = 2 groups of 8.
+    assert (first_conv["c_in"], first_conv["h_in"], first_conv["w_in"]) == (1, 7, 7)
+    assert (first_conv["hb_in"], first_conv["wb_in"], first_conv["k_last"], first_conv["pad"]) == (3, 3, 2, 1)
+    assert first_conv["g_out"] == 2 and first_conv["g_in"] == 1 and not first_conv["stride2"]
+    # Two pixels: 49 outputs in 25 pixel groups; pixel 1 starts at (0, 1); a group moves 2 right.
+    assert first_conv["pg_last"] == 24
+    assert (first_conv["start_y"], first_conv["start_x"]) == ([0, 0], [0, 1])
+    assert (first_conv["adv_y"], first_conv["adv_x"]) == (0, 2)
+    head = records[-1]
+    # The head loops over its input's pixels (2x2 after two stride-2 stages), classes in groups.
+    assert (head["h_out"], head["w_out"], head["g_out"]) == (2, 2, 2)
+    assert head["has_rq"] and head["lo"] < 0 < head["hi"]
+    pool = records[kinds.index(POOL)]
+    assert pool["depthwise"] and pool["g_in"] == 1 and pool["stride2"]
+    for r, step in zip(records, plan.steps):
+        assert r["dst"] == (step.dst or 0) and r["written"] >> plan.buffers == 0
+        assert r["shortcut"] == (plan.buffers if step.shortcut is None else step.shortcut)
+
+
+def test_step_table_presents_the_record_of_the_current_step(plan):
+    """The hardware table, simulated: every field of every step's view equals its record."""
+    table = StepTable(plan)
+    seen = []
+
+    async def bench(ctx):
+        for index, record in enumerate(plan.records):
+            ctx.set(table.step, index)
+            fields = table.fields
+            got = {name: ctx.get(fields[name]) for name in record}
+            got["kind"] = ctx.get(fields.kind)
+            seen.append((got, record))
+
+    sim = Simulator(table)
+    sim.add_testbench(bench)
+    sim.run()
+    assert len(seen) == len(plan.records)
+    for got, record in seen:
+        for name, want in record.items():
+            value = got[name]
+            if isinstance(want, list):
+                value = list(value)
+            assert value == want, (name, value, want)
+
+
+@pytest.mark.parametrize("lanes,pixels", [(8, 1), (16, 2), (16, 4), (32, 3)])
+def test_pipeline_depth_is_the_sum_of_the_parts(lanes, pixels):
+    tree = AddSubTree.latency_for(lanes)
+    # Block-RAM read, the tree, the accumulator; queue, requantizer, add, requantizer; the words
+    # of the other pixels; a spare cycle.
+    assert ConvEngine.latency_for(lanes) == 1 + tree + 1
+    assert Epilogue.latency == 1 + 2 * Requantizer.latency + 1 == 6
+    assert pipeline_depth(lanes, pixels) == (1 + tree + 1) + 6 + (pixels - 1) + 1
+    assert Head.logit_latency == 1 + Requantizer.latency
+
+
+def test_plan_widths_and_refusals(model, plan):
+    assert plan.word_bits == LANES * model.act_bits and plan.pixels == 2
+    assert plan.num_classes == 10 and plan.padded_classes == 16
+    assert plan.out_bits >= max(plan.word_bits, plan.logit_bits)
+    assert plan.step_layout["kind"].shape is StepKind
+    with pytest.raises(ValueError, match="pixels must be at least 1"):
+        CorePlan(build_schedule(model, LANES, 0))
+    with pytest.raises(ValueError, match="lanes must be a power of two"):
+        CorePlan(build_schedule(model, 6, 1))
