@@ -16,17 +16,13 @@ import subprocess
 import sys
 import time
 
+from common.cli import OneLineParser, UsageError, run_main
+from common.files import atomic_path, write_json, write_text
 from hw.boards import BOARDS
-from training.atomic import atomic_path, write_json, write_text
-from training.cli import OneLineParser
 
 PROG = "python -m hw.build"
 DEFAULT_MODEL = os.path.join("runs", "default", "quant")
 MAKE_MODEL = "make train && make quantize"
-
-
-class UsageError(Exception):
-    """Bad command line or model: one line, exit 2."""
 
 
 def build_parser():
@@ -263,11 +259,7 @@ def build(args):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    try:
-        return build(args)
-    except UsageError as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
-        return 2
+    return run_main(PROG, lambda: build(args))
 
 
 if __name__ == "__main__":
