@@ -10,12 +10,12 @@ import argparse
 import os
 import time
 
+from common.files import write_json
 from quantize.convert import quantize_bundle
 from quantize.float_reference import run_float
 from quantize.golden import run
 from quantize.qmodel import make_qmodel, read_qmodel
 from quantize.random_model import random_bundle, random_images
-from training.atomic import write_json
 from training.bundle import read_bundle
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")

@@ -11,11 +11,11 @@ Latency depends on the architecture only, so without --model it uses a random WR
 import argparse
 import os
 
+from common.files import atomic_path, write_json
 from hw.latency import latency_report
 from hw.schedule import CONV, build_schedule
 from quantize.qmodel import read_qmodel
 from quantize.random_model import random_qmodel
-from training.atomic import atomic_path, write_json
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 

@@ -11,6 +11,7 @@ import shutil
 import tempfile
 import time
 
+from common.files import write_json
 from hw.accelerator import Accelerator
 from hw.plan import CorePlan
 from hw.schedule import build_schedule
@@ -20,7 +21,6 @@ from quantize.random_model import random_images, random_qmodel
 from sim.harness import TOPLEVEL, simulate
 from sim.jobs import schedule_job
 from sim.runner import export_verilog
-from training.atomic import write_json
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 

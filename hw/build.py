@@ -16,17 +16,14 @@ import subprocess
 import sys
 import time
 
+from common.cli import OneLineParser, UsageError, run_main
+from common.files import write_text
 from hw.boards import BOARDS
-from training.atomic import atomic_path, write_json, write_text
-from training.cli import OneLineParser
+from hw.report import build_report, over_capacity, summary, write_report
 
 PROG = "python -m hw.build"
 DEFAULT_MODEL = os.path.join("runs", "default", "quant")
 MAKE_MODEL = "make train && make quantize"
-
-
-class UsageError(Exception):
-    """Bad command line or model: one line, exit 2."""
 
 
 def build_parser():
@@ -85,12 +82,9 @@ def estimate(accel, folder):
         return resources_from_stat(json.load(f)), seconds
 
 
-LABELS = dict(luts="LUT", ffs="FF", bram36="BRAM36", dsp="DSP48E1")
-
-
 def fit_message(res, board, lanes, pixels=1):
     """None when the core fits `board`, else one line with the numbers and what to change."""
-    over = [f"{LABELS[k]} {res[k]:g} > {v:g}" for k, v in board.capacity.items() if res[k] > v]
+    over = over_capacity(res, board.capacity)
     if not over:
         return None
     bigger = [b.name for b in BOARDS.values() if b.luts > board.luts]
@@ -99,81 +93,6 @@ def fit_message(res, board, lanes, pixels=1):
              f"--board {bigger[0]}" if bigger else None]
     return (f"the core does not fit the {board.title} ({board.device}): {', '.join(over)}; "
             f"try {' or '.join(f for f in fixes if f)}")
-
-
-# -- the link -----------------------------------------------------------------------------------
-def frame_bytes(qmodel):
-    c, h, w = qmodel.input_shape
-    return {"in": 1 + 2 + c * h * w + 1, "out": 2 + 4 * qmodel.num_classes + 1}
-
-
-def link_images_per_s(frames, baud):
-    """Images/s the UART allows: 10 bits per byte, the host waits for each answer."""
-    return baud / (10 * (frames["in"] + frames["out"]))
-
-
-# -- report -----------------------------------------------------------------------------------
-def write_chart(path, layers, title):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    names = [layer["name"] for layer in layers]
-    fig, ax = plt.subplots(figsize=(max(6, 0.35 * len(names) + 2), 4.5))
-    x = range(len(names))
-    ax.bar(x, [layer["cycles"] for layer in layers], color="tab:blue")
-    ax.set_yscale("log")
-    ax.set_ylabel("cycles (log)", color="tab:blue")
-    ax.set_xticks(list(x))
-    ax.set_xticklabels(names, rotation=75, fontsize=7)
-    ax2 = ax.twinx()
-    ax2.plot(list(x), [100 * layer["utilization"] for layer in layers], "o-", color="tab:red")
-    ax2.set_ylabel("lane utilization %", color="tab:red")
-    ax2.set_ylim(0, 105)
-    ax.set_title(title)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-
-
-def markdown(rep):
-    cap, mem = rep["capacity"], rep["memory"]
-    lines = [f"# Board build: {rep['board_title']}", "",
-             f"Model `{rep['model']}`, {rep['lanes']} lanes x {rep['pixels']} pixel(s) "
-             f"({rep['add_sub_lanes']} add/sub per cycle), "
-             f"UART {rep['baud']} baud (divisor {rep['uart_divisor']} at {rep['board_clock_mhz']:g} MHz).", ""]
-    if rep["estimated"]:
-        lines += [f"## Resources of the core (yosys synth_xilinx, {rep['estimate_seconds']:.0f} s)", "",
-                  "| resource | core | board | use |", "|---|---|---|---|"]
-        for k, label in LABELS.items():
-            lines.append(f"| {label} | {rep[k]:g} | {cap[k]:g} | {100 * rep[k] / cap[k]:.1f}% |")
-        lines += [f"| CARRY4 | {rep['carry4']:g} | | |", "",
-                  f"**{'Fits' if rep['fits'] else 'Does not fit'}** the {rep['device']}. Yosys does "
-                  "not pack LUTs the way Vivado does: LUT counts are pessimistic; the framing, UART "
-                  "and frame buffer are not included.", ""]
-    else:
-        lines += ["Resource estimate skipped (--no-estimate).", ""]
-    lines += ["## Throughput", "",
-              f"- accelerator: {rep['cycles_per_image']:,} cycles per image, "
-              f"{rep['images_per_s']:,.1f} images/s at {rep['clock_mhz']:g} MHz, "
-              f"lane utilization {100 * rep['utilization']:.1f}% (conv {100 * rep['conv_utilization']:.1f}%)",
-              f"- UART link: {rep['frame_bytes']['in']} bytes in + {rep['frame_bytes']['out']} out per image, "
-              f"{rep['link_images_per_s']:,.1f} images/s at {rep['baud']} baud",
-              f"- the board runs at {rep['board_clock_mhz']:g} MHz (no PLL); "
-              f"{'the link' if rep['link_images_per_s'] < rep['images_per_s'] else 'the accelerator'} "
-              "is the bottleneck", "",
-              "## Memory", "",
-              f"- weights: {mem['weight_rom_bits']:,} bits of bit-ROM for the model's "
-              f"{mem['model_weight_bits']:,} one-bit weights (channel groups padded to {rep['lanes']})",
-              f"- activations: {mem['activation_buffers']} feature-map RAMs, {mem['activation_ram_bits']:,} bits",
-              f"- requant parameters: {mem['param_rom_bits']:,} bits (LUT ROM); input table: "
-              f"{mem['input_lut_bits']:,} bits", "",
-              "## Layers", "", "| step | kind | cycles | utilization |", "|---|---|---|---|"]
-    for layer in rep["layers"]:
-        lines.append(f"| {layer['name']} | {layer['kind']} | {layer['cycles']:,} | "
-                     f"{100 * layer['utilization']:.1f}% |")
-    lines += ["", "![cycles and utilization per layer](layers.png)", ""]
-    return "\n".join(lines)
 
 
 # -- main ---------------------------------------------------------------------------------------
@@ -190,6 +109,11 @@ def load_model(path):
         return read_qmodel(path)
     except QModelError as e:
         raise UsageError(str(e)) from e
+
+
+def default_out(board):
+    """Where the build goes without --out."""
+    return os.path.join("build", board.name)
 
 
 def build(args):
@@ -211,7 +135,7 @@ def build(args):
     if args.baud <= 0:
         raise UsageError(f"--baud must be positive, got {args.baud}")
     qmodel = load_model(args.model)
-    out = args.out or os.path.join("build", board.name)
+    out = args.out or default_out(board)
     try:
         plan = CorePlan(build_schedule(qmodel, args.lanes, args.pixels))
         top = BoardTop(plan, board.clock_mhz * 1e6, args.baud)
@@ -227,47 +151,26 @@ def build(args):
     else:
         print(f"vivado is not installed: no bitstream; run build_top.sh in {out} where it is")
 
-    lat = latency_report(plan.schedule, args.clock_mhz).as_dict()
-    frames = frame_bytes(qmodel)
-    rep = dict(board=board.name, board_title=board.title, device=board.device,
-               model=qmodel.path, capacity=board.capacity, baud=args.baud,
-               uart_divisor=top.divisor, board_clock_mhz=board.clock_mhz, frame_bytes=frames,
-               link_images_per_s=link_images_per_s(frames, args.baud), estimated=False,
-               fits=None, luts=None, ffs=None, bram36=None, dsp=None, carry4=None,
-               estimate_seconds=None,
-               memory=memory_bits(qmodel, plan.schedule, plan.images), **lat)
-    status = 0
-    message = None
+    resources = seconds = message = None
     if not args.no_estimate:
         print("estimating the core's resources with yosys synth_xilinx ...", flush=True)
         # The board top's own accelerator: the design is built once.
-        res, seconds = estimate(top.core.accel, os.path.join(out, "core"))
-        message = fit_message(res, board, args.lanes, args.pixels)
-        rep.update(res, estimated=True, fits=message is None, estimate_seconds=round(seconds, 1))
-        status = 0 if message is None else 1
-    write_json(os.path.join(out, "report.json"), rep)
-    write_text(os.path.join(out, "report.md"), markdown(rep))
-    write_chart(os.path.join(out, "layers.png"), rep["layers"],
-                f"{board.name}, {args.lanes} lanes x {args.pixels} pixel(s), {args.clock_mhz:g} MHz")
-    summary = (f"{lat['cycles_per_image']:,} cycles/image, {lat['images_per_s']:,.1f} images/s at "
-               f"{args.clock_mhz:g} MHz; link {rep['link_images_per_s']:,.1f} images/s at {args.baud} baud")
-    if rep["estimated"]:
-        summary = (f"core: {res['luts']} LUT, {res['ffs']} FF, {res['bram36']:g} BRAM36, {res['dsp']} DSP, "
-                   f"{res['carry4']} CARRY4 ({seconds:.0f} s); " + summary)
-    print(summary)
+        resources, seconds = estimate(top.core.accel, os.path.join(out, "core"))
+        message = fit_message(resources, board, args.lanes, args.pixels)
+    rep = build_report(board, qmodel, latency_report(plan.schedule, args.clock_mhz),
+                       memory_bits(qmodel, plan.schedule, plan.images), baud=args.baud,
+                       uart_divisor=top.divisor, resources=resources, estimate_seconds=seconds)
+    write_report(out, rep)
+    print(summary(rep))
     print(f"report: {os.path.join(out, 'report.md')}")
     if message:
         print(f"{PROG}: {message}", file=sys.stderr)
-    return status
+    return 0 if message is None else 1
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    try:
-        return build(args)
-    except UsageError as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
-        return 2
+    return run_main(PROG, lambda: build(args))
 
 
 if __name__ == "__main__":

@@ -14,9 +14,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hw.framing import ANSWER, ERROR, START
+from hw.framing import (ANSWER, ERR_CHECKSUM, ERR_LENGTH, ERR_START, ERR_TIMEOUT, ERROR,
+                        LOGIT_BYTES, START)
 
-ERROR_NAMES = {1: "bad start byte", 2: "bad length", 3: "bad checksum", 4: "frame timed out"}
+ERROR_NAMES = {ERR_START: "bad start byte", ERR_LENGTH: "bad length", ERR_CHECKSUM: "bad checksum",
+               ERR_TIMEOUT: "frame timed out"}
 
 
 class FrameError(Exception):
@@ -57,9 +59,30 @@ def read_reply(read):
     if head != ANSWER:
         raise FrameError(f"unexpected reply byte {head:#04x}")
     classes = take(1)[0]
-    raw = take(4 * classes)
-    logits = [int.from_bytes(raw[4 * i:4 * i + 4], "little", signed=True) for i in range(classes)]
+    raw = take(LOGIT_BYTES * classes)
+    logits = [int.from_bytes(raw[LOGIT_BYTES * i:LOGIT_BYTES * (i + 1)], "little", signed=True)
+              for i in range(classes)]
     return Reply(logits, take(1)[0])
+
+
+def frame_bytes(input_shape, num_classes):
+    """Bytes per image on the link: `in` = start, length (2), pixels, checksum;
+    `out` = answer, class count, the logits, class.
+
+    >>> frame_bytes((1, 28, 28), 10)
+    {'in': 788, 'out': 43}
+    """
+    c, h, w = input_shape
+    return {"in": 1 + 2 + c * h * w + 1, "out": 1 + 1 + LOGIT_BYTES * num_classes + 1}
+
+
+def link_images_per_s(frames, baud):
+    """Images/s the UART allows: 10 bits per byte (8N1), the host waits for each answer.
+
+    >>> round(link_images_per_s(frame_bytes((1, 28, 28), 10), 115200), 1)
+    13.9
+    """
+    return baud / (10 * (frames["in"] + frames["out"]))
 
 
 def classify(port, image):

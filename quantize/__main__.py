@@ -17,6 +17,7 @@ import time
 import numpy as np
 from tqdm import tqdm
 
+from common.cli import OneLineParser, UsageError, run_main
 from quantize.convert import CALIB_CHUNK, calibrate, quantize_bundle
 from quantize.float_reference import auto_chunk, run_float
 from quantize.golden import run as run_golden
@@ -24,17 +25,12 @@ from quantize.qmodel import make_qmodel, write_qmodel
 from quantize.report import build_report, render, write_report
 from training.bundle import BundleError, read_bundle
 from training.data import DATASETS, DatasetError, load_dataset
-from training.cli import OneLineParser
 
 PROG = "python -m quantize"
 MIN_BITS, MAX_BITS = 4, 16
 CALIB_SEED = 0          # the calibration images: first N of permutation(seed 0) of the train set
 CALIB_STEP = 4 * CALIB_CHUNK
 DEFAULT_SWEEP = "8,6,4"
-
-
-class UsageError(Exception):
-    """A bad command line, run directory or dataset: one line on stderr, exit code 2."""
 
 
 def _int_arg(lo, hi=None):
@@ -205,12 +201,7 @@ def quantize_run(args):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    try:
-        quantize_run(args)
-    except (UsageError, BundleError, DatasetError) as e:
-        print(f"{PROG}: error: {' '.join(str(e).split())}", file=sys.stderr)
-        return 2
-    return 0
+    return run_main(PROG, lambda: quantize_run(args), errors=(BundleError, DatasetError))
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import numpy as np
 
 from quantize.convert import multiplier_kind
 from quantize.fixed_point import csd_terms
-from training.atomic import atomic_path, write_json, write_text
+from common.files import atomic_path, write_json, write_text
 
 # Ops whose output is an accumulator (kept inside the compute unit) rather than a feature map
 # that is stored in activation RAM.

@@ -12,11 +12,11 @@ import os
 import sys
 import time
 
+from common.cli import OneLineParser
 from hw.latency import latency_report
 from hw.schedule import build_schedule
 from quantize.qmodel import QModelError, read_qmodel
 from training.data import DatasetError, load_dataset
-from training.cli import OneLineParser
 
 
 def build_parser():

@@ -12,7 +12,7 @@ import zlib
 
 import numpy as np
 
-from training.atomic import atomic_path
+from common.files import atomic_path
 
 MANIFEST = "manifest"
 

@@ -4,7 +4,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from training.atomic import atomic_path  # noqa: E402
+from common.files import atomic_path  # noqa: E402
 
 
 def plot_curves(history, path, title):

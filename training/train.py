@@ -21,8 +21,9 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from common.cli import OneLineParser, UsageError, run_main
+from common.files import atomic_path, write_json, write_text
 from training import sgdr
-from training.atomic import atomic_path, write_json, write_text
 from training.augment import augment
 from training.bn_recalibration import recalibrate_batchnorm
 from training.data import DATASETS, DatasetError, load_dataset
@@ -31,8 +32,8 @@ from training.export import export_bundle
 from training.graph import DEFAULT_SRELU_TEMPERATURE, VARIANTS, WEIGHT_MODES, check_depth
 from training.model import WideResNet
 from training.plots import plot_curves
-from training.cli import OneLineParser
 
+PROG = "python -m training.train"
 MOMENTUM = 0.9
 BATCH_SIZE = 125
 WEIGHT_DECAY = 5e-4
@@ -42,12 +43,8 @@ RUN_IDENTITY = ("dataset", "subset", "depth", "width", "weights", "variant", "ep
                 "batch_size", "cutout", "srelu_temperature", "weight_decay")
 
 
-class UsageError(Exception):
-    """A bad command line or run directory: reported as one line, exit code 2."""
-
-
 def build_parser():
-    p = OneLineParser(prog="python -m training.train", description=__doc__.split("\n")[0])
+    p = OneLineParser(prog=PROG, description=__doc__.split("\n")[0])
     p.add_argument("--dataset", default="fashion-mnist", choices=DATASETS)
     p.add_argument("--data-dir", default=None, help="folder with the dataset's files")
     p.add_argument("--subset", type=int, default=None, metavar="N",
@@ -289,12 +286,7 @@ def finish(args, model, data, dist, device, steps, history):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    try:
-        train(args)
-    except (UsageError, DatasetError) as e:
-        print(f"python -m training.train: error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return run_main(PROG, lambda: train(args), errors=(DatasetError,))
 
 
 if __name__ == "__main__":

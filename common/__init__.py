@@ -1,0 +1,1 @@
+"""Helpers every entry point shares: the command-line conventions (cli) and atomic file writes (files)."""

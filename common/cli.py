@@ -1,0 +1,45 @@
+"""Command-line conventions shared by every entry point: bad usage is one line, exit code 2.
+
+    def main(argv=None):
+        args = build_parser().parse_args(argv)      # a OneLineParser
+        return run_main(PROG, lambda: work(args), errors=(DatasetError,))
+
+`work` raises UsageError (or one of `errors`) for a bad command line or input; run_main turns it
+into `PROG: error: MESSAGE` on stderr and exit code 2.
+"""
+import argparse
+import sys
+
+
+class UsageError(Exception):
+    """Bad command line or input: one line, exit 2."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def run_main(prog, work, errors=()):
+    """Run `work()` and return the exit status: `work`'s own when it returns an int, else 0.
+
+    A UsageError, or an exception of a class in `errors`, becomes one line on stderr and status 2
+    (whitespace runs, newlines included, become one space):
+
+    >>> import contextlib
+    >>> def work():
+    ...     raise UsageError("--lanes must be a power of two,\\n   got 6")
+    >>> with contextlib.redirect_stderr(sys.stdout):
+    ...     status = run_main("python -m hw.build", work)
+    python -m hw.build: error: --lanes must be a power of two, got 6
+    >>> status
+    2
+    >>> run_main("prog", lambda: 1), run_main("prog", lambda: {"a result": 0})
+    (1, 0)
+    """
+    try:
+        status = work()
+    except (UsageError, *errors) as e:
+        print(f"{prog}: error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
+    return status if isinstance(status, int) else 0

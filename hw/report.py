@@ -1,0 +1,143 @@
+"""The board build's report: report.json (for tools), report.md (for people), layers.png.
+
+`build_report(board, qmodel, latency, memory, ...)` turns the build's figures into a JSON-ready
+dict; `render(report)` makes the Markdown text and the PNG bytes in memory, and
+`write_report(out_dir, report)` writes the three files, each atomically, only after everything
+rendered. The keys are listed in docs/board.md ("Report fields").
+"""
+import io
+import os
+
+from common.files import atomic_path, write_json, write_text
+from hw.client import frame_bytes, link_images_per_s
+
+# The resources the estimate counts against a board's capacity, as people call them.
+LABELS = dict(luts="LUT", ffs="FF", bram36="BRAM36", dsp="DSP48E1")
+RESOURCES = ("luts", "ffs", "bram36", "dsp", "carry4")
+
+
+def over_capacity(resources, capacity):
+    """The resources above the board's capacity, as text.
+
+    >>> capacity = dict(luts=20800, ffs=41600, bram36=50, dsp=90)
+    >>> over_capacity(dict(luts=25000, ffs=10, bram36=60, dsp=0), capacity)
+    ['LUT 25000 > 20800', 'BRAM36 60 > 50']
+    """
+    return [f"{LABELS[k]} {resources[k]:g} > {v:g}" for k, v in capacity.items() if resources[k] > v]
+
+
+def build_report(board, qmodel, latency, memory, *, baud, uart_divisor, resources=None,
+                 estimate_seconds=None):
+    """The report dict.
+
+    latency: hw.latency's LatencyReport at the requested clock; memory: hw.memory_images'
+    memory_bits; resources: the yosys estimate (luts, ffs, bram36, dsp, carry4), None when
+    skipped; then `fits`, the resource fields and `estimate_seconds` are None.
+    """
+    frames = frame_bytes(qmodel.input_shape, qmodel.num_classes)
+    estimated = resources is not None
+    return dict(board=board.name, board_title=board.title, device=board.device,
+                model=qmodel.path, capacity=board.capacity, baud=baud,
+                uart_divisor=uart_divisor, board_clock_mhz=board.clock_mhz, frame_bytes=frames,
+                link_images_per_s=link_images_per_s(frames, baud), estimated=estimated,
+                fits=not over_capacity(resources, board.capacity) if estimated else None,
+                **{k: resources[k] if estimated else None for k in RESOURCES},
+                estimate_seconds=round(estimate_seconds, 1) if estimated else None,
+                memory=memory, **latency.as_dict())
+
+
+def summary(rep):
+    """One line for the terminal: the core's resources (when estimated), latency and the link."""
+    line = (f"{rep['cycles_per_image']:,} cycles/image, {rep['images_per_s']:,.1f} images/s at "
+            f"{rep['clock_mhz']:g} MHz; link {rep['link_images_per_s']:,.1f} images/s at {rep['baud']} baud")
+    if rep["estimated"]:
+        line = (f"core: {rep['luts']} LUT, {rep['ffs']} FF, {rep['bram36']:g} BRAM36, {rep['dsp']} DSP, "
+                f"{rep['carry4']} CARRY4 ({rep['estimate_seconds']:.0f} s); " + line)
+    return line
+
+
+# -- Markdown -----------------------------------------------------------------------------------
+def render_markdown(rep):
+    cap, mem = rep["capacity"], rep["memory"]
+    lines = [f"# Board build: {rep['board_title']}", "",
+             f"Model `{rep['model']}`, {rep['lanes']} lanes x {rep['pixels']} pixel(s) "
+             f"({rep['add_sub_lanes']} add/sub per cycle), "
+             f"UART {rep['baud']} baud (divisor {rep['uart_divisor']} at {rep['board_clock_mhz']:g} MHz).", ""]
+    if rep["estimated"]:
+        lines += [f"## Resources of the core (yosys synth_xilinx, {rep['estimate_seconds']:.0f} s)", "",
+                  "| resource | core | board | use |", "|---|---|---|---|"]
+        for k, label in LABELS.items():
+            lines.append(f"| {label} | {rep[k]:g} | {cap[k]:g} | {100 * rep[k] / cap[k]:.1f}% |")
+        lines += [f"| CARRY4 | {rep['carry4']:g} | | |", "",
+                  f"**{'Fits' if rep['fits'] else 'Does not fit'}** the {rep['device']}. Yosys does "
+                  "not pack LUTs the way Vivado does: LUT counts are pessimistic; the framing, UART "
+                  "and frame buffer are not included.", ""]
+    else:
+        lines += ["Resource estimate skipped (--no-estimate).", ""]
+    lines += ["## Throughput", "",
+              f"- accelerator: {rep['cycles_per_image']:,} cycles per image, "
+              f"{rep['images_per_s']:,.1f} images/s at {rep['clock_mhz']:g} MHz, "
+              f"lane utilization {100 * rep['utilization']:.1f}% (conv {100 * rep['conv_utilization']:.1f}%)",
+              f"- UART link: {rep['frame_bytes']['in']} bytes in + {rep['frame_bytes']['out']} out per image, "
+              f"{rep['link_images_per_s']:,.1f} images/s at {rep['baud']} baud",
+              f"- the board runs at {rep['board_clock_mhz']:g} MHz (no PLL); "
+              f"{'the link' if rep['link_images_per_s'] < rep['images_per_s'] else 'the accelerator'} "
+              "is the bottleneck", "",
+              "## Memory", "",
+              f"- weights: {mem['weight_rom_bits']:,} bits of bit-ROM for the model's "
+              f"{mem['model_weight_bits']:,} one-bit weights (channel groups padded to {rep['lanes']})",
+              f"- activations: {mem['activation_buffers']} feature-map RAMs, {mem['activation_ram_bits']:,} bits",
+              f"- requant parameters: {mem['param_rom_bits']:,} bits (LUT ROM); input table: "
+              f"{mem['input_lut_bits']:,} bits", "",
+              "## Layers", "", "| step | kind | cycles | utilization |", "|---|---|---|---|"]
+    for layer in rep["layers"]:
+        lines.append(f"| {layer['name']} | {layer['kind']} | {layer['cycles']:,} | "
+                     f"{100 * layer['utilization']:.1f}% |")
+    lines += ["", "![cycles and utilization per layer](layers.png)", ""]
+    return "\n".join(lines)
+
+
+# -- plot ---------------------------------------------------------------------------------------
+def render_png(rep):
+    """Cycles per step (bars, log scale) and lane utilization (line)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    layers = rep["layers"]
+    names = [layer["name"] for layer in layers]
+    fig, ax = plt.subplots(figsize=(max(6, 0.35 * len(names) + 2), 4.5))
+    x = range(len(names))
+    ax.bar(x, [layer["cycles"] for layer in layers], color="tab:blue")
+    ax.set_yscale("log")
+    ax.set_ylabel("cycles (log)", color="tab:blue")
+    ax.set_xticks(list(x))
+    ax.set_xticklabels(names, rotation=75, fontsize=7)
+    ax2 = ax.twinx()
+    ax2.plot(list(x), [100 * layer["utilization"] for layer in layers], "o-", color="tab:red")
+    ax2.set_ylabel("lane utilization %", color="tab:red")
+    ax2.set_ylim(0, 105)
+    ax.set_title(f"{rep['board']}, {rep['lanes']} lanes x {rep['pixels']} pixel(s), {rep['clock_mhz']:g} MHz")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def render(report):
+    """(markdown text, png bytes), both in memory."""
+    return render_markdown(report), render_png(report)
+
+
+def write_report(out_dir, report, rendered=None):
+    """Write layers.png, report.md and report.json into out_dir, each atomically.
+
+    Everything is rendered before the first file is touched; report.json goes last, so a
+    report.json on disk always belongs to a complete set.
+    """
+    markdown, png = rendered or render(report)
+    with atomic_path(os.path.join(out_dir, "layers.png")) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(png)
+    write_text(os.path.join(out_dir, "report.md"), markdown)
+    write_json(os.path.join(out_dir, "report.json"), report)

@@ -1,0 +1,229 @@
+"""Docs that cannot rot: docs/board.md's tables against the code they describe, and the doctests.
+
+- the options table against hw.build's argument parser (names and defaults);
+- the protocol tables against hw/framing.py's constants and hw/client.py's frames;
+- the report fields table against hw.report.build_report's keys;
+- every docstring example (doctest) in the modules that have them.
+"""
+import argparse
+import doctest
+import importlib
+import io
+import os
+import re
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from hw import framing
+from hw.boards import BOARDS
+from hw.client import ERROR_NAMES, encode_frame, frame_bytes, link_images_per_s, read_reply
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BOARD_MD = os.path.join(ROOT, "docs", "board.md")
+
+
+def read_doc(path=BOARD_MD):
+    with open(path) as f:
+        return f.read()
+
+
+def section(text, heading):
+    """The text under a `## heading` up to the next `## `."""
+    start = text.index(f"## {heading}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start:] if end < 0 else text[start:end]
+
+
+def table_after(text, header):
+    """Rows (lists of stripped cells) of the Markdown table whose header row starts with `header`."""
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith(header):
+            rows = []
+            for row in lines[i + 2:]:
+                if not row.startswith("|"):
+                    break
+                rows.append([c.strip() for c in row.strip().strip("|").split("|")])
+            return rows
+    raise AssertionError(f"no table starting {header!r}")
+
+
+def unquote(cell):
+    return cell.replace("`", "").strip()
+
+
+# -- options -----------------------------------------------------------------------------------
+def parser_options():
+    from hw.build import build_parser
+    return {a.option_strings[-1]: a for a in build_parser()._actions
+            if a.option_strings and not isinstance(a, argparse._HelpAction)}
+
+
+def documented_options():
+    rows = table_after(read_doc(), "| option | default | meaning |")
+    return {unquote(r[0]): (unquote(r[1]), r[2]) for r in rows}
+
+
+def test_options_table_lists_the_parsers_options():
+    assert set(documented_options()) == set(parser_options())
+
+
+def test_options_table_defaults_are_the_parsers():
+    import hw.build
+    # What the code does with the options whose parser default is None (hw/build.py).
+    none_means = {"--model": hw.build.DEFAULT_MODEL,
+                  "--out": hw.build.default_out(SimpleNamespace(name="BOARD"))}
+    actions = parser_options()
+    for option, (doc, _) in documented_options().items():
+        action = actions[option]
+        if isinstance(action, argparse._StoreTrueAction):
+            assert doc == "off" and action.default is False, option
+        elif action.default is None:
+            assert option in none_means, f"{option}: say in none_means what None stands for"
+            assert doc == none_means[option].replace(os.sep, "/"), option
+        else:
+            assert type(action.default)(doc) == action.default, (option, doc, action.default)
+
+
+def test_none_defaults_mean_what_the_table_says(tmp_path, monkeypatch):
+    import hw.build
+    from common.cli import UsageError
+    monkeypatch.chdir(tmp_path)               # no runs/default/quant here
+    with pytest.raises(UsageError, match="no quantized model at runs/default/quant; make it with"):
+        hw.build.load_model(None)
+    for board in BOARDS.values():
+        assert hw.build.default_out(board) == os.path.join("build", board.name)
+
+
+def test_board_option_names_every_board():
+    meaning = documented_options()["--board"][1]
+    assert set(re.findall(r"`(\w+)`", meaning)) == set(BOARDS)
+
+
+def test_module_usage_names_every_option():
+    import hw.build
+    usage = hw.build.__doc__.split("\n\n")[1]
+    assert set(re.findall(r"--[a-z][a-z-]*", usage)) == set(parser_options())
+
+
+# -- protocol ----------------------------------------------------------------------------------
+def byte(cell):
+    """`0xA5` -> 0xA5."""
+    m = re.fullmatch(r"0x([0-9A-Fa-f]{2})", unquote(cell))
+    assert m, cell
+    return int(m.group(1), 16)
+
+
+def protocol():
+    return section(read_doc(), "Protocol (8N1, `--baud`)")
+
+
+def test_request_table_is_the_clients_frame():
+    rows = table_after(protocol().split("Host to board")[1], "| bytes | value |")
+    assert [r[0] for r in rows] == ["1", "2", "length", "1"]
+    assert byte(rows[0][1]) == framing.START
+    assert "little-endian" in rows[1][1] and "mod 256" in rows[3][1]
+    image = (5 * np.arange(2 * 3 * 4) % 256).astype(np.uint8).reshape(2, 3, 4)
+    data = encode_frame(image)
+    assert data[0] == framing.START and data[1] | data[2] << 8 == 24 and data[-1] == int(image.sum()) % 256
+    assert len(data) == 1 + 2 + 24 + 1 == frame_bytes(image.shape, 10)["in"]
+
+
+def test_answer_table_is_the_framings_answer():
+    rows = table_after(protocol().split("Board to host")[1], "| bytes | value |")
+    assert [r[0] for r in rows] == ["1", "1", f"{framing.LOGIT_BYTES} x N", "1"]
+    assert byte(rows[0][1]) == framing.ANSWER
+    assert f"each {framing.LOGIT_BYTES} bytes little-endian two's complement" in rows[2][1]
+    logits = [-3, 70000, 0]
+    reply = bytes([byte(rows[0][1]), 3]) + b"".join(
+        v.to_bytes(framing.LOGIT_BYTES, "little", signed=True) for v in logits) + bytes([1])
+    assert len(reply) == frame_bytes((1, 1, 1), 3)["out"]
+    got = read_reply(io.BytesIO(reply).read)
+    assert got.logits == logits and got.cls == 1
+
+
+def test_error_table_is_the_framings_error_codes():
+    text = protocol()
+    m = re.search(r"the board answers `(0x[0-9A-Fa-f]{2})` and a code byte", text)
+    assert m and byte(m.group(1)) == framing.ERROR
+    rows = table_after(text, "| code | error | when the answer comes |")
+    documented = {int(r[0]): r[1] for r in rows}
+    # Each constant and the words its row must contain.
+    meaning = {"ERR_START": f"first byte is not `0x{framing.START:02X}`",
+               "ERR_LENGTH": "length is not C x H x W", "ERR_CHECKSUM": "checksum mismatch",
+               "ERR_TIMEOUT": "no byte for"}
+    codes = {name: getattr(framing, name) for name in dir(framing) if name.startswith("ERR_")}
+    assert set(codes) == set(meaning)
+    assert set(documented) == set(codes.values())
+    for name, code in codes.items():
+        assert meaning[name] in documented[code], (name, code, documented[code])
+    assert set(ERROR_NAMES) == set(codes.values())   # the client names every code
+
+
+def test_every_protocol_byte_in_the_docs_is_a_framing_constant():
+    import hw.client
+    constants = {framing.START, framing.ANSWER, framing.ERROR}
+    for text in (protocol(), framing.__doc__, hw.client.__doc__):
+        found = {int(h, 16) for h in re.findall(r"0x([0-9A-Fa-f]{2})\b", text)}
+        assert found and found <= constants, found - constants
+
+
+def test_link_rate_sentence():
+    m = re.search(r"At (\d+) baud the link carries ([\d.]+) images/s of (\d+)x(\d+) "
+                  r"\((\d+) \+ (\d+) bytes per image\)", " ".join(read_doc().split()))
+    assert m, "the link-rate sentence in docs/board.md"
+    baud, rate, h, w, n_in, n_out = m.groups()
+    frames = frame_bytes((1, int(h), int(w)), 10)         # the make-train model: 10 classes
+    assert frames == {"in": int(n_in), "out": int(n_out)}
+    assert f"{link_images_per_s(frames, int(baud)):.1f}" == rate
+
+
+# -- report fields -----------------------------------------------------------------------------
+def test_report_fields_table_is_build_reports_keys():
+    from hw.latency import latency_report
+    from hw.memory_images import build_images, memory_bits
+    from hw.report import build_report
+    from hw.schedule import build_schedule
+    from quantize.random_model import random_qmodel
+    qm = random_qmodel(depth=8, width=1, input_size=8, act_bits=8, seed=0)
+    schedule = build_schedule(qm, 4, 1)
+    rep = build_report(BOARDS["arty_a7"], qm, latency_report(schedule),
+                       memory_bits(qm, schedule, build_images(qm, schedule)), baud=115200,
+                       uart_divisor=868)
+    rows = table_after(read_doc(), "| key | meaning |")
+    keys = {k for r in rows for k in re.findall(r"`(\w+)`", r[0])}
+    assert keys == set(rep)
+    documented = {unquote(r[0]): r[1] for r in rows}
+    for field, value in (("capacity", rep["capacity"]), ("memory", rep["memory"]),
+                         ("layers", rep["layers"][0]), ("frame_bytes", rep["frame_bytes"])):
+        assert set(re.findall(r"`(\w+)`", documented[field])) == set(value), field
+
+
+# -- doctests ----------------------------------------------------------------------------------
+PACKAGES = ("common", "training", "quantize", "hw", "sim", "bench")
+# Modules known to hold examples: the scan below must find at least these.
+WITH_EXAMPLES = {"common.cli", "hw.client", "hw.report"}
+
+
+def modules_with_examples():
+    found = []
+    for package in PACKAGES:
+        for name in sorted(os.listdir(os.path.join(ROOT, package))):
+            if not name.endswith(".py"):
+                continue
+            with open(os.path.join(ROOT, package, name)) as f:
+                if ">>> " in f.read():
+                    found.append(package if name == "__init__.py" else f"{package}.{name[:-3]}")
+    return found
+
+
+def test_the_scan_finds_the_examples():
+    assert WITH_EXAMPLES <= set(modules_with_examples())
+
+
+@pytest.mark.parametrize("name", modules_with_examples())
+def test_doctests(name):
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0, result
