@@ -28,7 +28,7 @@ def simulate(accel, job, build_dir, log_file=None):
         result_path.unlink()
     passed, message = True, ""
     try:
-        run_cocotb(accel, TOPLEVEL, "sim.tb_accelerator", build_dir, test_dir=build_dir,
+        run_cocotb(accel, TOPLEVEL, "sim.benches.accelerator", build_dir, test_dir=build_dir,
                    extra_env={"BITWRN_JOB": job_path, "BITWRN_RESULT": result_path},
                    log_file=log_file or build_dir / "sim.log")
     except CocotbFailure as e:

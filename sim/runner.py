@@ -113,7 +113,7 @@ def run_cocotb(
         component_or_verilog: an Amaranth ``wiring.Component`` (exported to Verilog into
             ``build_dir``), or a path / list of paths to Verilog sources.
         toplevel: HDL top module name (also the name given to the exported module).
-        test_module: cocotb test module, importable by name: a dotted name (``"sim.tb_smoke"``)
+        test_module: cocotb test module, importable by name: a dotted name (``"sim.benches.smoke"``)
             or a bare module name living in ``test_dir`` or one of ``python_paths``.
         build_dir: where the Verilog and the Verilator build go (created if missing).
         test_dir: directory the simulation runs in and from which ``test_module`` can be

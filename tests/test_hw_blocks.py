@@ -3,7 +3,7 @@
 hw.addsub_tree.AddSubTree vs sim.models.addsub_dot (itself checked here against
 quantize.golden's conv), and hw.requant.Requantizer vs quantize.fixed_point.requantize, both
 simulated in Verilator through sim.runner.run_cocotb with one new input vector per cycle
-(benches: sim/tb_addsub_tree.py, sim/tb_requant.py). Every output is compared as an integer.
+(benches: sim/benches/addsub_tree.py, sim/benches/requant.py). Every output is compared as an integer.
 """
 import re
 
@@ -152,7 +152,7 @@ def build_root(tmp_path_factory):
 
 
 def _run_tree(build_root, test_dir, lanes, width, **env):
-    return run_cocotb(AddSubTree(lanes, width), "addsub_tree", "sim.tb_addsub_tree",
+    return run_cocotb(AddSubTree(lanes, width), "addsub_tree", "sim.benches.addsub_tree",
                       build_root / f"tree_{lanes}x{width}", test_dir=test_dir, seed=SEED,
                       extra_env={"TREE_LANES": lanes, "TREE_WIDTH": width, **env},
                       log_file=test_dir / "sim.log")
@@ -160,7 +160,7 @@ def _run_tree(build_root, test_dir, lanes, width, **env):
 
 def _run_requant(build_root, test_dir, params, testcase=None, **env):
     widths = REQUANTS[params]
-    return run_cocotb(_requantizer(**widths), "requant", "sim.tb_requant",
+    return run_cocotb(_requantizer(**widths), "requant", "sim.benches.requant",
                       build_root / f"requant_{params}", test_dir=test_dir, seed=SEED,
                       testcase=testcase, log_file=test_dir / "sim.log",
                       extra_env={"RQ_IN": widths["in_width"], "RQ_MULT": widths["mult_width"],

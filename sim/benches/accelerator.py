@@ -13,7 +13,7 @@ from cocotb.clock import Clock
 from cocotb.simtime import get_sim_time
 from cocotb.triggers import ClockCycles, FallingEdge, First, Timer
 
-from sim.streams import StreamDriver, StreamMonitor
+from sim.benches.streams import StreamDriver, StreamMonitor
 
 
 @cocotb.test()
