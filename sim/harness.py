@@ -29,7 +29,7 @@ def simulate(accel, job, build_dir, log_file=None):
     passed, message = True, ""
     try:
         run_cocotb(accel, TOPLEVEL, "sim.benches.accelerator", build_dir, test_dir=build_dir,
-                   extra_env={"BITWRN_JOB": job_path, "BITWRN_RESULT": result_path},
+                   params={"job": job_path, "result": result_path},
                    log_file=log_file or build_dir / "sim.log")
     except CocotbFailure as e:
         passed, message = False, str(e)

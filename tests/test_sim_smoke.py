@@ -40,6 +40,6 @@ def test_smoke_accumulator_passes(build_dir, tmp_path):
 def test_wrong_reference_fails(build_dir, tmp_path):
     with pytest.raises(CocotbFailure) as info:
         run_cocotb(SmokeAccumulator(), TOP, "sim.benches.smoke", build_dir,
-                   test_dir=tmp_path, seed=1234, extra_env={"SMOKE_BREAK_MODEL": 1})
+                   test_dir=tmp_path, seed=1234, params={"break_model": True})
     assert info.value.num_tests == 3
     assert info.value.num_failed == 3

@@ -8,6 +8,7 @@ Benches (cocotb test modules, run by `sim.runner.run_cocotb(..., "sim.benches.NA
     smoke         sim.smoke_design.SmokeAccumulator: the simulator path itself
 
 Helpers:
+    params        bench_params(): the parameters the host gave run_cocotb(..., params=...)
     streams       valid/ready stream driver and monitor with random stalls
 
 The host side (building designs, writing jobs, comparing with the golden model) is the rest of

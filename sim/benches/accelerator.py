@@ -1,24 +1,24 @@
 """cocotb bench for the accelerator: plays a job (input beats, expected output beats) through it.
 
-The job file (env BITWRN_JOB, .npz written by sim.jobs) holds `inputs`, `expected` (raw output
+The job file (parameter `job`: an .npz written by sim.jobs) holds `inputs`, `expected` (raw output
 payloads: data | last << data_bits) and stall probabilities. The bench streams the inputs with
 random stalls, collects as many output beats as expected with random back-pressure, writes
-what it saw and the cycle stamps to BITWRN_RESULT, then asserts equality beat by beat.
+what it saw and the cycle stamps to the file named by parameter `result`, then asserts equality beat by beat.
 """
-import os
-
 import cocotb
 import numpy as np
 from cocotb.clock import Clock
 from cocotb.simtime import get_sim_time
 from cocotb.triggers import ClockCycles, FallingEdge, First, Timer
 
+from sim.benches.params import bench_params
 from sim.benches.streams import StreamDriver, StreamMonitor
 
 
 @cocotb.test()
 async def run_job(dut):
-    job = np.load(os.environ["BITWRN_JOB"], allow_pickle=False)
+    params = bench_params("job", "result")
+    job = np.load(params["job"], allow_pickle=False)
     inputs = [int(v) for v in job["inputs"]]
     expected = [int(v) for v in job["expected"]]
     Clock(dut.clk, 10, unit="ns").start()
@@ -45,7 +45,7 @@ async def run_job(dut):
     cocotb.start_soon(driver.send(inputs, cycle))
     done = cocotb.start_soon(monitor.collect(len(expected), cycle))
     await First(done, Timer(int(job["timeout_cycles"]) * 10, unit="ns"))
-    np.savez(os.environ["BITWRN_RESULT"], beats=np.array(monitor.beats, dtype=object).astype(str),
+    np.savez(params["result"], beats=np.array(monitor.beats, dtype=object).astype(str),
              seen_at=np.array(monitor.seen_at, np.int64),
              accepted_at=np.array(driver.accepted_at, np.int64),
              step_changes=np.array(step_changes, np.int64).reshape(-1, 2))

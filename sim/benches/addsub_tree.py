@@ -5,13 +5,12 @@ or shared between pipeline slots shows up. Inputs are driven on the falling edge
 on the next falling edge and compared with the reference (sim.models.addsub_dot) of the vector
 driven `latency` cycles earlier. The pipeline holds zeros after reset, whose sum is 0.
 
-Environment (set by tests/test_hw_blocks.py):
-    TREE_LANES, TREE_WIDTH   the parameters the DUT was built with
-    TREE_CYCLES              random vectors per test (default 2000)
-    TREE_BREAK_MODEL=1       a deliberately wrong reference (lane 0's weight bit flipped):
-                             every test must then fail
+Parameters (sim.benches.params, given by tests/test_hw_blocks.py):
+    lanes, width        the parameters the DUT was built with
+    cycles              random vectors per test (default 2000)
+    break_model=True    a deliberately wrong reference (lane 0's weight bit flipped):
+                        every test must then fail
 """
-import os
 import random
 
 import cocotb
@@ -19,12 +18,12 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, FallingEdge
 
+from sim.benches.params import bench_params
 from sim.models import addsub_dot, tree_latency
 
-LANES = int(os.environ.get("TREE_LANES", "8"))
-WIDTH = int(os.environ.get("TREE_WIDTH", "9"))
-CYCLES = int(os.environ.get("TREE_CYCLES", "2000"))
-BREAK_MODEL = os.environ.get("TREE_BREAK_MODEL", "0") == "1"
+PARAMS = bench_params(lanes=8, width=9, cycles=2000, break_model=False)
+LANES, WIDTH, CYCLES = PARAMS["lanes"], PARAMS["width"], PARAMS["cycles"]
+BREAK_MODEL = PARAMS["break_model"]
 XMIN, XMAX = -(1 << (WIDTH - 1)), (1 << (WIDTH - 1)) - 1
 LATENCY = tree_latency(LANES)
 

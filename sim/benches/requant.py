@@ -2,18 +2,17 @@
 
 y = clamp((x*M + B + 2^(s-1)) >> s, lo, hi), checked against quantize.fixed_point.requantize
 (via sim.models.requant_golden). One new vector (x, M, B, s, lo, hi) goes in on EVERY cycle,
-s anywhere in 0..RQ_SHIFT, converted to the DUT's operands (M', C) for its fixed shift by
+s anywhere in 0..shift, converted to the DUT's operands (M', C) for its fixed shift by
 hw.requant.fixed_shift_operands, as the memory images do. `y` is read on each falling edge and
 compared with the reference of the vector driven `latency` (2) cycles earlier. After reset the
 registers hold zeros, whose result is 0.
 
-Environment (set by tests/test_hw_blocks.py):
-    RQ_IN, RQ_MULT, RQ_BIAS, RQ_OUT   widths of x, M, B (the golden model's) and y
-    RQ_SHIFT           the DUT's fixed shift: the largest shift driven
-    RQ_CYCLES          random vectors in random_full_throughput (default 2000)
-    RQ_BREAK_MODEL=1   a deliberately wrong reference that rounds ties down instead of up
+Parameters (sim.benches.params, given by tests/test_hw_blocks.py):
+    in_width, mult_width, bias_width, out_width   widths of x, M, B (the golden model's) and y
+    shift              the DUT's fixed shift: the largest shift driven
+    cycles             random vectors in random_full_throughput (default 2000)
+    break_model=True   a deliberately wrong reference that rounds ties down instead of up
 """
-import os
 import random
 
 import cocotb
@@ -22,15 +21,15 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, FallingEdge
 
 from hw.requant import fixed_shift_operands
+from sim.benches.params import bench_params
 from sim.models import REQUANT_LATENCY, requant_golden
 
-IN = int(os.environ.get("RQ_IN", "21"))
-MULT = int(os.environ.get("RQ_MULT", "16"))
-BIAS = int(os.environ.get("RQ_BIAS", "26"))
-MAX_SHIFT = int(os.environ.get("RQ_SHIFT", "22"))
-OUT = int(os.environ.get("RQ_OUT", "10"))
-CYCLES = int(os.environ.get("RQ_CYCLES", "2000"))
-BREAK_MODEL = os.environ.get("RQ_BREAK_MODEL", "0") == "1"
+PARAMS = bench_params(in_width=21, mult_width=16, bias_width=26, shift=22, out_width=10,
+                      cycles=2000, break_model=False)
+IN, MULT, BIAS = PARAMS["in_width"], PARAMS["mult_width"], PARAMS["bias_width"]
+MAX_SHIFT, OUT = PARAMS["shift"], PARAMS["out_width"]
+CYCLES = PARAMS["cycles"]
+BREAK_MODEL = PARAMS["break_model"]
 
 
 def _range(bits):
