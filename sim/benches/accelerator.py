@@ -1,9 +1,10 @@
 """cocotb bench for the accelerator: plays a job (input beats, expected output beats) through it.
 
-The job file (parameter `job`: an .npz written by sim.jobs) holds `inputs`, `expected` (raw output
-payloads: data | last << data_bits) and stall probabilities. The bench streams the inputs with
-random stalls, collects as many output beats as expected with random back-pressure, writes
-what it saw and the cycle stamps to the file named by parameter `result`, then asserts equality beat by beat.
+The job file (parameter `job`: an .npz written by sim.jobs) holds `inputs`, `expected` (raw
+output payloads: data | last << data_bits) and stall probabilities. The bench streams the inputs
+with random stalls, collects as many output beats as expected with random back-pressure, writes
+what it saw and the cycle stamps to the file named by parameter `result` (.npz), then asserts
+equality beat by beat.
 """
 import cocotb
 import numpy as np

@@ -1,8 +1,9 @@
 """cocotb bench for hw.framing.FramedAccelerator: a bit-level UART on the host side.
 
-The plan (parameter `plan`: the path of a JSON file) lists exchanges: the bytes to send, the bytes the board must
-answer, and the quiet time (in bit periods) to leave after sending. Bytes go out 8N1 at
-`divisor` clock cycles per bit on `rx`; a receiver coroutine decodes `tx` the same way.
+The plan (parameter `plan`: the path of a JSON file) lists exchanges: the bytes to send, the
+bytes the board must answer, and the quiet time (in bit periods) to leave after sending. Bytes
+go out 8N1 at `divisor` clock cycles per bit on `rx`; a receiver coroutine decodes `tx` the
+same way.
 """
 import json
 
