@@ -15,7 +15,6 @@ class SimResult:
     seen_at: np.ndarray   # cycle of each output beat
     accepted_at: np.ndarray  # cycle of each input handshake
     passed: bool          # every beat equal to the job's expectation
-    step_changes: np.ndarray = None   # (cycle, step index) each time the controller moves on
     message: str = ""
 
 
@@ -36,5 +35,4 @@ def simulate(accel, job, build_dir, log_file=None):
     if not result_path.exists():
         raise CocotbFailure(f"the simulation wrote no result ({message}); see {build_dir / 'sim.log'}")
     r = np.load(result_path, allow_pickle=False)
-    return SimResult([int(v) for v in r["beats"]], r["seen_at"], r["accepted_at"], passed, message,
-                     r["step_changes"])
+    return SimResult([int(v) for v in r["beats"]], r["seen_at"], r["accepted_at"], passed, message)

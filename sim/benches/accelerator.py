@@ -23,13 +23,6 @@ async def run_job(dut):
     inputs = [int(v) for v in job["inputs"]]
     expected = [int(v) for v in job["expected"]]
     Clock(dut.clk, 10, unit="ns").start()
-    step_changes = []   # (cycle, new step index): per-step cycle counts
-
-    async def watch_steps():
-        while True:
-            await dut.step.value_change
-            step_changes.append((cycle(), int(dut.step.value)))
-
     dut.rst.value = 1
     dut.inp__valid.value = 0
     dut.out__ready.value = 0
@@ -39,8 +32,6 @@ async def run_job(dut):
     # Cycles from simulation time (10 ns clock): no Python wakes up every cycle for counting.
     start_ns = get_sim_time("ns")
     cycle = lambda: int((get_sim_time("ns") - start_ns) // 10)  # noqa: E731
-    step_changes.append((cycle(), int(dut.step.value)))
-    cocotb.start_soon(watch_steps())
     driver = StreamDriver(dut, "inp", dut.clk, float(job["in_stall"]), int(job["seed"]))
     monitor = StreamMonitor(dut, "out", dut.clk, float(job["out_stall"]), int(job["seed"]) + 1)
     cocotb.start_soon(driver.send(inputs, cycle))
@@ -48,8 +39,7 @@ async def run_job(dut):
     await First(done, Timer(int(job["timeout_cycles"]) * 10, unit="ns"))
     np.savez(params["result"], beats=np.array(monitor.beats, dtype=object).astype(str),
              seen_at=np.array(monitor.seen_at, np.int64),
-             accepted_at=np.array(driver.accepted_at, np.int64),
-             step_changes=np.array(step_changes, np.int64).reshape(-1, 2))
+             accepted_at=np.array(driver.accepted_at, np.int64))
     assert len(monitor.beats) == len(expected), \
         f"timed out: {len(monitor.beats)} of {len(expected)} output beats"
     for i, (got, want) in enumerate(zip(monitor.beats, expected)):
