@@ -15,7 +15,6 @@ class SimResult:
     seen_at: np.ndarray   # cycle of each output beat
     accepted_at: np.ndarray  # cycle of each input handshake
     passed: bool          # every beat equal to the job's expectation
-    step_changes: np.ndarray = None   # (cycle, step index) each time the controller moves on
     message: str = ""
 
 
@@ -28,13 +27,12 @@ def simulate(accel, job, build_dir, log_file=None):
         result_path.unlink()
     passed, message = True, ""
     try:
-        run_cocotb(accel, TOPLEVEL, "sim.tb_accelerator", build_dir, test_dir=build_dir,
-                   extra_env={"BITWRN_JOB": job_path, "BITWRN_RESULT": result_path},
+        run_cocotb(accel, TOPLEVEL, "sim.benches.accelerator", build_dir, test_dir=build_dir,
+                   params={"job": job_path, "result": result_path},
                    log_file=log_file or build_dir / "sim.log")
     except CocotbFailure as e:
         passed, message = False, str(e)
     if not result_path.exists():
         raise CocotbFailure(f"the simulation wrote no result ({message}); see {build_dir / 'sim.log'}")
     r = np.load(result_path, allow_pickle=False)
-    return SimResult([int(v) for v in r["beats"]], r["seen_at"], r["accepted_at"], passed, message,
-                     r["step_changes"])
+    return SimResult([int(v) for v in r["beats"]], r["seen_at"], r["accepted_at"], passed, message)

@@ -1,6 +1,6 @@
 """Jobs for the accelerator bench: the input beats of a schedule and the output beats the
 golden model says must come back (sim/protocol.py has the encodings)."""
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -13,8 +13,6 @@ class Job:
     pixels: list        # beats of the `pixels` stream (INPUT steps)
     words: list         # beats of the `words` stream (LOAD steps)
     expected: list
-    # What each expected beat belongs to: (segment label, tensor name, beat index in it).
-    owners: list = field(default_factory=list)
     in_stall: float = 0.0
     out_stall: float = 0.0
     seed: int = 0
@@ -52,9 +50,7 @@ def schedule_job(plan, images, golden):
                 words = encode_tensor(golden.tensors[src][n], lanes, a)
                 beats = words[:-1] + [words[-1] | (1 << ob)]
                 job.expected += beats
-                job.owners += [(n, src, i) for i in range(len(beats))]
             elif step.kind == HEAD:
                 beats = result_beats(golden.logits[n], golden.classes[n], ob)
                 job.expected += beats
-                job.owners += [(n, "logits", i) for i in range(len(beats))]
     return job

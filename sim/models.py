@@ -1,6 +1,6 @@
 """Reference models of the hardware blocks (no cocotb, no HDL): what each block must compute.
 
-The cocotb benches (sim/tb_addsub_tree.py, sim/tb_requant.py) drive the blocks and compare
+The cocotb benches (sim/benches/addsub_tree.py, sim/benches/requant.py) drive the blocks and compare
 against these; tests/test_hw_blocks.py checks that they agree with the golden model
 (quantize.golden's conv, quantize.fixed_point.requantize), the hardware's spec.
 """

@@ -10,18 +10,25 @@ simulation fails or any cocotb test in the module fails, so a pytest test callin
 from __future__ import annotations
 
 import contextlib
+import json
+import numbers
 import os
 import shutil
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
-__all__ = ["CocotbFailure", "export_verilog", "ensure_verilator_on_path", "run_cocotb"]
+__all__ = ["BENCH_PARAMS_ENV", "CocotbFailure", "export_verilog", "ensure_verilator_on_path",
+           "run_cocotb"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 DEFAULT_BUILD_ARGS: tuple[str, ...] = ("-Wno-fatal", "-Wno-WIDTH")
 DEFAULT_TIMESCALE: tuple[str, str] = ("1ns", "1ps")
+
+# The one variable a bench is given: the path of the JSON file holding run_cocotb's `params`
+# (sim.benches.params.bench_params reads it).
+BENCH_PARAMS_ENV = "BITWRN_BENCH_PARAMS"
 
 
 class CocotbFailure(AssertionError):
@@ -90,6 +97,18 @@ def _extra_sys_path(paths: Sequence[Path]) -> Iterator[None]:
                 sys.path.remove(p)
 
 
+def _write_params(params: Mapping[str, object] | None, path: Path) -> Path:
+    def encode(value):
+        if isinstance(value, os.PathLike):   # the simulator runs in test_dir: no relative paths
+            return str(Path(value).resolve())
+        if isinstance(value, numbers.Integral):   # numpy integers
+            return int(value)
+        raise TypeError(f"bench parameter {value!r} is neither a JSON value nor a path")
+
+    path.write_text(json.dumps(dict(params or {}), default=encode, indent=1))
+    return path
+
+
 def run_cocotb(
     component_or_verilog,
     toplevel: str,
@@ -97,7 +116,7 @@ def run_cocotb(
     build_dir: str | os.PathLike,
     *,
     test_dir: str | os.PathLike | None = None,
-    extra_env: Mapping[str, object] | None = None,
+    params: Mapping[str, object] | None = None,
     testcase: str | Sequence[str] | None = None,
     seed: int | None = None,
     build_args: Sequence[str] = DEFAULT_BUILD_ARGS,
@@ -113,13 +132,15 @@ def run_cocotb(
         component_or_verilog: an Amaranth ``wiring.Component`` (exported to Verilog into
             ``build_dir``), or a path / list of paths to Verilog sources.
         toplevel: HDL top module name (also the name given to the exported module).
-        test_module: cocotb test module, importable by name: a dotted name (``"sim.tb_smoke"``)
+        test_module: cocotb test module, importable by name: a dotted name (``"sim.benches.smoke"``)
             or a bare module name living in ``test_dir`` or one of ``python_paths``.
         build_dir: where the Verilog and the Verilator build go (created if missing).
         test_dir: directory the simulation runs in and from which ``test_module`` can be
             imported; defaults to ``build_dir``.
-        extra_env: extra environment variables for the test bench (values are ``str()``-ed).
-            Variables already in ``os.environ`` take precedence (cocotb's runner merges them last).
+        params: the bench's parameters, JSON values (paths are made absolute and passed as
+            strings). Written to ``<test_dir>/<test_module>.params.json``, whose path the bench
+            gets in ``$BITWRN_BENCH_PARAMS``; it reads them with
+            ``sim.benches.params.bench_params``.
         testcase: run only these cocotb tests (names or comma-separated string).
         seed: cocotb random seed (``COCOTB_RANDOM_SEED``), for reproducible runs.
         build_args: extra Verilator arguments.
@@ -143,6 +164,8 @@ def run_cocotb(
         shutil.rmtree(build_dir)
     build_dir.mkdir(parents=True, exist_ok=True)
     test_dir = build_dir if test_dir is None else Path(test_dir).resolve()
+    test_dir.mkdir(parents=True, exist_ok=True)
+    params_json = _write_params(params, test_dir / f"{test_module.rsplit('.', 1)[-1]}.params.json")
 
     if isinstance(component_or_verilog, (str, os.PathLike)):
         sources = [Path(component_or_verilog).resolve()]
@@ -179,7 +202,7 @@ def run_cocotb(
                 test_dir=test_dir,
                 testcase=testcase,
                 seed=seed,
-                extra_env={k: str(v) for k, v in (extra_env or {}).items()},
+                extra_env={BENCH_PARAMS_ENV: str(params_json)},
                 waves=waves,
                 timescale=timescale,
                 results_xml=str(results_xml),

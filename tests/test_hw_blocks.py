@@ -3,7 +3,7 @@
 hw.addsub_tree.AddSubTree vs sim.models.addsub_dot (itself checked here against
 quantize.golden's conv), and hw.requant.Requantizer vs quantize.fixed_point.requantize, both
 simulated in Verilator through sim.runner.run_cocotb with one new input vector per cycle
-(benches: sim/tb_addsub_tree.py, sim/tb_requant.py). Every output is compared as an integer.
+(benches: sim/benches/addsub_tree.py, sim/benches/requant.py). Every output is compared as an integer.
 """
 import re
 
@@ -151,21 +151,19 @@ def build_root(tmp_path_factory):
     return tmp_path_factory.mktemp("hw_blocks")
 
 
-def _run_tree(build_root, test_dir, lanes, width, **env):
-    return run_cocotb(AddSubTree(lanes, width), "addsub_tree", "sim.tb_addsub_tree",
+def _run_tree(build_root, test_dir, lanes, width, **extra):
+    return run_cocotb(AddSubTree(lanes, width), "addsub_tree", "sim.benches.addsub_tree",
                       build_root / f"tree_{lanes}x{width}", test_dir=test_dir, seed=SEED,
-                      extra_env={"TREE_LANES": lanes, "TREE_WIDTH": width, **env},
+                      params={"lanes": lanes, "width": width, **extra},
                       log_file=test_dir / "sim.log")
 
 
-def _run_requant(build_root, test_dir, params, testcase=None, **env):
+def _run_requant(build_root, test_dir, params, testcase=None, **extra):
     widths = REQUANTS[params]
-    return run_cocotb(_requantizer(**widths), "requant", "sim.tb_requant",
+    return run_cocotb(_requantizer(**widths), "requant", "sim.benches.requant",
                       build_root / f"requant_{params}", test_dir=test_dir, seed=SEED,
                       testcase=testcase, log_file=test_dir / "sim.log",
-                      extra_env={"RQ_IN": widths["in_width"], "RQ_MULT": widths["mult_width"],
-                                 "RQ_BIAS": widths["bias_width"], "RQ_SHIFT": widths["shift"],
-                                 "RQ_OUT": widths["out_width"], **env})
+                      params={**widths, **extra})
 
 
 @pytest.mark.parametrize("lanes,width", TREES)
@@ -175,7 +173,7 @@ def test_tree_sim(build_root, tmp_path, lanes, width):
 
 def test_tree_broken_twin_fails(build_root, tmp_path):
     with pytest.raises(CocotbFailure) as info:
-        _run_tree(build_root, tmp_path, 8, 9, TREE_BREAK_MODEL=1)
+        _run_tree(build_root, tmp_path, 8, 9, break_model=True)
     assert info.value.num_tests == info.value.num_failed == 2
 
 
@@ -187,5 +185,5 @@ def test_requant_sim(build_root, tmp_path, params):
 
 def test_requant_broken_twin_fails(build_root, tmp_path):
     with pytest.raises(CocotbFailure) as info:
-        _run_requant(build_root, tmp_path, "accel", testcase="rounding_ties", RQ_BREAK_MODEL=1)
+        _run_requant(build_root, tmp_path, "accel", testcase="rounding_ties", break_model=True)
     assert info.value.num_tests == info.value.num_failed == 1

@@ -32,14 +32,14 @@ def test_export_has_signature_ports(tmp_path):
 
 
 def test_smoke_accumulator_passes(build_dir, tmp_path):
-    results = run_cocotb(SmokeAccumulator(), TOP, "sim.tb_smoke", build_dir,
+    results = run_cocotb(SmokeAccumulator(), TOP, "sim.benches.smoke", build_dir,
                          test_dir=tmp_path, seed=1234)
     assert results.is_file()
 
 
 def test_wrong_reference_fails(build_dir, tmp_path):
     with pytest.raises(CocotbFailure) as info:
-        run_cocotb(SmokeAccumulator(), TOP, "sim.tb_smoke", build_dir,
-                   test_dir=tmp_path, seed=1234, extra_env={"SMOKE_BREAK_MODEL": 1})
+        run_cocotb(SmokeAccumulator(), TOP, "sim.benches.smoke", build_dir,
+                   test_dir=tmp_path, seed=1234, params={"break_model": True})
     assert info.value.num_tests == 3
     assert info.value.num_failed == 3

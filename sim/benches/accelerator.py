@@ -1,35 +1,29 @@
 """cocotb bench for the accelerator: plays a job (input beats, expected output beats) through it.
 
-The job file (env BITWRN_JOB, .npz written by sim.jobs) holds `inputs`, `expected` (raw output
-payloads: data | last << data_bits) and stall probabilities. The bench streams the inputs with
-random stalls, collects as many output beats as expected with random back-pressure, writes
-what it saw and the cycle stamps to BITWRN_RESULT, then asserts equality beat by beat.
+The job file (parameter `job`: an .npz written by sim.jobs) holds `inputs`, `expected` (raw
+output payloads: data | last << data_bits) and stall probabilities. The bench streams the inputs
+with random stalls, collects as many output beats as expected with random back-pressure, writes
+what it saw and the cycle stamps to the file named by parameter `result` (.npz), then asserts
+equality beat by beat.
 """
-import os
-
 import cocotb
 import numpy as np
 from cocotb.clock import Clock
 from cocotb.simtime import get_sim_time
 from cocotb.triggers import ClockCycles, FallingEdge, First, Timer
 
-from sim.streams import StreamDriver, StreamMonitor
+from sim.benches.params import bench_params
+from sim.benches.streams import StreamDriver, StreamMonitor
 
 
 @cocotb.test()
 async def run_job(dut):
-    job = np.load(os.environ["BITWRN_JOB"], allow_pickle=False)
+    params = bench_params("job", "result")
+    job = np.load(params["job"], allow_pickle=False)
     pixels = [int(v) for v in job["pixels"]]
     words = [int(v) for v in job["words"]]
     expected = [int(v) for v in job["expected"]]
     Clock(dut.clk, 10, unit="ns").start()
-    step_changes = []   # (cycle, new step index): per-step cycle counts
-
-    async def watch_steps():
-        while True:
-            await dut.step.value_change
-            step_changes.append((cycle(), int(dut.step.value)))
-
     dut.rst.value = 1
     dut.pixels__valid.value = 0
     dut.words__valid.value = 0
@@ -40,8 +34,6 @@ async def run_job(dut):
     # Cycles from simulation time (10 ns clock): no Python wakes up every cycle for counting.
     start_ns = get_sim_time("ns")
     cycle = lambda: int((get_sim_time("ns") - start_ns) // 10)  # noqa: E731
-    step_changes.append((cycle(), int(dut.step.value)))
-    cocotb.start_soon(watch_steps())
     drivers = [StreamDriver(dut, "pixels", dut.clk, float(job["in_stall"]), int(job["seed"])),
                StreamDriver(dut, "words", dut.clk, float(job["in_stall"]), int(job["seed"]) + 2)]
     monitor = StreamMonitor(dut, "out", dut.clk, float(job["out_stall"]), int(job["seed"]) + 1)
@@ -49,10 +41,9 @@ async def run_job(dut):
         cocotb.start_soon(driver.send(beats, cycle))
     done = cocotb.start_soon(monitor.collect(len(expected), cycle))
     await First(done, Timer(int(job["timeout_cycles"]) * 10, unit="ns"))
-    np.savez(os.environ["BITWRN_RESULT"], beats=np.array(monitor.beats, dtype=object).astype(str),
+    np.savez(params["result"], beats=np.array(monitor.beats, dtype=object).astype(str),
              seen_at=np.array(monitor.seen_at, np.int64),
-             accepted_at=np.array(sorted(drivers[0].accepted_at + drivers[1].accepted_at), np.int64),
-             step_changes=np.array(step_changes, np.int64).reshape(-1, 2))
+             accepted_at=np.array(sorted(drivers[0].accepted_at + drivers[1].accepted_at), np.int64))
     assert len(monitor.beats) == len(expected), \
         f"timed out: {len(monitor.beats)} of {len(expected)} output beats"
     for i, (got, want) in enumerate(zip(monitor.beats, expected)):

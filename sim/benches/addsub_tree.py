@@ -1,17 +1,17 @@
 """cocotb bench for hw.addsub_tree.AddSubTree alone (run through sim.runner.run_cocotb).
 
-A new input vector goes in on EVERY cycle (full throughput), so a register missing, doubled
-or shared between pipeline slots shows up. Inputs are driven on the falling edge; `sum` is read
-on the next falling edge and compared with the reference (sim.models.addsub_dot) of the vector
-driven `latency` cycles earlier. The pipeline holds zeros after reset, whose sum is 0.
+A new input vector goes in on EVERY cycle (full throughput), so a register missing, doubled or
+shared between pipeline slots shows up. Inputs are driven on the falling edge; `sum` is read on
+the next falling edge and compared with the reference (sim.models.addsub_dot) of the vector
+driven `latency` cycles earlier (sim.benches.pipeline). The pipeline holds zeros after reset,
+whose sum is 0.
 
-Environment (set by tests/test_hw_blocks.py):
-    TREE_LANES, TREE_WIDTH   the parameters the DUT was built with
-    TREE_CYCLES              random vectors per test (default 2000)
-    TREE_BREAK_MODEL=1       a deliberately wrong reference (lane 0's weight bit flipped):
-                             every test must then fail
+Parameters (sim.benches.params, given by tests/test_hw_blocks.py):
+    lanes, width        the parameters the DUT was built with
+    cycles              random vectors per test (default 2000)
+    break_model=True    a deliberately wrong reference (lane 0's weight bit flipped):
+                        every test must then fail
 """
-import os
 import random
 
 import cocotb
@@ -19,12 +19,13 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, FallingEdge
 
+from sim.benches.params import bench_params
+from sim.benches.pipeline import check_pipeline
 from sim.models import addsub_dot, tree_latency
 
-LANES = int(os.environ.get("TREE_LANES", "8"))
-WIDTH = int(os.environ.get("TREE_WIDTH", "9"))
-CYCLES = int(os.environ.get("TREE_CYCLES", "2000"))
-BREAK_MODEL = os.environ.get("TREE_BREAK_MODEL", "0") == "1"
+PARAMS = bench_params(lanes=8, width=9, cycles=2000, break_model=False)
+LANES, WIDTH, CYCLES = PARAMS["lanes"], PARAMS["width"], PARAMS["cycles"]
+BREAK_MODEL = PARAMS["break_model"]
 XMIN, XMAX = -(1 << (WIDTH - 1)), (1 << (WIDTH - 1)) - 1
 LATENCY = tree_latency(LANES)
 
@@ -59,27 +60,17 @@ async def _start(dut):
     dut.rst.value = 0
 
 
-async def _stream(dut, x, w):
+async def _stream(dut, x, w, label):
     """Drive rows of x (N x lanes) / w (N x lanes), one per cycle, checking `sum` every cycle."""
     x, w = np.asarray(x, np.int64), np.asarray(w, np.int64)
-    expected = [0] * (LATENCY - 1) + [int(v) for v in _expected(x, w)]
-    bad = []
-    for n in range(len(x) + LATENCY - 1):
-        if n < len(x):
-            dut.x.value = _pack_x(x[n])
-            dut.w.value = _pack_w(w[n])
-        else:   # drain the pipeline with zeros
-            dut.x.value = 0
-            dut.w.value = 0
-        await FallingEdge(dut.clk)
-        got = dut.sum.value.to_signed()
-        want = expected[n]
-        if got != want:
-            k = n - (LATENCY - 1)   # the vector this output belongs to
-            inputs = f"x={x[k].tolist()} w={w[k].tolist()}" if k >= 0 else "pipeline fill"
-            bad.append(f"cycle {n} (vector {k}): sum={got}, expected {want} ({inputs})")
-    assert not bad, (f"{len(bad)} of {len(expected)} outputs wrong (lanes {LANES}, width {WIDTH}, "
-                     f"latency {LATENCY}):\n  " + "\n  ".join(bad[:8]))
+
+    def drive(n):
+        dut.x.value = 0 if n is None else _pack_x(x[n])
+        dut.w.value = 0 if n is None else _pack_w(w[n])
+
+    await check_pipeline(dut.clk, drive, dut.sum, _expected(x, w), LATENCY,
+                         lambda k: f"x={x[k].tolist()} w={w[k].tolist()}", name="sum",
+                         label=label, context=f"lanes {LANES}, width {WIDTH}")
 
 
 @cocotb.test()
@@ -89,7 +80,7 @@ async def random_full_throughput(dut):
     rng = _rng()
     x = rng.integers(XMIN, XMAX, size=(CYCLES, LANES), endpoint=True)
     w = rng.integers(0, 1, size=(CYCLES, LANES), endpoint=True)
-    await _stream(dut, x, w)
+    await _stream(dut, x, w, "random")
 
 
 @cocotb.test()
@@ -117,4 +108,4 @@ async def extremes(dut):
     for n in range(50):
         xs.append([XMIN] * LANES)
         ws.append([n % 2] * LANES)
-    await _stream(dut, xs, ws)
+    await _stream(dut, xs, ws, "extremes")

@@ -1,15 +1,17 @@
 """cocotb bench for hw.framing.FramedAccelerator: a bit-level UART on the host side.
 
-The plan (env BITWRN_FRAMES, JSON) lists exchanges: the bytes to send, the bytes the board must
-answer, and the quiet time (in bit periods) to leave after sending. Bytes go out 8N1 at
-`divisor` clock cycles per bit on `rx`; a receiver coroutine decodes `tx` the same way.
+The plan (parameter `plan`: the path of a JSON file) lists exchanges: the bytes to send, the
+bytes the board must answer, and the quiet time (in bit periods) to leave after sending. Bytes
+go out 8N1 at `divisor` clock cycles per bit on `rx`; a receiver coroutine decodes `tx` the
+same way.
 """
 import json
-import os
 
 import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, FallingEdge, First, Timer
+
+from sim.benches.params import bench_params
 
 
 async def send_byte(dut, byte, divisor):
@@ -44,7 +46,7 @@ class Receiver:
 
 @cocotb.test()
 async def exchanges(dut):
-    plan = json.load(open(os.environ["BITWRN_FRAMES"]))
+    plan = json.load(open(bench_params("plan")["plan"]))
     d = plan["divisor"]
     Clock(dut.clk, 10, unit="ns").start()
     dut.rx.value = 1

@@ -2,18 +2,17 @@
 
 y = clamp((x*M + B + 2^(s-1)) >> s, lo, hi), checked against quantize.fixed_point.requantize
 (via sim.models.requant_golden). One new vector (x, M, B, s, lo, hi) goes in on EVERY cycle,
-s anywhere in 0..RQ_SHIFT, converted to the DUT's operands (M', C) for its fixed shift by
+s anywhere in 0..shift, converted to the DUT's operands (M', C) for its fixed shift by
 hw.requant.fixed_shift_operands, as the memory images do. `y` is read on each falling edge and
-compared with the reference of the vector driven `latency` (2) cycles earlier. After reset the
-registers hold zeros, whose result is 0.
+compared with the reference of the vector driven `latency` (2) cycles earlier
+(sim.benches.pipeline). After reset the registers hold zeros, whose result is 0.
 
-Environment (set by tests/test_hw_blocks.py):
-    RQ_IN, RQ_MULT, RQ_BIAS, RQ_OUT   widths of x, M, B (the golden model's) and y
-    RQ_SHIFT           the DUT's fixed shift: the largest shift driven
-    RQ_CYCLES          random vectors in random_full_throughput (default 2000)
-    RQ_BREAK_MODEL=1   a deliberately wrong reference that rounds ties down instead of up
+Parameters (sim.benches.params, given by tests/test_hw_blocks.py):
+    in_width, mult_width, bias_width, out_width   widths of x, M, B (the golden model's) and y
+    shift              the DUT's fixed shift: the largest shift driven
+    cycles             random vectors in random_full_throughput (default 2000)
+    break_model=True   a deliberately wrong reference that rounds ties down instead of up
 """
-import os
 import random
 
 import cocotb
@@ -22,15 +21,16 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, FallingEdge
 
 from hw.requant import fixed_shift_operands
+from sim.benches.params import bench_params
+from sim.benches.pipeline import check_pipeline
 from sim.models import REQUANT_LATENCY, requant_golden
 
-IN = int(os.environ.get("RQ_IN", "21"))
-MULT = int(os.environ.get("RQ_MULT", "16"))
-BIAS = int(os.environ.get("RQ_BIAS", "26"))
-MAX_SHIFT = int(os.environ.get("RQ_SHIFT", "22"))
-OUT = int(os.environ.get("RQ_OUT", "10"))
-CYCLES = int(os.environ.get("RQ_CYCLES", "2000"))
-BREAK_MODEL = os.environ.get("RQ_BREAK_MODEL", "0") == "1"
+PARAMS = bench_params(in_width=21, mult_width=16, bias_width=26, shift=22, out_width=10,
+                      cycles=2000, break_model=False)
+IN, MULT, BIAS = PARAMS["in_width"], PARAMS["mult_width"], PARAMS["bias_width"]
+MAX_SHIFT, OUT = PARAMS["shift"], PARAMS["out_width"]
+CYCLES = PARAMS["cycles"]
+BREAK_MODEL = PARAMS["break_model"]
 
 
 def _range(bits):
@@ -137,29 +137,26 @@ async def _stream(dut, vec, label):
     assert ((B_LO <= b) & (b <= B_HI)).all() and ((0 <= s) & (s <= MAX_SHIFT)).all()
     assert ((Y_LO <= lo) & (lo <= hi) & (hi <= Y_HI)).all()
     want_all = _expected(x, m, b, s, lo, hi)
-    lat = REQUANT_LATENCY
-    expected = [0] * (lat - 1) + [int(v) for v in want_all]
-    bad = []
-    for n in range(len(x) + lat - 1):
-        if n < len(x):
-            m_op, offset = fixed_shift_operands(m[n], b[n], int(s[n]), MAX_SHIFT)
-            dut.x.value = _u(x[n], IN)
-            dut.multiplier.value = _u(m_op, len(dut.multiplier))
-            dut.offset.value = _u(offset, len(dut.offset))
-            dut.lo.value = _u(lo[n], OUT)
-            dut.hi.value = _u(hi[n], OUT)
-        else:
+
+    def drive(n):
+        if n is None:
             for port in (dut.x, dut.multiplier, dut.offset, dut.lo, dut.hi):
                 port.value = 0
-        await FallingEdge(dut.clk)
-        got = dut.y.value.to_signed()
-        if got != expected[n]:
-            k = n - (lat - 1)
-            inputs = (f"x={x[k]} M={m[k]} B={b[k]} s={s[k]} lo={lo[k]} hi={hi[k]} "
-                      f"(x*M+B={int(x[k]) * int(m[k]) + int(b[k])})") if k >= 0 else "pipeline fill"
-            bad.append(f"cycle {n} (vector {k}): y={got}, expected {expected[n]}: {inputs}")
-    assert not bad, (f"{label}: {len(bad)} of {len(expected)} outputs wrong (widths in {IN} mult "
-                     f"{MULT} bias {BIAS} shift {MAX_SHIFT} out {OUT}):\n  " + "\n  ".join(bad[:8]))
+            return
+        m_op, offset = fixed_shift_operands(m[n], b[n], int(s[n]), MAX_SHIFT)
+        dut.x.value = _u(x[n], IN)
+        dut.multiplier.value = _u(m_op, len(dut.multiplier))
+        dut.offset.value = _u(offset, len(dut.offset))
+        dut.lo.value = _u(lo[n], OUT)
+        dut.hi.value = _u(hi[n], OUT)
+
+    def describe(k):
+        return (f"x={x[k]} M={m[k]} B={b[k]} s={s[k]} lo={lo[k]} hi={hi[k]}, "
+                f"x*M+B={int(x[k]) * int(m[k]) + int(b[k])}")
+
+    await check_pipeline(dut.clk, drive, dut.y, want_all, REQUANT_LATENCY, describe, name="y",
+                         label=label, context=f"widths in {IN} mult {MULT} bias {BIAS} "
+                                              f"shift {MAX_SHIFT} out {OUT}")
     return want_all
 
 

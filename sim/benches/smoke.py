@@ -3,23 +3,23 @@
 Inputs are driven on the falling edge; the DUT's ``acc`` is compared with the reference model
 on every falling edge, i.e. after each rising edge has been applied to both.
 
-Environment:
-    SMOKE_ACC_WIDTH      accumulator width the DUT was built with (default 16)
-    SMOKE_BREAK_MODEL=1  use a deliberately wrong reference (weight bit inverted): every test
-                         must then fail; used to check that failures propagate to pytest.
+Parameters (sim.benches.params):
+    acc_width          accumulator width the DUT was built with (default 16)
+    break_model=True   use a deliberately wrong reference (weight bit inverted): every test
+                       must then fail; used to check that failures propagate to pytest.
 """
 
-import os
 import random
 
 import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, FallingEdge
 
+from sim.benches.params import bench_params
 from sim.smoke_model import AccumulatorModel
 
-ACC_WIDTH = int(os.environ.get("SMOKE_ACC_WIDTH", "16"))
-BREAK_MODEL = os.environ.get("SMOKE_BREAK_MODEL", "0") == "1"
+PARAMS = bench_params(acc_width=16, break_model=False)
+ACC_WIDTH, BREAK_MODEL = PARAMS["acc_width"], PARAMS["break_model"]
 
 
 def _model() -> AccumulatorModel:
