@@ -45,7 +45,7 @@ class Controller(wiring.Component):
             "take_words": Out(1), "word_taken": In(1),
             "logits": Out(1),                                   # in the LOGITS state
             "class_index": Out(range(plan.padded_classes + 8)),
-            "dump_word": In(plan.word_bits),
+            "dump_word": In(plan.word),
             "emit_word": In(plan.emit_shape),
             "out": Out(stream.Signature(plan.out_layout)),
         })

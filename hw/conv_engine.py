@@ -8,11 +8,11 @@ the weight word's `lanes` x `lanes` bits, shared by the pixels; a pool step (dep
 lane o of the input for output o instead. The trees' sums accumulate over the taps of a word;
 after its last tap the word is final (`result.valid`) for one cycle.
 """
-from amaranth import Module, Mux, Signal, signed, unsigned
+from amaranth import Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.addsub_tree import AddSubTree
+from hw.addsub_tree import AddSubTree, add_or_subtract
 from hw.feature_maps import word_address
 from hw.layouts import PIXEL, TAG, TAP, finished_words
 from hw.pipeline import delay
@@ -77,7 +77,7 @@ class ConvEngine(wiring.Component):
             m.d.comb += self.result.pixels[p].tag.eq(final_tag)
             lane_in = []
             for j in range(lanes):
-                raw = word[j * a:(j + 1) * a]
+                raw = word[j]
                 v = Signal(signed(a + 1), name=f"x{p}_{j}")
                 m.d.comb += v.eq(Mux(b_inside, Mux(f.src_signed, raw.as_signed(), raw.as_unsigned()), 0))
                 lane_in.append(v)
@@ -89,7 +89,8 @@ class ConvEngine(wiring.Component):
                 acc = Signal(signed(plan.acc_bits), name=f"acc{p}_{o}")
                 through = delay(m, lane_in[o], tree_latency, f"dw{p}_{o}")    # depthwise
                 term = Mux(f.depthwise, through, tree.sum)
+                total = add_or_subtract(m, acc, term, Const(0), f"sum{p}_{o}")     # acc + term
                 with m.If(c_valid):
-                    m.d.sync += acc.eq(Mux(c_first, term, acc + term))
+                    m.d.sync += acc.eq(Mux(c_first, term, total))
                 m.d.comb += self.result.pixels[p].acc[o].eq(acc)
         return m

@@ -8,7 +8,7 @@ stored shortcut add zero, the zero channels of a downsampling block), the write 
 `lanes` second requantizers for the next layer's input (E4 -> E6) and its write to dst2 (E6).
 """
 from amaranth import Cat, Module, Mux, Signal, signed
-from amaranth.lib import data, wiring
+from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.feature_maps import word_address
@@ -41,7 +41,7 @@ class Epilogue(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         plan, f, words = self.plan, self.fields, self.words
-        lanes, a, vb, images = plan.lanes, plan.act_bits, plan.val_bits, plan.images
+        a, vb, images = plan.act_bits, plan.val_bits, plan.images
         entry = words.pixels.shape().elem_shape
         queue = [Signal(entry, name=f"queue{p}") for p in range(plan.pixels)]
         with m.If(words.valid):
@@ -72,7 +72,7 @@ class Epilogue(wiring.Component):
         e3_og = delay(m, e1_og, 2, "e3og")
         e4 = []
         for o, rq in enumerate(first):
-            raw = e3_sc[o * a:(o + 1) * a]
+            raw = e3_sc[o]
             shortcut = Signal(signed(a + 1), name=f"sc{o}")
             m.d.comb += shortcut.eq(Mux(e3_og < f.sc_groups,
                                         Mux(f.sc_signed, raw.as_signed(), raw.as_unsigned()), 0))
@@ -103,6 +103,6 @@ class Epilogue(wiring.Component):
         for o, x in enumerate(inputs):
             rq = requantizer_for(bank, in_width, self.plan.val_bits)
             m.submodules[f"{name}{o}"] = rq
-            m.d.comb += [rq.x.eq(x), *operands(rq, bank, word, o), rq.lo.eq(lo), rq.hi.eq(hi)]
+            m.d.comb += [rq.x.eq(x), *operands(rq, word[o]), rq.lo.eq(lo), rq.hi.eq(hi)]
             out.append(rq)
         return out

@@ -45,7 +45,7 @@ class FeatureMaps(wiring.Component):
         for b in range(plan.buffers):
             per_copy = []
             for c in range(-(-pixels // 2)):
-                mem = memory.Memory(shape=plan.word, depth=plan.buffer_depth, init=[],
+                mem = memory.Memory(shape=plan.word_bits, depth=plan.buffer_depth, init=[],
                                     attrs={"ram_style": "block"})
                 m.submodules[f"buffer{b}" if c == 0 else f"buffer{b}_copy{c}"] = mem
                 per_copy.append((mem.read_port(), mem.write_port(),

@@ -7,11 +7,11 @@ without one: the sum is the logit); each logit is kept, and the largest so far w
 (ties keep the lower class). EMIT sends the logits in class order, then the class.
 """
 from amaranth import Array, Module, Mux, Signal, signed
-from amaranth.lib import wiring
+from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.layouts import finished_words
-from hw.param_store import bank_word, operands, requantizer_for
+from hw.param_store import bank_field, bank_word, operands, requantizer_for
 from hw.pipeline import delay
 from hw.requant import Requantizer
 from hw.schedule import HEAD, ceil_log2
@@ -46,10 +46,10 @@ class Head(wiring.Component):
         m.d.comb += self.param_group.eq(k >> ceil_log2(lanes))
         k1 = delay(m, k, 1, "k1")
         m.submodules.logit_rq = rq = requantizer_for(bank, plan.sum_bits, plan.logit_bits)
-        pw = bank.field_bits
-        lane_field = Array([self.params_word[o * pw:(o + 1) * pw] for o in range(lanes)])[k1 % lanes]
+        lane_field = data.View(bank_field(bank),
+                               Array([self.params_word[o].as_value() for o in range(lanes)])[k1 % lanes])
         class_sum = Array(sums)[k1]
-        m.d.comb += [rq.x.eq(class_sum), *operands(rq, bank, lane_field, 0), rq.lo.eq(f.lo), rq.hi.eq(f.hi)]
+        m.d.comb += [rq.x.eq(class_sum), *operands(rq, lane_field), rq.lo.eq(f.lo), rq.hi.eq(f.hi)]
         logit_value = Mux(f.has_rq, rq.y, delay(m, class_sum, Requantizer.latency, "rawsum"))
         k_done = delay(m, k1, Requantizer.latency, "kd")
         logit_valid = delay(m, delay(m, self.logits & (k < classes), 1, "lv0"), Requantizer.latency, "lv")

@@ -47,12 +47,12 @@ class InputStage(wiring.Component):
         looked_up = Signal()
         c, y, x = Signal.like(pos.c), Signal.like(pos.y), Signal.like(pos.x)
         m.d.sync += [looked_up.eq(self.pixel_taken), c.eq(pos.c), y.eq(pos.y), x.eq(pos.x)]
-        partial = Signal(plan.word_bits)      # the channels of the pixel so far
-        gathered = Signal(plan.word_bits)
+        partial = Signal(plan.word)      # the channels of the pixel so far
+        gathered = Signal(plan.word)
         m.d.comb += gathered.eq(partial)
         for j in range(plan.lanes):
             with m.If(c == j):
-                m.d.comb += gathered[j * a:(j + 1) * a].eq(lookup.data)
+                m.d.comb += gathered[j].eq(lookup.data)
         last_channel = c == f.c_in - 1
         with m.If(looked_up):
             m.d.sync += partial.eq(Mux(last_channel, 0, gathered))

@@ -6,16 +6,21 @@ logits, `params2` the second requantizers; each holds one word per output group,
 RAMB36 for a few dozen words, so they carry no `rom_style` and synthesis builds them from LUTs
 (yosys finds no LUTRAM mapping for a forced "distributed" sync ROM).
 """
-from amaranth import Module, Mux, unsigned
-from amaranth.lib import memory, wiring
+from amaranth import Module, Mux, Shape, signed
+from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.layouts import COUNT
 from hw.requant import Requantizer
 
 
+def bank_field(bank):
+    """One lane of a bank's word: the operands of one channel's requantizer."""
+    return data.StructLayout({"multiplier": signed(bank.mult_bits), "offset": signed(bank.offset_bits)})
+
+
 def bank_word(plan, bank):
-    return unsigned(plan.lanes * bank.field_bits)
+    return data.ArrayLayout(bank_field(bank), plan.lanes)
 
 
 def requantizer_for(bank, in_width, out_width):
@@ -23,11 +28,9 @@ def requantizer_for(bank, in_width, out_width):
     return Requantizer(in_width, bank.mult_bits, bank.offset_bits, bank.shift, out_width)
 
 
-def operands(requantizer, bank, word, lane):
-    """Drive a requantizer's M' and C from lane `lane` of a word of `bank`."""
-    field = word[lane * bank.field_bits:(lane + 1) * bank.field_bits]
-    return [requantizer.multiplier.eq(field[:bank.mult_bits].as_signed()),
-            requantizer.offset.eq(field[bank.mult_bits:].as_signed())]
+def operands(requantizer, field):
+    """Drive a requantizer's M' and C from one lane (`bank_field`) of a parameter word."""
+    return [requantizer.multiplier.eq(field.multiplier), requantizer.offset.eq(field.offset)]
 
 
 class ParamStore(wiring.Component):
@@ -48,7 +51,7 @@ class ParamStore(wiring.Component):
         f, images = self.fields, self.plan.images
         ports = []
         for name, bank in (("params", images.params), ("params2", images.params2)):
-            rom = memory.Memory(shape=bank_word(self.plan, bank), depth=max(2, len(bank.words)),
+            rom = memory.Memory(shape=Shape.cast(bank_word(self.plan, bank)), depth=max(2, len(bank.words)),
                                 init=bank.words)
             m.submodules[name] = rom
             ports.append(rom.read_port())

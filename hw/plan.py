@@ -63,7 +63,8 @@ class CorePlan:
 
     @property
     def word(self):
-        return unsigned(self.word_bits)
+        """A feature-map word: `lanes` activations (raw bits; a step says whether signed)."""
+        return data.ArrayLayout(unsigned(self.act_bits), self.lanes)
 
     @property
     def out_layout(self):

@@ -5,10 +5,8 @@ dict; `render(report)` makes the Markdown text and the PNG bytes in memory, and
 `write_report(out_dir, report)` writes the three files, each atomically, only after everything
 rendered. The keys are listed in docs/board.md ("Report fields").
 """
-import io
-import os
 
-from common.files import atomic_path, write_json, write_text
+from common.files import figure_png, write_report_files
 from hw.client import frame_bytes, link_images_per_s
 
 # The resources the estimate counts against a board's capacity, as people call them.
@@ -117,11 +115,7 @@ def render_png(rep):
     ax2.set_ylabel("lane utilization %", color="tab:red")
     ax2.set_ylim(0, 105)
     ax.set_title(f"{rep['board']}, {rep['lanes']} lanes x {rep['pixels']} pixel(s), {rep['clock_mhz']:g} MHz")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    return buf.getvalue()
+    return figure_png(fig, dpi=100)
 
 
 def render(report):
@@ -130,14 +124,6 @@ def render(report):
 
 
 def write_report(out_dir, report, rendered=None):
-    """Write layers.png, report.md and report.json into out_dir, each atomically.
-
-    Everything is rendered before the first file is touched; report.json goes last, so a
-    report.json on disk always belongs to a complete set.
-    """
+    """layers.png, report.md, then report.json (a complete set), as quantize.report does."""
     markdown, png = rendered or render(report)
-    with atomic_path(os.path.join(out_dir, "layers.png")) as tmp:
-        with open(tmp, "wb") as f:
-            f.write(png)
-    write_text(os.path.join(out_dir, "report.md"), markdown)
-    write_json(os.path.join(out_dir, "report.json"), report)
+    write_report_files(out_dir, [("layers.png", png), ("report.md", markdown), ("report.json", report)])

@@ -11,15 +11,12 @@ built: 'lut' (a table on raw pixels), 'shift' (M is a power of two), 'constant' 
 for all channels: shift-add of its canonical-signed-digit terms, no multiplier), 'per-channel'
 (a real multiplier). Only 'per-channel' needs a multiplier in hardware.
 """
-import io
-import math
-import os
 
 import numpy as np
 
+from common.files import figure_png, write_report_files
 from quantize.convert import multiplier_kind
 from quantize.fixed_point import csd_terms
-from common.files import atomic_path, write_json, write_text
 
 # Ops whose output is an accumulator (kept inside the compute unit) rather than a feature map
 # that is stored in activation RAM.
@@ -262,11 +259,7 @@ def render_png(report):
                       for s in report["act_bits_sweep"])
     ax.set_title(f"{report.get('title') or report['variant']}: float "
                  f"{100 * report['float_test_error']:.2f}% | int {sweep}", fontsize=9)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    return buf.getvalue()
+    return figure_png(fig, dpi=110)
 
 
 def render(report):
@@ -275,25 +268,10 @@ def render(report):
 
 
 def write_report(out_dir, report, rendered=None):
-    """Write report.json, report.md and report.png into out_dir, each atomically.
+    """Write report.png, report.md and report.json into out_dir, each atomically.
 
     Everything is rendered before the first file is touched; report.json goes last, so a
     report.json on disk always belongs to a complete set.
     """
     markdown, png = rendered or render(report)
-    with atomic_path(os.path.join(out_dir, "report.png")) as tmp:
-        with open(tmp, "wb") as f:
-            f.write(png)
-    write_text(os.path.join(out_dir, "report.md"), markdown)
-    write_json(os.path.join(out_dir, "report.json"), _finite(report))
-
-
-def _finite(obj):
-    """JSON has no NaN/inf: write them as null."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_finite(v) for v in obj]
-    return obj
+    write_report_files(out_dir, [("report.png", png), ("report.md", markdown), ("report.json", report)])

@@ -204,7 +204,7 @@ def test_report_fields_table_is_build_reports_keys():
 # -- doctests ----------------------------------------------------------------------------------
 PACKAGES = ("common", "training", "quantize", "hw", "sim", "bench")
 # Modules known to hold examples: the scan below must find at least these.
-WITH_EXAMPLES = {"common.cli", "hw.client", "hw.report"}
+WITH_EXAMPLES = {"common.cli", "common.files", "hw.client", "hw.report", "hw.latency"}
 
 
 def modules_with_examples():
@@ -226,4 +226,24 @@ def test_the_scan_finds_the_examples():
 @pytest.mark.parametrize("name", modules_with_examples())
 def test_doctests(name):
     result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0, result
+
+
+DOCS_WITH_EXAMPLES = {"hardware.md"}     # formulas stated in the docs, run as doctests
+
+
+def docs_with_examples():
+    folder = os.path.join(ROOT, "docs")
+    return sorted(n for n in os.listdir(folder)
+                  if n.endswith(".md") and ">>> " in open(os.path.join(folder, n)).read())
+
+
+def test_the_doc_scan_finds_the_examples():
+    assert DOCS_WITH_EXAMPLES <= set(docs_with_examples())
+
+
+@pytest.mark.parametrize("name", docs_with_examples())
+def test_doc_examples(name):
+    result = doctest.testfile(os.path.join(ROOT, "docs", name), module_relative=False,
+                              optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0, result

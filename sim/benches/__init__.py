@@ -10,6 +10,7 @@ Benches (cocotb test modules, run by `sim.runner.run_cocotb(..., "sim.benches.NA
 Helpers:
     params        bench_params(): the parameters the host gave run_cocotb(..., params=...)
     pipeline      check_pipeline(): a new vector every cycle, every output checked (block benches)
+    reset         start(): the clock, inputs at zero, reset
     streams       valid/ready stream driver and monitor with random stalls
 
 The host side (building designs, writing jobs, comparing with the golden model) is the rest of

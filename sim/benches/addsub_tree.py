@@ -16,11 +16,10 @@ import random
 
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, FallingEdge
 
 from sim.benches.params import bench_params
 from sim.benches.pipeline import check_pipeline
+from sim.benches.reset import start
 from sim.models import addsub_dot, tree_latency
 
 PARAMS = bench_params(lanes=8, width=9, cycles=2000, break_model=False)
@@ -51,13 +50,7 @@ def _rng():
 
 
 async def _start(dut):
-    Clock(dut.clk, 10, unit="ns").start()
-    dut.x.value = 0
-    dut.w.value = 0
-    dut.rst.value = 1
-    await ClockCycles(dut.clk, 2)
-    await FallingEdge(dut.clk)
-    dut.rst.value = 0
+    await start(dut, [dut.x, dut.w])
 
 
 async def _stream(dut, x, w, label):

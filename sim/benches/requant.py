@@ -17,12 +17,11 @@ import random
 
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, FallingEdge
 
 from hw.requant import fixed_shift_operands
 from sim.benches.params import bench_params
 from sim.benches.pipeline import check_pipeline
+from sim.benches.reset import start
 from sim.models import REQUANT_LATENCY, requant_golden
 
 PARAMS = bench_params(in_width=21, mult_width=16, bias_width=26, shift=22, out_width=10,
@@ -121,13 +120,7 @@ def _u(v, bits):
 
 
 async def _start(dut):
-    Clock(dut.clk, 10, unit="ns").start()
-    for port in (dut.x, dut.multiplier, dut.offset, dut.lo, dut.hi):
-        port.value = 0
-    dut.rst.value = 1
-    await ClockCycles(dut.clk, 2)
-    await FallingEdge(dut.clk)
-    dut.rst.value = 0
+    await start(dut, [dut.x, dut.multiplier, dut.offset, dut.lo, dut.hi])
 
 
 async def _stream(dut, vec, label):

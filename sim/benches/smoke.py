@@ -12,10 +12,10 @@ Parameters (sim.benches.params):
 import random
 
 import cocotb
-from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, FallingEdge
+from cocotb.triggers import FallingEdge
 
 from sim.benches.params import bench_params
+from sim.benches.reset import start
 from sim.smoke_model import AccumulatorModel
 
 PARAMS = bench_params(acc_width=16, break_model=False)
@@ -31,15 +31,7 @@ def _model() -> AccumulatorModel:
 
 
 async def _start(dut) -> None:
-    Clock(dut.clk, 10, unit="ns").start()
-    dut.x.value = 0
-    dut.w.value = 0
-    dut.en.value = 0
-    dut.clear.value = 0
-    dut.rst.value = 1
-    await ClockCycles(dut.clk, 2)
-    await FallingEdge(dut.clk)
-    dut.rst.value = 0
+    await start(dut, [dut.x, dut.w, dut.en, dut.clear])
     assert dut.acc.value.to_signed() == 0, "acc not 0 after reset"
 
 
