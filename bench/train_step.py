@@ -19,7 +19,7 @@ from training.train import BATCH_SIZE, make_optimizer
 def step_time(weights, args):
     torch.manual_seed(0)
     model = WideResNet(args.depth, args.width, args.channels, 10, args.size, weights)
-    optimizer = make_optimizer(model, argparse.Namespace(weight_decay=5e-4))
+    optimizer = make_optimizer(model, argparse.Namespace(weight_decay=5e-4, lr_max=0.1))
     x = torch.rand(BATCH_SIZE, args.channels, args.size, args.size) * 255
     y = torch.randint(0, 10, (BATCH_SIZE,))
     times = []

@@ -204,7 +204,8 @@ def test_report_fields_table_is_build_reports_keys():
 # -- doctests ----------------------------------------------------------------------------------
 PACKAGES = ("common", "training", "quantize", "hw", "sim", "bench")
 # Modules known to hold examples: the scan below must find at least these.
-WITH_EXAMPLES = {"common.cli", "common.files", "hw.client", "hw.report", "hw.latency"}
+WITH_EXAMPLES = {"common.cli", "common.files", "hw.client", "hw.report", "hw.latency",
+                 "training.graph", "training.lr_schedule"}
 
 
 def modules_with_examples():

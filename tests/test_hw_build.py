@@ -160,7 +160,7 @@ def test_framed_accelerator_answers_like_the_golden_model(tmp_path):
     plan = dict(divisor=divisor, exchanges=exchanges, timeout_cycles=400_000)
     (tmp_path / "frames.json").write_text(json.dumps(plan))
     run_cocotb(dut, "framed", "sim.benches.framed", tmp_path / "build", test_dir=tmp_path,
-               params={"plan": tmp_path / "frames.json"})
+               params={"frames": tmp_path / "frames.json"})
 
 
 def test_a_core_that_does_not_fit_exits_1_with_the_numbers(model_dir, tmp_path, monkeypatch, capsys):

@@ -10,7 +10,7 @@ import torch
 
 from tests.formats import write_idx_set
 from training.bundle import read_bundle
-from training.train import main
+from training.train import SRELU_DEFAULTS, main
 
 FASHION = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -96,6 +96,14 @@ def test_ddp_with_two_gloo_processes(tiny_mnist, tmp_path):
     (["--subset", "0"], "--subset"),
     (["--weights", "2bit"], "invalid choice"),
     (["--batch-size", "600"], "fewer than one minibatch"),
+    (["--variant", "srelu", "--srelu-temperature", "0"], "--srelu-temperature must be a positive"),
+    (["--variant", "srelu", "--srelu-temperature", "-4"], "--srelu-temperature must be a positive"),
+    (["--variant", "srelu", "--srelu-temperature", "nan"], "--srelu-temperature must be a positive"),
+    (["--lr-schedule", "nonsense"], "--lr-schedule must be one of sgdr, cosine"),
+    (["--lr-schedule", "cosine", "--epochs", "0"], "--epochs must be >= 1"),
+    (["--lr-max", "inf"], "--lr-max must be a positive"),
+    (["--warmup-steps", "-1"], "--warmup-steps must be >= 0"),
+    (["--clip-grad-norm", "0"], "--clip-grad-norm must be a positive"),
 ])
 def test_cli_rejects_bad_arguments_in_one_line(tiny_mnist, tmp_path, capsys, extra, message):
     code, err = run_cli(tiny_args(tiny_mnist, tmp_path / "x", *extra), capsys)
@@ -124,3 +132,29 @@ def test_existing_run_is_never_overwritten_and_resume_checks_arguments(tiny_mnis
     code, err = run_cli(tiny_args(tiny_mnist, tmp_path / "empty", "--resume"), capsys)
     assert code == 2 and "no checkpoint" in err
     assert (out / "checkpoint.pt").read_bytes() == before
+
+
+def test_srelu_defaults_and_stabilizers_are_recorded_and_resumed(tiny_mnist, tmp_path):
+    """--variant srelu: cosine, the authors' T and the chosen stabilizer by default; a resume
+    that leaves them out continues with the run's own values; any epoch count with cosine."""
+    out = tmp_path / "srelu"
+    args = tiny_args(tiny_mnist, out, "--variant", "srelu")
+    args[args.index("--epochs") + 1] = "3"
+    assert main([*args, "--stop-after", "1", "--clip-grad-norm", "2"]) == 0
+    stored = torch.load(out / "checkpoint.pt", weights_only=False)["args"]
+    assert stored["lr_schedule"] == "cosine" and stored["srelu_temperature"] == 40.0
+    assert stored["clip_grad_norm"] == 2.0 and stored["warmup_steps"] == SRELU_DEFAULTS["warmup_steps"]
+    assert main([*args, "--resume", "--clip-grad-norm", "2"]) == 0
+    history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [h["epoch"] for h in history] == [1, 2, 3] and history[-1]["lr_end"] < 1e-3
+
+
+def test_a_run_from_before_the_schedule_options_still_resumes(tiny_mnist, tmp_path):
+    out = tmp_path / "old"
+    assert main(tiny_args(tiny_mnist, out, "--stop-after", "1")) == 0
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=False)
+    for key in ("lr_schedule", "lr_max", "warmup_steps", "clip_grad_norm"):
+        del ckpt["args"][key]
+    ckpt["args"]["srelu_temperature"] = 25.0
+    torch.save(ckpt, out / "checkpoint.pt")
+    assert main(tiny_args(tiny_mnist, out, "--resume")) == 0

@@ -10,10 +10,26 @@ import math
 WEIGHT_MODES = ("1bit", "float")
 VARIANTS = ("bn", "srelu")
 BN_EPS = 1e-5
-# The BN-free variant scales the head output by 1/T before pooling; 25 is the value in the
-# authors' shifted-ReLU code.
-DEFAULT_SRELU_TEMPERATURE = 25.0
 SRELU_FLOOR = -1.0
+
+
+def srelu_temperature_for(weights, num_classes):
+    """The head temperature T of the BN-free variant (its head output is scaled by 1/T before
+    pooling), as in the authors' shifted-ReLU code: 40 for 1-bit and 80 for float weights on
+    10 classes, 25 on 100 classes. Between 10 and 100 classes T moves log-linearly from the
+    10-class value to 25; below 10 it keeps the 10-class value, above 100 it stays 25.
+
+    >>> srelu_temperature_for("1bit", 10), srelu_temperature_for("float", 10)
+    (40.0, 80.0)
+    >>> srelu_temperature_for("1bit", 100), round(srelu_temperature_for("1bit", 20), 1)
+    (25.0, 34.7)
+    """
+    at_10 = 40.0 if weights == "1bit" else 80.0
+    if num_classes <= 10:
+        return at_10
+    if num_classes >= 100:
+        return 25.0
+    return at_10 * (25.0 / at_10) ** math.log10(num_classes / 10)
 
 
 def check_depth(depth):
@@ -28,7 +44,9 @@ def conv_scale(kernel, in_channels):
 
 
 def model_config(depth=20, width=1, in_channels=1, num_classes=10, input_size=28,
-                 weights="1bit", variant="bn", srelu_temperature=DEFAULT_SRELU_TEMPERATURE):
+                 weights="1bit", variant="bn", srelu_temperature=None):
+    """The config of a WRN-d-k; srelu_temperature None: `srelu_temperature_for` the weights and
+    class count."""
     if weights not in WEIGHT_MODES:
         raise ValueError(f"weights must be one of {WEIGHT_MODES}, got {weights!r}")
     if variant not in VARIANTS:
@@ -36,6 +54,11 @@ def model_config(depth=20, width=1, in_channels=1, num_classes=10, input_size=28
     if width < 1:
         raise ValueError(f"width must be >= 1, got {width}")
     check_depth(depth)
+    if srelu_temperature is None:
+        srelu_temperature = srelu_temperature_for(weights, num_classes)
+    if not (math.isfinite(srelu_temperature) and srelu_temperature > 0):
+        raise ValueError(f"the shifted-ReLU head temperature must be a positive number, got "
+                         f"{srelu_temperature}")
     return dict(depth=depth, width=width, in_channels=in_channels, num_classes=num_classes,
                 input_size=input_size, weights=weights, variant=variant,
                 srelu_temperature=float(srelu_temperature))

@@ -8,8 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from training.graph import (DEFAULT_SRELU_TEMPERATURE, build_ops, channels_of, conv_scale,
-                            model_config)
+from training.graph import build_ops, channels_of, conv_scale, model_config
 
 
 def binary_sign(weight):
@@ -44,7 +43,7 @@ class SignConv2d(nn.Conv2d):
 
 class WideResNet(nn.Module):
     def __init__(self, depth=20, width=1, in_channels=1, num_classes=10, input_size=28,
-                 weights="1bit", variant="bn", srelu_temperature=DEFAULT_SRELU_TEMPERATURE):
+                 weights="1bit", variant="bn", srelu_temperature=None):
         super().__init__()
         self.config = model_config(depth, width, in_channels, num_classes, input_size, weights,
                                    variant, srelu_temperature)

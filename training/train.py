@@ -11,6 +11,7 @@ Run directory: checkpoint.pt (resumable), metrics.jsonl, summary.json, curves.pn
 """
 import hashlib
 import json
+import math
 import os
 import sys
 import time
@@ -23,13 +24,13 @@ from tqdm import tqdm
 
 from common.cli import OneLineParser, UsageError, run_main
 from common.files import atomic_path, write_json, write_text
-from training import sgdr
+from training import lr_schedule, sgdr
 from training.augment import augment
 from training.bn_recalibration import recalibrate_batchnorm
 from training.data import DATASETS, DatasetError, load_dataset
 from training.distributed import init_distributed, shutdown
 from training.export import export_bundle
-from training.graph import DEFAULT_SRELU_TEMPERATURE, VARIANTS, WEIGHT_MODES, check_depth
+from training.graph import VARIANTS, WEIGHT_MODES, check_depth, srelu_temperature_for
 from training.model import WideResNet
 from training.plots import plot_curves
 
@@ -40,7 +41,15 @@ WEIGHT_DECAY = 5e-4
 EVAL_BATCH = 500
 # Arguments that define a run: resuming with any of them changed would not continue the same run.
 RUN_IDENTITY = ("dataset", "subset", "depth", "width", "weights", "variant", "epochs", "seed",
-                "batch_size", "cutout", "srelu_temperature", "weight_decay")
+                "batch_size", "cutout", "srelu_temperature", "weight_decay", "lr_schedule",
+                "lr_max", "warmup_steps", "clip_grad_norm")
+# The BN-free variant's defaults where the bn variant keeps the ICLR 2018 recipe (docs/results.md,
+# "shifted ReLU": the published recipe alone collapses at this scale).
+SRELU_DEFAULTS = dict(lr_schedule="cosine", warmup_steps=0, clip_grad_norm=None)
+BN_DEFAULTS = dict(lr_schedule="sgdr", warmup_steps=0, clip_grad_norm=None)
+# What runs from before these options existed used (their checkpoints lack the keys).
+LEGACY_ARGS = dict(lr_schedule="sgdr", lr_max=0.1, warmup_steps=0, clip_grad_norm=None,
+                   srelu_temperature=25.0)
 
 
 def build_parser():
@@ -54,8 +63,20 @@ def build_parser():
     p.add_argument("--weights", default="1bit", choices=WEIGHT_MODES)
     p.add_argument("--variant", default="bn", choices=VARIANTS,
                    help="bn: ICLR 2018; srelu: BN-free shifted ReLU (2019)")
-    p.add_argument("--srelu-temperature", type=float, default=DEFAULT_SRELU_TEMPERATURE)
-    p.add_argument("--epochs", type=int, default=6, help="one of " + ", ".join(map(str, sgdr.ALLOWED_EPOCHS)))
+    p.add_argument("--srelu-temperature", type=float, default=None,
+                   help="head temperature T of --variant srelu (default: 40 for 1-bit, 80 for "
+                        "float weights on 10 classes, 25 on 100; see training/graph.py)")
+    p.add_argument("--epochs", type=int, default=6,
+                   help="with --lr-schedule sgdr one of " + ", ".join(map(str, sgdr.ALLOWED_EPOCHS)))
+    p.add_argument("--lr-schedule", default=None, metavar="{sgdr,cosine}",
+                   help="sgdr: warm restarts (ICLR 2018, the bn default); cosine: one decay "
+                        "0.1 -> 1e-5 (the 2019 shifted-ReLU runs, the srelu default)")
+    p.add_argument("--lr-max", type=float, default=0.1,
+                   help="peak learning rate (the schedule is scaled to it)")
+    p.add_argument("--warmup-steps", type=int, default=None, metavar="N",
+                   help="linear learning-rate warm-up over the first N steps (0: none)")
+    p.add_argument("--clip-grad-norm", type=float, default=None, metavar="NORM",
+                   help="clip the gradient's global norm to NORM (default: no clipping)")
     p.add_argument("--cutout", type=int, default=0, metavar="SIZE", help="cutout patch size (paper: 18)")
     p.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="per process")
     p.add_argument("--weight-decay", type=float, default=WEIGHT_DECAY)
@@ -69,12 +90,31 @@ def build_parser():
     return p
 
 
+def resolve_defaults(args):
+    """Fill the options whose default depends on the variant or the weights."""
+    defaults = SRELU_DEFAULTS if args.variant == "srelu" else BN_DEFAULTS
+    for name, value in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+
+
 def check_args(args):
+    resolve_defaults(args)
     try:
-        sgdr.check_epochs(args.epochs)
+        lr_schedule.check_schedule(args.lr_schedule, args.epochs)
         check_depth(args.depth)
     except ValueError as e:
         raise UsageError(str(e)) from None
+    t = args.srelu_temperature
+    if t is not None and not (math.isfinite(t) and t > 0):
+        raise UsageError(f"--srelu-temperature must be a positive number, got {t:g}")
+    if not (math.isfinite(args.lr_max) and args.lr_max > 0):
+        raise UsageError(f"--lr-max must be a positive number, got {args.lr_max:g}")
+    if args.warmup_steps < 0:
+        raise UsageError(f"--warmup-steps must be >= 0, got {args.warmup_steps}")
+    c = args.clip_grad_norm
+    if c is not None and not (math.isfinite(c) and c > 0):
+        raise UsageError(f"--clip-grad-norm must be a positive number, got {c:g}")
     if args.width < 1:
         raise UsageError(f"--width must be >= 1, got {args.width}")
     if args.subset is not None and args.subset < 1:
@@ -128,7 +168,7 @@ def make_optimizer(model, args):
     other = [p for p in model.parameters() if id(p) not in conv_ids]
     return torch.optim.SGD([dict(params=conv_params, weight_decay=args.weight_decay),
                             dict(params=other, weight_decay=0.0)],
-                           lr=sgdr.LR_MAX, momentum=MOMENTUM)
+                           lr=args.lr_max, momentum=MOMENTUM)
 
 
 def load_checkpoint(args, path):
@@ -139,10 +179,13 @@ def load_checkpoint(args, path):
     except Exception as e:  # a truncated or foreign file
         raise UsageError(f"--resume: cannot read {path} ({type(e).__name__}); "
                          f"delete it to start over") from None
-    changed = [k for k in RUN_IDENTITY if ckpt["args"].get(k) != getattr(args, k)]
+    stored = {k: ckpt["args"].get(k, LEGACY_ARGS.get(k)) for k in RUN_IDENTITY}
+    if args.srelu_temperature is None:       # not given: the run's own
+        args.srelu_temperature = stored["srelu_temperature"]
+    changed = [k for k in RUN_IDENTITY if stored[k] != getattr(args, k)]
     if changed:
         k = changed[0]
-        raise UsageError(f"--resume: --{k.replace('_', '-')} was {ckpt['args'][k]!r} in {path}, "
+        raise UsageError(f"--resume: --{k.replace('_', '-')} was {stored[k]!r} in {path}, "
                          f"now {getattr(args, k)!r}; resume with the run's own arguments")
     return ckpt
 
@@ -176,6 +219,8 @@ def train(args):
 
     torch.manual_seed(args.seed)
     c, h, w = data.train_x.shape[1:]
+    if args.srelu_temperature is None:
+        args.srelu_temperature = srelu_temperature_for(args.weights, data.num_classes)
     model = WideResNet(args.depth, args.width, c, data.num_classes, h, args.weights,
                        args.variant, args.srelu_temperature).to(device)
     optimizer = make_optimizer(model, args)
@@ -201,7 +246,9 @@ def train(args):
         bar = tqdm(epoch_batches(args, data, epoch, dist, steps), total=steps, disable=not dist.main,
                    desc=f"epoch {epoch + 1}/{args.epochs}", leave=False, file=sys.stderr)
         for step, images, labels in bar:
-            lr = sgdr.learning_rate(epoch + step / steps)
+            lr = lr_schedule.learning_rate(args.lr_schedule, epoch + step / steps, args.epochs,
+                                           args.lr_max,
+                                           epoch * steps + step, args.warmup_steps)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             x, y = to_input(images, device), torch.from_numpy(labels).to(device)
@@ -209,6 +256,8 @@ def train(args):
             loss = F.cross_entropy(logits, y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if args.clip_grad_norm:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip_grad_norm)
             optimizer.step()
             wrong += (logits.argmax(1) != y).sum().item()
             seen += len(y)
@@ -216,7 +265,7 @@ def train(args):
         wrong, seen, loss_sum = dist.sum([wrong, seen, loss_sum])
         test_error = evaluate(model, data.test_x, data.test_y, device) if dist.main else float("nan")
         history.append(dict(epoch=epoch + 1, train_error=wrong / seen, train_loss=loss_sum / seen,
-                            test_error=test_error, lr_end=sgdr.learning_rate(epoch + 1 - 1e-9),
+                            test_error=test_error, lr_end=lr,
                             epoch_s=time.time() - t0))
         if dist.main:
             wall = wall_before + time.time() - start

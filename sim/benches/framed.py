@@ -1,6 +1,6 @@
 """cocotb bench for hw.framing.FramedAccelerator: a bit-level UART on the host side.
 
-The plan (parameter `plan`: the path of a JSON file) lists exchanges: the bytes to send, the
+The exchanges (parameter `frames`: the path of a JSON file): the bytes to send, the
 bytes the board must answer, and the quiet time (in bit periods) to leave after sending. Bytes
 go out 8N1 at `divisor` clock cycles per bit on `rx`; a receiver coroutine decodes `tx` the
 same way.
@@ -46,7 +46,7 @@ class Receiver:
 
 @cocotb.test()
 async def exchanges(dut):
-    plan = json.load(open(bench_params("plan")["plan"]))
+    plan = json.load(open(bench_params("frames")["frames"]))
     d = plan["divisor"]
     Clock(dut.clk, 10, unit="ns").start()
     dut.rx.value = 1
