@@ -103,7 +103,7 @@ def test_ddp_with_two_gloo_processes(tiny_mnist, tmp_path):
     (["--lr-schedule", "cosine", "--epochs", "0"], "--epochs must be >= 1"),
     (["--lr-max", "inf"], "--lr-max must be a positive"),
     (["--warmup-steps", "-1"], "--warmup-steps must be >= 0"),
-    (["--clip-grad-norm", "0"], "--clip-grad-norm must be a positive"),
+    (["--clip-grad-norm", "-1"], "--clip-grad-norm must be a number >= 0"),
 ])
 def test_cli_rejects_bad_arguments_in_one_line(tiny_mnist, tmp_path, capsys, extra, message):
     code, err = run_cli(tiny_args(tiny_mnist, tmp_path / "x", *extra), capsys)
@@ -140,11 +140,12 @@ def test_srelu_defaults_and_stabilizers_are_recorded_and_resumed(tiny_mnist, tmp
     out = tmp_path / "srelu"
     args = tiny_args(tiny_mnist, out, "--variant", "srelu")
     args[args.index("--epochs") + 1] = "3"
-    assert main([*args, "--stop-after", "1", "--clip-grad-norm", "2"]) == 0
+    assert main([*args, "--stop-after", "1", "--warmup-steps", "3"]) == 0
     stored = torch.load(out / "checkpoint.pt", weights_only=False)["args"]
     assert stored["lr_schedule"] == "cosine" and stored["srelu_temperature"] == 40.0
-    assert stored["clip_grad_norm"] == 2.0 and stored["warmup_steps"] == SRELU_DEFAULTS["warmup_steps"]
-    assert main([*args, "--resume", "--clip-grad-norm", "2"]) == 0
+    assert stored["clip_grad_norm"] == SRELU_DEFAULTS["clip_grad_norm"] == 1.0
+    assert stored["warmup_steps"] == 3
+    assert main([*args, "--resume", "--warmup-steps", "3"]) == 0
     history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [h["epoch"] for h in history] == [1, 2, 3] and history[-1]["lr_end"] < 1e-3
 

@@ -45,10 +45,10 @@ RUN_IDENTITY = ("dataset", "subset", "depth", "width", "weights", "variant", "ep
                 "lr_max", "warmup_steps", "clip_grad_norm")
 # The BN-free variant's defaults where the bn variant keeps the ICLR 2018 recipe (docs/results.md,
 # "shifted ReLU": the published recipe alone collapses at this scale).
-SRELU_DEFAULTS = dict(lr_schedule="cosine", warmup_steps=0, clip_grad_norm=None)
-BN_DEFAULTS = dict(lr_schedule="sgdr", warmup_steps=0, clip_grad_norm=None)
+SRELU_DEFAULTS = dict(lr_schedule="cosine", warmup_steps=0, clip_grad_norm=1.0)
+BN_DEFAULTS = dict(lr_schedule="sgdr", warmup_steps=0, clip_grad_norm=0.0)
 # What runs from before these options existed used (their checkpoints lack the keys).
-LEGACY_ARGS = dict(lr_schedule="sgdr", lr_max=0.1, warmup_steps=0, clip_grad_norm=None,
+LEGACY_ARGS = dict(lr_schedule="sgdr", lr_max=0.1, warmup_steps=0, clip_grad_norm=0.0,
                    srelu_temperature=25.0)
 
 
@@ -76,7 +76,8 @@ def build_parser():
     p.add_argument("--warmup-steps", type=int, default=None, metavar="N",
                    help="linear learning-rate warm-up over the first N steps (0: none)")
     p.add_argument("--clip-grad-norm", type=float, default=None, metavar="NORM",
-                   help="clip the gradient's global norm to NORM (default: no clipping)")
+                   help="clip the gradient's global norm to NORM; 0: no clipping (default: 1 "
+                        "for --variant srelu, which collapses without it; 0 for bn)")
     p.add_argument("--cutout", type=int, default=0, metavar="SIZE", help="cutout patch size (paper: 18)")
     p.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="per process")
     p.add_argument("--weight-decay", type=float, default=WEIGHT_DECAY)
@@ -113,8 +114,8 @@ def check_args(args):
     if args.warmup_steps < 0:
         raise UsageError(f"--warmup-steps must be >= 0, got {args.warmup_steps}")
     c = args.clip_grad_norm
-    if c is not None and not (math.isfinite(c) and c > 0):
-        raise UsageError(f"--clip-grad-norm must be a positive number, got {c:g}")
+    if not (math.isfinite(c) and c >= 0):
+        raise UsageError(f"--clip-grad-norm must be a number >= 0 (0: no clipping), got {c:g}")
     if args.width < 1:
         raise UsageError(f"--width must be >= 1, got {args.width}")
     if args.subset is not None and args.subset < 1:
