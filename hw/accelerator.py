@@ -1,11 +1,6 @@
 """The accelerator: the whole network on chip, one layer step at a time.
 
-    pixels ─► InputStage ──────────────► FeatureMaps ◄────── write ─── Epilogue ─► (to FeatureMaps)
-    words  ─┘       ▲                     │ read_data  ▲ shortcut        ▲ words   ▲ params
-                    │                     ▼            └───────────────  │         │
-    StepTable ─► Controller ─ taps ─► ConvEngine ─── result ────────────┴─► Head   ParamStore
-                    │  ▲                                                   │
-    out ◄───────────┘  └──────────── emit_word (logits, class) ◄───────────┘
+(Block diagram with these class names: docs/hardware.md, "The core, as its classes".)
 
 The controller walks the step table (hw/step_table.py, built from hw/schedule.py) and runs each
 step's loops (hw/controller.py); every component reads the current step's record. Conv, pool

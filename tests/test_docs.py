@@ -248,3 +248,19 @@ def test_doc_examples(name):
     result = doctest.testfile(os.path.join(ROOT, "docs", name), module_relative=False,
                               optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0, result
+
+
+# -- the core's block diagram ------------------------------------------------------------------
+def test_block_diagram_names_the_classes_the_accelerator_joins():
+    """docs/hardware.md's diagram carries exactly the component classes hw/accelerator.py uses."""
+    import inspect
+
+    from amaranth.lib import wiring
+
+    import hw.accelerator
+    text = open(os.path.join(ROOT, "docs", "hardware.md")).read()
+    block = text.split("## The core, as its classes", 1)[1].split("```")[1]
+    drawn = set(re.findall(r"\b[A-Z][A-Za-z]+\b", block))
+    parts = {name for name, obj in vars(hw.accelerator).items()
+             if inspect.isclass(obj) and issubclass(obj, wiring.Component) and obj is not hw.accelerator.Accelerator}
+    assert parts == drawn, (parts ^ drawn)
