@@ -82,7 +82,8 @@ def param_words(requant, lanes, fixed_shift, mult_bits, offset_bits):
     return words
 
 
-def _signed_width(values):
+def signed_width(values):
+    """The two's-complement width holding every value (at least 2 bits)."""
     return max([int(v).bit_length() + 1 for v in values] + [2])
 
 
@@ -91,7 +92,7 @@ def param_bank(schedule, requant_of):
     used = [(i, requant_of(s)) for i, s in enumerate(schedule.steps) if requant_of(s)]
     shift = max([rq.shift for _, rq in used] + [0])
     pairs = [p for _, rq in used for p in operands(rq, shift)]
-    mult_bits, offset_bits = _signed_width([m for m, _ in pairs]), _signed_width([c for _, c in pairs])
+    mult_bits, offset_bits = signed_width([m for m, _ in pairs]), signed_width([c for _, c in pairs])
     words, base = [], {}
     for i, rq in used:
         base[i] = len(words)

@@ -12,14 +12,9 @@ from amaranth.lib import data
 
 from hw.addsub_tree import AddSubTree
 from hw.latency import pipeline_depth
-from hw.memory_images import build_images
+from hw.memory_images import build_images, signed_width
 from hw.schedule import HEAD, ceil_log2
 from hw.step_table import step_layout, step_records
-
-
-def signed_bits(lo, hi):
-    """Signed width holding lo..hi."""
-    return max(2, max(int(lo).bit_length(), int(hi).bit_length()) + 1)
 
 
 class CorePlan:
@@ -46,7 +41,7 @@ class CorePlan:
             h, w = head.src_shape[1:]
             self.sum_bits = self.acc_bits + ceil_log2(h * w) + 1
             rq = head.requant
-            self.logit_bits = signed_bits(rq.lo, rq.hi) if rq else self.sum_bits
+            self.logit_bits = signed_width([rq.lo, rq.hi]) if rq else self.sum_bits
             self.num_classes = head.out_shape[0]
             self.padded_classes = -(-self.num_classes // lanes) * lanes
         else:
