@@ -116,6 +116,7 @@ def test_fixed_shift_operands_are_exact():
 def test_component_latency_and_widths():
     for lanes, width in TREES + [(1, 9), (64, 9)]:
         t = AddSubTree(lanes, width)
+        t._MustUse__silence = True     # built for its attributes only: no "never used" warning
         assert t.latency == tree_latency(lanes)
         assert t.out_width >= tree_out_width(lanes, width)
     assert Requantizer.latency == REQUANT_LATENCY
