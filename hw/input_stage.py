@@ -57,7 +57,7 @@ class InputStage(wiring.Component):
         with m.If(looked_up):
             m.d.sync += partial.eq(Mux(last_channel, 0, gathered))
         m.d.comb += [self.pixel_write.en.eq((f.kind == INPUT) & looked_up & last_channel),
-                     self.pixel_write.addr.eq((y << f.wb_out) | x),
+                     self.pixel_write.addr.eq(word_address(0, y, x, f.hb_out, f.wb_out)),
                      self.pixel_write.data.eq(gathered),
                      self.word_write.en.eq(self.word_taken),
                      self.word_write.addr.eq(word_address(pos.g, pos.y, pos.x, f.hb_out, f.wb_out)),

@@ -92,7 +92,7 @@ def build_parser():
 
 
 def resolve_defaults(args):
-    """Fill the options whose default depends on the variant or the weights."""
+    """Fill the options whose default depends on the variant."""
     defaults = SRELU_DEFAULTS if args.variant == "srelu" else BN_DEFAULTS
     for name, value in defaults.items():
         if getattr(args, name) is None:
