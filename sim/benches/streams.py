@@ -10,14 +10,22 @@ import random
 from cocotb.triggers import FallingEdge, RisingEdge
 
 
-class StreamDriver:
-    """Sends payloads; between beats holds valid low with probability `stall`."""
+class _StreamEnd:
+    """One side of the stream `name` of the DUT: its payload/valid/ready signals and a stall
+    pattern drawn from `seed`."""
 
-    def __init__(self, dut, name, clock, stall=0.0, seed=0):
+    def __init__(self, dut, name, clock, stall, seed):
         self.payload = getattr(dut, f"{name}__payload")
         self.valid = getattr(dut, f"{name}__valid")
         self.ready = getattr(dut, f"{name}__ready")
         self.clock, self.stall, self.rng = clock, stall, random.Random(seed)
+
+
+class StreamDriver(_StreamEnd):
+    """Sends payloads; between beats holds valid low with probability `stall`."""
+
+    def __init__(self, dut, name, clock, stall=0.0, seed=0):
+        super().__init__(dut, name, clock, stall, seed)
         self.accepted_at = []     # cycle number of each handshake
         self.valid.value = 0
 
@@ -40,14 +48,11 @@ class StreamDriver:
         self.valid.value = 0
 
 
-class StreamMonitor:
+class StreamMonitor(_StreamEnd):
     """Collects payloads; holds ready low with probability `stall` each cycle."""
 
     def __init__(self, dut, name, clock, stall=0.0, seed=1):
-        self.payload = getattr(dut, f"{name}__payload")
-        self.valid = getattr(dut, f"{name}__valid")
-        self.ready = getattr(dut, f"{name}__ready")
-        self.clock, self.stall, self.rng = clock, stall, random.Random(seed)
+        super().__init__(dut, name, clock, stall, seed)
         self.beats, self.seen_at = [], []
         self.ready.value = 0
 
