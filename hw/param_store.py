@@ -11,12 +11,12 @@ from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.layouts import COUNT
-from hw.requant import Requantizer
+from hw.requant import Requantizer, ShiftAddRequantizer
 
 
 def bank_field(bank):
     """One lane of a bank's word: the operands of one channel's requantizer."""
-    return data.StructLayout({"multiplier": signed(bank.mult_bits), "offset": signed(bank.offset_bits)})
+    return data.StructLayout({"multiplier": bank.multiplier_shape, "offset": signed(bank.offset_bits)})
 
 
 def bank_word(plan, bank):
@@ -24,7 +24,10 @@ def bank_word(plan, bank):
 
 
 def requantizer_for(bank, in_width, out_width):
-    """A requantizer with the bank's fixed shift and operand widths."""
+    """A requantizer with the bank's fixed shift and operand widths: a DSP multiplier, or
+    shift-add trees of the bank's multipliers where the bank has them."""
+    if bank.multipliers is not None:
+        return ShiftAddRequantizer(in_width, bank.multipliers, bank.offset_bits, bank.shift, out_width)
     return Requantizer(in_width, bank.mult_bits, bank.offset_bits, bank.shift, out_width)
 
 

@@ -1,6 +1,6 @@
 """The core's plan: everything its components need, computed once from a schedule.
 
-`CorePlan(schedule)` holds the widths of every datapath, the memory images, the step table's
+`CorePlan(schedule, requantizers)` holds the widths of every datapath, the memory images, the step table's
 records and the pipeline depth. The accelerator's components are built from it, and tools
 outside the core (the simulation, the board build, the reports) read the plan instead of an
 elaborated component.
@@ -18,7 +18,9 @@ from hw.step_table import step_layout, step_records
 
 
 class CorePlan:
-    def __init__(self, schedule):
+    def __init__(self, schedule, requantizers="dsp"):
+        """`requantizers`: "dsp" (a multiplier each) or "shift-add" (no multiplier: shifts and
+        adds of the model's few per-layer constants; hw/requant.py)."""
         lanes, pixels = schedule.lanes, schedule.pixels
         if lanes < 1 or lanes & (lanes - 1):
             raise ValueError(f"lanes must be a power of two, got {lanes}")
@@ -32,7 +34,8 @@ class CorePlan:
         self.word_bits = lanes * a
         self.buffers, self.buffer_depth = schedule.buffers, schedule.buffer_depth
         self.addr_bits = max(1, ceil_log2(self.buffer_depth))
-        self.images = build_images(qmodel, schedule)
+        self.requantizers = requantizers
+        self.images = build_images(qmodel, schedule, requantizers)
         self.acc_bits = max([AddSubTree.out_width_for(lanes, a + 1), a + 6] +
                             [qmodel.op(s.weights)["out"]["bits"] for s in self.steps if s.weights])
         self.val_bits = a + 2        # requant/add results: act_bits (+1 for the wide conv2 requant)
@@ -41,15 +44,25 @@ class CorePlan:
             h, w = head.src_shape[1:]
             self.sum_bits = self.acc_bits + ceil_log2(h * w) + 1
             rq = head.requant
+            self.head_requant = rq is not None
             self.logit_bits = signed_width([rq.lo, rq.hi]) if rq else self.sum_bits
             self.num_classes = head.out_shape[0]
             self.padded_classes = -(-self.num_classes // lanes) * lanes
         else:
             self.sum_bits = self.logit_bits = 2
+            self.head_requant = False
             self.num_classes = self.padded_classes = 1
         self.out_bits = max(self.word_bits, self.logit_bits, 8)
         self.pipeline_depth = pipeline_depth(lanes, pixels)
         self.records = step_records(self)
+
+    def requantizer_summary(self):
+        """What the report says of the requantizers: their kind and, per parameter bank, the
+        fixed shift and (shift-add) the M' values each lane is built for."""
+        banks = {name: dict(shift=bank.shift, multipliers=None if bank.multipliers is None
+                            else list(bank.multipliers))
+                 for name, bank in (("first", self.images.params), ("second", self.images.params2))}
+        return dict(kind=self.requantizers, logits=self.head_requant, banks=banks)
 
     @cached_property
     def step_layout(self):

@@ -24,12 +24,12 @@ def over_capacity(resources, capacity):
     return [f"{LABELS[k]} {resources[k]:g} > {v:g}" for k, v in capacity.items() if resources[k] > v]
 
 
-def build_report(board, qmodel, latency, memory, *, baud, uart_divisor, resources=None,
-                 estimate_seconds=None):
+def build_report(board, qmodel, latency, memory, *, baud, uart_divisor, requantizers,
+                 resources=None, estimate_seconds=None):
     """The report dict.
 
     latency: hw.latency's LatencyReport at the requested clock; memory: hw.memory_images'
-    memory_bits; resources: the yosys estimate (luts, ffs, bram36, dsp, carry4), None when
+    memory_bits; requantizers: CorePlan.requantizer_summary(); resources: the yosys estimate (luts, ffs, bram36, dsp, carry4), None when
     skipped; then `fits`, the resource fields and `estimate_seconds` are None.
     """
     frames = frame_bytes(qmodel.input_shape, qmodel.num_classes)
@@ -41,7 +41,7 @@ def build_report(board, qmodel, latency, memory, *, baud, uart_divisor, resource
                 fits=not over_capacity(resources, board.capacity) if estimated else None,
                 **{k: resources[k] if estimated else None for k in RESOURCES},
                 estimate_seconds=round(estimate_seconds, 1) if estimated else None,
-                memory=memory, **latency.as_dict())
+                memory=memory, requantizers=requantizers, **latency.as_dict())
 
 
 def summary(rep):

@@ -7,10 +7,17 @@ shifter nor a rounding adder: one DSP48 computes x * M' + C, the shift is wiring
 saturation is logic. The memory images store M' and C.
 
 Two registered stages: the product plus offset, then the saturation. Latency 2.
+
+`ShiftAddRequantizer` computes the same with no multiplier: the requantizers of a bank can only
+ever multiply by the few M' values the model holds (a shifted-ReLU model: one constant per
+layer), so each is built as shifts and adds of its canonical signed digits, at build time, and
+the parameter word only chooses among them.
 """
-from amaranth import Module, Mux, Signal, signed
+from amaranth import Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
+
+from quantize.fixed_point import adder_plan, csd_digits
 
 
 def fixed_shift_operands(multiplier, bias, shift, fixed_shift):
@@ -27,14 +34,18 @@ def fixed_shift_operands(multiplier, bias, shift, fixed_shift):
 
 
 class Requantizer(wiring.Component):
+    """`multiplier` is M' itself: one DSP48 multiplies."""
     latency = 2
 
     def __init__(self, in_width, mult_width, offset_width, shift, out_width):
+        self._init(in_width, signed(mult_width), in_width + mult_width, offset_width, shift, out_width)
+
+    def _init(self, in_width, multiplier_shape, product_width, offset_width, shift, out_width):
         self.shift = shift
-        self.sum_width = max(in_width + mult_width, offset_width) + 1
+        self.sum_width = max(product_width, offset_width) + 1
         super().__init__({
             "x": In(signed(in_width)),
-            "multiplier": In(signed(mult_width)),
+            "multiplier": In(multiplier_shape),
             "offset": In(signed(offset_width)),
             "lo": In(signed(out_width)),
             "hi": In(signed(out_width)),
@@ -45,8 +56,67 @@ class Requantizer(wiring.Component):
         m = Module()
         total = Signal(signed(self.sum_width))
         lo, hi = Signal.like(self.lo), Signal.like(self.hi)
-        m.d.sync += [total.eq(self.x * self.multiplier + self.offset), lo.eq(self.lo), hi.eq(self.hi)]
+        m.d.sync += [total.eq(self.product(m) + self.offset), lo.eq(self.lo), hi.eq(self.hi)]
         shifted = Signal(signed(max(2, self.sum_width - self.shift)))
         m.d.comb += shifted.eq(total >> self.shift)   # arithmetic: floor
         m.d.sync += self.y.eq(Mux(shifted < lo, lo, Mux(shifted > hi, hi, shifted)))
         return m
+
+    def product(self, m):
+        return self.x * self.multiplier
+
+
+def shift_add(x, value):
+    """x * value from shifts and adds only (`adder_plan`): the factors one after the other,
+    then a balanced tree over the rest's digits (subtractors where the signs differ)."""
+    if value < 0:
+        return -shift_add(x, -value)
+    _, factors, rest = adder_plan(value)
+    for factor in factors:
+        if (factor - 1) & (factor - 2) == 0:          # 2^k + 1
+            x = (x << (factor - 1).bit_length() - 1) + x
+        else:                                         # 2^k - 1
+            x = (x << (factor + 1).bit_length() - 1) - x
+    terms = [(x << position, sign) for position, sign in csd_digits(rest)]
+    if not terms:
+        return Const(0)
+    while len(terms) > 1:
+        paired = []
+        for (a, sa), (b, sb) in zip(terms[::2], terms[1::2]):
+            if sa == sb:
+                paired.append((a + b, sa))
+            else:                          # keep the positive one in front: a subtractor
+                paired.append((a - b, sa) if sa > 0 else (b - a, sb))
+        terms = paired + terms[len(terms) - len(terms) % 2:]
+    total, sign = terms[0]
+    return total if sign > 0 else -total
+
+
+class ShiftAddRequantizer(Requantizer):
+    """`multiplier` is a code: 0 multiplies by zero, k by `multipliers[k - 1]`.
+
+    Each distinct odd factor of the multipliers gets one shift-add tree; M' = odd << t is that
+    tree's output shifted by t, which is wiring.
+    """
+
+    def __init__(self, in_width, multipliers, offset_width, shift, out_width):
+        self.multipliers = tuple(int(v) for v in multipliers)
+        if 0 in self.multipliers:
+            raise ValueError("a shift-add requantizer's multipliers are nonzero (code 0 is zero)")
+        code = unsigned(max(1, len(self.multipliers).bit_length()))
+        peak = max([abs(v) for v in self.multipliers] + [1])
+        self._init(in_width, code, in_width + peak.bit_length() + 1, offset_width, shift, out_width)
+
+    def product(self, m):
+        trees = {}
+        chosen = Signal(signed(self.sum_width - 1))
+        with m.Switch(self.multiplier):
+            for code, value in enumerate(self.multipliers, start=1):
+                t = (value & -value).bit_length() - 1       # value = odd << t
+                odd = value >> t
+                if odd not in trees:
+                    trees[odd] = Signal(signed(self.sum_width - 1), name=f"times_{odd}".replace("-", "minus"))
+                    m.d.comb += trees[odd].eq(shift_add(self.x, odd))
+                with m.Case(code):
+                    m.d.comb += chosen.eq(trees[odd] << t)
+        return chosen

@@ -67,7 +67,7 @@ def _record(plan, index, step):
         pbase=images.params.base.get(index, 0),
         p2base=images.params2.base.get(index, 0),
         # epilogue: clamps, residual add
-        has_rq=rq is not None, lo=rq.lo if rq else 0, hi=rq.hi if rq else 0,
+        lo=rq.lo if rq else 0, hi=rq.hi if rq else 0,
         lo2=rq2.lo if rq2 else 0, hi2=rq2.hi if rq2 else 0,
         add_en=step.fused_add, add_r=max(step.add_shift, 0), add_l=max(-step.add_shift, 0),
         add_lo=step.add_lo, add_hi=step.add_hi,
@@ -96,7 +96,7 @@ def step_layout(plan):
         "wbase": range(max(2, len(images.weights))),
         "pbase": range(max(2, len(images.params.words))),
         "p2base": range(max(2, len(images.params2.words))),
-        "has_rq": 1, "lo": clamp, "hi": clamp, "lo2": signed(vb), "hi2": signed(vb),
+        "lo": clamp, "hi": clamp, "lo2": signed(vb), "hi2": signed(vb),
         "add_en": 1, "add_r": range(32), "add_l": range(8),
         "add_lo": signed(vb), "add_hi": signed(vb),
         "sc_groups": DIM, "sc_signed": 1,

@@ -1,6 +1,7 @@
 """Quantize a trained run: deployment bundle -> integer model (qmodel.npz) + report.
 
-    python -m quantize RUN_DIR [--act-bits 8] [--calib-images 2000] [--out RUN_DIR/quant]
+    python -m quantize RUN_DIR [--act-bits 8] [--multiplier-bits 16] [--calib-images 2000]
+                       [--out RUN_DIR/quant]
 
 Reads RUN_DIR/bundle.npz, loads the dataset named in its metadata, picks power-of-two scales on
 training images (the first N of a fixed seeded permutation), measures the float reference's
@@ -19,6 +20,7 @@ from tqdm import tqdm
 
 from common.cli import OneLineParser, UsageError, run_main
 from quantize.convert import CALIB_CHUNK, calibrate, quantize_bundle
+from quantize.fixed_point import MULTIPLIER_BITS
 from quantize.float_reference import auto_chunk, run_float
 from quantize.golden import run as run_golden
 from quantize.qmodel import make_qmodel, write_qmodel
@@ -66,6 +68,9 @@ def build_parser():
     p.add_argument("run_dir", metavar="RUN_DIR", help="run directory holding bundle.npz")
     p.add_argument("--act-bits", type=_int_arg(MIN_BITS, MAX_BITS), default=8,
                    help="activation width of the model written (4..16, default 8)")
+    p.add_argument("--multiplier-bits", type=_int_arg(2, MULTIPLIER_BITS), default=MULTIPLIER_BITS,
+                   metavar="B", help=f"signed width of the requant multipliers (2..{MULTIPLIER_BITS}, "
+                   f"default {MULTIPLIER_BITS}); fewer make cheaper shift-add requantizers")
     p.add_argument("--calib-images", type=_int_arg(1), default=2000, metavar="N",
                    help="training images used to pick the scales (default 2000)")
     p.add_argument("--calib-percentile", type=_percentile, default=100.0, metavar="P",
@@ -165,7 +170,7 @@ def quantize_run(args):
     for bits in bits_list:
         try:
             manifest, arrays = quantize_bundle(bundle, calib, bits, args.calib_percentile,
-                                               bounds=bounds)
+                                               bounds=bounds, multiplier_bits=args.multiplier_bits)
         except ValueError as e:
             raise UsageError(f"cannot quantize {bundle.path} at {bits} bits: {e}") from None
         qmodel = make_qmodel(manifest, arrays)

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from quantize.fixed_point import (bits_for, csd_terms, int_range, integer_multiplier,
-                                  reduce_power_of_two, requantize, shift_round)
+from quantize.fixed_point import (MULTIPLIER_BITS, adder_plan, bits_for, csd_terms, int_range,
+                                  integer_multiplier, reduce_power_of_two, requantize, shift_round)
 from quantize.float_reference import run_float
 from training.bundle import pack_signs
 
@@ -56,19 +56,28 @@ def power_of_two_frac(bound, bits, signed):
 
 def divide_by_nine(lo, hi, kernel_area=9):
     """(M, s) with (sum * M + 2^(s-1)) >> s == floor(sum / 9 + 1/2) for every window sum of
-    values in [lo, hi]: the average pool's division, exact, as a constant multiply and shift."""
+    values in [lo, hi]: the average pool's division, exact, as a constant multiply and shift.
+
+    Of the exact pairs the one whose multiplier takes the fewest adders as shifts and adds
+    (`adder_plan`), then the smallest shift: hardware without a multiplier builds exactly that.
+    """
     sums = np.arange(kernel_area * lo, kernel_area * hi + 1, dtype=np.int64)
     exact = np.floor_divide(2 * sums + kernel_area, 2 * kernel_area)
-    for shift in range(4, 41):
-        m = (1 << shift) // kernel_area + 1
-        if np.array_equal(shift_round(sums * m, shift), exact):
-            return m, shift
-    raise ValueError("no exact divide-by-9 constant found")
+    found = []
+    for shift in range(4, 33):
+        for m in ((1 << shift) // kernel_area, (1 << shift) // kernel_area + 1):
+            if m > 0 and np.array_equal(shift_round(sums * m, shift), exact):
+                found.append((adder_plan(m >> ((m & -m).bit_length() - 1))[0], shift, m))
+    if not found:
+        raise ValueError("no exact divide-by-9 constant found")
+    _, shift, m = min(found)
+    return m, shift
 
 
 class Converter:
-    def __init__(self, bundle, bounds, act_bits):
+    def __init__(self, bundle, bounds, act_bits, multiplier_bits=MULTIPLIER_BITS):
         self.bundle, self.bounds, self.act_bits = bundle, bounds, act_bits
+        self.multiplier_bits = multiplier_bits
         self.ops, self.arrays, self.ints, self.views = [], {}, {}, {}
         self.consumers = {}
         for op in bundle.ops:
@@ -92,7 +101,7 @@ class Converter:
     def materialize(self, view, name, frac, lo, hi):
         """Requantize a view to scale 2^-frac, clamped to [lo, hi] (a LUT on raw pixels)."""
         r_out = 2.0 ** -frac
-        shift, m = integer_multiplier(view.a / r_out)
+        shift, m = integer_multiplier(view.a / r_out, self.multiplier_bits)
         b = np.floor(view.b / r_out * 2.0 ** shift + 0.5).astype(np.int64) * np.ones_like(m)
         m, b, shift = reduce_power_of_two(m, b, shift)
         if np.all(m == m[0]) and np.all(b == b[0]):
@@ -233,21 +242,28 @@ class Converter:
         return self.bundle.shapes[float_name][1:]
 
 
-def quantize_bundle(bundle, calib_images, act_bits=8, percentile=100.0, bounds=None):
-    """(manifest, arrays) of the quantized model; `bounds` skips calibration if given."""
+def quantize_bundle(bundle, calib_images, act_bits=8, percentile=100.0, bounds=None,
+                    multiplier_bits=MULTIPLIER_BITS):
+    """(manifest, arrays) of the quantized model; `bounds` skips calibration if given.
+
+    `multiplier_bits`: the signed width of every requant multiplier M. Fewer bits round the
+    real multipliers more coarsely, and a per-layer constant then has fewer signed digits:
+    cheaper shift-add requantizers (hw.requant.ShiftAddRequantizer)."""
     if not 4 <= act_bits <= 16:
         raise ValueError(f"act_bits must be 4..16, got {act_bits}")
+    if not 2 <= multiplier_bits <= MULTIPLIER_BITS:
+        raise ValueError(f"multiplier_bits must be 2..{MULTIPLIER_BITS}, got {multiplier_bits}")
     if bundle.manifest["weights"] != "1bit":
         raise ValueError("only 1-bit bundles can be quantized (this one has float weights)")
     bounds = bounds or calibrate(bundle, calib_images, percentile)
-    conv = Converter(bundle, bounds, act_bits)
+    conv = Converter(bundle, bounds, act_bits, multiplier_bits)
     ops, arrays = conv.convert()
     manifest = dict(act_bits=act_bits, num_classes=bundle.manifest["num_classes"],
                     input_shape=bundle.manifest["input_shape"], variant=bundle.manifest["variant"],
                     ops=ops, logits="logits", logits_scale=conv.logits_scale,
                     source=dict(bundle=bundle.path, model=bundle.config,
                                 metadata=bundle.metadata, calib_images=len(calib_images),
-                                calib_percentile=percentile))
+                                calib_percentile=percentile, multiplier_bits=multiplier_bits))
     return manifest, arrays
 
 

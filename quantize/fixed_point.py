@@ -5,6 +5,7 @@ arithmetic shift right (floor), so -2.5 -> -2 and 2.5 -> 3. Saturation clamps to
 the output width.
 """
 import math
+from functools import lru_cache
 
 import numpy as np
 
@@ -71,13 +72,42 @@ def reduce_power_of_two(multiplier, bias, shift):
     return m, b, shift
 
 
+def csd_digits(value):
+    """The canonical signed-digit form of an integer as (position, sign) pairs, lowest first:
+    value == sum(sign << position). No two digits are adjacent, so the count is minimal."""
+    rest, position, digits = int(value), 0, []
+    while rest:
+        if rest & 1:
+            sign = 1 if rest & 3 == 1 else -1   # -1 where the next bit is also set: 3 = 4 - 1
+            digits.append((position, sign))
+            rest -= sign
+        rest >>= 1
+        position += 1
+    return digits
+
+
 def csd_terms(value):
     """Nonzero digits of the canonical signed-digit form of an integer (1 for a power of two):
     a constant multiplication by `value` built from shifts costs terms - 1 adders."""
-    value, terms = abs(int(value)), 0
-    while value:
-        if value & 1:
-            terms += 1
-            value -= 2 - (value & 3)  # digit +1 if value % 4 == 1, -1 if value % 4 == 3
-        value >>= 1
-    return terms
+    return len(csd_digits(value))
+
+
+@lru_cache(maxsize=None)
+def adder_plan(value):
+    """(adders, factors, rest): the cheapest way found to multiply by the positive `value` with
+    shifts and adds: value = factors[0] * factors[1] * ... * rest, each factor 2^k +- 1 (one adder: (y << k) +- y)
+    and rest summed from its canonical signed digits (digits - 1 adders).
+
+    >>> adder_plan(21845)      # 5 * 17 * 257: 3 adders instead of the 7 of its 8 digits
+    (3, (5, 17), 257)
+    >>> adder_plan(15447)      # no cheaper factor: 6 digits
+    (5, (), 15447)
+    """
+    best = (max(0, csd_terms(value) - 1), (), value)
+    for k in range(1, value.bit_length()):
+        for factor in ((1 << k) + 1, (1 << k) - 1):
+            if factor > 1 and value % factor == 0:
+                adders, factors, rest = adder_plan(value // factor)
+                if adders + 1 < best[0]:
+                    best = (adders + 1, (factor,) + factors, rest)
+    return best

@@ -15,6 +15,7 @@ import copy
 import numpy as np
 
 from quantize.convert import quantize_bundle
+from quantize.fixed_point import MULTIPLIER_BITS
 from quantize.float_reference import run_float
 from quantize.qmodel import make_qmodel
 from training.bundle import FORMAT, VERSION, Bundle, pack_signs, validate
@@ -133,12 +134,13 @@ def random_bundle(depth=8, width=1, in_channels=1, num_classes=10, input_size=12
 
 
 def random_qmodel(depth=8, width=1, in_channels=1, num_classes=10, input_size=12, act_bits=8,
-                  variant="bn", seed=0, calib_images=32):
+                  variant="bn", seed=0, calib_images=32, multiplier_bits=MULTIPLIER_BITS):
     """A validated in-memory `QModel` of a random_bundle, calibrated on `calib_images` random
     uint8 images (drawn from `seed`, independent of the images that set the BN moments).
-    Equals quantize_bundle(random_bundle(...same...), those images, act_bits) + make_qmodel."""
+    Equals quantize_bundle(random_bundle(...same...), those images, act_bits,
+    multiplier_bits=...) + make_qmodel."""
     seed = int(seed)
     bundle = random_bundle(depth, width, in_channels, num_classes, input_size, variant, seed)
     images = random_images(calib_images, bundle.manifest["input_shape"], [seed, 2])
-    manifest, arrays = quantize_bundle(bundle, images, act_bits)
+    manifest, arrays = quantize_bundle(bundle, images, act_bits, multiplier_bits=multiplier_bits)
     return make_qmodel(manifest, arrays)

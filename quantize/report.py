@@ -16,7 +16,7 @@ import numpy as np
 
 from common.files import figure_png, write_report_files
 from quantize.convert import multiplier_kind
-from quantize.fixed_point import csd_terms
+from quantize.fixed_point import MULTIPLIER_BITS, csd_terms
 
 # Ops whose output is an accumulator (kept inside the compute unit) rather than a feature map
 # that is stored in activation RAM.
@@ -108,6 +108,7 @@ def build_report(qmodel, float_test_error, sweep, *, test_images, calib_images, 
         test_images=int(test_images),
         calib_images=int(calib_images),
         calib_percentile=float(calib_percentile),
+        multiplier_bits=int(qmodel.manifest.get("source", {}).get("multiplier_bits", MULTIPLIER_BITS)),
         wall_s=float(wall_s),
     )
     report.update(extra or {})
@@ -197,7 +198,8 @@ def render_markdown(report):
         "",
         f"{report['act_bits']}-bit activations written to the quantized model; "
         f"{report['test_images']:,} test images, calibrated on {report['calib_images']:,} "
-        f"training images (percentile {report['calib_percentile']:g}); {report['wall_s']:.1f} s.",
+        f"training images (percentile {report['calib_percentile']:g}); "
+        f"{report['multiplier_bits']}-bit multipliers; {report['wall_s']:.1f} s.",
         "",
         "## Accuracy",
         "",

@@ -1,7 +1,7 @@
 """Check the generated accelerator against the golden model in Verilator, from the command line.
 
     python -m sim --model RUN_DIR/quant --images N [--layer NAME] [--lanes 16] [--pixels 2]
-                  [--stall 0.2]
+                  [--requantizers dsp|shift-add] [--stall 0.2]
 
 Prints every layer's verdict (`bit-exact`, or the first mismatch: index, expected, got) on the
 first test image, then runs N test images through the whole network and prints the cycles per
@@ -14,6 +14,8 @@ import time
 
 from common.cli import OneLineParser
 from hw.latency import latency_report
+from hw.memory_images import REQUANTIZERS
+from hw.plan import CorePlan
 from hw.schedule import build_schedule
 from quantize.qmodel import QModelError, read_qmodel
 from training.data import DatasetError, load_dataset
@@ -27,6 +29,8 @@ def build_parser():
                    help="check only this layer (repeatable); default: all layers")
     p.add_argument("--lanes", type=int, default=16, help="channels per word (power of two)")
     p.add_argument("--pixels", type=int, default=2, help="output pixels per cycle (>= 1)")
+    p.add_argument("--requantizers", default="dsp", choices=REQUANTIZERS,
+                   help="the requantizers to build (as python -m hw.build --requantizers)")
     p.add_argument("--stall", type=float, default=0.2,
                    help="probability of a stall cycle on each stream side (0..0.9)")
     p.add_argument("--data-dir", default=None)
@@ -58,6 +62,11 @@ def main(argv=None):
     from sim.check import check_layers, check_network
 
     schedule = build_schedule(qmodel, args.lanes, args.pixels)
+    try:
+        CorePlan(schedule, args.requantizers)    # checked before any simulator build
+    except ValueError as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 2
     report = latency_report(schedule)
     failures = 0
     if not args.no_layers:
@@ -66,7 +75,8 @@ def main(argv=None):
         t0 = time.time()
         try:
             verdicts, _ = check_layers(qmodel, args.lanes, images[0],
-                                       os.path.join(args.build_dir, "layers"), args.layer, args.pixels)
+                                       os.path.join(args.build_dir, "layers"), args.layer, args.pixels,
+                                       args.requantizers)
         except ValueError as e:
             print(f"{prog}: error: {e}", file=sys.stderr)
             return 2
@@ -78,7 +88,8 @@ def main(argv=None):
           flush=True)
     t0 = time.time()
     result, _ = check_network(qmodel, args.lanes, images, os.path.join(args.build_dir, "network"),
-                              in_stall=args.stall, out_stall=args.stall, pixels=args.pixels)
+                              in_stall=args.stall, out_stall=args.stall, pixels=args.pixels,
+                              requantizers=args.requantizers)
     for v, cycles in zip(result.verdicts, result.cycles + [None] * len(result.verdicts)):
         print(f"  {v.line()}" + (f", {cycles} cycles" if cycles else ""))
     model = report.cycles_per_image

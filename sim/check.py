@@ -61,7 +61,7 @@ def _split(beats, out_bits):
     return groups
 
 
-def check_layers(qmodel, lanes, image, build_dir, names=None, pixels=1):
+def check_layers(qmodel, lanes, image, build_dir, names=None, pixels=1, requantizers="dsp"):
     """Feed every step (or the named ones) the golden input of its layer, compare its outputs."""
     schedule = build_schedule(qmodel, lanes, pixels)
     indices = [i for i, s in enumerate(schedule.steps)
@@ -69,7 +69,7 @@ def check_layers(qmodel, lanes, image, build_dir, names=None, pixels=1):
     if not indices:
         raise ValueError(f"no layer named {', '.join(names)}; layers: "
                          f"{', '.join(s.name for s in schedule.steps)}")
-    plan = CorePlan(layer_test_schedule(schedule, indices))
+    plan = CorePlan(layer_test_schedule(schedule, indices), requantizers)
     golden = run(qmodel, image[None], keep=True)
     job = schedule_job(plan, image[None], golden)
     result = simulate(Accelerator(plan), job, build_dir)
@@ -110,10 +110,10 @@ def _head_verdict(name, golden, beats, plan, n):
 
 
 def check_network(qmodel, lanes, images, build_dir, in_stall=0.0, out_stall=0.0, seed=0,
-                  pixels=1):
+                  pixels=1, requantizers="dsp"):
     """Whole network: pixels in, logits and class out for each image, vs the golden model."""
     schedule = build_schedule(qmodel, lanes, pixels)
-    plan = CorePlan(schedule)
+    plan = CorePlan(schedule, requantizers)
     golden = run(qmodel, images, keep=False)
     job = schedule_job(plan, images, golden)
     job.in_stall, job.out_stall, job.seed = in_stall, out_stall, seed

@@ -183,21 +183,24 @@ def test_link_rate_sentence():
 # -- report fields -----------------------------------------------------------------------------
 def test_report_fields_table_is_build_reports_keys():
     from hw.latency import latency_report
-    from hw.memory_images import build_images, memory_bits
+    from hw.memory_images import memory_bits
+    from hw.plan import CorePlan
     from hw.report import build_report
     from hw.schedule import build_schedule
     from quantize.random_model import random_qmodel
     qm = random_qmodel(depth=8, width=1, input_size=8, act_bits=8, seed=0)
     schedule = build_schedule(qm, 4, 1)
+    plan = CorePlan(schedule)
     rep = build_report(BOARDS["arty_a7"], qm, latency_report(schedule),
-                       memory_bits(qm, schedule, build_images(qm, schedule)), baud=115200,
-                       uart_divisor=868)
+                       memory_bits(qm, schedule, plan.images), baud=115200,
+                       uart_divisor=868, requantizers=plan.requantizer_summary())
     rows = table_after(read_doc(), "| key | meaning |")
     keys = {k for r in rows for k in re.findall(r"`(\w+)`", r[0])}
     assert keys == set(rep)
     documented = {unquote(r[0]): r[1] for r in rows}
     for field, value in (("capacity", rep["capacity"]), ("memory", rep["memory"]),
-                         ("layers", rep["layers"][0]), ("frame_bytes", rep["frame_bytes"])):
+                         ("layers", rep["layers"][0]), ("frame_bytes", rep["frame_bytes"]),
+                         ("requantizers", rep["requantizers"])):
         assert set(re.findall(r"`(\w+)`", documented[field])) == set(value), field
 
 

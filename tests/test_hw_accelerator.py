@@ -75,11 +75,33 @@ def test_a_wrong_expectation_is_caught(bn_model, bn_network_build):
     assert result.beats[3] != job.expected[3] and result.beats[:3] == job.expected[:3]
 
 
-def test_srelu_network_bit_exact(srelu_model, tmp_path_factory):
+@pytest.mark.parametrize("requantizers", [pytest.param("dsp", marks=pytest.mark.slow), "shift-add"])
+def test_srelu_network_bit_exact(srelu_model, tmp_path_factory, requantizers):
     images = random_images(2, srelu_model.input_shape, seed=14)
-    result, _ = check_network(srelu_model, LANES, images, tmp_path_factory.mktemp("net_srelu"),
-                              in_stall=0.2, out_stall=0.2, seed=3)
+    result, plan = check_network(srelu_model, LANES, images, tmp_path_factory.mktemp("net_srelu"),
+                                 in_stall=0.2, out_stall=0.2, seed=3, requantizers=requantizers)
     assert result.exact == 2, "\n".join(v.line() for v in result.verdicts)
+    free, _ = check_network(srelu_model, LANES, images[:2], tmp_path_factory.mktemp("net_srelu_free"),
+                            requantizers=requantizers)
+    assert free.cycles[1] == free.model_cycles      # the same latency model either way
+    if requantizers == "shift-add":
+        # A few per-layer constants, not a multiplier per channel.
+        assert 0 < len(plan.images.params.multipliers) <= 8
+
+
+@pytest.mark.slow
+def test_srelu_shift_add_every_layer_bit_exact(srelu_model, tmp_path_factory):
+    image = random_images(1, srelu_model.input_shape, seed=15)[0]
+    verdicts, _ = check_layers(srelu_model, LANES, image, tmp_path_factory.mktemp("layers_srelu"),
+                               requantizers="shift-add")
+    assert all(v.ok for v in verdicts), "\n".join(v.line() for v in verdicts if not v.ok)
+
+
+def test_shift_add_refuses_per_channel_multipliers(bn_model):
+    with pytest.raises(ValueError, match="distinct multipliers.*use --requantizers dsp"):
+        CorePlan(build_schedule(bn_model, LANES), "shift-add")
+    with pytest.raises(ValueError, match="requantizers must be one of dsp, shift-add"):
+        CorePlan(build_schedule(bn_model, LANES), "lut")
 
 
 def test_latency_model_counts_conv_taps(bn_model):

@@ -9,10 +9,10 @@ import re
 
 import numpy as np
 import pytest
-from amaranth.back import verilog
+from amaranth.back import rtlil, verilog
 
 from hw.addsub_tree import AddSubTree
-from hw.requant import Requantizer, fixed_shift_operands
+from hw.requant import Requantizer, ShiftAddRequantizer, fixed_shift_operands
 from quantize.fixed_point import MAX_SHIFT, int_range, requantize
 from quantize.golden import _Prepared, run_op
 from quantize.qmodel import QModel
@@ -29,6 +29,10 @@ TREES = [(8, 9), (16, 9), (5, 9)]                 # (lanes, width); 5: a non-pow
 ACCEL_REQUANT = dict(in_width=21, mult_width=16, bias_width=26, shift=24, out_width=10)
 SMALL_REQUANT = dict(in_width=12, mult_width=8, bias_width=14, shift=15, out_width=6)
 REQUANTS = {"accel": ACCEL_REQUANT, "small": SMALL_REQUANT}
+# M' of a shift-add requantizer (ACCEL_REQUANT widths): a shifted-ReLU model's per-layer
+# constants (sqrt(2)/3 and 1/3 at 15 bits) at several shifts, divide-by-9, a power of two, a
+# negative and a tiny one.
+SHIFT_ADD_MULTIPLIERS = [15447 << 9, 15447 << 5, 21845 << 8, 7282 << 3, 1 << 20, -(5 << 12), 3]
 
 
 def _requantizer(in_width, mult_width, bias_width, shift, out_width):
@@ -161,7 +165,11 @@ def _run_tree(build_root, test_dir, lanes, width, **extra):
 
 def _run_requant(build_root, test_dir, params, testcase=None, **extra):
     widths = REQUANTS[params]
-    return run_cocotb(_requantizer(**widths), "requant", "sim.benches.requant",
+    dut = _requantizer(**widths)
+    if extra.get("multipliers"):
+        dut = ShiftAddRequantizer(widths["in_width"], extra["multipliers"], len(dut.offset),
+                                  widths["shift"], widths["out_width"])
+    return run_cocotb(dut, "requant", "sim.benches.requant",
                       build_root / f"requant_{params}", test_dir=test_dir, seed=SEED,
                       testcase=testcase, log_file=test_dir / "sim.log",
                       params={**widths, **extra})
@@ -182,6 +190,20 @@ def test_tree_broken_twin_fails(build_root, tmp_path):
 @pytest.mark.parametrize("params", ["accel", pytest.param("small", marks=pytest.mark.slow)])
 def test_requant_sim(build_root, tmp_path, params):
     assert _run_requant(build_root, tmp_path, params).is_file()
+
+
+def test_shift_add_requant_sim(build_root, tmp_path_factory, tmp_path):
+    """The multiplier-free requantizer, against the same golden recipe."""
+    root = tmp_path_factory.mktemp("shift_add")
+    assert _run_requant(root, tmp_path, "accel", multipliers=SHIFT_ADD_MULTIPLIERS).is_file()
+
+
+def test_shift_add_requantizer_has_no_multiplier():
+    """Its netlist has no multiply cell (nothing for synthesis to map to a DSP), where the DSP
+    requantizer has one."""
+    shift_add = ShiftAddRequantizer(21, SHIFT_ADD_MULTIPLIERS, 51, 24, 10)
+    assert "$mul" not in rtlil.convert(shift_add, name="requant")
+    assert "$mul" in rtlil.convert(_requantizer(**ACCEL_REQUANT), name="requant")
 
 
 def test_requant_broken_twin_fails(build_root, tmp_path):

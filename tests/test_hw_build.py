@@ -59,6 +59,13 @@ def test_bad_lanes_is_one_line(model_dir, tmp_path):
     assert r.returncode == 2 and "\n" not in r.stderr.strip() and "lanes" in r.stderr
 
 
+def test_shift_add_requantizers_refuse_a_bn_model_before_writing(model_dir, tmp_path):
+    out = tmp_path / "out"
+    r = cli("--model", str(model_dir), "--requantizers", "shift-add", "--no-estimate", "--out", str(out))
+    assert r.returncode == 2 and "\n" not in r.stderr.strip()
+    assert "use --requantizers dsp" in r.stderr and not out.exists()
+
+
 def test_build_writes_board_files_and_report(model_dir, tmp_path):
     out = tmp_path / "arty"
     r = cli("--board", "arty_a7", "--model", str(model_dir), "--lanes", "4", "--no-estimate",

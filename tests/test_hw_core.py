@@ -48,7 +48,7 @@ def test_records_describe_each_step(plan):
     head = records[-1]
     # The head loops over its input's pixels (2x2 after two stride-2 stages), classes in groups.
     assert (head["h_out"], head["w_out"], head["g_out"]) == (2, 2, 2)
-    assert head["has_rq"] and head["lo"] < 0 < head["hi"]
+    assert plan.head_requant and head["lo"] < 0 < head["hi"]
     pool = records[kinds.index(POOL)]
     assert pool["depthwise"] and pool["g_in"] == 1 and pool["stride2"]
     for r, step in zip(records, plan.steps):

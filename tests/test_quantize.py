@@ -315,6 +315,11 @@ def test_divide_by_nine_exact_over_whole_range(lo, hi):
     q = sums // 9                                  # floor
     want = q + (sums - 9 * q >= 5)                 # remainder r/9 >= 1/2  <=>  r >= 5
     assert np.array_equal(got, want)
+    # Never costlier as shifts and adds than the plain rule: M = floor(2^s/9) + 1, smallest s.
+    plain = next(m for m in ((1 << t) // 9 + 1 for t in range(4, 41))
+                 if np.array_equal(fp.shift_round(sums * m, (m * 9).bit_length() - 1), want))
+    odd = lambda v: v >> ((v & -v).bit_length() - 1)  # noqa: E731
+    assert fp.adder_plan(odd(m))[0] <= fp.adder_plan(odd(plain))[0]
     step = max(1, len(sums) // 3000)               # Fraction cross-check of the formula above
     for v in sums[::step].tolist() + [9 * lo, 9 * hi]:
         assert int(fp.shift_round(np.int64(v * m), s)) == math.floor(Fraction(v, 9) + HALF)
@@ -500,6 +505,26 @@ def test_random_qmodel_configs(cfg):
         for op in q.ops:
             if op["name"].endswith("_relu"):
                 assert multiplier_kind(op, q.tensors) == "per-channel", op["name"]
+
+
+def test_fewer_multiplier_bits_round_the_same_real_multipliers():
+    """--multiplier-bits B: every requant M fits B signed bits and, with its shift, is the real
+    multiplier of the 16-bit model rounded to B bits (ratio within 2^-(B-2) of it)."""
+    b = bundle(variant="srelu", depth=8, width=1, input_size=8, num_classes=10)
+    images = random_images(16, tuple(b.manifest["input_shape"]), 5)
+    full = quantize_bundle(b, images, 8, multiplier_bits=16)
+    for bits in (6, 10):
+        manifest, arrays = quantize_bundle(b, images, 8, multiplier_bits=bits)
+        assert manifest["source"]["multiplier_bits"] == bits
+        pairs = [(op, ref) for op, ref in zip(manifest["ops"], full[0]["ops"]) if op["op"] == "requant"]
+        assert pairs and all(op["name"] == ref["name"] for op, ref in pairs)
+        for op, ref in pairs:
+            m = arrays[op["multiplier"]]
+            assert np.all(np.abs(m) < 2 ** (bits - 1)), op["name"]
+            real = full[1][ref["multiplier"]] / 2.0 ** ref["shift"]
+            assert np.allclose(m / 2.0 ** op["shift"], real, rtol=2.0 ** -(bits - 2)), op["name"]
+    with pytest.raises(ValueError, match="multiplier_bits must be 2..16"):
+        quantize_bundle(b, images, 8, multiplier_bits=17)
 
 
 def test_random_bundle_is_a_valid_bundle(tmp_path):

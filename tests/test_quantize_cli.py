@@ -139,6 +139,8 @@ def test_srelu_needs_no_multiplier(tiny, tmp_path):
     (["--calib-images", "0"], "--calib-images"),
     (["--calib-percentile", "0"], "--calib-percentile"),
     (["--sweep-bits", "8,2"], "--sweep-bits"),
+    (["--multiplier-bits", "1"], "--multiplier-bits"),
+    (["--multiplier-bits", "17"], "--multiplier-bits"),
 ])
 def test_bad_arguments(tiny, capsys, extra, message):
     code, _, err = run_cli([tiny["run"], "--data-dir", tiny["data"], *extra], capsys)

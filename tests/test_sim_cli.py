@@ -24,6 +24,7 @@ def tiny(tmp_path_factory):
     (["--lanes", "6"], "power of two"),
     (["--images", "0"], "--images"),
     (["--stall", "1.5"], "--stall"),
+    (["--requantizers", "shift-add"], "per-channel multipliers, as in a bn model): use --requantizers dsp"),
 ])
 def test_bad_arguments(tiny, capsys, args, message):
     code = main(["--model", str(tiny / "quant"), "--data-dir", str(tiny), *args])

@@ -1,4 +1,5 @@
-"""cocotb bench for hw.requant.Requantizer alone (run through sim.runner.run_cocotb).
+"""cocotb bench for hw.requant.Requantizer or ShiftAddRequantizer alone (through
+sim.runner.run_cocotb).
 
 y = clamp((x*M + B + 2^(s-1)) >> s, lo, hi), checked against quantize.fixed_point.requantize
 (via sim.models.requant_golden). One new vector (x, M, B, s, lo, hi) goes in on EVERY cycle,
@@ -12,6 +13,9 @@ Parameters (sim.benches.params, given by tests/test_hw_blocks.py):
     shift              the DUT's fixed shift: the largest shift driven
     cycles             random vectors in random_full_throughput (default 2000)
     break_model=True   a deliberately wrong reference that rounds ties down instead of up
+    multipliers        the M' values of a ShiftAddRequantizer; its `multiplier` port takes their
+                       code (k for multipliers[k - 1], 0 for zero). Only `shift_add_codes` runs:
+                       the other tests drive arbitrary M.
 """
 import random
 
@@ -25,11 +29,14 @@ from sim.benches.reset import start
 from sim.models import REQUANT_LATENCY, requant_golden
 
 PARAMS = bench_params(in_width=21, mult_width=16, bias_width=26, shift=22, out_width=10,
-                      cycles=2000, break_model=False)
+                      cycles=2000, break_model=False, multipliers=[])
 IN, MULT, BIAS = PARAMS["in_width"], PARAMS["mult_width"], PARAMS["bias_width"]
 MAX_SHIFT, OUT = PARAMS["shift"], PARAMS["out_width"]
 CYCLES = PARAMS["cycles"]
 BREAK_MODEL = PARAMS["break_model"]
+MULTIPLIERS = [int(v) for v in PARAMS["multipliers"]]
+SHIFT_ADD = bool(MULTIPLIERS)
+CODE = {0: 0} | {v: k for k, v in enumerate(MULTIPLIERS, start=1)}
 
 
 def _range(bits):
@@ -126,7 +133,7 @@ async def _start(dut):
 async def _stream(dut, vec, label):
     """Drive the vectors one per cycle and check `y` every cycle; returns the expected outputs."""
     x, m, b, s, lo, hi = vec.arrays()
-    assert ((X_LO <= x) & (x <= X_HI)).all() and ((M_LO <= m) & (m <= M_HI)).all()
+    assert ((X_LO <= x) & (x <= X_HI)).all() and (SHIFT_ADD or ((M_LO <= m) & (m <= M_HI)).all())
     assert ((B_LO <= b) & (b <= B_HI)).all() and ((0 <= s) & (s <= MAX_SHIFT)).all()
     assert ((Y_LO <= lo) & (lo <= hi) & (hi <= Y_HI)).all()
     want_all = _expected(x, m, b, s, lo, hi)
@@ -138,7 +145,7 @@ async def _stream(dut, vec, label):
             return
         m_op, offset = fixed_shift_operands(m[n], b[n], int(s[n]), MAX_SHIFT)
         dut.x.value = _u(x[n], IN)
-        dut.multiplier.value = _u(m_op, len(dut.multiplier))
+        dut.multiplier.value = _u(CODE[m_op] if SHIFT_ADD else m_op, len(dut.multiplier))
         dut.offset.value = _u(offset, len(dut.offset))
         dut.lo.value = _u(lo[n], OUT)
         dut.hi.value = _u(hi[n], OUT)
@@ -153,7 +160,7 @@ async def _stream(dut, vec, label):
     return want_all
 
 
-@cocotb.test()
+@cocotb.test(skip=SHIFT_ADD)
 async def random_full_throughput(dut):
     """CYCLES random vectors back to back; magnitudes log-uniform so that both in-range and
     saturated results are common; shift uniform over 0..MAX_SHIFT."""
@@ -172,7 +179,7 @@ async def random_full_throughput(dut):
     assert inside > n // 10 and clamped > n // 10, f"poor coverage: {inside} inside, {clamped} at bounds"
 
 
-@cocotb.test()
+@cocotb.test(skip=SHIFT_ADD)
 async def rounding_ties(dut):
     """x*M + B exactly at q - 1/2 after the shift (rounds up to q, so -2.5 -> -2, 2.5 -> 3),
     and one below / above it, for positive and negative q and every shift 1..MAX_SHIFT."""
@@ -206,7 +213,7 @@ async def rounding_ties(dut):
     await _stream(dut, shuffled, "ties (shuffled)")
 
 
-@cocotb.test()
+@cocotb.test(skip=SHIFT_ADD)
 async def saturation(dut):
     """Results below lo and above hi (far beyond, and by exactly one), and exactly at lo / hi,
     with random, full-range, single-value and ReLU bounds; the largest |x*M + B| both ways."""
@@ -235,7 +242,7 @@ async def saturation(dut):
     assert (y == lo).sum() > 100 and (y == hi).sum() > 100
 
 
-@cocotb.test()
+@cocotb.test(skip=SHIFT_ADD)
 async def shift_zero(dut):
     """shift 0: no rounding term, y = clamp(x*M + B) exactly."""
     await _start(dut)
@@ -253,7 +260,7 @@ async def shift_zero(dut):
     await _stream(dut, vec, "shift 0")
 
 
-@cocotb.test()
+@cocotb.test(skip=SHIFT_ADD)
 async def extremes(dut):
     """Every combination of extreme x, M, B with shifts 0, 1 and MAX_SHIFT: no internal overflow."""
     await _start(dut)
@@ -266,3 +273,35 @@ async def extremes(dut):
                         vec.add(x, m, b, s)
                         vec.add(x, m, b, s, -1, 1)
     await _stream(dut, vec, "extremes")
+
+
+@cocotb.test(skip=not SHIFT_ADD)
+async def shift_add_codes(dut):
+    """The shift-add requantizer: each vector takes one of its M' (or zero) with a shift s
+    for which M' = M << (shift - s) holds an integer M; random, extreme and tie-making x and B."""
+    await _start(dut)
+    rng = _rng()
+    vec = _Vectors()
+    for value in [0] + MULTIPLIERS:
+        zeros = (value & -value).bit_length() - 1 if value else MAX_SHIFT
+        shifts = range(max(0, MAX_SHIFT - zeros), MAX_SHIFT + 1)
+        for x in (X_LO, X_HI, 0, -1, 1):
+            for b in (B_LO, B_HI, 0):
+                for s in (shifts[0], shifts[-1]):
+                    vec.add(x, value >> (MAX_SHIFT - s), b, s)
+        n = CYCLES // (len(MULTIPLIERS) + 1)
+        s = rng.integers(shifts[0], shifts[-1], size=n, endpoint=True)
+        lo, hi = _bounds(rng, n)
+        x = _logsigned(rng, IN, n)
+        m = np.array([value >> (MAX_SHIFT - int(k)) for k in s], np.int64)
+        b = _logsigned(rng, BIAS, n)
+        # Half of them a tie after the shift: x*M + B = q*2^s - 2^(s-1), B in range.
+        tie = (rng.random(n) < 0.5) & (s > 0)
+        q = (x * m + b) >> s
+        b = np.where(tie, q * (1 << s) - ((1 << s) >> 1) - x * m, b)
+        ok = (B_LO <= b) & (b <= B_HI)
+        vec.extend(x[ok], m[ok], b[ok], s[ok], lo[ok], hi[ok])
+    y = await _stream(dut, vec, "shift-add codes")
+    _, _, _, _, lo, hi = vec.arrays()
+    inside = int(((y > lo) & (y < hi)).sum())
+    assert inside > len(vec) // 10, f"poor coverage: {inside} of {len(vec)} inside the bounds"
