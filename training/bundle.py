@@ -5,6 +5,7 @@ One file, `bundle.npz`: a zip of .npy members (each member CRC-checked by zipfil
 `manifest` (UTF-8 JSON as a uint8 array) and one array per tensor, each also sha256-checked.
 The format is specified in docs/bundle.md; keep the two in step.
 """
+import math
 import os
 from dataclasses import dataclass, field
 
@@ -119,7 +120,7 @@ def validate(path, manifest, tensors):
         raise _error(path, f"format is {manifest.get('format')!r}, expected {FORMAT!r} "
                            "(not a bitwrn bundle)")
     version = manifest.get("version")
-    if version not in SUPPORTED_VERSIONS:
+    if type(version) is not int or version not in SUPPORTED_VERSIONS:   # not True, not 1.0
         raise _error(path, f"unsupported bundle version {version!r}; this reader supports "
                            f"version(s) {', '.join(map(str, SUPPORTED_VERSIONS))}",
                      "re-export it with this checkout's training.export.export_bundle, or "
@@ -132,6 +133,28 @@ def validate(path, manifest, tensors):
         return _check_graph(path, manifest, tensors)
     except (TypeError, KeyError, AttributeError, ValueError) as e:  # malformed JSON structure
         raise _error(path, f"malformed manifest ({type(e).__name__}: {e})") from e
+
+
+# Attribute values: integers (not bools) with a lower bound, or finite numbers with a sign.
+INT_ATTRS = dict(in_channels=1, out_channels=1, kernel=1, stride=1, padding=0)
+NUMBER_ATTRS = dict(eps="> 0", scale="> 0", factor="> 0", floor="any")
+
+
+def _check_attribute_values(path, op):
+    for key, low in INT_ATTRS.items():
+        if key in op and not (type(op[key]) is int and op[key] >= low):
+            raise _error(path, f"op {op['name']!r}: {key} is {op[key]!r}, not an integer >= {low}")
+    for key, sign in NUMBER_ATTRS.items():
+        if key not in op:
+            continue
+        v = op[key]
+        ok = type(v) in (int, float) and math.isfinite(v) and (sign == "any" or v > 0)
+        if not ok:
+            want = "a finite number" + ("" if sign == "any" else f" {sign}")
+            raise _error(path, f"op {op['name']!r}: {key} is {v!r}, not {want}")
+    for key in ("binary", "affine", "count_include_pad"):
+        if key in op and type(op[key]) is not bool:
+            raise _error(path, f"op {op['name']!r}: {key} is {op[key]!r}, not true or false")
 
 
 def _check_graph(path, manifest, tensors):
@@ -166,6 +189,7 @@ def _check_graph(path, manifest, tensors):
         lacking = [a for a in OP_ATTRS[kind] if a not in op]
         if lacking:
             raise _error(path, f"op {name!r} ({kind}) lacks attribute(s) {', '.join(lacking)}")
+        _check_attribute_values(path, op)
         if name in shapes:
             raise _error(path, f"op name {name!r} is used twice (or is 'image')")
         if len(inputs) != (2 if kind == "add" else 1):
@@ -203,7 +227,13 @@ def _check_graph(path, manifest, tensors):
             s = (o, h, w)
         elif kind == "batchnorm":
             for suffix in ("mean", "var") + (("weight", "bias") if op["affine"] else ()):
-                need(op, f"{name}.{suffix}", "float32", (c,))
+                key = f"{name}.{suffix}"
+                need(op, key, "float32", (c,))
+                bad = ~np.isfinite(tensors[key]) | ((tensors[key] < 0) if suffix == "var" else False)
+                if bad.any():
+                    i = int(np.argmax(bad))
+                    raise _error(path, f"tensor {key!r} channel {i} is {float(tensors[key][i])!r}; "
+                                       f"it must be a finite number{' >= 0' if suffix == 'var' else ''}")
         elif kind == "avgpool":
             if not op["count_include_pad"]:
                 raise _error(path, f"op {name!r}: count_include_pad=false is not supported",

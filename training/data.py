@@ -120,10 +120,24 @@ def _load_idx(name, d):
 
 # ---------------------------------------------------------------- CIFAR-10 / CIFAR-100 (pickle)
 
+class _BatchUnpickler(pickle.Unpickler):
+    """A pickle may name any Python callable and have it called. A CIFAR batch holds only a
+    dict of bytes, ints, lists and one numpy array: only the globals that rebuild an array (and
+    bytes, as protocol 2 writes them from Python 3) are admitted, so a tampered file cannot run
+    code."""
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
+
+    def find_class(self, module, name):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"it names {module}.{name}, which a CIFAR batch never does")
+        return super().find_class(module, name)
+
+
 def _read_cifar_batch(name, path, label_key, num_classes):
     try:
-        with open(path, "rb") as f:
-            d = pickle.load(f, encoding="bytes")  # the batches are Python-2 pickles: bytes keys
+        with open(path, "rb") as f:   # Python-2 pickles: bytes keys
+            d = _BatchUnpickler(f, encoding="bytes").load()
     except Exception as e:  # unpickling can fail with many exception types
         raise _corrupt(name, path, f"cannot unpickle ({type(e).__name__}: {e})") from e
     if not isinstance(d, dict) or b"data" not in d or label_key not in d:

@@ -23,7 +23,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from common.cli import OneLineParser, UsageError, run_main
-from common.files import atomic_path, write_json, write_text
+from common.files import atomic_path, check_output_folder, write_json, write_text
 from training import lr_schedule, sgdr
 from training.augment import augment
 from training.bn_recalibration import recalibrate_batchnorm
@@ -126,14 +126,25 @@ def check_args(args):
         raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.stop_after is not None and args.stop_after < 1:
         raise UsageError(f"--stop-after must be >= 1, got {args.stop_after}")
+    if args.threads is not None and args.threads < 1:
+        raise UsageError(f"--threads must be >= 1, got {args.threads} (leave it out for torch's default)")
+    check_output_folder(args.out, "--out")
 
 
 def pick_device(name):
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise UsageError(f"--device {name}: unknown device; use auto, cpu, cuda or cuda:N")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UsageError(f"--device {name}: no CUDA device here; use --device cpu")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise UsageError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA "
+                         f"device(s), cuda:0 to cuda:{torch.cuda.device_count() - 1}")
     return device
 
 
@@ -175,11 +186,14 @@ def make_optimizer(model, args):
 def load_checkpoint(args, path):
     if not os.path.exists(path):
         raise UsageError(f"--resume: no checkpoint at {path}; start the run without --resume")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    try:    # weights_only: tensors and plain containers, never code from the file
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # a truncated or foreign file
         raise UsageError(f"--resume: cannot read {path} ({type(e).__name__}); "
                          f"delete it to start over") from None
+    if not (isinstance(ckpt, dict) and CHECKPOINT_KEYS <= set(ckpt) and isinstance(ckpt["args"], dict)):
+        raise UsageError(f"--resume: {path} is not a checkpoint of this trainer (no "
+                         f"{', '.join(sorted(CHECKPOINT_KEYS))}); delete it to start over")
     stored = {k: ckpt["args"].get(k, LEGACY_ARGS.get(k)) for k in RUN_IDENTITY}
     if args.srelu_temperature is None:       # not given: the run's own
         args.srelu_temperature = stored["srelu_temperature"]
@@ -189,6 +203,11 @@ def load_checkpoint(args, path):
         raise UsageError(f"--resume: --{k.replace('_', '-')} was {stored[k]!r} in {path}, "
                          f"now {getattr(args, k)!r}; resume with the run's own arguments")
     return ckpt
+
+
+CHECKPOINT_KEYS = {"epoch", "model", "optimizer", "history", "args", "wall_s"}
+# A run folder holds these; a new run (no --resume) must not write over any of them.
+RUN_FILES = ("checkpoint.pt", "bundle.npz", "summary.json", "metrics.jsonl")
 
 
 def save_checkpoint(path, model, optimizer, history, args, wall_s):
@@ -204,11 +223,17 @@ def train(args):
     if args.threads:
         torch.set_num_threads(args.threads)
     ckpt_path = os.path.join(args.out, "checkpoint.pt")
-    if not args.resume and os.path.exists(ckpt_path):
-        raise UsageError(f"{args.out} already holds a run (checkpoint.pt): pass --resume to "
-                         f"continue it, or choose another --out")
+    held = [f for f in RUN_FILES if os.path.exists(os.path.join(args.out, f))]
+    if not args.resume and held:
+        hint = "pass --resume to continue it, or " if "checkpoint.pt" in held else ""
+        raise UsageError(f"{args.out} already holds a run ({', '.join(held)}): {hint}choose "
+                         f"another --out")
     ckpt = load_checkpoint(args, ckpt_path) if args.resume else None
     data = load_dataset(args.dataset, args.data_dir, args.subset, args.seed)
+    size = min(data.train_x.shape[2:])
+    if args.cutout > size:
+        raise UsageError(f"--cutout {args.cutout} is larger than the {size}x{size} images and "
+                         f"would blank them; use at most {size} (the paper: 18 on 32x32)")
     dist = init_distributed(device)
     if device.type == "cuda" and dist.active:
         device = torch.device("cuda", dist.rank % torch.cuda.device_count())

@@ -1,0 +1,238 @@
+"""Bad input, as a new user gives it: one line naming the problem and the fix, a non-zero exit
+status, before any long work, and whatever was already on disk left as it was.
+
+One test per row of the robustness table (issue 13) for `training.train`, `quantize` and
+`hw.build`; the bundle's value checks are in test_bundle.py, `sim` and `hw.client` in
+test_sim_cli.py and test_hw_client.py.
+"""
+import hashlib
+import os
+
+import numpy as np
+import pytest
+import torch
+
+import hw.build
+import quantize.__main__ as quantize_cli
+import training.train as train_cli
+from quantize.qmodel import write_qmodel
+from quantize.random_model import random_qmodel
+from tests.formats import write_idx_set
+from tests.test_quantize_cli import make_run
+
+
+def run(main, args, capsys):
+    """(exit status, stderr) of an entry point run in-process."""
+    try:
+        status = main([str(a) for a in args])
+    except SystemExit as e:          # argparse's own errors
+        status = e.code
+    return status, capsys.readouterr().err.strip()
+
+
+def one_line(err, *words):
+    """One error line holding `words` (progress bars on stderr aside)."""
+    lines = [line for line in err.splitlines() if line.strip() and "%|" not in line]
+    assert len(lines) == 1, err
+    for w in words:
+        assert w in lines[0], (w, err)
+
+
+def snapshot(folder):
+    """Every file below `folder` with its content's hash: 'unchanged' means equal snapshots."""
+    files = {}
+    for root, _, names in os.walk(folder):
+        for n in names:
+            path = os.path.join(root, n)
+            with open(path, "rb") as f:
+                files[os.path.relpath(path, folder)] = hashlib.sha256(f.read()).hexdigest()
+    return files
+
+
+@pytest.fixture
+def read_only(tmp_path):
+    """An existing folder this process cannot write in: chmod for a normal user; for root,
+    whom file modes do not stop, a folder of the read-only sysfs."""
+    if os.geteuid() != 0:
+        d = tmp_path / "ro"
+        d.mkdir()
+        d.chmod(0o555)
+        yield str(d)
+        d.chmod(0o755)
+    else:
+        yield "/sys/kernel"
+
+
+@pytest.fixture(scope="module")
+def mnist(tmp_path_factory):
+    d = tmp_path_factory.mktemp("mnist")
+    write_idx_set(str(d), np.random.default_rng(0), n_train=200, n_test=50, h=12, w=12)
+    return str(d)
+
+
+def train_args(data, out, *extra):
+    return ["--dataset", "mnist", "--data-dir", data, "--depth", "8", "--epochs", "2",
+            "--batch-size", "50", "--threads", "1", "--out", out, *extra]
+
+
+# -- python -m training.train ------------------------------------------------------------------
+
+def test_1_train_out_is_a_file(mnist, tmp_path, capsys):
+    f = tmp_path / "notes.txt"
+    f.write_text("mine")
+    status, err = run(train_cli.main, train_args(mnist, f), capsys)
+    assert status == 2 and f.read_text() == "mine"
+    one_line(err, "is a file, not a folder", "--out")
+
+
+def test_2_train_out_under_a_read_only_parent(mnist, read_only, capsys):
+    status, err = run(train_cli.main, train_args(mnist, os.path.join(read_only, "run")), capsys)
+    assert status == 2
+    one_line(err, "cannot write in", "choose another --out")
+
+
+def test_3_train_out_read_only_fails_before_the_first_epoch(mnist, read_only, capsys):
+    status, err = run(train_cli.main, train_args(mnist, read_only), capsys)
+    assert status == 2
+    one_line(err, "cannot write in", read_only)
+    assert "epoch" not in capsys.readouterr().out
+
+
+def test_4_resume_from_a_torch_file_of_another_shape(mnist, tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    torch.save({"weights": torch.zeros(3)}, out / "checkpoint.pt")
+    before = snapshot(out)
+    status, err = run(train_cli.main, train_args(mnist, out, "--resume"), capsys)
+    assert status == 2 and snapshot(out) == before
+    one_line(err, "is not a checkpoint of this trainer", "delete it to start over")
+
+
+@pytest.mark.parametrize("extra,words", [
+    (["--device", "tpu"], ["--device tpu: unknown device", "cpu"]),
+    (["--device", "cuda:7"], ["--device cuda:7"]),
+    (["--threads", "-1"], ["--threads must be >= 1"]),
+    (["--threads", "0"], ["--threads must be >= 1"]),
+    (["--cutout", "1000"], ["--cutout 1000 is larger than the 12x12 images", "at most 12"]),
+])
+def test_5_6_7_train_device_threads_cutout(mnist, tmp_path, capsys, extra, words):
+    status, err = run(train_cli.main, train_args(mnist, tmp_path / "run", *extra), capsys)
+    assert status == 2 and not (tmp_path / "run" / "checkpoint.pt").exists()
+    one_line(err, *words)
+
+
+def test_8_a_finished_run_without_checkpoint_is_not_overwritten(mnist, tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "bundle.npz").write_bytes(b"an earlier model")
+    (out / "summary.json").write_text("{}")
+    before = snapshot(out)
+    status, err = run(train_cli.main, train_args(mnist, out), capsys)
+    assert status == 2 and snapshot(out) == before
+    one_line(err, "already holds a run (bundle.npz, summary.json)", "choose another --out")
+
+
+# -- python -m quantize ------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def quant_run(tmp_path_factory, mnist):
+    run_dir = tmp_path_factory.mktemp("qrun") / "run"
+    make_run(str(run_dir))
+    return str(run_dir)
+
+
+def quantize_args(run_dir, mnist, out):
+    return [run_dir, "--data-dir", mnist, "--calib-images", "50", "--sweep-bits", "8",
+            "--out", out]
+
+
+def test_11_quantize_out_is_a_file_or_read_only(quant_run, mnist, tmp_path, read_only, capsys):
+    f = tmp_path / "q"
+    f.write_text("mine")
+    status, err = run(quantize_cli.main, quantize_args(quant_run, mnist, f), capsys)
+    assert status == 2 and f.read_text() == "mine"
+    one_line(err, "is a file, not a folder")
+    status, err = run(quantize_cli.main, quantize_args(quant_run, mnist, read_only), capsys)
+    assert status == 2
+    one_line(err, "cannot write in")
+    # A folder of other files would be replaced as a whole: refused too.
+    other = tmp_path / "photos"
+    other.mkdir()
+    (other / "cat.jpg").write_bytes(b"meow")
+    status, err = run(quantize_cli.main, quantize_args(quant_run, mnist, other), capsys)
+    assert status == 2 and (other / "cat.jpg").read_bytes() == b"meow"
+    one_line(err, "holds other files (cat.jpg)")
+
+
+def test_12_quantize_failing_while_writing_leaves_the_old_set(quant_run, mnist, tmp_path, capsys,
+                                                              monkeypatch):
+    out = tmp_path / "quant"
+    assert run(quantize_cli.main, quantize_args(quant_run, mnist, out), capsys)[0] == 0
+    before = snapshot(out)
+    assert set(before) == set(quantize_cli.OUTPUTS)
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+    # qmodel.npz is written, then the report fails: the folder must hold the old set.
+    monkeypatch.setattr(quantize_cli, "write_report", disk_full)
+    status, err = run(quantize_cli.main, quantize_args(quant_run, mnist, out), capsys)
+    assert status == 2 and snapshot(out) == before
+    one_line(err, "No space left on device", "unchanged")
+    assert [e for e in os.listdir(tmp_path) if e != "quant"] == []     # no temporary left
+
+
+# -- python -m hw.build ------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    q = random_qmodel(depth=8, width=1, input_size=8, seed=0)
+    path = tmp_path_factory.mktemp("hwq") / "quant"
+    write_qmodel(path / "qmodel.npz", q.manifest, q.tensors)
+    return path
+
+
+def test_13_build_out_is_a_file_or_read_only(model_dir, tmp_path, read_only, capsys):
+    f = tmp_path / "b"
+    f.write_text("mine")
+    status, err = run(hw.build.main, ["--model", model_dir, "--no-estimate", "--out", f], capsys)
+    assert status == 2 and f.read_text() == "mine"
+    one_line(err, "is a file, not a folder")
+    status, err = run(hw.build.main, ["--model", model_dir, "--no-estimate", "--out",
+                                      os.path.join(read_only, "b")], capsys)
+    assert status == 2
+    one_line(err, "cannot write in")
+
+
+def test_14_a_model_that_cannot_fit_is_refused_before_synthesis(tmp_path, capsys, monkeypatch):
+    q = random_qmodel(depth=8, width=4, input_size=28, seed=0, calib_images=4)
+    model = tmp_path / "wide"
+    write_qmodel(model / "qmodel.npz", q.manifest, q.tensors)
+
+    def no_synthesis(*args, **kwargs):
+        raise AssertionError("synthesis started")
+    monkeypatch.setattr(hw.build, "estimate", no_synthesis)
+    out = tmp_path / "b"
+    status, err = run(hw.build.main, ["--model", model, "--out", out], capsys)
+    assert status == 1 and not out.exists()
+    one_line(err, "cannot fit the Digilent Arty A7-35T", "RAMB36", "> 50", "--board arty_a7_100")
+
+
+def test_15_a_failed_rebuild_keeps_the_old_build_and_a_rebuild_is_a_whole_set(model_dir, tmp_path,
+                                                                             capsys, monkeypatch):
+    out = tmp_path / "b"
+    args = ["--model", model_dir, "--no-estimate", "--out", out]
+    assert run(hw.build.main, args, capsys)[0] == 0
+    (out / "core").mkdir()
+    (out / "core" / "stat.json").write_text("{} from an earlier estimate")
+    before = snapshot(out)
+
+    def killed(*a, **k):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(hw.build, "write_report", killed)
+    with pytest.raises(KeyboardInterrupt):
+        hw.build.main([str(a) for a in args])
+    assert snapshot(out) == before
+    monkeypatch.undo()
+    assert run(hw.build.main, args, capsys)[0] == 0
+    assert not (out / "core").exists()            # no stale estimate beside a new report
+    assert [e for e in os.listdir(tmp_path) if e != "b"] == []
