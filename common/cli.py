@@ -5,9 +5,12 @@
         return run_main(PROG, lambda: work(args), errors=(DatasetError,))
 
 `work` raises UsageError (or one of `errors`) for a bad command line or input; run_main turns it
-into `PROG: error: MESSAGE` on stderr and exit code 2.
+into `PROG: error: MESSAGE` on stderr and exit code 2. Ctrl-C and SIGTERM both stop `work` as a
+KeyboardInterrupt, so its `finally` blocks and context managers clean up (temporary folders,
+child processes); then one line says what is left, and the exit code is 130.
 """
 import argparse
+import signal
 import sys
 
 
@@ -20,7 +23,11 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def run_main(prog, work, errors=()):
+def _terminate(signum, frame):
+    raise KeyboardInterrupt
+
+
+def run_main(prog, work, errors=(), interrupted="its outputs are as they were before it started"):
     """Run `work()` and return the exit status: `work`'s own when it returns an int, else 0.
 
     A UsageError, or an exception of a class in `errors`, becomes one line on stderr and status 2
@@ -37,9 +44,15 @@ def run_main(prog, work, errors=()):
     >>> run_main("prog", lambda: 1), run_main("prog", lambda: {"a result": 0})
     (1, 0)
     """
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         status = work()
     except (UsageError, *errors) as e:
         print(f"{prog}: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"\n{prog}: interrupted; {interrupted}", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return status if isinstance(status, int) else 0

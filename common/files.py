@@ -1,5 +1,6 @@
 """Atomic file writes: a reader sees the old file or the new one, never half of either; output
 folders checked before the work starts and replaced as a set."""
+import fcntl
 import io
 import json
 import math
@@ -141,3 +142,30 @@ def replace_folder(path):
     finally:
         if os.path.lexists(new):
             shutil.rmtree(new, ignore_errors=True)
+
+
+@contextmanager
+def folder_lock(path, flag):
+    """Hold an exclusive lock on output folder `path` (a lock file beside it, since the folder
+    itself may be replaced) while the block runs; a second process that wants the same folder
+    gets a UsageError at once instead of writing over the first one's files. The OS drops the
+    lock when the process dies, however it dies."""
+    path = os.path.abspath(path)
+    lock = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.lock")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(lock, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            owner = f.read().strip() or "another process"
+            raise UsageError(f"{flag} {path} is being written by {owner}: wait for it to finish, "
+                             f"or choose another {flag}") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"process {os.getpid()}")
+        f.flush()
+        try:
+            yield
+        finally:
+            f.truncate(0)

@@ -23,7 +23,7 @@ import sys
 import time
 
 from common.cli import OneLineParser, UsageError, run_main
-from common.files import check_output_folder, replace_folder, write_text
+from common.files import check_output_folder, folder_lock, replace_folder, write_text
 from hw.boards import BOARDS
 from hw.memory_images import REQUANTIZERS
 from hw.report import build_report, over_capacity, summary, write_report
@@ -229,7 +229,7 @@ def build(args):
     # Everything goes into a new folder that replaces --out as a whole at the end: a killed
     # or failed build leaves the previous build as it was, never a mix of the two.
     try:
-        with replace_folder(out) as new:
+        with folder_lock(out, "--out"), replace_folder(out) as new:
             message, rep = build_into(new, out, args, board, qmodel, plan, top, memory)
     except OSError as e:         # a full disk, a folder gone read-only
         raise UsageError(f"cannot write {out} ({e.strerror}); it is unchanged") from None
@@ -270,7 +270,8 @@ def build_into(folder, out, args, board, qmodel, plan, top, memory):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    return run_main(PROG, lambda: build(args))
+    return run_main(PROG, lambda: build(args),
+                    interrupted="--out holds the previous build, as it was")
 
 
 if __name__ == "__main__":

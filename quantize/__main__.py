@@ -20,7 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from common.cli import OneLineParser, UsageError, run_main
-from common.files import check_output_folder, replace_folder
+from common.files import check_output_folder, folder_lock, replace_folder
 from quantize.convert import CALIB_CHUNK, calibrate, quantize_bundle
 from quantize.fixed_point import MULTIPLIER_BITS
 from quantize.float_reference import auto_chunk, run_float
@@ -153,7 +153,6 @@ def quantize_run(args):
     start = time.time()
     bits_list = sorted(set(args.sweep_bits) | {args.act_bits}, reverse=True)
     out_dir = args.out or os.path.join(args.run_dir, "quant")
-    check_output_folder(out_dir, "--out", marker=OUTPUTS)
     bundle, data = load_run(args)
 
     order = np.random.default_rng(CALIB_SEED).permutation(len(data.train_x))
@@ -214,7 +213,12 @@ def quantize_run(args):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    return run_main(PROG, lambda: quantize_run(args), errors=(BundleError, DatasetError))
+    def locked():
+        out = args.out or os.path.join(args.run_dir, "quant")
+        check_output_folder(out, "--out", marker=OUTPUTS)
+        with folder_lock(out, "--out"):
+            return quantize_run(args)
+    return run_main(PROG, locked, errors=(BundleError, DatasetError))
 
 
 if __name__ == "__main__":

@@ -178,7 +178,7 @@ def test_12_quantize_failing_while_writing_leaves_the_old_set(quant_run, mnist, 
     status, err = run(quantize_cli.main, quantize_args(quant_run, mnist, out), capsys)
     assert status == 2 and snapshot(out) == before
     one_line(err, "No space left on device", "unchanged")
-    assert [e for e in os.listdir(tmp_path) if e != "quant"] == []     # no temporary left
+    assert [e for e in os.listdir(tmp_path) if not e.endswith(".lock")] == ["quant"]   # no temporary left
 
 
 # -- python -m hw.build ------------------------------------------------------------------------
@@ -228,11 +228,85 @@ def test_15_a_failed_rebuild_keeps_the_old_build_and_a_rebuild_is_a_whole_set(mo
 
     def killed(*a, **k):
         raise KeyboardInterrupt
-    monkeypatch.setattr(hw.build, "write_report", killed)
-    with pytest.raises(KeyboardInterrupt):
-        hw.build.main([str(a) for a in args])
-    assert snapshot(out) == before
+    monkeypatch.setattr(hw.build, "write_report", killed)     # Ctrl-C while writing
+    status, err = run(hw.build.main, args, capsys)
+    assert status == 130 and snapshot(out) == before
+    one_line(err, "interrupted", "--out holds the previous build")
     monkeypatch.undo()
     assert run(hw.build.main, args, capsys)[0] == 0
     assert not (out / "core").exists()            # no stale estimate beside a new report
-    assert [e for e in os.listdir(tmp_path) if e != "b"] == []
+    assert [e for e in os.listdir(tmp_path) if not e.endswith(".lock")] == ["b"]
+
+
+# -- the rules as a class: locks, signals, paths ------------------------------------------------
+
+def test_a_folder_being_written_is_locked(quant_run, mnist, tmp_path, capsys):
+    from common.files import folder_lock
+    out = tmp_path / "quant"
+    with folder_lock(str(out), "--out"):          # another process, as far as the lock knows
+        status, err = run(quantize_cli.main, quantize_args(quant_run, mnist, out), capsys)
+    assert status == 2 and not out.exists()
+    one_line(err, "is being written by process", "wait for it to finish")
+    assert run(quantize_cli.main, quantize_args(quant_run, mnist, out), capsys)[0] == 0
+
+
+def test_paths_with_spaces_and_unicode(quant_run, mnist, tmp_path, capsys):
+    out = tmp_path / "mes résultats" / "quant ü"
+    assert run(quantize_cli.main, quantize_args(quant_run, mnist, out), capsys)[0] == 0
+    assert set(os.listdir(out)) == set(quantize_cli.OUTPUTS)
+
+
+def _wait_for(predicate, proc, seconds):
+    import time
+    end = time.monotonic() + seconds
+    while time.monotonic() < end and proc.poll() is None:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_sigterm_stops_a_build_and_its_yosys_and_keeps_the_old_build(model_dir, tmp_path, capsys):
+    import signal
+    import subprocess
+    import sys
+    out = tmp_path / "b"
+    assert run(hw.build.main, ["--model", model_dir, "--no-estimate", "--out", out], capsys)[0] == 0
+    before = snapshot(out)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.Popen([sys.executable, "-m", "hw.build", "--model", str(model_dir), "--out", str(out)],
+                            cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # The estimate's folder appears once yosys is about to run.
+    started = _wait_for(lambda: any(os.path.exists(os.path.join(tmp_path, e, "core", "core.v"))
+                                    for e in os.listdir(tmp_path) if e.endswith(".new")), proc, 120)
+    assert started, proc.communicate()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    one_line(err, "interrupted", "previous build")
+    assert snapshot(out) == before
+    assert [e for e in os.listdir(tmp_path) if not e.endswith(".lock")] == ["b"]
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert str(tmp_path) not in ps                          # no yosys left running in it
+
+
+def test_sigterm_during_training_keeps_a_resumable_checkpoint(mnist, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "training.train", *train_args(mnist, str(out), "--lr-schedule", "cosine")]
+    args[args.index("--epochs") + 1] = "400"
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.Popen(args, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert _wait_for(lambda: (out / "checkpoint.pt").exists(), proc, 120), proc.communicate()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    one_line(err, "interrupted", "continue with --resume")
+    epochs = torch.load(out / "checkpoint.pt", weights_only=True)["epoch"]
+    assert epochs >= 1
+    resumed = subprocess.run([*args, "--resume", "--stop-after", str(epochs + 1)], cwd=root,
+                             capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["epoch"] == epochs + 1

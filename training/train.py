@@ -23,7 +23,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from common.cli import OneLineParser, UsageError, run_main
-from common.files import atomic_path, check_output_folder, write_json, write_text
+from common.files import atomic_path, check_output_folder, folder_lock, write_json, write_text
 from training import lr_schedule, sgdr
 from training.augment import augment
 from training.bn_recalibration import recalibrate_batchnorm
@@ -219,6 +219,13 @@ def save_checkpoint(path, model, optimizer, history, args, wall_s):
 
 def train(args):
     check_args(args)
+    if int(os.environ.get("RANK", "0")) != 0:       # torchrun: rank 0 writes the run folder
+        return train_locked(args)
+    with folder_lock(args.out, "--out"):
+        return train_locked(args)
+
+
+def train_locked(args):
     device = pick_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -295,7 +302,11 @@ def train(args):
                             epoch_s=time.time() - t0))
         if dist.main:
             wall = wall_before + time.time() - start
-            save_checkpoint(ckpt_path, model, optimizer, history, args, wall)
+            try:
+                save_checkpoint(ckpt_path, model, optimizer, history, args, wall)
+            except OSError as e:    # a full disk: the previous checkpoint is still whole
+                raise UsageError(f"cannot write {ckpt_path} ({e.strerror}); the previous "
+                                 "checkpoint is intact: free space, then --resume") from None
             write_text(os.path.join(args.out, "metrics.jsonl"),
                        "".join(json.dumps(h) + "\n" for h in history))
             print(f"epoch {epoch + 1}/{args.epochs}: train error {wrong / seen:.4f}, "
@@ -361,7 +372,9 @@ def finish(args, model, data, dist, device, steps, history):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    return run_main(PROG, lambda: train(args), errors=(DatasetError,))
+    return run_main(PROG, lambda: train(args), errors=(DatasetError,),
+                    interrupted="the checkpoint of the last finished epoch is kept: continue "
+                                "with --resume")
 
 
 if __name__ == "__main__":
