@@ -14,7 +14,7 @@ from hw.addsub_tree import AddSubTree
 from hw.latency import pipeline_depth
 from hw.memory_images import build_images, signed_width
 from hw.schedule import HEAD, ceil_log2
-from hw.step_table import step_layout, step_records
+from hw.step_table import check_records_fit, step_layout, step_records
 
 
 class CorePlan:
@@ -55,6 +55,7 @@ class CorePlan:
         self.out_bits = max(self.word_bits, self.logit_bits, 8)
         self.pipeline_depth = pipeline_depth(lanes, pixels)
         self.records = step_records(self)
+        check_records_fit(self)
 
     def requantizer_summary(self):
         """What the report says of the requantizers: their kind and, per parameter bank, the

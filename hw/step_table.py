@@ -103,6 +103,31 @@ def step_layout(plan):
     })
 
 
+def _fits(value, shape):
+    if isinstance(value, Enum):
+        return True
+    if isinstance(shape, range):
+        return int(value) in shape
+    shape = Shape.cast(shape)
+    top = 1 << (shape.width - shape.signed)
+    return (-top if shape.signed else 0) <= int(value) < top
+
+
+def check_records_fit(plan):
+    """Every record value inside its field's range: a constant that does not fit would be cut
+    silently by the hardware. Raises ValueError naming the step, the field and its range."""
+    for name, field in plan.step_layout:
+        array = isinstance(field.shape, data.ArrayLayout)
+        shape = field.shape.elem_shape if array else field.shape
+        for step, record in zip(plan.steps, plan.records):
+            for value in (record[name] if array else [record[name]]):
+                if not _fits(value, shape):
+                    bounds = shape if isinstance(shape, range) else Shape.cast(shape)
+                    raise ValueError(f"step {step.name}: {name} = {value} does not fit the "
+                                     f"accelerator's {bounds} for it: this model needs what the "
+                                     "hardware does not support")
+
+
 def _constant(value, shape):
     return Const(value.value if isinstance(value, Enum) else int(value), Shape.cast(shape))
 

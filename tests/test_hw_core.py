@@ -101,3 +101,12 @@ def test_plan_widths_and_refusals(model, plan):
         CorePlan(build_schedule(model, LANES, 0))
     with pytest.raises(ValueError, match="lanes must be a power of two"):
         CorePlan(build_schedule(model, 6, 1))
+
+
+def test_a_constant_the_hardware_cannot_hold_is_refused(model):
+    """A step constant outside its field would be cut silently in the step table: refused."""
+    schedule = build_schedule(model, LANES, 2)
+    step = next(s for s in schedule.steps if s.fused_add)
+    step.add_shift = -9                     # a left shift of 9: the field holds 0..7
+    with pytest.raises(ValueError, match=rf"step {step.name}: add_l = 9 does not fit .*range\(0, 8\)"):
+        CorePlan(schedule)
