@@ -38,7 +38,15 @@ def operands(requantizer, field):
 
 class ParamStore(wiring.Component):
     """`word`: bank 1 at the step's base + `word_group`, or + `logit_group` while `logits`;
-    `word2`: bank 2 at its base + `word_group`. One cycle from address to word."""
+    `word2`: bank 2 at its base + `word_group`. One cycle from address to word.
+
+    A group is only meaningful while its step uses the bank: at other cycles base + group can
+    point past the ROM's end (at the head step, before its first words, `word_group` still holds
+    the previous step's last output group; the head's class count can run past its last group
+    while the logit pipeline drains; a step without second requantizers has bank 2's base 0). Such an
+    address reads the step's base word instead, so every read stays inside the ROM (an address past
+    it reads X in Icarus). The words read there are never used: no result or cycle changes.
+    """
 
     def __init__(self, plan):
         self.plan = plan
@@ -59,8 +67,14 @@ class ParamStore(wiring.Component):
             m.submodules[name] = rom
             ports.append(rom.read_port())
         first, second = ports
+
+        def in_rom(base, group, bank):
+            addr = base + group                     # wide enough not to wrap
+            return Mux(addr < max(2, len(bank.words)), addr, base)
+
+        group = Mux(self.logits, self.logit_group, self.word_group)
         m.d.comb += [first.en.eq(1), second.en.eq(1),
-                     first.addr.eq(f.pbase + Mux(self.logits, self.logit_group, self.word_group)),
-                     second.addr.eq(f.p2base + self.word_group),
+                     first.addr.eq(in_rom(f.pbase, group, images.params)),
+                     second.addr.eq(in_rom(f.p2base, self.word_group, images.params2)),
                      self.word.eq(first.data), self.word2.eq(second.data)]
         return m

@@ -53,7 +53,7 @@ def _record(plan, index, step):
         h_out=h_out, w_out=w_out, hb_out=ceil_log2(h_out), wb_out=ceil_log2(w_out),
         g_out=groups(loop_shape(step)[0], lanes),
         g_in=1 if step.kind == POOL else groups(c_in, lanes),
-        g_src_last=groups(c_in, lanes) - 1,
+        g_src_last=max(groups(c_in, lanes) - 1, 0),     # no source (LOAD): unused
         k_last=step.kernel - 1, stride2=step.stride == 2, pad=step.padding,
         depthwise=step.kind == POOL, src_signed=step.src_signed,
         # Pixel p starts at raster index p and advances by the pixels per cycle: (y, x) +=

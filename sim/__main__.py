@@ -107,10 +107,14 @@ def run(args):
     if not dataset:
         raise DatasetError(f"{args.model} does not name its dataset; quantize a trained run")
     images = load_dataset(dataset, args.data_dir).test_x[:args.images]
+    from sim.runner import CocotbFailure, SimulatorError, ensure_simulator
+    try:
+        ensure_simulator()              # $BITWRN_SIM names one, and it is installed
+    except (SimulatorError, RuntimeError) as e:
+        raise UsageError(str(e)) from None
     make_build_dirs(args.build_dir, subfolders)
     # Imported late: pulls in cocotb's runner only when there is work for it.
     from sim.check import check_layers, check_network
-    from sim.runner import CocotbFailure
 
     schedule = build_schedule(qmodel, args.lanes, args.pixels)
     try:

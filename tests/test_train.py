@@ -74,10 +74,18 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(tiny_mnist, tmp_p
     assert (full / "bundle.npz").read_bytes() == (split / "bundle.npz").read_bytes()
 
 
+def free_port():
+    """A TCP port nobody listens on now: a fixed one can be taken, or still closing."""
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def test_ddp_with_two_gloo_processes(tiny_mnist, tmp_path):
     out = tmp_path / "ddp"
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                        "--master_port", "29517", "-m", "training.train",
+                        "--master_port", str(free_port()), "-m", "training.train",
                         *tiny_args(tiny_mnist, out)], cwd=ROOT, capture_output=True, text=True,
                        timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert r.returncode == 0, r.stderr[-2000:]
