@@ -1,4 +1,5 @@
-"""Shared pytest hooks: the simulator the hardware tests run on, and CI's data.
+"""Shared pytest hooks and fixtures: the simulator the hardware tests run on, CI's data, and
+a tiny MNIST-format dataset.
 
 `BITWRN_SIM` (verilator, the default, or icarus) picks the simulator for every test that goes
 through sim.runner.run_cocotb. Under BITWRN_SIM=icarus without iverilog, those tests are skipped
@@ -6,7 +7,10 @@ with a reason (never passed silently); tests that simulate nothing still run.
 """
 import os
 
+import numpy as np
 import pytest
+
+from tests.formats import write_idx_set
 
 from sim.runner import SIM_ENV, SimulatorMissing
 
@@ -46,3 +50,11 @@ def pytest_runtest_makereport(item, call):
         report.outcome = "failed"
         report.longrepr = f"CI must not skip the real-image tests: {report.longrepr[-1]}"
     return report
+
+
+@pytest.fixture(scope="module")
+def tiny_mnist(tmp_path_factory):
+    """A folder of MNIST-format files: 500 training and 100 test images of 12x12."""
+    d = tmp_path_factory.mktemp("mnist")
+    write_idx_set(str(d), np.random.default_rng(0), n_train=500, n_test=100, h=12, w=12)
+    return str(d)

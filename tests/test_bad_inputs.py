@@ -8,7 +8,6 @@ test_sim_cli.py and test_hw_client.py.
 import hashlib
 import os
 
-import numpy as np
 import pytest
 import torch
 
@@ -17,8 +16,8 @@ import quantize.__main__ as quantize_cli
 import training.train as train_cli
 from quantize.qmodel import write_qmodel
 from quantize.random_model import random_qmodel
-from tests.formats import write_idx_set
 from tests.test_quantize_cli import make_run
+from tests.test_train import tiny_args
 
 
 def run(main, args, capsys):
@@ -63,47 +62,37 @@ def read_only(tmp_path):
         yield "/sys/kernel"
 
 
-@pytest.fixture(scope="module")
-def mnist(tmp_path_factory):
-    d = tmp_path_factory.mktemp("mnist")
-    write_idx_set(str(d), np.random.default_rng(0), n_train=200, n_test=50, h=12, w=12)
-    return str(d)
-
-
-def train_args(data, out, *extra):
-    return ["--dataset", "mnist", "--data-dir", data, "--depth", "8", "--epochs", "2",
-            "--batch-size", "50", "--threads", "1", "--out", out, *extra]
 
 
 # -- python -m training.train ------------------------------------------------------------------
 
-def test_1_train_out_is_a_file(mnist, tmp_path, capsys):
+def test_1_train_out_is_a_file(tiny_mnist, tmp_path, capsys):
     f = tmp_path / "notes.txt"
     f.write_text("mine")
-    status, err = run(train_cli.main, train_args(mnist, f), capsys)
+    status, err = run(train_cli.main, tiny_args(tiny_mnist, f), capsys)
     assert status == 2 and f.read_text() == "mine"
     one_line(err, "is a file, not a folder", "--out")
 
 
-def test_2_train_out_under_a_read_only_parent(mnist, read_only, capsys):
-    status, err = run(train_cli.main, train_args(mnist, os.path.join(read_only, "run")), capsys)
+def test_2_train_out_under_a_read_only_parent(tiny_mnist, read_only, capsys):
+    status, err = run(train_cli.main, tiny_args(tiny_mnist, os.path.join(read_only, "run")), capsys)
     assert status == 2
     one_line(err, "cannot write in", "choose another --out")
 
 
-def test_3_train_out_read_only_fails_before_the_first_epoch(mnist, read_only, capsys):
-    status, err = run(train_cli.main, train_args(mnist, read_only), capsys)
+def test_3_train_out_read_only_fails_before_the_first_epoch(tiny_mnist, read_only, capsys):
+    status, err = run(train_cli.main, tiny_args(tiny_mnist, read_only), capsys)
     assert status == 2
     one_line(err, "cannot write in", read_only)
     assert "epoch" not in capsys.readouterr().out
 
 
-def test_4_resume_from_a_torch_file_of_another_shape(mnist, tmp_path, capsys):
+def test_4_resume_from_a_torch_file_of_another_shape(tiny_mnist, tmp_path, capsys):
     out = tmp_path / "run"
     out.mkdir()
     torch.save({"weights": torch.zeros(3)}, out / "checkpoint.pt")
     before = snapshot(out)
-    status, err = run(train_cli.main, train_args(mnist, out, "--resume"), capsys)
+    status, err = run(train_cli.main, tiny_args(tiny_mnist, out, "--resume"), capsys)
     assert status == 2 and snapshot(out) == before
     one_line(err, "is not a checkpoint of this trainer", "delete it to start over")
 
@@ -115,19 +104,19 @@ def test_4_resume_from_a_torch_file_of_another_shape(mnist, tmp_path, capsys):
     (["--threads", "0"], ["--threads must be >= 1"]),
     (["--cutout", "1000"], ["--cutout 1000 is larger than the 12x12 images", "at most 12"]),
 ])
-def test_5_6_7_train_device_threads_cutout(mnist, tmp_path, capsys, extra, words):
-    status, err = run(train_cli.main, train_args(mnist, tmp_path / "run", *extra), capsys)
+def test_5_6_7_train_device_threads_cutout(tiny_mnist, tmp_path, capsys, extra, words):
+    status, err = run(train_cli.main, tiny_args(tiny_mnist, tmp_path / "run", *extra), capsys)
     assert status == 2 and not (tmp_path / "run" / "checkpoint.pt").exists()
     one_line(err, *words)
 
 
-def test_8_a_finished_run_without_checkpoint_is_not_overwritten(mnist, tmp_path, capsys):
+def test_8_a_finished_run_without_checkpoint_is_not_overwritten(tiny_mnist, tmp_path, capsys):
     out = tmp_path / "run"
     out.mkdir()
     (out / "bundle.npz").write_bytes(b"an earlier model")
     (out / "summary.json").write_text("{}")
     before = snapshot(out)
-    status, err = run(train_cli.main, train_args(mnist, out), capsys)
+    status, err = run(train_cli.main, tiny_args(tiny_mnist, out), capsys)
     assert status == 2 and snapshot(out) == before
     one_line(err, "already holds a run (bundle.npz, summary.json)", "choose another --out")
 
@@ -135,39 +124,39 @@ def test_8_a_finished_run_without_checkpoint_is_not_overwritten(mnist, tmp_path,
 # -- python -m quantize ------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def quant_run(tmp_path_factory, mnist):
+def quant_run(tmp_path_factory, tiny_mnist):
     run_dir = tmp_path_factory.mktemp("qrun") / "run"
     make_run(str(run_dir))
     return str(run_dir)
 
 
-def quantize_args(run_dir, mnist, out):
-    return [run_dir, "--data-dir", mnist, "--calib-images", "50", "--sweep-bits", "8",
+def quantize_args(run_dir, tiny_mnist, out):
+    return [run_dir, "--data-dir", tiny_mnist, "--calib-images", "50", "--sweep-bits", "8",
             "--out", out]
 
 
-def test_11_quantize_out_is_a_file_or_read_only(quant_run, mnist, tmp_path, read_only, capsys):
+def test_11_quantize_out_is_a_file_or_read_only(quant_run, tiny_mnist, tmp_path, read_only, capsys):
     f = tmp_path / "q"
     f.write_text("mine")
-    status, err = run(quantize_cli.main, quantize_args(quant_run, mnist, f), capsys)
+    status, err = run(quantize_cli.main, quantize_args(quant_run, tiny_mnist, f), capsys)
     assert status == 2 and f.read_text() == "mine"
     one_line(err, "is a file, not a folder")
-    status, err = run(quantize_cli.main, quantize_args(quant_run, mnist, read_only), capsys)
+    status, err = run(quantize_cli.main, quantize_args(quant_run, tiny_mnist, read_only), capsys)
     assert status == 2
     one_line(err, "cannot write in")
     # A folder of other files would be replaced as a whole: refused too.
     other = tmp_path / "photos"
     other.mkdir()
     (other / "cat.jpg").write_bytes(b"meow")
-    status, err = run(quantize_cli.main, quantize_args(quant_run, mnist, other), capsys)
+    status, err = run(quantize_cli.main, quantize_args(quant_run, tiny_mnist, other), capsys)
     assert status == 2 and (other / "cat.jpg").read_bytes() == b"meow"
     one_line(err, "holds other files (cat.jpg)")
 
 
-def test_12_quantize_failing_while_writing_leaves_the_old_set(quant_run, mnist, tmp_path, capsys,
+def test_12_quantize_failing_while_writing_leaves_the_old_set(quant_run, tiny_mnist, tmp_path, capsys,
                                                               monkeypatch):
     out = tmp_path / "quant"
-    assert run(quantize_cli.main, quantize_args(quant_run, mnist, out), capsys)[0] == 0
+    assert run(quantize_cli.main, quantize_args(quant_run, tiny_mnist, out), capsys)[0] == 0
     before = snapshot(out)
     assert set(before) == set(quantize_cli.OUTPUTS)
 
@@ -175,7 +164,7 @@ def test_12_quantize_failing_while_writing_leaves_the_old_set(quant_run, mnist, 
         raise OSError(28, "No space left on device")
     # qmodel.npz is written, then the report fails: the folder must hold the old set.
     monkeypatch.setattr(quantize_cli, "write_report", disk_full)
-    status, err = run(quantize_cli.main, quantize_args(quant_run, mnist, out), capsys)
+    status, err = run(quantize_cli.main, quantize_args(quant_run, tiny_mnist, out), capsys)
     assert status == 2 and snapshot(out) == before
     one_line(err, "No space left on device", "unchanged")
     assert [e for e in os.listdir(tmp_path) if not e.endswith(".lock")] == ["quant"]   # no temporary left
@@ -240,19 +229,19 @@ def test_15_a_failed_rebuild_keeps_the_old_build_and_a_rebuild_is_a_whole_set(mo
 
 # -- the rules as a class: locks, signals, paths ------------------------------------------------
 
-def test_a_folder_being_written_is_locked(quant_run, mnist, tmp_path, capsys):
+def test_a_folder_being_written_is_locked(quant_run, tiny_mnist, tmp_path, capsys):
     from common.files import folder_lock
     out = tmp_path / "quant"
     with folder_lock(str(out), "--out"):          # another process, as far as the lock knows
-        status, err = run(quantize_cli.main, quantize_args(quant_run, mnist, out), capsys)
+        status, err = run(quantize_cli.main, quantize_args(quant_run, tiny_mnist, out), capsys)
     assert status == 2 and not out.exists()
     one_line(err, "is being written by process", "wait for it to finish")
-    assert run(quantize_cli.main, quantize_args(quant_run, mnist, out), capsys)[0] == 0
+    assert run(quantize_cli.main, quantize_args(quant_run, tiny_mnist, out), capsys)[0] == 0
 
 
-def test_paths_with_spaces_and_unicode(quant_run, mnist, tmp_path, capsys):
+def test_paths_with_spaces_and_unicode(quant_run, tiny_mnist, tmp_path, capsys):
     out = tmp_path / "mes résultats" / "quant ü"
-    assert run(quantize_cli.main, quantize_args(quant_run, mnist, out), capsys)[0] == 0
+    assert run(quantize_cli.main, quantize_args(quant_run, tiny_mnist, out), capsys)[0] == 0
     assert set(os.listdir(out)) == set(quantize_cli.OUTPUTS)
 
 
@@ -290,12 +279,12 @@ def test_sigterm_stops_a_build_and_its_yosys_and_keeps_the_old_build(model_dir, 
     assert str(tmp_path) not in ps                          # no yosys left running in it
 
 
-def test_sigterm_during_training_keeps_a_resumable_checkpoint(mnist, tmp_path):
+def test_sigterm_during_training_keeps_a_resumable_checkpoint(tiny_mnist, tmp_path):
     import signal
     import subprocess
     import sys
     out = tmp_path / "run"
-    args = [sys.executable, "-m", "training.train", *train_args(mnist, str(out), "--lr-schedule", "cosine")]
+    args = [sys.executable, "-m", "training.train", *tiny_args(tiny_mnist, str(out), "--lr-schedule", "cosine")]
     args[args.index("--epochs") + 1] = "400"
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     proc = subprocess.Popen(args, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

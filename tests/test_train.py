@@ -4,23 +4,14 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 import torch
 
-from tests.formats import write_idx_set
 from training.bundle import read_bundle
 from training.train import SRELU_DEFAULTS, main
 
 FASHION = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-@pytest.fixture(scope="module")
-def tiny_mnist(tmp_path_factory):
-    d = tmp_path_factory.mktemp("mnist")
-    write_idx_set(str(d), np.random.default_rng(0), n_train=500, n_test=100, h=12, w=12)
-    return str(d)
 
 
 def tiny_args(data_dir, out, *extra):
