@@ -124,8 +124,9 @@ def check_output_folder(path, flag, marker=None):
 def replace_folder(path):
     """Yield a new empty folder beside `path`; when the block succeeds it takes `path`'s place
     (the old folder is moved aside first and deleted after), so `path` holds the old set of
-    files or the new set, never a mix. When the block fails, `path` is left as it was."""
-    path = os.path.abspath(path)
+    files or the new set, never a mix. When the block fails, `path` is left as it was. A symlink
+    to a folder keeps pointing where it did: its target is what gets replaced."""
+    path = os.path.realpath(path)
     parent = os.path.dirname(path)
     os.makedirs(parent, exist_ok=True)
     new = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(path)}.", suffix=".new")
@@ -150,7 +151,7 @@ def folder_lock(path, flag):
     itself may be replaced) while the block runs; a second process that wants the same folder
     gets a UsageError at once instead of writing over the first one's files. The OS drops the
     lock when the process dies, however it dies."""
-    path = os.path.abspath(path)
+    path = os.path.realpath(path)
     lock = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.lock")
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(lock, "a+") as f:

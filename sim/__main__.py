@@ -16,6 +16,7 @@ import sys
 import time
 
 from common.cli import OneLineParser, UsageError, run_main
+from common.files import folder_lock
 from hw.latency import latency_report
 from hw.memory_images import REQUANTIZERS
 from hw.plan import CorePlan
@@ -98,8 +99,6 @@ def simulation_failed(error, folder):
 
 def run(args):
     check_arguments(args)
-    layers_dir = os.path.join(args.build_dir, "layers")
-    network_dir = os.path.join(args.build_dir, "network")
     subfolders = ([] if args.no_layers else ["layers"]) + ["network"]
     check_build_dir(args.build_dir, subfolders)
     qmodel = read_qmodel(args.model)
@@ -107,11 +106,20 @@ def run(args):
     if not dataset:
         raise DatasetError(f"{args.model} does not name its dataset; quantize a trained run")
     images = load_dataset(dataset, args.data_dir).test_x[:args.images]
-    from sim.runner import CocotbFailure, SimulatorError, ensure_simulator
+    from sim.runner import SimulatorError, ensure_simulator
     try:
         ensure_simulator()              # $BITWRN_SIM names one, and it is installed
     except (SimulatorError, RuntimeError) as e:
         raise UsageError(str(e)) from None
+    with folder_lock(args.build_dir, "--build-dir"):
+        return simulate_all(args, qmodel, images, subfolders)
+
+
+def simulate_all(args, qmodel, images, subfolders):
+    """The layer-by-layer check and the whole network, in --build-dir (locked)."""
+    from sim.runner import CocotbFailure
+    layers_dir = os.path.join(args.build_dir, "layers")
+    network_dir = os.path.join(args.build_dir, "network")
     make_build_dirs(args.build_dir, subfolders)
     # Imported late: pulls in cocotb's runner only when there is work for it.
     from sim.check import check_layers, check_network

@@ -299,3 +299,45 @@ def test_sigterm_during_training_keeps_a_resumable_checkpoint(tiny_mnist, tmp_pa
                              capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     assert torch.load(out / "checkpoint.pt", weights_only=True)["epoch"] == epochs + 1
+
+
+def test_a_symlinked_out_keeps_pointing_at_the_new_set(quant_run, tiny_mnist, tmp_path, capsys):
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "link").symlink_to(real, target_is_directory=True)
+    for _ in range(2):                          # a first output, then a replacement
+        status, _ = run(quantize_cli.main, quantize_args(quant_run, tiny_mnist, tmp_path / "link"), capsys)
+        assert status == 0
+    assert (tmp_path / "link").is_symlink() and set(os.listdir(tmp_path / "link")) == set(quantize_cli.OUTPUTS)
+    assert sorted(e for e in os.listdir(tmp_path) if not e.startswith(".")) == ["link", "real"]
+
+
+def test_a_full_disk_while_checkpointing_is_one_line(tiny_mnist, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "run"
+    assert run(train_cli.main, tiny_args(tiny_mnist, out, "--stop-after", "1"), capsys)[0] == 0
+    before = snapshot(out)
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(train_cli, "save_checkpoint", disk_full)
+    status, err = run(train_cli.main, tiny_args(tiny_mnist, out, "--resume"), capsys)
+    assert status == 2
+    one_line(err, "No space left on device", "previous checkpoint is intact", "--resume")
+    assert snapshot(out)["checkpoint.pt"] == before["checkpoint.pt"]
+
+
+def test_a_build_dir_being_simulated_is_locked(tmp_path, capsys):
+    from common.files import folder_lock
+    from tests.test_sim_cli import main as sim_main
+    q = random_qmodel(depth=8, width=1, input_size=8, seed=3)
+    manifest = dict(q.manifest, source=dict(q.manifest["source"], metadata={"dataset": "mnist"}))
+    write_qmodel(tmp_path / "quant" / "qmodel.npz", manifest, q.tensors)
+    import numpy as np
+    from tests.formats import write_idx_set
+    write_idx_set(str(tmp_path), np.random.default_rng(0), n_train=20, n_test=4, h=8, w=8)
+    build = tmp_path / "build"
+    with folder_lock(str(build), "--build-dir"):
+        status, err = run(sim_main, ["--model", tmp_path / "quant", "--data-dir", tmp_path,
+                                     "--build-dir", build], capsys)
+    assert status == 2 and not build.exists()
+    one_line(err, "--build-dir", "is being written by process")
