@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from quantize.fixed_point import MAX_SHIFT, MULTIPLIER_BITS
 from training.bundle import unpack_signs
 from training.container import OpGraph, check_tensors, complete_manifest, read_container, write_container
 
@@ -101,7 +102,7 @@ def validate(path, manifest, tensors):
     if manifest.get("format") != FORMAT:
         raise _error(path, f"format is {manifest.get('format')!r}, expected {FORMAT!r} "
                            "(not a bitwrn quantized model)")
-    if manifest.get("version") not in SUPPORTED_VERSIONS:
+    if type(manifest.get("version")) is not int or manifest.get("version") not in SUPPORTED_VERSIONS:
         raise _error(path, f"unsupported quantized-model version {manifest.get('version')!r}; "
                            f"this reader supports {', '.join(map(str, SUPPORTED_VERSIONS))}")
     missing = [f for f in MANIFEST_FIELDS if f not in manifest]
@@ -114,7 +115,45 @@ def validate(path, manifest, tensors):
         raise _error(path, f"malformed manifest ({type(e).__name__}: {e})") from e
 
 
+def _integer(value, lo, hi=None):
+    return type(value) is int and value >= lo and (hi is None or value <= hi)
+
+
+def _check_numbers(path, manifest):
+    """Every number the golden model and the hardware compute with, inside what they support:
+    a value outside would overflow int64 or be cut by a hardware field."""
+    def need(ok, what, value, want):
+        if not ok:
+            raise _error(path, f"{what} is {value!r}, not {want}")
+
+    need(_integer(manifest["act_bits"], 2, 16), "act_bits", manifest["act_bits"], "an integer 2..16")
+    need(_integer(manifest["num_classes"], 2), "num_classes", manifest["num_classes"], "an integer >= 2")
+    shape = manifest["input_shape"]
+    need(isinstance(shape, list) and len(shape) == 3 and all(_integer(v, 1, 4096) for v in shape),
+         "input_shape", shape, "[C, H, W] of integers 1..4096")
+    for op in manifest["ops"]:
+        what = f"op {op.get('name')!r}"
+        for key in ("in_channels", "out_channels", "kernel", "stride"):
+            if key in op:
+                need(_integer(op[key], 1, 4096), f"{what} {key}", op[key], "an integer 1..4096")
+        if "padding" in op:
+            need(_integer(op["padding"], 0, 16), f"{what} padding", op["padding"], "an integer 0..16")
+        if "shift" in op:
+            need(_integer(op["shift"], 0, MAX_SHIFT), f"{what} shift", op["shift"], f"an integer 0..{MAX_SHIFT}")
+        if op.get("op") == "avgpool":
+            need(_integer(op["multiplier"], 1, 1 << 32), f"{what} multiplier", op["multiplier"],
+                 "an integer 1..2^32")
+        if "lo" in op:
+            need(type(op["lo"]) is int and type(op["hi"]) is int and op["lo"] <= op["hi"]
+                 and -(1 << 31) <= op["lo"] and op["hi"] < 1 << 31, f"{what} lo, hi",
+                 [op["lo"], op["hi"]], "integers lo <= hi within 32 bits")
+        if "shifts" in op:
+            need(isinstance(op["shifts"], list) and all(_integer(v, -16, 16) for v in op["shifts"]),
+                 f"{what} shifts", op["shifts"], "integers -16..16")
+
+
 def _check_graph(path, manifest, tensors):
+    _check_numbers(path, manifest)
     shapes = {"image": tuple(manifest["input_shape"])}
     used = set()
 
@@ -155,8 +194,11 @@ def _check_graph(path, manifest, tensors):
             if table.shape != (s[0], 256):
                 raise _error(path, f"lut {name!r} table is {list(table.shape)}, needs [{s[0]}, 256]")
         elif kind == "requant":
-            tensor(op, op["multiplier"], s[0])
-            tensor(op, op["bias"], s[0])
+            for key, bits in (("multiplier", MULTIPLIER_BITS), ("bias", 48)):
+                arr = tensor(op, op[key], s[0])
+                if arr.size and np.abs(arr.astype(np.int64)).max() >= 1 << (bits - 1):
+                    raise _error(path, f"requant {name!r} {key} {int(np.abs(arr).max())} does not "
+                                       f"fit {bits} signed bits")
         elif kind == "avgpool":
             k, st, p = op["kernel"], op["stride"], op["padding"]
             s = (s[0], *((n + 2 * p - k) // st + 1 for n in s[1:]))

@@ -469,6 +469,37 @@ def test_qmodel_file_errors(tmp_path):
     read_qmodel(good)                                    # the original is still fine
 
 
+@pytest.mark.parametrize("edit,words", [
+    (lambda m: m.update(version=True), ["version True"]),
+    (lambda m: m.update(act_bits=8.0), ["act_bits is 8.0"]),
+    (lambda m: m.update(num_classes=0), ["num_classes is 0"]),
+    (lambda m: _first(m, "requant").update(shift=99), ["shift is 99", "0..40"]),
+    (lambda m: _first(m, "requant").update(lo=5, hi=-5), ["lo, hi is [5, -5]"]),
+    (lambda m: _first(m, "add").update(shifts=[0, 40]), ["shifts is [0, 40]"]),
+    (lambda m: _first(m, "avgpool").update(multiplier=0), ["multiplier is 0"]),
+    (lambda m: _first(m, "conv").update(stride=True), ["stride is True"]),
+])
+def test_qmodel_numbers_out_of_range_name_the_op(tmp_path, edit, words):
+    """Numbers outside what the golden model and the hardware support: one line each."""
+    q = qmodel(variant="bn")
+    m = copy.deepcopy(q.manifest)
+    edit(m)
+    _write_raw(tmp_path / "q.npz", m, q.tensors)
+    _expect_error(tmp_path / "q.npz", *words)
+
+
+def test_qmodel_multiplier_too_wide_is_refused(tmp_path):
+    q = qmodel(variant="bn")
+    op = _first(q.manifest, "requant")
+    arrays = dict(q.tensors, **{op["multiplier"]: q.tensors[op["multiplier"]] * 0 + (1 << 20)})
+    _write_raw(tmp_path / "q.npz", q.manifest, arrays)
+    _expect_error(tmp_path / "q.npz", op["name"], "does not fit 16 signed bits")
+
+
+def _first(manifest, kind):
+    return next(op for op in manifest["ops"] if op["op"] == kind)
+
+
 # ------------------------------------------------------------------ random generator
 
 GENERATOR_CONFIGS = [
