@@ -341,3 +341,18 @@ def test_a_build_dir_being_simulated_is_locked(tmp_path, capsys):
                                      "--build-dir", build], capsys)
     assert status == 2 and not build.exists()
     one_line(err, "--build-dir", "is being written by process")
+
+
+def test_a_full_disk_at_the_end_of_training_is_one_line_and_resumable(tiny_mnist, tmp_path, capsys,
+                                                                      monkeypatch):
+    out = tmp_path / "run"
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+    with monkeypatch.context() as m:
+        m.setattr(train_cli, "export_bundle", disk_full)
+        status, err = run(train_cli.main, tiny_args(tiny_mnist, out), capsys)
+    assert status == 2 and (out / "checkpoint.pt").exists() and not (out / "bundle.npz").exists()
+    one_line(err, "cannot write the run's final files", "No space left on device", "--resume")
+    assert run(train_cli.main, tiny_args(tiny_mnist, out, "--resume"), capsys)[0] == 0
+    assert (out / "bundle.npz").exists() and (out / "summary.json").exists()

@@ -321,12 +321,17 @@ def train_locked(args):
         return None
 
     check_in_sync(model, dist)
-    summary = finish(args, model, data, dist, device, steps, history)
+    try:
+        summary = finish(args, model, data, dist, device, steps, history)
+        if dist.main:
+            summary["wall_s"] = wall_before + time.time() - start
+            write_json(os.path.join(args.out, "summary.json"), summary)
+            plot_curves(history, os.path.join(args.out, "curves.png"),
+                        f"WRN-{args.depth}-{args.width} {args.weights}/{args.variant}, {args.dataset}")
+    except OSError as e:            # a full disk: every file is written atomically
+        raise UsageError(f"cannot write the run's final files in {args.out} ({e.strerror}); the "
+                         "checkpoint of the last epoch is intact: free space, then --resume") from None
     if dist.main:
-        summary["wall_s"] = wall_before + time.time() - start
-        write_json(os.path.join(args.out, "summary.json"), summary)
-        plot_curves(history, os.path.join(args.out, "curves.png"),
-                    f"WRN-{args.depth}-{args.width} {args.weights}/{args.variant}, {args.dataset}")
         print(f"test error {summary['test_error']:.4f} "
               f"({summary['test_error_before_bn_recalibration']:.4f} before BN recalibration); "
               f"run in {args.out}", flush=True)
