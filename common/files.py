@@ -105,7 +105,8 @@ def check_output_folder(path, flag, marker=None):
         raise UsageError(f"{flag} {path} is a file, not a folder: choose another {flag}")
     where = _nearest_existing(path)
     if not os.path.isdir(where):
-        raise UsageError(f"{flag} {path}: {where} is a file, not a folder: choose another {flag}")
+        raise UsageError(f"{flag} {path}: {where} in its path is a file, not a folder: choose "
+                         f"another {flag}")
     try:    # os.access is not enough: root, read-only mounts, ACLs
         fd, probe = tempfile.mkstemp(dir=where, prefix=".bitwrn-probe.")
         os.close(fd)

@@ -65,16 +65,16 @@ class ParamStore(wiring.Component):
             rom = memory.Memory(shape=Shape.cast(bank_word(self.plan, bank)), depth=max(2, len(bank.words)),
                                 init=bank.words)
             m.submodules[name] = rom
-            ports.append(rom.read_port())
-        first, second = ports
+            ports.append((rom.read_port(), rom.depth))
+        (first, first_depth), (second, second_depth) = ports
 
-        def in_rom(base, group, bank):
+        def in_rom(base, group, depth):
             addr = base + group                     # wide enough not to wrap
-            return Mux(addr < max(2, len(bank.words)), addr, base)
+            return Mux(addr < depth, addr, base)
 
         group = Mux(self.logits, self.logit_group, self.word_group)
         m.d.comb += [first.en.eq(1), second.en.eq(1),
-                     first.addr.eq(in_rom(f.pbase, group, images.params)),
-                     second.addr.eq(in_rom(f.p2base, self.word_group, images.params2)),
+                     first.addr.eq(in_rom(f.pbase, group, first_depth)),
+                     second.addr.eq(in_rom(f.p2base, self.word_group, second_depth)),
                      self.word.eq(first.data), self.word2.eq(second.data)]
         return m

@@ -17,7 +17,7 @@ from amaranth import Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from quantize.fixed_point import adder_plan, csd_digits
+from quantize.fixed_point import adder_plan, csd_digits, odd_part
 
 
 def fixed_shift_operands(multiplier, bias, shift, fixed_shift):
@@ -112,8 +112,7 @@ class ShiftAddRequantizer(Requantizer):
         chosen = Signal(signed(self.sum_width - 1))
         with m.Switch(self.multiplier):
             for code, value in enumerate(self.multipliers, start=1):
-                t = (value & -value).bit_length() - 1       # value = odd << t
-                odd = value >> t
+                odd, t = odd_part(value)
                 if odd not in trees:
                     trees[odd] = Signal(signed(self.sum_width - 1), name=f"times_{odd}".replace("-", "minus"))
                     m.d.comb += trees[odd].eq(shift_add(self.x, odd))

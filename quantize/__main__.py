@@ -149,10 +149,14 @@ def golden_classes(qmodel, images, step, bits):
     return np.concatenate(out)
 
 
+def output_folder(args):
+    return args.out or os.path.join(args.run_dir, "quant")
+
+
 def quantize_run(args):
     start = time.time()
     bits_list = sorted(set(args.sweep_bits) | {args.act_bits}, reverse=True)
-    out_dir = args.out or os.path.join(args.run_dir, "quant")
+    out_dir = output_folder(args)
     bundle, data = load_run(args)
 
     order = np.random.default_rng(CALIB_SEED).permutation(len(data.train_x))
@@ -214,7 +218,7 @@ def quantize_run(args):
 def main(argv=None):
     args = build_parser().parse_args(argv)
     def locked():
-        out = args.out or os.path.join(args.run_dir, "quant")
+        out = output_folder(args)
         check_output_folder(out, "--out", marker=OUTPUTS)
         with folder_lock(out, "--out"):
             return quantize_run(args)

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from quantize.fixed_point import (MULTIPLIER_BITS, adder_plan, bits_for, csd_terms, int_range,
-                                  integer_multiplier, reduce_power_of_two, requantize, shift_round)
+                                  integer_multiplier, odd_part, reduce_power_of_two, requantize,
+                                  shift_round)
 from quantize.float_reference import run_float
 from training.bundle import pack_signs
 
@@ -67,7 +68,7 @@ def divide_by_nine(lo, hi, kernel_area=9):
     for shift in range(4, 33):
         for m in ((1 << shift) // kernel_area, (1 << shift) // kernel_area + 1):
             if m > 0 and np.array_equal(shift_round(sums * m, shift), exact):
-                found.append((adder_plan(m >> ((m & -m).bit_length() - 1))[0], shift, m))
+                found.append((adder_plan(odd_part(m)[0])[0], shift, m))
     if not found:
         raise ValueError("no exact divide-by-9 constant found")
     _, shift, m = min(found)

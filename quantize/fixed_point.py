@@ -92,6 +92,17 @@ def csd_terms(value):
     return len(csd_digits(value))
 
 
+def odd_part(value):
+    """(odd, t) with value == odd << t and odd odd: a constant multiply by `value` is one by
+    `odd`, shifted by wiring.
+
+    >>> odd_part(1820), odd_part(7)
+    ((455, 2), (7, 0))
+    """
+    t = (value & -value).bit_length() - 1
+    return value >> t, t
+
+
 @lru_cache(maxsize=None)
 def adder_plan(value):
     """(adders, factors, rest): the cheapest way found to multiply by the positive `value` with

@@ -16,7 +16,7 @@ import sys
 import time
 
 from common.cli import OneLineParser, UsageError, run_main
-from common.files import folder_lock
+from common.files import check_output_folder, folder_lock
 from hw.latency import latency_report
 from hw.memory_images import REQUANTIZERS
 from hw.plan import CorePlan
@@ -63,18 +63,11 @@ def check_arguments(args):
 
 
 def check_build_dir(build_dir, subfolders):
-    """--build-dir and its `subfolders` are folders or can be: the nearest existing ancestor of
-    each must be a folder. Makes nothing (make_build_dirs does, once the inputs are read)."""
-    top = os.path.abspath(build_dir)
+    """--build-dir and its `subfolders` are folders this process can write, or can make: one
+    line otherwise. Makes nothing (make_build_dirs does, once the inputs are read)."""
+    check_output_folder(build_dir, "--build-dir")
     for sub in subfolders:
-        probe = os.path.join(top, sub)
-        while not os.path.lexists(probe):
-            probe = os.path.dirname(probe)
-        where = f"--build-dir {build_dir}" if probe == top else \
-            f"--build-dir {build_dir}: {probe}" if not top.startswith(probe + os.sep) else \
-            f"--build-dir {build_dir}: {probe} in its path"
-        if not os.path.isdir(probe):
-            raise UsageError(f"{where} is a file, not a folder; give a folder (default build/sim)")
+        check_output_folder(os.path.join(build_dir, sub), "--build-dir")
 
 
 def make_build_dirs(build_dir, subfolders):
@@ -106,16 +99,21 @@ def run(args):
     if not dataset:
         raise DatasetError(f"{args.model} does not name its dataset; quantize a trained run")
     images = load_dataset(dataset, args.data_dir).test_x[:args.images]
+    schedule = build_schedule(qmodel, args.lanes, args.pixels)
+    try:
+        CorePlan(schedule, args.requantizers)
+    except ValueError as e:                 # the model and options the core cannot take
+        raise UsageError(str(e)) from e
     from sim.runner import SimulatorError, ensure_simulator
     try:
         ensure_simulator()              # $BITWRN_SIM names one, and it is installed
     except (SimulatorError, RuntimeError) as e:
         raise UsageError(str(e)) from None
     with folder_lock(args.build_dir, "--build-dir"):
-        return simulate_all(args, qmodel, images, subfolders)
+        return simulate_all(args, qmodel, schedule, images, subfolders)
 
 
-def simulate_all(args, qmodel, images, subfolders):
+def simulate_all(args, qmodel, schedule, images, subfolders):
     """The layer-by-layer check and the whole network, in --build-dir (locked)."""
     from sim.runner import CocotbFailure
     layers_dir = os.path.join(args.build_dir, "layers")
@@ -124,11 +122,6 @@ def simulate_all(args, qmodel, images, subfolders):
     # Imported late: pulls in cocotb's runner only when there is work for it.
     from sim.check import check_layers, check_network
 
-    schedule = build_schedule(qmodel, args.lanes, args.pixels)
-    try:
-        CorePlan(schedule, args.requantizers)    # checked before any simulator build
-    except ValueError as e:
-        raise UsageError(str(e)) from e
     report = latency_report(schedule)
     failures = 0
     if not args.no_layers:

@@ -16,6 +16,7 @@ import quantize.__main__ as quantize_cli
 import training.train as train_cli
 from quantize.qmodel import write_qmodel
 from quantize.random_model import random_qmodel
+from tests.cli_checks import one_stderr_line
 from tests.test_quantize_cli import make_run
 from tests.test_train import tiny_args
 
@@ -30,11 +31,8 @@ def run(main, args, capsys):
 
 
 def one_line(err, *words):
-    """One error line holding `words` (progress bars on stderr aside)."""
-    lines = [line for line in err.splitlines() if line.strip() and "%|" not in line]
-    assert len(lines) == 1, err
-    for w in words:
-        assert w in lines[0], (w, err)
+    """One line on stderr holding `words`, progress bars aside."""
+    one_stderr_line(err, *words, progress_bars=True)
 
 
 def snapshot(folder):

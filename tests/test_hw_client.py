@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from hw.client import FrameError, classify, encode_frame, read_reply
+from tests.cli_checks import one_stderr_line
 from tests.formats import write_idx_set
 
 
@@ -66,13 +67,7 @@ def test_errors_and_truncated_replies(answer, code, text):
 # -- the command line: every bad input is one line on stderr, exit 2, before the port opens ----
 def one_line(capsys, *words):
     """stderr is exactly one line, `python -m hw.client: error: ...`, holding every word."""
-    captured = capsys.readouterr()
-    lines = captured.err.splitlines()
-    assert len(lines) == 1, captured.err
-    assert lines[0].startswith("python -m hw.client: error: "), lines[0]
-    for word in words:
-        assert word in lines[0], (word, lines[0])
-    return lines[0]
+    return one_stderr_line(capsys.readouterr().err, *words, prefix="python -m hw.client: error: ")
 
 
 @pytest.fixture

@@ -318,8 +318,7 @@ def test_divide_by_nine_exact_over_whole_range(lo, hi):
     # Never costlier as shifts and adds than the plain rule: M = floor(2^s/9) + 1, smallest s.
     plain = next(m for m in ((1 << t) // 9 + 1 for t in range(4, 41))
                  if np.array_equal(fp.shift_round(sums * m, (m * 9).bit_length() - 1), want))
-    odd = lambda v: v >> ((v & -v).bit_length() - 1)  # noqa: E731
-    assert fp.adder_plan(odd(m))[0] <= fp.adder_plan(odd(plain))[0]
+    assert fp.adder_plan(fp.odd_part(m)[0])[0] <= fp.adder_plan(fp.odd_part(plain)[0])[0]
     step = max(1, len(sums) // 3000)               # Fraction cross-check of the formula above
     for v in sums[::step].tolist() + [9 * lo, 9 * hi]:
         assert int(fp.shift_round(np.int64(v * m), s)) == math.floor(Fraction(v, 9) + HALF)

@@ -5,6 +5,7 @@ import pytest
 from quantize.qmodel import write_qmodel
 from quantize.random_model import random_qmodel
 from sim.__main__ import main
+from tests.cli_checks import one_stderr_line
 from tests.formats import write_idx_set
 
 
@@ -22,13 +23,7 @@ def tiny(tmp_path_factory):
 
 def one_line(capsys, *words):
     """stderr is exactly one line, `python -m sim: error: ...`, holding every word."""
-    err = capsys.readouterr().err
-    lines = err.splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("python -m sim: error: "), lines[0]
-    for word in words:
-        assert word in lines[0], (word, lines[0])
-    return lines[0]
+    return one_stderr_line(capsys.readouterr().err, *words, prefix="python -m sim: error: ")
 
 
 @pytest.fixture
