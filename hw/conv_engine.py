@@ -75,19 +75,24 @@ class ConvEngine(wiring.Component):
             final_tag = Signal(TAG, name=f"etag{p}")
             m.d.sync += final_tag.eq(delay(m, delay(m, tags[p], 1, f"tag{p}"), tree_latency, f"ctag{p}"))
             m.d.comb += self.result.pixels[p].tag.eq(final_tag)
-            lane_in = []
+            lane_in, full_in = [], []
             for j in range(lanes):
                 raw = word[j]
-                v = Signal(signed(a + 1), name=f"x{p}_{j}")
+                v = Signal(signed(a + 1), name=f"v{p}_{j}")
                 m.d.comb += v.eq(Mux(b_inside, Mux(f.src_signed, raw.as_signed(), raw.as_unsigned()), 0))
-                lane_in.append(v)
+                full_in.append(v)
+                # What a conv reads fits lane_bits (maybe fewer than a stored slot): the trees
+                # are that narrow. A pool step reads the residual stream at full width.
+                x = Signal(signed(plan.lane_bits), name=f"x{p}_{j}")
+                m.d.comb += x.eq(v)
+                lane_in.append(x)
             for o in range(lanes):
-                tree = AddSubTree(lanes, a + 1)
+                tree = AddSubTree(lanes, plan.lane_bits)
                 m.submodules[f"tree{p}_{o}"] = tree
                 m.d.comb += [tree.x[j].eq(lane_in[j]) for j in range(lanes)]
                 m.d.comb += tree.w.eq(weight_word.data[o * lanes:(o + 1) * lanes])
                 acc = Signal(signed(plan.acc_bits), name=f"acc{p}_{o}")
-                through = delay(m, lane_in[o], tree_latency, f"dw{p}_{o}")    # depthwise
+                through = delay(m, full_in[o], tree_latency, f"dw{p}_{o}")    # depthwise
                 term = Mux(f.depthwise, through, tree.sum)
                 total = add_or_subtract(m, acc, term, Const(0), f"sum{p}_{o}")     # acc + term
                 with m.If(c_valid):

@@ -49,7 +49,7 @@ class MemoryImages:
     weight_base: dict      # step index -> first word
     params: ParamBank      # every step's first requant and the logits
     params2: ParamBank     # the second requant of a step
-    lut: list              # ints (two's complement in act_bits)
+    lut: list              # ints (two's complement in storage_bits)
 
 
 def _to_unsigned(v, bits):
@@ -134,7 +134,7 @@ def build_images(qmodel, schedule, requantizers="dsp"):
     lut_op = next((op for op in qmodel.ops if op["op"] == "lut"), None)
     lut = []
     if lut_op is not None:
-        lut = [_to_unsigned(v, qmodel.act_bits) for v in qmodel.tensors[lut_op["table"]].reshape(-1)]
+        lut = [_to_unsigned(v, qmodel.storage_bits) for v in qmodel.tensors[lut_op["table"]].reshape(-1)]
     if requantizers not in REQUANTIZERS:
         raise ValueError(f"requantizers must be one of {', '.join(REQUANTIZERS)}, got {requantizers!r}")
     return MemoryImages(weights or [0], weight_base,
@@ -145,11 +145,11 @@ def build_images(qmodel, schedule, requantizers="dsp"):
 def memory_bits(qmodel, schedule, images):
     """On-chip memory of the design in bits, next to what the model itself needs."""
     lanes = schedule.lanes
-    word = lanes * qmodel.act_bits
+    word = lanes * qmodel.storage_bits
     params = sum(len(b.words) * lanes * b.field_bits for b in (images.params, images.params2))
     return dict(model_weight_bits=qmodel.weight_bits(),
                 weight_rom_bits=len(images.weights) * lanes * lanes,
                 param_rom_bits=params,
-                input_lut_bits=len(images.lut) * qmodel.act_bits,
+                input_lut_bits=len(images.lut) * qmodel.storage_bits,
                 activation_buffers=schedule.buffers,
                 activation_ram_bits=schedule.buffers * schedule.buffer_depth * word)

@@ -17,6 +17,17 @@ from hw.schedule import HEAD, ceil_log2
 from hw.step_table import check_records_fit, step_layout, step_records
 
 
+def lane_bits(qmodel):
+    """The signed width that holds every value a conv reads."""
+    widths = [2]
+    for op in qmodel.ops:
+        if op["op"] == "conv":
+            out = qmodel.op(op["inputs"][0])["out"] if op["inputs"][0] != "image" else None
+            if out is not None:
+                widths.append(out["bits"] + (0 if out["signed"] else 1))
+    return max(widths)
+
+
 class CorePlan:
     def __init__(self, schedule, requantizers="dsp"):
         """`requantizers`: "dsp" (a multiplier each) or "shift-add" (no multiplier: shifts and
@@ -29,14 +40,18 @@ class CorePlan:
         qmodel = schedule.qmodel
         self.schedule, self.qmodel = schedule, qmodel
         self.steps = schedule.steps
-        self.lanes, self.pixels, self.act_bits = lanes, pixels, qmodel.act_bits
+        # act_bits: a stored activation's slot in a feature-map word (the residual stream may be
+        # wider than what the convs read); lane_bits: a conv lane's input, signed, as wide as
+        # the widest tensor a conv reads (an unsigned b-bit tensor takes b + 1).
+        self.lanes, self.pixels, self.act_bits = lanes, pixels, qmodel.storage_bits
+        self.lane_bits = lane_bits(qmodel)
         a = self.act_bits
         self.word_bits = lanes * a
         self.buffers, self.buffer_depth = schedule.buffers, schedule.buffer_depth
         self.addr_bits = max(1, ceil_log2(self.buffer_depth))
         self.requantizers = requantizers
         self.images = build_images(qmodel, schedule, requantizers)
-        self.acc_bits = max([AddSubTree.out_width_for(lanes, a + 1), a + 6] +
+        self.acc_bits = max([AddSubTree.out_width_for(lanes, self.lane_bits), a + 6] +
                             [qmodel.op(s.weights)["out"]["bits"] for s in self.steps if s.weights])
         self.val_bits = a + 2        # requant/add results: act_bits (+1 for the wide conv2 requant)
         head = next((s for s in self.steps if s.kind == HEAD), None)

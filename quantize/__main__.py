@@ -1,11 +1,13 @@
 """Quantize a trained run: deployment bundle -> integer model (qmodel.npz) + report.
 
-    python -m quantize RUN_DIR [--act-bits 8] [--multiplier-bits 16] [--calib-images 2000]
+    python -m quantize RUN_DIR [--act-bits B] [--multiplier-bits 16] [--calib-images 2000]
                        [--out RUN_DIR/quant]
 
-Reads RUN_DIR/bundle.npz, loads the dataset named in its metadata, picks power-of-two scales on
-training images (the first N of a fixed seeded permutation), measures the float reference's
-test error, then for every width in --sweep-bits quantizes, runs the bit-exact golden model and
+Reads RUN_DIR/bundle.npz and loads the dataset named in its metadata. A run trained for B-bit
+activations (python -m training.train --act-bits B) brings its own power-of-two scales, and
+--act-bits defaults to B; at any other width (8 by default) the scales are picked on training
+images (the first N of a fixed seeded permutation). It measures the float reference's test
+error, then for every width in --sweep-bits quantizes, runs the bit-exact golden model and
 compares. Writes into --out: qmodel.npz (the --act-bits model; format in
 docs/quantized-model.md), report.json, report.md and report.png. --out is checked before the
 work starts; the files are written only after all the work succeeded, into a new folder that
@@ -21,7 +23,8 @@ from tqdm import tqdm
 
 from common.cli import OneLineParser, UsageError, run_main
 from common.files import check_output_folder, folder_lock, replace_folder
-from quantize.convert import CALIB_CHUNK, calibrate, quantize_bundle
+from quantize.convert import (CALIB_CHUNK, MIN_ACT_BITS, calibrate, quantize_bundle,
+                              trained_bounds, trained_widths)
 from quantize.fixed_point import MULTIPLIER_BITS
 from quantize.float_reference import auto_chunk, run_float
 from quantize.golden import run as run_golden
@@ -31,7 +34,8 @@ from training.bundle import BundleError, read_bundle
 from training.data import DATASETS, DatasetError, load_dataset
 
 PROG = "python -m quantize"
-MIN_BITS, MAX_BITS = 4, 16
+MIN_BITS, MAX_BITS = MIN_ACT_BITS, 16
+DEFAULT_ACT_BITS = 8    # without scales trained for a width
 CALIB_SEED = 0          # the calibration images: first N of permutation(seed 0) of the train set
 CALIB_STEP = 4 * CALIB_CHUNK
 DEFAULT_SWEEP = "8,6,4"
@@ -69,8 +73,12 @@ def _bits_list(text):
 def build_parser():
     p = OneLineParser(prog=PROG, description=__doc__.split("\n")[0])
     p.add_argument("run_dir", metavar="RUN_DIR", help="run directory holding bundle.npz")
-    p.add_argument("--act-bits", type=_int_arg(MIN_BITS, MAX_BITS), default=8,
-                   help="activation width of the model written (4..16, default 8)")
+    p.add_argument("--act-bits", type=_int_arg(MIN_BITS, MAX_BITS), default=None,
+                   help=f"activation width of the model written ({MIN_BITS}..{MAX_BITS}; default: "
+                        f"the width the run was trained for, else {DEFAULT_ACT_BITS})")
+    p.add_argument("--residual-bits", type=_int_arg(MIN_BITS, MAX_BITS), default=None,
+                   help="width of the residual stream (default: the trained one at the trained "
+                        "width, else the activation width)")
     p.add_argument("--multiplier-bits", type=_int_arg(2, MULTIPLIER_BITS), default=MULTIPLIER_BITS,
                    metavar="B", help=f"signed width of the requant multipliers (2..{MULTIPLIER_BITS}, "
                    f"default {MULTIPLIER_BITS}); fewer make cheaper shift-add requantizers")
@@ -155,21 +163,35 @@ def output_folder(args):
 
 def quantize_run(args):
     start = time.time()
-    bits_list = sorted(set(args.sweep_bits) | {args.act_bits}, reverse=True)
     out_dir = output_folder(args)
     bundle, data = load_run(args)
+    widths = trained_widths(bundle)
+    trained = widths[0] if widths else None
+    if args.act_bits is None:
+        args.act_bits = trained or DEFAULT_ACT_BITS
+    bits_list = sorted(set(args.sweep_bits) | {args.act_bits}, reverse=True)
+
+    def residual(bits):
+        """The residual width quantized with activation width `bits`."""
+        if args.residual_bits is not None:
+            return args.residual_bits
+        return widths[1] if bits == trained else bits
 
     order = np.random.default_rng(CALIB_SEED).permutation(len(data.train_x))
     calib = data.train_x[order[:args.calib_images]]
     n_test = min(args.test_images or len(data.test_x), len(data.test_x))
     test_x, test_y = data.test_x[:n_test], data.test_y[:n_test]
     step = 4 * auto_chunk(bundle)
+    calibrated = [b for b in bits_list if trained_bounds(bundle, b, residual(b)) is None]
+    scales = (f"scales trained for {trained} bits (residual {widths[1]})" if trained
+              else "no trained scales") + \
+        (f", calibrating on {len(calib)} training images for {', '.join(map(str, calibrated))} "
+         "bits" if calibrated else "")
     print(f"{bundle.path}: {bundle.manifest['variant']} WRN-{bundle.config['depth']}-"
-          f"{bundle.config['width']} on {data.name}; calibrating on {len(calib)} training "
-          f"images, testing on {n_test}; activation widths {', '.join(map(str, bits_list))}",
-          flush=True)
+          f"{bundle.config['width']} on {data.name}; {scales}; testing on {n_test} images; "
+          f"activation widths {', '.join(map(str, bits_list))}", flush=True)
 
-    bounds = calibration_bounds(bundle, calib, args.calib_percentile)
+    bounds = calibration_bounds(bundle, calib, args.calib_percentile) if calibrated else None
     ref = float_classes(bundle, test_x, step)
     float_error = float(np.mean(ref != test_y))
 
@@ -177,22 +199,28 @@ def quantize_run(args):
     for bits in bits_list:
         try:
             manifest, arrays = quantize_bundle(bundle, calib, bits, args.calib_percentile,
-                                               bounds=bounds, multiplier_bits=args.multiplier_bits)
+                                               bounds=None if bits not in calibrated else bounds,
+                                               multiplier_bits=args.multiplier_bits,
+                                               residual_bits=residual(bits))
         except ValueError as e:
             raise UsageError(f"cannot quantize {bundle.path} at {bits} bits: {e}") from None
         qmodel = make_qmodel(manifest, arrays)
         classes = golden_classes(qmodel, test_x, step, bits)
-        sweep.append(dict(act_bits=bits, int_test_error=float(np.mean(classes != test_y)),
+        scales = manifest["source"]["scales"]
+        sweep.append(dict(act_bits=bits, residual_bits=residual(bits), scales=scales,
+                          int_test_error=float(np.mean(classes != test_y)),
                           class_agreement=float(np.mean(classes == ref))))
-        print(f"  act_bits {bits:2d}: int test error {sweep[-1]['int_test_error']:.4f}, "
-              f"agreement {100 * sweep[-1]['class_agreement']:.2f}%", flush=True)
+        print(f"  act_bits {bits:2d}, residual {residual(bits):2d} ({scales} scales): int test error "
+              f"{sweep[-1]['int_test_error']:.4f}, agreement "
+              f"{100 * sweep[-1]['class_agreement']:.2f}%", flush=True)
         if bits == args.act_bits:
             chosen = (manifest, arrays, qmodel)
 
     manifest, arrays, qmodel = chosen
     meta = bundle.metadata
     report = build_report(
-        qmodel, float_error, sweep, test_images=n_test, calib_images=len(calib),
+        qmodel, float_error, sweep, test_images=n_test,
+        calib_images=0 if args.act_bits not in calibrated else len(calib),
         calib_percentile=args.calib_percentile, wall_s=time.time() - start,
         extra=dict(dataset=data.name, bundle=bundle.path, model=bundle.config,
                    bundle_test_error=meta.get("test_error"),

@@ -15,11 +15,12 @@ from quantize.fixed_point import (MULTIPLIER_BITS, adder_plan, bits_for, csd_ter
                                   integer_multiplier, odd_part, reduce_power_of_two, requantize,
                                   shift_round)
 from quantize.float_reference import run_float
+from training.act_points import LOGIT_BITS, power_of_two_frac
 from training.bundle import pack_signs
 
-LOGIT_BITS = 16
 CALIB_CHUNK = 50
 CALIB_SAMPLE = 200_000   # values kept per tensor for the percentile
+MIN_ACT_BITS = 2
 
 
 @dataclass
@@ -47,14 +48,6 @@ def calibrate(bundle, images, percentile=100.0, seed=0):
     return {k: float(np.percentile(np.concatenate(v), percentile)) for k, v in samples.items()}
 
 
-def power_of_two_frac(bound, bits, signed):
-    """Largest f with bound * 2^f inside the width (scale 2^-f): saturation only beyond it."""
-    top = int_range(bits, signed)[1]
-    if bound <= 0:
-        return bits - 1
-    return math.floor(math.log2(top / bound))
-
-
 def divide_by_nine(lo, hi, kernel_area=9):
     """(M, s) with (sum * M + 2^(s-1)) >> s == floor(sum / 9 + 1/2) for every window sum of
     values in [lo, hi]: the average pool's division, exact, as a constant multiply and shift.
@@ -75,9 +68,36 @@ def divide_by_nine(lo, hi, kernel_area=9):
     return m, shift
 
 
+def never_below(real_m, real_b, m, b, shift, x_lo, x_hi, lo, hi):
+    """B raised just enough that x*M + B >= 2^shift * (x*real_m + real_b) for every x in
+    [x_lo, x_hi] whose real result lands within one step of [lo, hi] (per channel; beyond
+    that the clamp decides).
+
+    M is real_m rounded, so without this a value exactly halfway between two steps (a conv scale
+    such as 1/12 makes them common) would round up or down with the sign of M's rounding error;
+    with it the integer model rounds every such tie up, as the real value rounds half up and as
+    training rounds (training/fake_quant.py). Exact M and B stay unchanged. The cost is a bias of
+    at most 2 x (M's rounding error) x |x| / 2^shift of a step."""
+    real_m = np.asarray(real_m, np.float64) * np.ones(len(m))
+    real_b = np.asarray(real_b, np.float64) * np.ones(len(m))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ends = np.stack([(lo - 1 - real_b) / real_m, (hi + 1 - real_b) / real_m])
+    first = np.where(real_m != 0, np.maximum(x_lo, np.floor(ends.min(0))), x_lo)
+    last = np.where(real_m != 0, np.minimum(x_hi, np.ceil(ends.max(0))), x_hi)
+    scale = 2.0 ** shift
+    slope = real_m * scale - m
+    below = np.maximum(first * slope, last * slope) + (real_b * scale - b)
+    raise_by = np.where(first <= last, np.maximum(0, np.ceil(below)), 0)
+    return b + raise_by.astype(np.int64)
+
+
 class Converter:
-    def __init__(self, bundle, bounds, act_bits, multiplier_bits=MULTIPLIER_BITS):
+    def __init__(self, bundle, bounds, act_bits, multiplier_bits=MULTIPLIER_BITS,
+                 residual_bits=None):
+        """act_bits: the width of the tensors a conv reads; residual_bits: of the residual
+        stream (adds, tensors read twice), default act_bits (training/act_points.py)."""
         self.bundle, self.bounds, self.act_bits = bundle, bounds, act_bits
+        self.residual_bits = residual_bits or act_bits
         self.multiplier_bits = multiplier_bits
         self.ops, self.arrays, self.ints, self.views = [], {}, {}, {}
         self.consumers = {}
@@ -104,6 +124,8 @@ class Converter:
         r_out = 2.0 ** -frac
         shift, m = integer_multiplier(view.a / r_out, self.multiplier_bits)
         b = np.floor(view.b / r_out * 2.0 ** shift + 0.5).astype(np.int64) * np.ones_like(m)
+        src = self.ints[view.src]
+        b = never_below(view.a / r_out, view.b / r_out, m, b, shift, src["lo"], src["hi"], lo, hi)
         m, b, shift = reduce_power_of_two(m, b, shift)
         if np.all(m == m[0]) and np.all(b == b[0]):
             m, b = m[:1], b[:1]
@@ -124,13 +146,13 @@ class Converter:
         src = self.ints[view.src]
         return bool(np.all(view.a == src["scale"]) and not np.any(view.b)) and src["frac"] is not None
 
-    def stored(self, name):
-        """The integer tensor holding float tensor `name`, stored (signed) at its own
-        calibrated scale if it is still a view."""
-        view = self.views[name]
+    def stored(self, name, bits=None):
+        """The integer tensor holding float tensor `name`, stored (signed, `bits` wide; default
+        act_bits) at its own calibrated scale if it is still a view."""
+        view, bits = self.views[name], bits or self.act_bits
         if not self.is_stored(view):
-            frac = self.frac_for(name, True)
-            self.materialize(view, name, frac, *int_range(self.act_bits, True))
+            frac = self.frac_for(name, True, bits)
+            self.materialize(view, name, frac, *int_range(bits, True))
         return self.views[name].src
 
     # -- float ops ------------------------------------------------------------------------
@@ -138,8 +160,8 @@ class Converter:
         self.emit_input()
         for op in self.bundle.ops:
             getattr(self, "op_" + op["op"])(op, [self.views[i] for i in op["inputs"]])
-            if self.consumers.get(op["name"], 0) > 1:
-                self.stored(op["name"])  # a tensor read twice (the residual stream) is stored
+            if self.consumers.get(op["name"], 0) > 1:   # read twice: the residual stream
+                self.stored(op["name"], self.residual_bits)
         return self.ops, self.arrays
 
     def emit_input(self):
@@ -184,7 +206,7 @@ class Converter:
         self.views[op["name"]] = self.views[name]
 
     def op_avgpool(self, op, xs):
-        src = self.stored(op["inputs"][0])
+        src = self.stored(op["inputs"][0], self.residual_bits)
         s = self.ints[src]
         m, shift = divide_by_nine(s["lo"], s["hi"], op["kernel"] ** 2)
         lo = int(shift_round(np.int64(op["kernel"] ** 2 * s["lo"] * m), shift))
@@ -194,15 +216,16 @@ class Converter:
                        shift=int(shift)), lo, hi, s["scale"], s["frac"])
 
     def op_zero_channels(self, op, xs):
-        src = self.stored(op["inputs"][0])
+        src = self.stored(op["inputs"][0], self.residual_bits)
         s = self.ints[src]
         self.emit(dict(op="zero_channels", name=op["name"], inputs=[src],
                        in_channels=op["in_channels"], out_channels=op["out_channels"]),
                   min(s["lo"], 0), max(s["hi"], 0), s["scale"], s["frac"])
 
     def op_add(self, op, xs):
-        frac = self.frac_for(op["name"], True)
-        lo, hi = int_range(self.act_bits, True)
+        bits = self.residual_bits
+        frac = self.frac_for(op["name"], True, bits)
+        lo, hi = int_range(bits, True)
         inputs, shifts = [], []
         for name, view in zip(op["inputs"], xs):
             src = self.ints[view.src]
@@ -210,7 +233,7 @@ class Converter:
                 inputs.append(view.src)           # aligned by a shift
                 shifts.append(src["frac"] - frac)
             else:                                 # a conv output: requantized to the sum's scale
-                wide = int_range(self.act_bits + 1, True)
+                wide = int_range(bits + 1, True)
                 inputs.append(self.materialize(view, name, frac, *wide))
                 shifts.append(0)
         self.emit(dict(op="add", name=op["name"], inputs=inputs, shifts=shifts, lo=lo, hi=hi),
@@ -243,27 +266,56 @@ class Converter:
         return self.bundle.shapes[float_name][1:]
 
 
-def quantize_bundle(bundle, calib_images, act_bits=8, percentile=100.0, bounds=None,
-                    multiplier_bits=MULTIPLIER_BITS):
-    """(manifest, arrays) of the quantized model; `bounds` skips calibration if given.
+def trained_widths(bundle):
+    """(act_bits, residual_bits) the bundle's activations were trained for, or None."""
+    act = bundle.activations
+    return None if act is None else (act["bits"], act.get("residual_bits", act["bits"]))
 
+
+def trained_bounds(bundle, act_bits, residual_bits=None):
+    """The bounds the bundle's activations were trained with at these widths (residual_bits
+    None: the trained one), or None (float activations, or trained for other widths)."""
+    widths = trained_widths(bundle)
+    if widths is None or widths[0] != act_bits or residual_bits not in (None, widths[1]):
+        return None
+    return dict(bundle.activations["bounds"])
+
+
+def quantize_bundle(bundle, calib_images, act_bits=8, percentile=100.0, bounds=None,
+                    multiplier_bits=MULTIPLIER_BITS, residual_bits=None):
+    """(manifest, arrays) of the quantized model.
+
+    act_bits: the width of what the convs read; residual_bits: of the residual stream (default:
+    the trained one if the bundle was trained at act_bits, else act_bits).
+    The scales: `bounds` if given; else those the activations were trained with at these widths
+    (the bundle's `activations`); else calibrated on `calib_images` at `percentile`.
     `multiplier_bits`: the signed width of every requant multiplier M. Fewer bits round the
     real multipliers more coarsely, and a per-layer constant then has fewer signed digits:
     cheaper shift-add requantizers (hw.requant.ShiftAddRequantizer)."""
-    if not 4 <= act_bits <= 16:
-        raise ValueError(f"act_bits must be 4..16, got {act_bits}")
+    if not MIN_ACT_BITS <= act_bits <= 16:
+        raise ValueError(f"act_bits must be {MIN_ACT_BITS}..16, got {act_bits}")
     if not 2 <= multiplier_bits <= MULTIPLIER_BITS:
         raise ValueError(f"multiplier_bits must be 2..{MULTIPLIER_BITS}, got {multiplier_bits}")
     if bundle.manifest["weights"] != "1bit":
         raise ValueError("only 1-bit bundles can be quantized (this one has float weights)")
+    if residual_bits is None:
+        trained = trained_widths(bundle)
+        residual_bits = trained[1] if trained and trained[0] == act_bits else act_bits
+    if not MIN_ACT_BITS <= residual_bits <= 16:
+        raise ValueError(f"residual_bits must be {MIN_ACT_BITS}..16, got {residual_bits}")
+    scales = "given" if bounds else "calibrated"
+    if bounds is None and trained_bounds(bundle, act_bits, residual_bits) is not None:
+        bounds, scales = trained_bounds(bundle, act_bits, residual_bits), "trained"
     bounds = bounds or calibrate(bundle, calib_images, percentile)
-    conv = Converter(bundle, bounds, act_bits, multiplier_bits)
+    conv = Converter(bundle, bounds, act_bits, multiplier_bits, residual_bits)
     ops, arrays = conv.convert()
-    manifest = dict(act_bits=act_bits, num_classes=bundle.manifest["num_classes"],
+    manifest = dict(act_bits=act_bits, residual_bits=residual_bits,
+                    num_classes=bundle.manifest["num_classes"],
                     input_shape=bundle.manifest["input_shape"], variant=bundle.manifest["variant"],
                     ops=ops, logits="logits", logits_scale=conv.logits_scale,
                     source=dict(bundle=bundle.path, model=bundle.config,
-                                metadata=bundle.metadata, calib_images=len(calib_images),
+                                metadata=bundle.metadata, scales=scales,
+                                calib_images=len(calib_images) if scales == "calibrated" else 0,
                                 calib_percentile=percentile, multiplier_bits=multiplier_bits))
     return manifest, arrays
 

@@ -9,13 +9,10 @@ from functools import lru_cache
 
 import numpy as np
 
+from training.act_points import int_range  # noqa: F401  (one definition, shared with training)
+
 MULTIPLIER_BITS = 16   # signed requant multipliers fit in int16 (one DSP48 port is 18/25 bits)
 MAX_SHIFT = 40         # keeps acc * multiplier + bias well inside int64
-
-
-def int_range(bits, signed):
-    """(lo, hi) of a two's complement (signed) or plain binary (unsigned) number of `bits`."""
-    return (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
 
 
 def bits_for(lo, hi):

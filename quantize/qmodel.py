@@ -15,8 +15,8 @@ from training.bundle import unpack_signs
 from training.container import OpGraph, check_tensors, complete_manifest, read_container, write_container
 
 FORMAT = "bitwrn-qmodel"
-VERSION = 1
-SUPPORTED_VERSIONS = (1,)
+VERSION = 2
+SUPPORTED_VERSIONS = (1, 2)   # 2 added residual_bits (version 1: residual_bits = act_bits)
 FIX = "re-create it with python -m quantize RUN_DIR"
 
 # Required attributes and tensors per op kind; `add` takes two inputs, every other op one.
@@ -50,7 +50,18 @@ class QModel(OpGraph):
 
     @property
     def act_bits(self):
+        """The width of the activations the convs read."""
         return self.manifest["act_bits"]
+
+    @property
+    def residual_bits(self):
+        """The width of the residual stream (the adds and the tensors read twice)."""
+        return self.manifest.get("residual_bits", self.act_bits)
+
+    @property
+    def storage_bits(self):
+        """The width of a stored activation's slot: the wider of the two."""
+        return max(self.act_bits, self.residual_bits)
 
     @property
     def num_classes(self):
@@ -105,7 +116,8 @@ def validate(path, manifest, tensors):
     if type(manifest.get("version")) is not int or manifest.get("version") not in SUPPORTED_VERSIONS:
         raise _error(path, f"unsupported quantized-model version {manifest.get('version')!r}; "
                            f"this reader supports {', '.join(map(str, SUPPORTED_VERSIONS))}")
-    missing = [f for f in MANIFEST_FIELDS if f not in manifest]
+    missing = [f for f in MANIFEST_FIELDS + (("residual_bits",) if manifest["version"] >= 2 else ())
+               if f not in manifest]
     if missing:
         raise _error(path, f"manifest lacks field(s) {', '.join(missing)}")
     try:
@@ -126,7 +138,9 @@ def _check_numbers(path, manifest):
         if not ok:
             raise _error(path, f"{what} is {value!r}, not {want}")
 
-    need(_integer(manifest["act_bits"], 2, 16), "act_bits", manifest["act_bits"], "an integer 2..16")
+    for key in ("act_bits", "residual_bits"):
+        if key in manifest:
+            need(_integer(manifest[key], 2, 16), key, manifest[key], "an integer 2..16")
     need(_integer(manifest["num_classes"], 2), "num_classes", manifest["num_classes"], "an integer >= 2")
     shape = manifest["input_shape"]
     need(isinstance(shape, list) and len(shape) == 3 and all(_integer(v, 1, 4096) for v in shape),

@@ -77,6 +77,8 @@ def build_report(qmodel, float_test_error, sweep, *, test_images, calib_images, 
     Errors are fractions of the test set; deltas are in percentage points.
     """
     sweep = sorted(({"act_bits": int(s["act_bits"]),
+                     "residual_bits": int(s.get("residual_bits", s["act_bits"])),
+                     "scales": s.get("scales", "calibrated"),
                      "int_test_error": float(s["int_test_error"]),
                      "class_agreement": float(s["class_agreement"]),
                      "delta_pp": 100.0 * (float(s["int_test_error"]) - float(float_test_error))}
@@ -90,6 +92,8 @@ def build_report(qmodel, float_test_error, sweep, *, test_images, calib_images, 
     largest = max(buffers) if buffers else (0, None)
     report = dict(
         act_bits=int(qmodel.act_bits),
+        residual_bits=int(qmodel.residual_bits),
+        scales=main[0]["scales"],
         variant=qmodel.manifest["variant"],
         num_classes=int(qmodel.num_classes),
         input_shape=list(qmodel.input_shape),
@@ -179,7 +183,10 @@ def accuracy_markdown(report):
     rows = [["float (bundle reference)", _pct(report["float_test_error"]), "-", "-"]]
     for s in report["act_bits_sweep"]:
         mark = " (written)" if s["act_bits"] == report["act_bits"] else ""
-        rows.append([f"integer, {s['act_bits']}-bit activations{mark}", _pct(s["int_test_error"]),
+        how = "trained scales" if s.get("scales") == "trained" else "calibrated scales"
+        stream = (f" ({s['residual_bits']}-bit residual stream)"
+                  if s.get("residual_bits", s["act_bits"]) != s["act_bits"] else "")
+        rows.append([f"integer, {s['act_bits']}-bit activations{stream}, {how}{mark}", _pct(s["int_test_error"]),
                      f"{s['delta_pp']:+.2f}", _pct(s["class_agreement"])])
     return _table(["model", "test error", "delta (pp)", "agreement with float"], rows)
 
@@ -197,8 +204,10 @@ def render_markdown(report):
         f"# Quantization report: {title}",
         "",
         f"{report['act_bits']}-bit activations written to the quantized model; "
-        f"{report['test_images']:,} test images, calibrated on {report['calib_images']:,} "
-        f"training images (percentile {report['calib_percentile']:g}); "
+        f"{report['test_images']:,} test images, "
+        + ("scales trained with the network; " if report.get("scales") == "trained" else
+           f"calibrated on {report['calib_images']:,} training images (percentile "
+           f"{report['calib_percentile']:g}); ") +
         f"{report['multiplier_bits']}-bit multipliers; {report['wall_s']:.1f} s.",
         "",
         "## Accuracy",

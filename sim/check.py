@@ -81,7 +81,7 @@ def check_layers(qmodel, lanes, image, build_dir, names=None, pixels=1, requanti
             want = golden.tensors[name][0]
             got = None
             if g < len(groups):
-                got = decode_tensor(groups[g], want.shape, lanes, qmodel.act_bits,
+                got = decode_tensor(groups[g], want.shape, lanes, qmodel.storage_bits,
                                     qmodel.op(name)["out"]["signed"])
             g += 1
             verdicts.append(_verdict(name, want, got))

@@ -36,7 +36,7 @@ def schedule_job(plan, images, golden):
     golden: GoldenResult of the same images with keep=True (tensors by name, N first).
     """
     sched, qm = plan.schedule, plan.qmodel
-    lanes, a, ob = sched.lanes, qm.act_bits, plan.out_bits
+    lanes, a, ob = sched.lanes, qm.storage_bits, plan.out_bits
     job = Job([], [], [])
     for n, image in enumerate(images):
         for step in sched.steps:

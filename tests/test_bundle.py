@@ -96,7 +96,7 @@ def test_round_trip(tmp_path, variant, weights):
     meta = {"dataset": "fashion-mnist", "epochs": 2, "test_error": 0.125}
     export_bundle(model, path, meta)
     b = read_bundle(path)
-    assert b.manifest["format"] == "bitwrn-bundle" and b.manifest["version"] == 1
+    assert b.manifest["format"] == "bitwrn-bundle" and b.manifest["version"] == 2
     assert b.config == model.config and b.ops == model.ops and b.metadata == meta
     assert b.manifest["input_shape"] == [1, 12, 12]
     assert (b.manifest["variant"], b.manifest["weights"]) == (variant, weights)
@@ -219,8 +219,9 @@ def test_manifest_errors(bundle_path, tmp_path):
         rewrite(bundle_path, tmp_path / name, manifest=mm, **kw)
         return assert_one_line_error(tmp_path / name, match)
 
-    msg = bad("v2.npz", "unsupported bundle version 2", lambda mm: mm.update(version=2))
-    assert "supports version(s) 1" in msg
+    msg = bad("v3.npz", "unsupported bundle version 3", lambda mm: mm.update(version=3))
+    assert "supports version(s) 1, 2" in msg
+    bad("noact.npz", r"lacks field\(s\) activations", lambda mm: mm.pop("activations"))
     bad("fmt.npz", "format", lambda mm: mm.update(format="other"))
     bad("nomanifest.npz", "manifest", drop=("manifest",))
     bad("missing.npz", "listed in the manifest is missing", drop=("s1b1_conv2.weight_bits",))

@@ -97,6 +97,22 @@ def test_srelu_shift_add_every_layer_bit_exact(srelu_model, tmp_path_factory):
     assert all(v.ok for v in verdicts), "\n".join(v.line() for v in verdicts if not v.ok)
 
 
+@pytest.mark.parametrize("variant", ["bn", "srelu"])
+def test_narrow_convs_on_a_wide_residual_stream_bit_exact(variant, tmp_path_factory):
+    """4-bit activations into the convs, an 8-bit residual stream: 5-bit trees, 8-bit slots
+    (the pool reads the stream at full width), every layer and the whole network bit-exact."""
+    model = random_qmodel(depth=8, width=1, input_size=8, num_classes=10, variant=variant,
+                          act_bits=4, residual_bits=8, seed=6)
+    plan = CorePlan(build_schedule(model, LANES))
+    assert plan.act_bits == 8 and plan.lane_bits == (4 if variant == "srelu" else 5)
+    image = random_images(1, model.input_shape, seed=17)
+    verdicts, _ = check_layers(model, LANES, image[0], tmp_path_factory.mktemp(f"layers_mix_{variant}"))
+    assert all(v.ok for v in verdicts), "\n".join(v.line() for v in verdicts if not v.ok)
+    result, _ = check_network(model, LANES, random_images(2, model.input_shape, seed=18),
+                              tmp_path_factory.mktemp(f"net_mix_{variant}"), in_stall=0.2, seed=2)
+    assert result.exact == 2, "\n".join(v.line() for v in result.verdicts)
+
+
 def test_shift_add_refuses_per_channel_multipliers(bn_model):
     with pytest.raises(ValueError, match="distinct multipliers.*use --requantizers dsp"):
         CorePlan(build_schedule(bn_model, LANES), "shift-add")

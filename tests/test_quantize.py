@@ -442,8 +442,13 @@ def test_qmodel_file_errors(tmp_path):
     _expect_error(p, "format", "bitwrn-bundle")
 
     p = tmp_path / "v2.npz"
-    _write_raw(p, dict(q.manifest, version=2), q.tensors)
-    _expect_error(p, "version 2", "supports 1")
+    _write_raw(p, dict(q.manifest, version=3), q.tensors)
+    _expect_error(p, "version 3", "supports 1, 2")
+    no_residual = {k: v for k, v in q.manifest.items() if k != "residual_bits"}
+    _write_raw(p, no_residual, q.tensors)
+    _expect_error(p, "lacks field(s) residual_bits")
+    _write_raw(p, dict(no_residual, version=1), q.tensors)   # version 1: as wide as act_bits
+    assert read_qmodel(p).residual_bits == q.act_bits
 
     p = tmp_path / "missing.npz"                         # a member removed from the zip
     with zipfile.ZipFile(good) as src, zipfile.ZipFile(p, "w") as dst:
@@ -619,8 +624,8 @@ def test_random_images():
 def test_quantize_bundle_rejects_bad_requests():
     b = bundle(variant="srelu")
     images = random_images(4, b.manifest["input_shape"], 0)
-    for bits in (3, 17):
-        with pytest.raises(ValueError, match=f"act_bits must be 4..16, got {bits}"):
+    for bits in (1, 17):
+        with pytest.raises(ValueError, match=f"act_bits must be 2..16, got {bits}"):
             quantize_bundle(b, images, bits)
     f = random_bundle(variant="srelu", weights="float")
     assert f.manifest["weights"] == "float" and "conv0.weight" in f.tensors

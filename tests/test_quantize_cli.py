@@ -134,11 +134,11 @@ def test_srelu_needs_no_multiplier(tiny, tmp_path):
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--act-bits", "3"], "--act-bits"),
+    (["--act-bits", "1"], "--act-bits"),
     (["--act-bits", "17"], "--act-bits"),
     (["--calib-images", "0"], "--calib-images"),
     (["--calib-percentile", "0"], "--calib-percentile"),
-    (["--sweep-bits", "8,2"], "--sweep-bits"),
+    (["--sweep-bits", "8,1"], "--sweep-bits"),
     (["--multiplier-bits", "1"], "--multiplier-bits"),
     (["--multiplier-bits", "17"], "--multiplier-bits"),
 ])

@@ -11,11 +11,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from training.act_points import act_plan
 from training.container import OpGraph, check_tensors, read_container, write_container
 
 FORMAT = "bitwrn-bundle"
-VERSION = 1
-SUPPORTED_VERSIONS = (1,)
+VERSION = 2
+SUPPORTED_VERSIONS = (1, 2)   # 1: no "activations" (read as null)
+ACT_BITS = (2, 16)            # the activation widths a bundle may be trained for
 
 FIX_CORRUPT = ("re-copy the file, or re-export it from the checkpoint with "
                "training.export.export_bundle (python -m training.train writes one)")
@@ -35,7 +37,8 @@ OP_ATTRS = {
     "global_avgpool": (),
 }
 MANIFEST_FIELDS = ("format", "version", "model", "num_classes", "input_shape", "variant",
-                   "weights", "ops", "tensors", "metadata")
+                   "weights", "ops", "tensors", "metadata", "activations")
+V1_ABSENT = ("activations",)   # version 1 predates these fields
 
 
 class BundleError(Exception):
@@ -79,6 +82,13 @@ class Bundle(OpGraph):
     @property
     def metadata(self):
         return self.manifest["metadata"]
+
+    @property
+    def activations(self):
+        """None, or {"bits", "residual_bits", "scales", "bounds"}: the activations were trained
+        for `bits`-bit integers (the residual stream `residual_bits`) at the power-of-two scales
+        that `bounds` set (docs/bundle.md)."""
+        return self.manifest.get("activations")
 
     def conv_signs(self, name):
         """int8 +1/-1 of shape (out, in, k, k) for a 1-bit conv."""
@@ -125,14 +135,42 @@ def validate(path, manifest, tensors):
                            f"version(s) {', '.join(map(str, SUPPORTED_VERSIONS))}",
                      "re-export it with this checkout's training.export.export_bundle, or "
                      "read it with the bitwrn version that wrote it")
-    missing = [f for f in MANIFEST_FIELDS if f not in manifest]
+    missing = [f for f in MANIFEST_FIELDS
+               if f not in manifest and not (version == 1 and f in V1_ABSENT)]
     if missing:
         raise _error(path, f"manifest lacks field(s) {', '.join(missing)}")
     try:
         check_tensors(manifest["tensors"], tensors, lambda problem: _error(path, problem))
-        return _check_graph(path, manifest, tensors)
+        shapes = _check_graph(path, manifest, tensors)
+        _check_activations(path, manifest)
+        return shapes
     except (TypeError, KeyError, AttributeError, ValueError) as e:  # malformed JSON structure
         raise _error(path, f"malformed manifest ({type(e).__name__}: {e})") from e
+
+
+def _check_activations(path, manifest):
+    """The trained activation scales: a width, a mode and one positive bound per scale key of the
+    op graph at that width (training.act_points)."""
+    act = manifest.get("activations")
+    if act is None:
+        return
+    if not isinstance(act, dict) or not {"bits", "scales", "bounds"} <= set(act):
+        raise _error(path, "activations is not null or an object with bits, scales and bounds")
+    bits = act["bits"]
+    lo, hi = ACT_BITS
+    residual = act.get("residual_bits", bits)
+    for key, value in (("bits", bits), ("residual_bits", residual)):
+        if type(value) is not int or not lo <= value <= hi:
+            raise _error(path, f"activations.{key} is {value!r}, not an integer {lo}..{hi}")
+    bounds = act["bounds"]
+    want = [k.name for k in act_plan(manifest["ops"], bits, residual).keys]
+    if not isinstance(bounds, dict) or sorted(bounds) != sorted(want):
+        have = sorted(bounds) if isinstance(bounds, dict) else bounds
+        raise _error(path, f"activations.bounds names {have!r}, the graph's scale keys are "
+                           f"{want!r}")
+    for name, v in bounds.items():
+        if not (type(v) in (int, float) and math.isfinite(v) and v > 0):
+            raise _error(path, f"activations.bounds[{name!r}] is {v!r}, not a finite number > 0")
 
 
 # Attribute values: integers (not bools) with a lower bound, or finite numbers with a sign.

@@ -12,6 +12,21 @@ def _f32(t):
     return t.detach().cpu().to(torch.float32).numpy().copy()
 
 
+def activations_of(model):
+    """The bundle's `activations`: None for float activations, else the trained width, how the
+    scales were found and each scale key's bound (the integer model derives the same scales)."""
+    quant = model.act_quant
+    if quant is None:
+        return None
+    bounds = quant.bound_values()
+    unseen = [k for k, v in bounds.items() if not v > 0]
+    if unseen:
+        raise ValueError(f"activation scale(s) {', '.join(unseen)} never saw data: train the "
+                         "model before exporting it")
+    return dict(bits=quant.act_bits, residual_bits=quant.residual_bits, scales=quant.scales,
+                bounds=bounds)
+
+
 def bundle_from_model(model, metadata=None):
     """(manifest, arrays) for `model`; the graph is the model's own op list, as trained."""
     cfg = dict(model.config)
@@ -48,6 +63,7 @@ def bundle_from_model(model, metadata=None):
         "ops": copy.deepcopy(model.ops),
         "tensors": tensors,
         "metadata": dict(metadata or {}),
+        "activations": activations_of(model),
     }
     return complete_manifest(manifest, arrays), arrays
 

@@ -4,10 +4,13 @@ The network is built as an explicit list of ops (`WideResNet.ops`) and `forward`
 that list, so the layer graph exported into the deployment bundle is, by construction, the
 graph that was trained. Tensor names are op names; the network input is called "image".
 """
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from training.fake_quant import ActivationQuantizer
 from training.graph import build_ops, channels_of, conv_scale, model_config
 
 
@@ -28,6 +31,7 @@ class SignConv2d(nn.Conv2d):
                          padding=kernel_size // 2, bias=False)
         self.binary = binary
         self.scale = conv_scale(kernel_size, in_channels)
+        self.inverse_scale = math.sqrt(kernel_size * kernel_size * in_channels / 2.0)  # 12.0 exactly for 32 channels
         nn.init.normal_(self.weight, std=self.scale)  # He-normal
 
     def effective_weight(self):
@@ -38,12 +42,24 @@ class SignConv2d(nn.Conv2d):
         return target + (self.weight - self.weight.detach())
 
     def forward(self, x):
-        return F.conv2d(x, self.effective_weight(), None, self.stride, self.padding)
+        if not self.binary:
+            return F.conv2d(x, self.weight, None, self.stride, self.padding)
+        # The +-1 sums first, then one division by 1/scale: on inputs stored on a power-of-two
+        # grid the sums are exact, and where 1/scale is an integer (12 for 32 input channels) a
+        # result exactly halfway between two steps stays exactly halfway, so training rounds it
+        # as the integer model does (up). The gradient to w is the same as through
+        # effective_weight.
+        signs = binary_sign(self.weight.detach()) + (self.weight - self.weight.detach()) / self.scale
+        return F.conv2d(x, signs, None, self.stride, self.padding) / self.inverse_scale
 
 
 class WideResNet(nn.Module):
     def __init__(self, depth=20, width=1, in_channels=1, num_classes=10, input_size=28,
-                 weights="1bit", variant="bn", srelu_temperature=None):
+                 weights="1bit", variant="bn", srelu_temperature=None, act_bits=None,
+                 act_scales="calibrated", residual_bits=None):
+        """act_bits: None trains float activations; B rounds them where the integer model stores
+        them, at B bits and the residual stream at `residual_bits` (default B)
+        (training/fake_quant.py; the scales found as `act_scales` says)."""
         super().__init__()
         self.config = model_config(depth, width, in_channels, num_classes, input_size, weights,
                                    variant, srelu_temperature)
@@ -57,12 +73,20 @@ class WideResNet(nn.Module):
             elif op["op"] == "batchnorm":
                 self.layers[op["name"]] = nn.BatchNorm2d(channels[op["inputs"][0]], eps=op["eps"],
                                                          affine=op["affine"])
+        self.act_quant = None if act_bits is None else ActivationQuantizer(
+            self.ops, act_bits, act_scales, residual_bits)
 
     # -- execution ------------------------------------------------------------------------
     def forward(self, image):
-        tensors = {"image": image}
+        tensors, quant = {"image": image}, self.act_quant
         for op in self.ops:
-            tensors[op["name"]] = self._run(op, [tensors[i] for i in op["inputs"]])
+            name, xs = op["name"], [tensors[i] for i in op["inputs"]]
+            if quant is None:
+                tensors[name] = self._run(op, xs)
+            elif op["op"] == "add":
+                tensors[name] = quant.add(name, *xs)
+            else:
+                tensors[name] = quant.output(name, self._run(op, xs))
         return tensors["logits"]
 
     def _run(self, op, inputs):

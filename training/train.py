@@ -30,6 +30,7 @@ from training.bn_recalibration import recalibrate_batchnorm
 from training.data import DATASETS, DatasetError, load_dataset
 from training.distributed import init_distributed, shutdown
 from training.export import export_bundle
+from training.fake_quant import SCALE_MODES
 from training.graph import VARIANTS, WEIGHT_MODES, check_depth, srelu_temperature_for
 from training.model import WideResNet
 from training.plots import plot_curves
@@ -42,14 +43,18 @@ EVAL_BATCH = 500
 # Arguments that define a run: resuming with any of them changed would not continue the same run.
 RUN_IDENTITY = ("dataset", "subset", "depth", "width", "weights", "variant", "epochs", "seed",
                 "batch_size", "cutout", "srelu_temperature", "weight_decay", "lr_schedule",
-                "lr_max", "warmup_steps", "clip_grad_norm")
+                "lr_max", "warmup_steps", "clip_grad_norm", "act_bits", "residual_bits", "act_scales", "init_from")
+# What a run given to --init-from must share with this one: the network's shape and its data.
+INIT_IDENTITY = ("dataset", "depth", "width", "weights", "variant")
+ACT_BITS = (2, 8)   # the activation widths --act-bits trains for (the accelerator carries them)
 # The BN-free variant's defaults where the bn variant keeps the ICLR 2018 recipe (docs/results.md,
 # "shifted ReLU": the published recipe alone collapses at this scale).
 SRELU_DEFAULTS = dict(lr_schedule="cosine", warmup_steps=0, clip_grad_norm=1.0)
 BN_DEFAULTS = dict(lr_schedule="sgdr", warmup_steps=0, clip_grad_norm=0.0)
 # What runs from before these options existed used (their checkpoints lack the keys).
 LEGACY_ARGS = dict(lr_schedule="sgdr", lr_max=0.1, warmup_steps=0, clip_grad_norm=0.0,
-                   srelu_temperature=25.0)
+                   srelu_temperature=25.0, act_bits=None, residual_bits=None, act_scales="calibrated",
+                   init_from=None)
 
 
 def build_parser():
@@ -78,6 +83,19 @@ def build_parser():
     p.add_argument("--clip-grad-norm", type=float, default=None, metavar="NORM",
                    help="clip the gradient's global norm to NORM; 0: no clipping (default: 1 "
                         "for --variant srelu, which collapses without it; 0 for bn)")
+    p.add_argument("--act-bits", type=int, default=None, metavar="B",
+                   help=f"train for B-bit activations ({ACT_BITS[0]}..{ACT_BITS[1]}): round them "
+                        "where the integer model stores them (default: float activations)")
+    p.add_argument("--residual-bits", type=int, default=None, metavar="R",
+                   help=f"with --act-bits: the residual stream's width ({ACT_BITS[0]}..16, "
+                        "default B); the convs read B-bit activations")
+    p.add_argument("--act-scales", default="calibrated", choices=SCALE_MODES,
+                   help="with --act-bits: the power-of-two scales follow each tensor's running "
+                        "peak (calibrated) or are trained parameters (learned)")
+    p.add_argument("--init-from", default=None, metavar="RUN",
+                   help="start from the weights and BN moments of the finished or checkpointed "
+                        "run in folder RUN (same dataset, depth, width, weights, variant), e.g. to "
+                        "fine-tune it for --act-bits")
     p.add_argument("--cutout", type=int, default=0, metavar="SIZE", help="cutout patch size (paper: 18)")
     p.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="per process")
     p.add_argument("--weight-decay", type=float, default=WEIGHT_DECAY)
@@ -126,6 +144,21 @@ def check_args(args):
         raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.stop_after is not None and args.stop_after < 1:
         raise UsageError(f"--stop-after must be >= 1, got {args.stop_after}")
+    lo, hi = ACT_BITS
+    if args.act_bits is not None and not lo <= args.act_bits <= hi:
+        raise UsageError(f"--act-bits must be {lo}..{hi}, got {args.act_bits} (leave it out for "
+                         "float activations)")
+    if args.residual_bits is not None:
+        if args.act_bits is None:
+            raise UsageError("--residual-bits needs --act-bits (it is the width of the residual "
+                             "stream of a model trained for low-bit activations)")
+        if not lo <= args.residual_bits <= 16:
+            raise UsageError(f"--residual-bits must be {lo}..16, got {args.residual_bits}")
+    if args.init_from is not None:
+        args.init_from = os.path.normpath(args.init_from)
+        if args.init_from == os.path.normpath(args.out):
+            raise UsageError(f"--init-from {args.init_from} is the --out folder: to continue "
+                             "that run use --resume")
     if args.threads is not None and args.threads < 1:
         raise UsageError(f"--threads must be >= 1, got {args.threads} (leave it out for torch's default)")
     check_output_folder(args.out, "--out")
@@ -186,14 +219,7 @@ def make_optimizer(model, args):
 def load_checkpoint(args, path):
     if not os.path.exists(path):
         raise UsageError(f"--resume: no checkpoint at {path}; start the run without --resume")
-    try:    # weights_only: tensors and plain containers, never code from the file
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # a truncated or foreign file
-        raise UsageError(f"--resume: cannot read {path} ({type(e).__name__}); "
-                         f"delete it to start over") from None
-    if not (isinstance(ckpt, dict) and CHECKPOINT_KEYS <= set(ckpt) and isinstance(ckpt["args"], dict)):
-        raise UsageError(f"--resume: {path} is not a checkpoint of this trainer (no "
-                         f"{', '.join(sorted(CHECKPOINT_KEYS))}); delete it to start over")
+    ckpt = read_checkpoint(path, "--resume", "delete it to start over")
     stored = {k: ckpt["args"].get(k, LEGACY_ARGS.get(k)) for k in RUN_IDENTITY}
     if args.srelu_temperature is None:       # not given: the run's own
         args.srelu_temperature = stored["srelu_temperature"]
@@ -203,6 +229,35 @@ def load_checkpoint(args, path):
         raise UsageError(f"--resume: --{k.replace('_', '-')} was {stored[k]!r} in {path}, "
                          f"now {getattr(args, k)!r}; resume with the run's own arguments")
     return ckpt
+
+
+def read_checkpoint(path, option, fix):
+    """A checkpoint of this trainer at `path`, or one UsageError line naming `option` and `fix`."""
+    try:    # weights_only: tensors and plain containers, never code from the file
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # a truncated or foreign file
+        raise UsageError(f"{option}: cannot read {path} ({type(e).__name__}); {fix}") from None
+    if not (isinstance(ckpt, dict) and CHECKPOINT_KEYS <= set(ckpt) and isinstance(ckpt["args"], dict)):
+        raise UsageError(f"{option}: {path} is not a checkpoint of this trainer (no "
+                         f"{', '.join(sorted(CHECKPOINT_KEYS))}); {fix}")
+    return ckpt
+
+
+def load_init_weights(args):
+    """The model state of the run in --init-from (its activation scales left out: they start
+    from this run's data), checked against this run's network."""
+    path = os.path.join(args.init_from, "checkpoint.pt")
+    if not os.path.isfile(path):
+        raise UsageError(f"--init-from {args.init_from}: no checkpoint.pt there; give the folder "
+                         "of a run of python -m training.train")
+    ckpt = read_checkpoint(path, "--init-from", "give the folder of another run")
+    for k in INIT_IDENTITY:
+        theirs = ckpt["args"].get(k)
+        if theirs != getattr(args, k):
+            raise UsageError(f"--init-from {args.init_from}: that run has --{k.replace('_', '-')} "
+                             f"{theirs!r}, this one {getattr(args, k)!r}; start from a run of "
+                             "the same network and dataset")
+    return {k: v for k, v in ckpt["model"].items() if not k.startswith("act_quant.")}
 
 
 CHECKPOINT_KEYS = {"epoch", "model", "optimizer", "history", "args", "wall_s"}
@@ -236,6 +291,7 @@ def train_locked(args):
         raise UsageError(f"{args.out} already holds a run ({', '.join(held)}): {hint}choose "
                          f"another --out")
     ckpt = load_checkpoint(args, ckpt_path) if args.resume else None
+    init = load_init_weights(args) if args.init_from and not ckpt else None
     data = load_dataset(args.dataset, args.data_dir, args.subset, args.seed)
     size = min(data.train_x.shape[2:])
     if args.cutout > size:
@@ -255,7 +311,18 @@ def train_locked(args):
     if args.srelu_temperature is None:
         args.srelu_temperature = srelu_temperature_for(args.weights, data.num_classes)
     model = WideResNet(args.depth, args.width, c, data.num_classes, h, args.weights,
-                       args.variant, args.srelu_temperature).to(device)
+                       args.variant, args.srelu_temperature, args.act_bits, args.act_scales,
+                       args.residual_bits)
+    if init is not None:
+        try:
+            missing = model.load_state_dict(init, strict=False).missing_keys
+        except RuntimeError as e:   # same config, different tensor shapes: not this network
+            raise UsageError(f"--init-from {args.init_from}: its weights do not fit this network "
+                             f"({str(e).splitlines()[-1].strip()})") from None
+        if any(not k.startswith("act_quant.") for k in missing):
+            raise UsageError(f"--init-from {args.init_from}: its checkpoint lacks "
+                             f"{', '.join(k for k in missing if not k.startswith('act_quant.'))}")
+    model = model.to(device)
     optimizer = make_optimizer(model, args)
     history, wall_before = [], 0.0
     if ckpt:
@@ -266,7 +333,12 @@ def train_locked(args):
     start = time.time()
     if dist.main:
         os.makedirs(args.out, exist_ok=True)
-        print(f"WRN-{args.depth}-{args.width} {args.weights}/{args.variant} on {args.dataset}: "
+        acts = "float" if args.act_bits is None else (
+            f"{args.act_bits}-bit ({args.act_scales} scales, residual stream "
+            f"{args.residual_bits or args.act_bits}-bit)")
+        init = f", initialized from {args.init_from}" if args.init_from else ""
+        print(f"WRN-{args.depth}-{args.width} {args.weights}/{args.variant}, {acts} activations"
+              f"{init}, on {args.dataset}: "
               f"{len(data.train_x)} train / {len(data.test_x)} test images, "
               f"{model.weight_count():,} conv weights, {dist.world} process(es) on {device}",
               flush=True)
@@ -367,11 +439,14 @@ def finish(args, model, data, dist, device, steps, history):
         weight_bits=model.weight_count() * (1 if args.weights == "1bit" else 32),
         bn_recalibration_batches=used * dist.world, processes=dist.world,
         dataset=args.dataset, train_images=len(data.train_x), test_images=len(data.test_x),
-        model=model.config, seed=args.seed, cutout=args.cutout,
+        model=model.config, seed=args.seed, cutout=args.cutout, act_bits=args.act_bits,
+        residual_bits=args.residual_bits or args.act_bits,
+        act_scales=args.act_scales if args.act_bits else None, init_from=args.init_from,
         mean_epoch_s=float(np.mean([h["epoch_s"] for h in history])),
     )
     export_bundle(model.cpu(), os.path.join(args.out, "bundle.npz"),
-                  dict(dataset=args.dataset, epochs=args.epochs, test_error=after, seed=args.seed))
+                  dict(dataset=args.dataset, epochs=args.epochs, test_error=after, seed=args.seed,
+                       init_from=args.init_from))
     return summary
 
 
