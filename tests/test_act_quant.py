@@ -12,7 +12,7 @@ from quantize.qmodel import make_qmodel
 from quantize.random_model import random_bundle, random_images
 from training.act_points import Rounding, act_plan
 from training.bundle import BundleError, read_bundle, write_bundle
-from training.export import bundle_from_model, export_bundle
+from training.export import bundle_from_model, export_bundle, model_from_bundle
 from training.fake_quant import ActivationQuantizer
 from training.model import WideResNet
 from training.train import main
@@ -199,3 +199,24 @@ def test_init_from_fine_tunes_a_run_and_checks_it_fits(tiny_mnist, tmp_path, cap
     code, err = run_cli(tiny_args(tiny_mnist, tmp_path / "j", "--init-from",
                                   str(tmp_path / "junk")), capsys)
     assert code == 2 and "cannot read" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("extra", [["--act-bits", "4", "--residual-bits", "8"],
+                                   ["--act-bits", "3", "--act-scales", "learned"]])
+def test_a_trained_qat_run_and_its_golden_model_agree(tiny_mnist, tmp_path, extra):
+    """Train for low-bit activations, quantize with the trained scales: the trained network's
+    forward (rebuilt from the bundle alone) and the golden model give the same class. Here >= 95%:
+    these are random images with random labels, so many logits nearly tie, and the integer
+    model's per-channel multipliers (one shift per layer) still move a few activations by one
+    step. On Fashion-MNIST docs/results.md measures the agreement of the trained runs."""
+    out = tmp_path / "run"
+    assert main(tiny_args(tiny_mnist, out, *extra)) == 0
+    bundle = read_bundle(out / "bundle.npz")
+    manifest, arrays = quantize_bundle(bundle, None, bundle.activations["bits"])
+    assert manifest["residual_bits"] == bundle.activations["residual_bits"]
+    from training.data import load_dataset
+    images = load_dataset("mnist", tiny_mnist).test_x
+    golden = run_golden(make_qmodel(manifest, arrays), images)
+    with torch.no_grad():
+        ours = model_from_bundle(bundle)(torch.from_numpy(images).float()).argmax(1).numpy()
+    assert np.mean(ours == golden.classes) >= 0.95

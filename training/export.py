@@ -5,7 +5,7 @@ import torch
 
 from training.bundle import FORMAT, VERSION, pack_signs, write_bundle
 from training.container import complete_manifest
-from training.model import binary_sign
+from training.model import WideResNet, binary_sign
 
 
 def _f32(t):
@@ -73,3 +73,36 @@ def export_bundle(model, path, metadata=None):
     manifest, arrays = bundle_from_model(model, metadata)
     return write_bundle(path, manifest, arrays)
 
+
+
+def model_from_bundle(bundle):
+    """The WideResNet (eval mode) whose forward the bundle describes, trained activation rounding
+    included: 1-bit weights as +-1 (their scale is Eq. 1's constant), BN moments and the
+    activations' bounds from the bundle. Inverse of bundle_from_model for the forward pass."""
+    cfg, act = bundle.config, bundle.activations
+    model = WideResNet(cfg["depth"], cfg["width"], cfg["in_channels"], cfg["num_classes"],
+                       cfg["input_size"], cfg["weights"], cfg["variant"], cfg["srelu_temperature"],
+                       act and act["bits"], act["scales"] if act else "calibrated",
+                       act and act.get("residual_bits"))
+    with torch.no_grad():
+        for op in model.ops:
+            name = op["name"]
+            if op["op"] == "conv":
+                weight = (bundle.conv_signs(name) if op["binary"]
+                          else bundle.tensors[name + ".weight"])
+                model.layers[name].weight.copy_(torch.from_numpy(weight.astype("float32")))
+            elif op["op"] == "batchnorm":
+                mean, var, w, b, _ = bundle.bn(name)
+                bn = model.layers[name]
+                bn.running_mean.copy_(torch.from_numpy(mean))
+                bn.running_var.copy_(torch.from_numpy(var))
+                if w is not None:
+                    bn.weight.copy_(torch.from_numpy(w))
+                    bn.bias.copy_(torch.from_numpy(b))
+        if act:
+            quant = model.act_quant
+            bounds = torch.tensor([act["bounds"][k.name] for k in quant.plan.keys])
+            quant.bounds.copy_(bounds)
+            if quant.log2_bounds is not None:
+                quant.log2_bounds.copy_(torch.log2(bounds.double()).float())
+    return model.eval()
