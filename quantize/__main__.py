@@ -206,7 +206,7 @@ def quantize_run(args):
             raise UsageError(f"cannot quantize {bundle.path} at {bits} bits: {e}") from None
         qmodel = make_qmodel(manifest, arrays)
         classes = golden_classes(qmodel, test_x, step, bits)
-        scales = manifest["source"]["scales"]
+        scales = "calibrated" if bits in calibrated else "trained"
         sweep.append(dict(act_bits=bits, residual_bits=residual(bits), scales=scales,
                           int_test_error=float(np.mean(classes != test_y)),
                           class_agreement=float(np.mean(classes == ref))))

@@ -124,8 +124,14 @@ class Converter:
         r_out = 2.0 ** -frac
         shift, m = integer_multiplier(view.a / r_out, self.multiplier_bits)
         b = np.floor(view.b / r_out * 2.0 ** shift + 0.5).astype(np.int64) * np.ones_like(m)
-        src = self.ints[view.src]
-        b = never_below(view.a / r_out, view.b / r_out, m, b, shift, src["lo"], src["hi"], lo, hi)
+        if np.all(view.a == view.a[0]):
+            # One real multiplier for every channel (no BN: a conv scale, possibly rational, so
+            # exact ties occur); its M is large, so lifting it costs nothing measurable. A
+            # per-channel BN multiplier has no exact ties, and lifting its small-M channels
+            # would bias them: it keeps round-to-nearest M and B.
+            src = self.ints[view.src]
+            b = never_below(view.a / r_out, view.b / r_out, m, b, shift, src["lo"], src["hi"],
+                            lo, hi)
         m, b, shift = reduce_power_of_two(m, b, shift)
         if np.all(m == m[0]) and np.all(b == b[0]):
             m, b = m[:1], b[:1]
