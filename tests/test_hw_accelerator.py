@@ -97,7 +97,7 @@ def test_srelu_shift_add_every_layer_bit_exact(srelu_model, tmp_path_factory):
     assert all(v.ok for v in verdicts), "\n".join(v.line() for v in verdicts if not v.ok)
 
 
-@pytest.mark.parametrize("variant", ["bn", "srelu"])
+@pytest.mark.parametrize("variant", ["bn", pytest.param("srelu", marks=pytest.mark.slow)])
 def test_narrow_convs_on_a_wide_residual_stream_bit_exact(variant, tmp_path_factory):
     """4-bit activations into the convs, an 8-bit residual stream: 5-bit trees, 8-bit slots
     (the pool reads the stream at full width), every layer and the whole network bit-exact."""
