@@ -16,10 +16,15 @@ def recalibrate_batchnorm(model, batches, dist):
         m.reset_running_stats()
         m.momentum = None  # None = cumulative average of the batch moments
     model.train()
+    quant = getattr(model, "act_quant", None)
+    if quant is not None:      # the BN moments only: the activations' scales stay as trained
+        quant.frozen = True
     count = 0
     for x in batches:
         model(x)
         count += 1
+    if quant is not None:
+        quant.frozen = False
     for m, momentum in zip(bns, saved):
         m.momentum = momentum
         # Every process saw the same number of batches, so the mean of means is exact.

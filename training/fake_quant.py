@@ -71,6 +71,7 @@ class ActivationQuantizer(nn.Module):
         self.register_buffer("bounds", torch.zeros(n))
         self.log2_bounds = nn.Parameter(torch.zeros(n)) if scales == "learned" else None
         self._exponent = {}   # scale key -> the (float, gradient-carrying) grid exponent frac
+        self.frozen = False   # True: training-mode passes leave the bounds alone
 
     # -- the bounds -------------------------------------------------------------------------
     def bound_values(self):
@@ -85,7 +86,7 @@ class ActivationQuantizer(nn.Module):
     def _observe(self, name, x):
         """Update scale key `name` from its float tensor x; remember this forward's exponent."""
         i, key = self.keys[name], self.plan.keys[self.keys[name]]
-        if self.training:
+        if self.training and not self.frozen:
             peak = x.detach().abs().max()
             with torch.no_grad():
                 if self.bounds[i] <= 0:
