@@ -23,18 +23,19 @@ from tqdm import tqdm
 
 from common.cli import OneLineParser, UsageError, run_main
 from common.files import check_output_folder, folder_lock, replace_folder
-from quantize.convert import (CALIB_CHUNK, MIN_ACT_BITS, calibrate, quantize_bundle,
-                              trained_bounds, trained_widths)
+from quantize.convert import (CALIB_CHUNK, calibrate, quantize_bundle, trained_bounds,
+                              trained_widths)
 from quantize.fixed_point import MULTIPLIER_BITS
 from quantize.float_reference import auto_chunk, run_float
 from quantize.golden import run as run_golden
 from quantize.qmodel import make_qmodel, write_qmodel
 from quantize.report import build_report, render, write_report
+from training.act_points import WIDTHS
 from training.bundle import BundleError, read_bundle
 from training.data import DATASETS, DatasetError, load_dataset
 
 PROG = "python -m quantize"
-MIN_BITS, MAX_BITS = MIN_ACT_BITS, 16
+MIN_BITS, MAX_BITS = WIDTHS
 DEFAULT_ACT_BITS = 8    # without scales trained for a width
 CALIB_SEED = 0          # the calibration images: first N of permutation(seed 0) of the train set
 CALIB_STEP = 4 * CALIB_CHUNK
@@ -183,12 +184,12 @@ def quantize_run(args):
     test_x, test_y = data.test_x[:n_test], data.test_y[:n_test]
     step = 4 * auto_chunk(bundle)
     calibrated = [b for b in bits_list if trained_bounds(bundle, b, residual(b)) is None]
-    scales = (f"scales trained for {trained} bits (residual {widths[1]})" if trained
-              else "no trained scales") + \
+    scale_note = (f"scales trained for {trained} bits (residual {widths[1]})" if trained
+                  else "no trained scales") + \
         (f", calibrating on {len(calib)} training images for {', '.join(map(str, calibrated))} "
          "bits" if calibrated else "")
     print(f"{bundle.path}: {bundle.manifest['variant']} WRN-{bundle.config['depth']}-"
-          f"{bundle.config['width']} on {data.name}; {scales}; testing on {n_test} images; "
+          f"{bundle.config['width']} on {data.name}; {scale_note}; testing on {n_test} images; "
           f"activation widths {', '.join(map(str, bits_list))}", flush=True)
 
     bounds = calibration_bounds(bundle, calib, args.calib_percentile) if calibrated else None

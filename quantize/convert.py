@@ -15,12 +15,11 @@ from quantize.fixed_point import (MULTIPLIER_BITS, adder_plan, bits_for, csd_ter
                                   integer_multiplier, odd_part, reduce_power_of_two, requantize,
                                   shift_round)
 from quantize.float_reference import run_float
-from training.act_points import LOGIT_BITS, power_of_two_frac
+from training.act_points import LOGIT_BITS, WIDTHS, power_of_two_frac
 from training.bundle import pack_signs
 
 CALIB_CHUNK = 50
 CALIB_SAMPLE = 200_000   # values kept per tensor for the percentile
-MIN_ACT_BITS = 2
 
 
 @dataclass
@@ -298,8 +297,9 @@ def quantize_bundle(bundle, calib_images, act_bits=8, percentile=100.0, bounds=N
     `multiplier_bits`: the signed width of every requant multiplier M. Fewer bits round the
     real multipliers more coarsely, and a per-layer constant then has fewer signed digits:
     cheaper shift-add requantizers (hw.requant.ShiftAddRequantizer)."""
-    if not MIN_ACT_BITS <= act_bits <= 16:
-        raise ValueError(f"act_bits must be {MIN_ACT_BITS}..16, got {act_bits}")
+    lo, hi = WIDTHS
+    if not lo <= act_bits <= hi:
+        raise ValueError(f"act_bits must be {lo}..{hi}, got {act_bits}")
     if not 2 <= multiplier_bits <= MULTIPLIER_BITS:
         raise ValueError(f"multiplier_bits must be 2..{MULTIPLIER_BITS}, got {multiplier_bits}")
     if bundle.manifest["weights"] != "1bit":
@@ -307,8 +307,8 @@ def quantize_bundle(bundle, calib_images, act_bits=8, percentile=100.0, bounds=N
     if residual_bits is None:
         trained = trained_widths(bundle)
         residual_bits = trained[1] if trained and trained[0] == act_bits else act_bits
-    if not MIN_ACT_BITS <= residual_bits <= 16:
-        raise ValueError(f"residual_bits must be {MIN_ACT_BITS}..16, got {residual_bits}")
+    if not lo <= residual_bits <= hi:
+        raise ValueError(f"residual_bits must be {lo}..{hi}, got {residual_bits}")
     scales = "given" if bounds else "calibrated"
     if bounds is None and trained_bounds(bundle, act_bits, residual_bits) is not None:
         bounds, scales = trained_bounds(bundle, act_bits, residual_bits), "trained"

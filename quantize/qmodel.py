@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from quantize.fixed_point import MAX_SHIFT, MULTIPLIER_BITS
+from training.act_points import WIDTHS
 from training.bundle import unpack_signs
 from training.container import OpGraph, check_tensors, complete_manifest, read_container, write_container
 
@@ -140,7 +141,8 @@ def _check_numbers(path, manifest):
 
     for key in ("act_bits", "residual_bits"):
         if key in manifest:
-            need(_integer(manifest[key], 2, 16), key, manifest[key], "an integer 2..16")
+            need(_integer(manifest[key], *WIDTHS), key, manifest[key],
+                 f"an integer {WIDTHS[0]}..{WIDTHS[1]}")
     need(_integer(manifest["num_classes"], 2), "num_classes", manifest["num_classes"], "an integer >= 2")
     shape = manifest["input_shape"]
     need(isinstance(shape, list) and len(shape) == 3 and all(_integer(v, 1, 4096) for v in shape),

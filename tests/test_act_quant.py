@@ -161,20 +161,6 @@ def test_bundle_carries_the_scales_and_rejects_bad_ones(tmp_path):
     assert bundle_from_model(WideResNet(8, 1, 1, 10, 12))[0]["activations"] is None
 
 
-@pytest.mark.parametrize("extra,message", [
-    (["--act-bits", "0"], "--act-bits must be 2..8, got 0"),
-    (["--act-bits", "1"], "--act-bits must be 2..8, got 1"),
-    (["--act-bits", "9"], "--act-bits must be 2..8, got 9"),
-    (["--act-bits", "4", "--act-scales", "guessed"], "invalid choice"),
-    (["--init-from", "/nonexistent/run"], "no checkpoint.pt there"),
-])
-def test_cli_rejects_bad_qat_options_in_one_line(tiny_mnist, tmp_path, capsys, extra, message):
-    code, err = run_cli(tiny_args(tiny_mnist, tmp_path / "x", *extra), capsys)
-    assert code == 2
-    assert message in err and len(err.strip().splitlines()) == 1, err
-    assert not (tmp_path / "x" / "checkpoint.pt").exists()
-
-
 def test_init_from_fine_tunes_a_run_and_checks_it_fits(tiny_mnist, tmp_path, capsys):
     """--init-from starts from a run's weights (not from scratch), trains for --act-bits, and
     refuses a run of another network or a file that is not a checkpoint, in one line."""

@@ -103,6 +103,13 @@ def test_ddp_with_two_gloo_processes(tiny_mnist, tmp_path):
     (["--lr-max", "inf"], "--lr-max must be a positive"),
     (["--warmup-steps", "-1"], "--warmup-steps must be >= 0"),
     (["--clip-grad-norm", "-1"], "--clip-grad-norm must be a number >= 0"),
+    (["--act-bits", "0"], "--act-bits must be 2..8, got 0"),
+    (["--act-bits", "1"], "--act-bits must be 2..8, got 1"),
+    (["--act-bits", "9"], "--act-bits must be 2..8, got 9"),
+    (["--act-bits", "4", "--act-scales", "guessed"], "invalid choice"),
+    (["--residual-bits", "8"], "--residual-bits needs --act-bits"),
+    (["--act-bits", "4", "--residual-bits", "17"], "--residual-bits must be 2..16, got 17"),
+    (["--init-from", "/nonexistent/run"], "no checkpoint.pt there"),
 ])
 def test_cli_rejects_bad_arguments_in_one_line(tiny_mnist, tmp_path, capsys, extra, message):
     code, err = run_cli(tiny_args(tiny_mnist, tmp_path / "x", *extra), capsys)

@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass
 
 LOGIT_BITS = 16      # the integer logits' width when they are requantized (quantize/convert.py)
+WIDTHS = (2, 16)     # the activation and residual widths a bundle or quantized model may hold
 
 
 def int_range(bits, signed):
@@ -81,6 +82,7 @@ def act_plan(ops, act_bits, residual_bits=None):
     # A view is an affine function of an integer tensor; "uniform" if that affine is one positive
     # factor for all channels with no offset (conv and scale keep it, batchnorm does not).
     uniform = {"image": True}
+
     def key(name, bits=act_bits, signed=True):
         keys.setdefault(name, ScaleKey(name, bits, signed))
         return name

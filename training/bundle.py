@@ -11,13 +11,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from training.act_points import act_plan
+from training.act_points import WIDTHS, act_plan
 from training.container import OpGraph, check_tensors, read_container, write_container
 
 FORMAT = "bitwrn-bundle"
 VERSION = 2
 SUPPORTED_VERSIONS = (1, 2)   # 1: no "activations" (read as null)
-ACT_BITS = (2, 16)            # the activation widths a bundle may be trained for
 
 FIX_CORRUPT = ("re-copy the file, or re-export it from the checkpoint with "
                "training.export.export_bundle (python -m training.train writes one)")
@@ -157,7 +156,7 @@ def _check_activations(path, manifest):
     if not isinstance(act, dict) or not {"bits", "scales", "bounds"} <= set(act):
         raise _error(path, "activations is not null or an object with bits, scales and bounds")
     bits = act["bits"]
-    lo, hi = ACT_BITS
+    lo, hi = WIDTHS
     residual = act.get("residual_bits", bits)
     for key, value in (("bits", bits), ("residual_bits", residual)):
         if type(value) is not int or not lo <= value <= hi:

@@ -74,7 +74,6 @@ def export_bundle(model, path, metadata=None):
     return write_bundle(path, manifest, arrays)
 
 
-
 def model_from_bundle(bundle):
     """The WideResNet (eval mode) whose forward the bundle describes, trained activation rounding
     included: 1-bit weights as +-1 (their scale is Eq. 1's constant), BN moments and the

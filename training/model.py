@@ -44,12 +44,11 @@ class SignConv2d(nn.Conv2d):
     def forward(self, x):
         if not self.binary:
             return F.conv2d(x, self.weight, None, self.stride, self.padding)
-        # The +-1 sums first, then one division by 1/scale: on inputs stored on a power-of-two
-        # grid the sums are exact, and where 1/scale is an integer (12 for 32 input channels) a
-        # result exactly halfway between two steps stays exactly halfway, so training rounds it
-        # as the integer model does (up). The gradient to w is the same as through
-        # effective_weight.
-        signs = binary_sign(self.weight.detach()) + (self.weight - self.weight.detach()) / self.scale
+        # The +-1 sums first (effective_weight / scale is exactly +-1), then one division by
+        # 1/scale: on inputs stored on a power-of-two grid the sums are exact, and where 1/scale
+        # is an integer (12 for 32 input channels) a result exactly halfway between two steps
+        # stays exactly halfway, so training rounds it as the integer model does (up).
+        signs = self.effective_weight() / self.scale
         return F.conv2d(x, signs, None, self.stride, self.padding) / self.inverse_scale
 
 

@@ -30,6 +30,7 @@ from training.bn_recalibration import recalibrate_batchnorm
 from training.data import DATASETS, DatasetError, load_dataset
 from training.distributed import init_distributed, shutdown
 from training.export import export_bundle
+from training.act_points import WIDTHS
 from training.fake_quant import SCALE_MODES
 from training.graph import VARIANTS, WEIGHT_MODES, check_depth, srelu_temperature_for
 from training.model import WideResNet
@@ -87,7 +88,7 @@ def build_parser():
                    help=f"train for B-bit activations ({ACT_BITS[0]}..{ACT_BITS[1]}): round them "
                         "where the integer model stores them (default: float activations)")
     p.add_argument("--residual-bits", type=int, default=None, metavar="R",
-                   help=f"with --act-bits: the residual stream's width ({ACT_BITS[0]}..16, "
+                   help=f"with --act-bits: the residual stream's width ({WIDTHS[0]}..{WIDTHS[1]}, "
                         "default B); the convs read B-bit activations")
     p.add_argument("--act-scales", default="calibrated", choices=SCALE_MODES,
                    help="with --act-bits: the power-of-two scales follow each tensor's running "
@@ -152,8 +153,9 @@ def check_args(args):
         if args.act_bits is None:
             raise UsageError("--residual-bits needs --act-bits (it is the width of the residual "
                              "stream of a model trained for low-bit activations)")
-        if not lo <= args.residual_bits <= 16:
-            raise UsageError(f"--residual-bits must be {lo}..16, got {args.residual_bits}")
+        if not WIDTHS[0] <= args.residual_bits <= WIDTHS[1]:
+            raise UsageError(f"--residual-bits must be {WIDTHS[0]}..{WIDTHS[1]}, got "
+                             f"{args.residual_bits}")
     if args.init_from is not None:
         args.init_from = os.path.normpath(args.init_from)
         if args.init_from == os.path.normpath(args.out):
