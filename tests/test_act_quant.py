@@ -66,7 +66,7 @@ def test_rounding_matches_the_integer_shift_element_for_element():
         lo, hi = int_range(4, signed)
         ints = rng.integers(-300, 300, 20_000)
         x = torch.tensor(ints * 2.0 ** -f_in, dtype=torch.float32)
-        quant._exponent["k"] = f
+        quant._exponent["k"] = (f, None)
         got = quant._round(Rounding("k", lo, hi), x).numpy() * 2.0 ** f
         want = np.clip(shift_round(ints, f_in - f), lo, hi)
         assert np.array_equal(got, want)

@@ -70,7 +70,8 @@ class ActivationQuantizer(nn.Module):
         # bounds: the calibrated peaks, or the learned bounds' starting values; 0 = not yet seen.
         self.register_buffer("bounds", torch.zeros(n))
         self.log2_bounds = nn.Parameter(torch.zeros(n)) if scales == "learned" else None
-        self._exponent = {}   # scale key -> the (float, gradient-carrying) grid exponent frac
+        self._exponent = {}   # scale key -> (frac, the gradient-carrying frac or None)
+        self._host_bounds = self._host_log2 = None   # set by begin_pass
         self.frozen = False   # True: training-mode passes leave the bounds alone
 
     # -- the bounds -------------------------------------------------------------------------
@@ -83,32 +84,40 @@ class ActivationQuantizer(nn.Module):
             values = [float(b) for b in self.bounds]
         return {k.name: v for k, v in zip(self.plan.keys, values)}
 
+    def begin_pass(self):
+        """Read every bound to the host once per forward pass: the grid exponents are host
+        integers, and reading a device tensor at every rounding point would stall the GPU there
+        (QAT ran 7x slower than float training on one)."""
+        self._host_bounds = self.bounds.tolist()
+        self._host_log2 = None if self.log2_bounds is None else self.log2_bounds.detach().tolist()
+
     def _observe(self, name, x):
-        """Update scale key `name` from its float tensor x; remember this forward's exponent."""
+        """Update scale key `name` from its float tensor x; set this forward's exponent.
+        A calibrated bound moves on the device; this pass rounds with the bound it began with."""
         i, key = self.keys[name], self.plan.keys[self.keys[name]]
         if self.training and not self.frozen:
             peak = x.detach().abs().max()
             with torch.no_grad():
-                if self.bounds[i] <= 0:
-                    self.bounds[i] = peak.clamp_min(1e-12)
+                if self._host_bounds[i] <= 0:           # first sight: start from this peak
+                    first = max(float(peak), 1e-12)
+                    self.bounds[i] = self._host_bounds[i] = first
                     if self.log2_bounds is not None:
-                        self.log2_bounds[i] = torch.log2(self.bounds[i])
+                        self.log2_bounds[i] = self._host_log2[i] = math.log2(first)
                 elif self.log2_bounds is None:
                     self.bounds[i].mul_(1 - BOUND_MOMENTUM).add_(BOUND_MOMENTUM * peak)
         if self.log2_bounds is None:
-            self._exponent[name] = key.frac(float(self.bounds[i]))
+            self._exponent[name] = (key.frac(self._host_bounds[i]), None)
             return
-        frac = key.frac(2.0 ** float(self.log2_bounds[i].detach()))
+        frac = key.frac(2.0 ** self._host_log2[i])
         top = int_range(key.bits, key.signed)[1]
         p = scale_gradient(self.log2_bounds[i], 1.0 / math.sqrt(x[0].numel() * top))
         exact = math.log2(top) - p                      # frac before the floor
-        self._exponent[name] = exact + (frac - exact).detach()
+        self._exponent[name] = (frac, exact + (frac - exact).detach())
 
     def _round(self, rounding, x):
-        frac = self._exponent[rounding.scale]
-        if isinstance(frac, int):
-            return _RoundToGrid.apply(x, frac, *rounding.limits(frac))
-        whole = int(round(float(frac.detach())))
+        whole, frac = self._exponent[rounding.scale]
+        if frac is None:
+            return _RoundToGrid.apply(x, whole, *rounding.limits(whole))
         lo, hi = rounding.limits(whole)
         v = x * 2.0 ** frac
         if lo is not None:

@@ -78,6 +78,8 @@ class WideResNet(nn.Module):
     # -- execution ------------------------------------------------------------------------
     def forward(self, image):
         tensors, quant = {"image": image}, self.act_quant
+        if quant is not None:
+            quant.begin_pass()
         for op in self.ops:
             name, xs = op["name"], [tensors[i] for i in op["inputs"]]
             if quant is None:
