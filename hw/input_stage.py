@@ -2,7 +2,9 @@
 
 INPUT steps take one 8-bit pixel channel per beat (raster order, channels innermost) and map
 it through the input table (the folded input BN: entry c*256 + pixel); the channels of a pixel
-are gathered into one word, written when its last channel arrives. LOAD steps (layer tests)
+are gathered into one word, written when its last channel arrives. An image wider than the
+lanes is spread: channel c's value x fills lanes c*k + l with floor((x + l) / k)
+(hw/lane_width.py), k = `schedule.spread`. LOAD steps (layer tests)
 take whole feature-map words and write each at once.
 """
 from amaranth import Module, Mux, Signal, unsigned
@@ -33,8 +35,8 @@ class InputStage(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        plan, f, pos, a = self.plan, self.fields, self.position, self.plan.act_bits
-        table = memory.Memory(shape=unsigned(a), depth=max(2, len(plan.images.lut)),
+        plan, f, pos = self.plan, self.fields, self.position
+        table = memory.Memory(shape=unsigned(plan.images.table_bits), depth=max(2, len(plan.images.lut)),
                               init=plan.images.lut, attrs={"rom_style": "block"})
         m.submodules.table = table
         lookup = table.read_port()
@@ -50,9 +52,11 @@ class InputStage(wiring.Component):
         partial = Signal(plan.word)      # the channels of the pixel so far
         gathered = Signal(plan.word)
         m.d.comb += gathered.eq(partial)
+        value = lookup.data.as_signed() if plan.table_signed else lookup.data
+        k = plan.schedule.spread
         for j in range(plan.lanes):
-            with m.If(c == j):
-                m.d.comb += gathered[j].eq(lookup.data)
+            with m.If(c == j // k):
+                m.d.comb += gathered[j].eq((value + j % k) >> (k.bit_length() - 1))
         last_channel = c == f.c_in - 1
         with m.If(looked_up):
             m.d.sync += partial.eq(Mux(last_channel, 0, gathered))

@@ -14,10 +14,10 @@ def layer_schedule(schedule, index):
     segment of a combined table has buffers of its own."""
     step = replace(schedule.steps[index], reads=list(schedule.steps[index].reads),
                    writes=list(schedule.steps[index].writes))
-    shapes = schedule.qmodel.shapes
-    loads = [Step(LOAD, name, out_shape=shapes[name], writes=[f"{name}@{index}"])
+    shape = schedule.stored_shape
+    loads = [Step(LOAD, name, out_shape=shape(name), writes=[f"{name}@{index}"])
              for name in step.reads]
-    dumps = [Step(DUMP, name, src_shape=shapes[name], reads=[f"{name}@{index}"])
+    dumps = [Step(DUMP, name, src_shape=shape(name), reads=[f"{name}@{index}"])
              for name in step.writes]
     step.reads = [f"{n}@{index}" for n in step.reads]
     step.writes = [f"{n}@{index}" for n in step.writes]

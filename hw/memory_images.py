@@ -9,7 +9,9 @@
   every step's first requant and the logits, `params2` the second requants; each has its own
   shift (the largest of the requants it holds) and field widths. With shift-add requantizers
   the multiplier field holds a code instead: 0 for M' = 0, k for the bank's k-th distinct M'.
-- lut: the input table, entry c*256 + pixel.
+- weights of a conv that reads the spread image repeat each input channel's over its lanes.
+- lut: the input table, entry c*256 + pixel, two's complement in `table_bits` (the image's
+  width, which may exceed a feature-map slot's: hw/lane_width.py).
 """
 from dataclasses import dataclass
 
@@ -49,7 +51,8 @@ class MemoryImages:
     weight_base: dict      # step index -> first word
     params: ParamBank      # every step's first requant and the logits
     params2: ParamBank     # the second requant of a step
-    lut: list              # ints (two's complement in storage_bits)
+    lut: list              # ints (two's complement in table_bits)
+    table_bits: int
 
 
 def _to_unsigned(v, bits):
@@ -58,7 +61,7 @@ def _to_unsigned(v, bits):
 
 def weight_words(qmodel, step, lanes):
     op = qmodel.op(step.weights)
-    signs = qmodel.conv_signs(op)                           # out, in, k, k
+    signs = np.repeat(qmodel.conv_signs(op), step.spread, axis=1)   # out, in, k, k
     c_out, c_in, k, _ = signs.shape
     g_out, g_in = -(-c_out // lanes), -(-c_in // lanes)
     padded = np.ones((g_out * lanes, g_in * lanes, k, k), np.int8)
@@ -132,14 +135,16 @@ def build_images(qmodel, schedule, requantizers="dsp"):
             weight_base[i] = len(weights)
             weights += weight_words(qmodel, step, lanes)
     lut_op = next((op for op in qmodel.ops if op["op"] == "lut"), None)
-    lut = []
+    lut, table_bits = [], qmodel.storage_bits
     if lut_op is not None:
-        lut = [_to_unsigned(v, qmodel.storage_bits) for v in qmodel.tensors[lut_op["table"]].reshape(-1)]
+        table_bits = lut_op["out"]["bits"]
+        lut = [_to_unsigned(v, table_bits) for v in qmodel.tensors[lut_op["table"]].reshape(-1)]
     if requantizers not in REQUANTIZERS:
         raise ValueError(f"requantizers must be one of {', '.join(REQUANTIZERS)}, got {requantizers!r}")
     return MemoryImages(weights or [0], weight_base,
                         param_bank(schedule, lambda s: s.requant, requantizers),
-                        param_bank(schedule, lambda s: s.requant2, requantizers), lut or [0])
+                        param_bank(schedule, lambda s: s.requant2, requantizers), lut or [0],
+                        table_bits)
 
 
 def memory_bits(qmodel, schedule, images):
@@ -150,6 +155,6 @@ def memory_bits(qmodel, schedule, images):
     return dict(model_weight_bits=qmodel.weight_bits(),
                 weight_rom_bits=len(images.weights) * lanes * lanes,
                 param_rom_bits=params,
-                input_lut_bits=len(images.lut) * qmodel.storage_bits,
+                input_lut_bits=len(images.lut) * images.table_bits,
                 activation_buffers=schedule.buffers,
                 activation_ram_bits=schedule.buffers * schedule.buffer_depth * word)

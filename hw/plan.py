@@ -11,21 +11,11 @@ from amaranth import signed, unsigned
 from amaranth.lib import data
 
 from hw.addsub_tree import AddSubTree
+from hw.lane_width import lane_bits
 from hw.latency import pipeline_depth
 from hw.memory_images import build_images, signed_width
 from hw.schedule import HEAD, ceil_log2
 from hw.step_table import check_records_fit, step_layout, step_records
-
-
-def lane_bits(qmodel):
-    """The signed width that holds every value a conv reads."""
-    widths = [2]
-    for op in qmodel.ops:
-        if op["op"] == "conv":
-            out = qmodel.op(op["inputs"][0])["out"] if op["inputs"][0] != "image" else None
-            if out is not None:
-                widths.append(out["bits"] + (0 if out["signed"] else 1))
-    return max(widths)
 
 
 class CorePlan:
@@ -42,7 +32,8 @@ class CorePlan:
         self.steps = schedule.steps
         # act_bits: a stored activation's slot in a feature-map word (the residual stream may be
         # wider than what the convs read); lane_bits: a conv lane's input, signed, as wide as
-        # the widest tensor a conv reads (an unsigned b-bit tensor takes b + 1).
+        # the widest tensor a conv reads (an unsigned b-bit tensor takes b + 1), the image aside
+        # (it is spread over lanes, `schedule.spread` of them per channel: hw/lane_width.py).
         self.lanes, self.pixels, self.act_bits = lanes, pixels, qmodel.storage_bits
         self.lane_bits = lane_bits(qmodel)
         a = self.act_bits
@@ -51,6 +42,8 @@ class CorePlan:
         self.addr_bits = max(1, ceil_log2(self.buffer_depth))
         self.requantizers = requantizers
         self.images = build_images(qmodel, schedule, requantizers)
+        image = schedule.image and qmodel.op(schedule.image)["out"]
+        self.table_signed = bool(image and image["signed"])
         self.acc_bits = max([AddSubTree.out_width_for(lanes, self.lane_bits), a + 6] +
                             [qmodel.op(s.weights)["out"]["bits"] for s in self.steps if s.weights])
         self.val_bits = a + 2        # requant/add results: act_bits (+1 for the wide conv2 requant)

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 
 from amaranth.lib import enum
 
+from hw.lane_width import image_spread, image_tensor, spread_tensor
+
 
 class StepKind(enum.Enum, shape=3):
     """What a step does; the hardware's step table holds it in 3 bits (hw/step_table.py)."""
@@ -81,6 +83,7 @@ class Step:
     add_hi: int = 0
     shortcut_groups: int = 0        # groups of the shortcut tensor; later groups are zeros
     requant2: Requant = None
+    spread: int = 1                 # lanes per input channel (the image, hw/lane_width.py)
     reads: list = field(default_factory=list)    # tensor names read from buffers
     writes: list = field(default_factory=list)   # tensor names written to buffers
 
@@ -108,11 +111,21 @@ class Schedule:
 
     def __init__(self, qmodel, lanes, steps, pixels=1):
         self.qmodel, self.lanes, self.steps, self.pixels = qmodel, lanes, steps, pixels
+        self.image, self.spread = image_tensor(qmodel), image_spread(qmodel, lanes)
         self.tensor_shapes = {}
         for s in steps:
             for name in s.writes:
-                self.tensor_shapes[name] = qmodel.shapes[base_name(name)]
+                self.tensor_shapes[name] = self.stored_shape(base_name(name))
         self._allocate()
+
+    def stored_shape(self, name):
+        """(C, H, W) of tensor `name` as the feature maps hold it (the image spread over lanes)."""
+        c, h, w = self.qmodel.shapes[name]
+        return (c * self.spread, h, w) if name == self.image else (c, h, w)
+
+    def stored_tensor(self, name, t):
+        """A golden tensor (C, H, W) as the feature maps hold it."""
+        return spread_tensor(t, self.spread) if name == self.image else t
 
     def depth_of(self, shape):
         c, h, w = shape
@@ -171,13 +184,14 @@ def build_schedule(qmodel, lanes, pixels=1):
     def signed(name):
         return name == "image" or ops[name]["out"]["signed"]
 
+    image, spread = image_tensor(qmodel), image_spread(qmodel, lanes)
     steps = []
     for op in qmodel.ops:
         kind, name = op["op"], op["name"]
         shape = qmodel.shapes[name]
         if kind == "lut":
-            steps.append(Step(INPUT, name, src_shape=qmodel.input_shape, out_shape=shape,
-                              writes=[name]))
+            steps.append(Step(INPUT, name, src_shape=qmodel.input_shape,
+                              out_shape=(shape[0] * spread,) + tuple(shape[1:]), writes=[name]))
         elif kind == "avgpool":
             src = op["inputs"][0]
             rq = Requant([op["multiplier"]] * padded(shape[0]), [0] * padded(shape[0]),
@@ -186,7 +200,11 @@ def build_schedule(qmodel, lanes, pixels=1):
                               src_signed=signed(src), kernel=op["kernel"], stride=op["stride"],
                               padding=op["padding"], requant=rq, reads=[src], writes=[name]))
         elif kind == "conv":
-            steps.append(_conv_step(qmodel, op, consumers, only_consumer, padded, signed))
+            step = _conv_step(qmodel, op, consumers, only_consumer, padded, signed)
+            if op["inputs"][0] == image and spread > 1:
+                c, h, w = step.src_shape
+                step.src_shape, step.spread = (c * spread, h, w), spread
+            steps.append(step)
     return Schedule(qmodel, lanes, _dependency_order(steps), pixels)
 
 

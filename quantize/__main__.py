@@ -80,6 +80,10 @@ def build_parser():
     p.add_argument("--residual-bits", type=_int_arg(MIN_BITS, MAX_BITS), default=None,
                    help="width of the residual stream (default: the trained one at the trained "
                         "width, else the activation width)")
+    p.add_argument("--input-bits", type=_int_arg(MIN_BITS, MAX_BITS), default=None,
+                   help="width of the image as the first conv reads it, after the input BN "
+                        "(default: the trained one at the trained width, else the activation "
+                        "width)")
     p.add_argument("--multiplier-bits", type=_int_arg(2, MULTIPLIER_BITS), default=MULTIPLIER_BITS,
                    metavar="B", help=f"signed width of the requant multipliers (2..{MULTIPLIER_BITS}, "
                    f"default {MULTIPLIER_BITS}); fewer make cheaper shift-add requantizers")
@@ -178,13 +182,20 @@ def quantize_run(args):
             return args.residual_bits
         return widths[1] if bits == trained else bits
 
+    def image(bits):
+        """The image's width quantized with activation width `bits`."""
+        if args.input_bits is not None:
+            return args.input_bits
+        return widths[2] if bits == trained else bits
+
     order = np.random.default_rng(CALIB_SEED).permutation(len(data.train_x))
     calib = data.train_x[order[:args.calib_images]]
     n_test = min(args.test_images or len(data.test_x), len(data.test_x))
     test_x, test_y = data.test_x[:n_test], data.test_y[:n_test]
     step = 4 * auto_chunk(bundle)
-    calibrated = [b for b in bits_list if trained_bounds(bundle, b, residual(b)) is None]
-    scale_note = (f"scales trained for {trained} bits (residual {widths[1]})" if trained
+    calibrated = [b for b in bits_list if trained_bounds(bundle, b, residual(b), image(b)) is None]
+    scale_note = (f"scales trained for {trained} bits (residual {widths[1]}, image {widths[2]})"
+                  if trained
                   else "no trained scales") + \
         (f", calibrating on {len(calib)} training images for {', '.join(map(str, calibrated))} "
          "bits" if calibrated else "")
@@ -202,16 +213,19 @@ def quantize_run(args):
             manifest, arrays = quantize_bundle(bundle, calib, bits, args.calib_percentile,
                                                bounds=None if bits not in calibrated else bounds,
                                                multiplier_bits=args.multiplier_bits,
-                                               residual_bits=residual(bits))
+                                               residual_bits=residual(bits),
+                                               input_bits=image(bits))
         except ValueError as e:
             raise UsageError(f"cannot quantize {bundle.path} at {bits} bits: {e}") from None
         qmodel = make_qmodel(manifest, arrays)
         classes = golden_classes(qmodel, test_x, step, bits)
         scales = "calibrated" if bits in calibrated else "trained"
-        sweep.append(dict(act_bits=bits, residual_bits=residual(bits), scales=scales,
+        sweep.append(dict(act_bits=bits, residual_bits=residual(bits), input_bits=image(bits),
+                          scales=scales,
                           int_test_error=float(np.mean(classes != test_y)),
                           class_agreement=float(np.mean(classes == ref))))
-        print(f"  act_bits {bits:2d}, residual {residual(bits):2d} ({scales} scales): int test error "
+        print(f"  act_bits {bits:2d}, residual {residual(bits):2d}, image {image(bits):2d} "
+              f"({scales} scales): int test error "
               f"{sweep[-1]['int_test_error']:.4f}, agreement "
               f"{100 * sweep[-1]['class_agreement']:.2f}%", flush=True)
         if bits == args.act_bits:

@@ -92,11 +92,13 @@ def never_below(real_m, real_b, m, b, shift, x_lo, x_hi, lo, hi):
 
 class Converter:
     def __init__(self, bundle, bounds, act_bits, multiplier_bits=MULTIPLIER_BITS,
-                 residual_bits=None):
+                 residual_bits=None, input_bits=None):
         """act_bits: the width of the tensors a conv reads; residual_bits: of the residual
-        stream (adds, tensors read twice), default act_bits (training/act_points.py)."""
+        stream (adds, tensors read twice); input_bits: of the image as the first conv reads it
+        (the folded input BN's table); both default act_bits (training/act_points.py)."""
         self.bundle, self.bounds, self.act_bits = bundle, bounds, act_bits
         self.residual_bits = residual_bits or act_bits
+        self.input_bits = input_bits or act_bits
         self.multiplier_bits = multiplier_bits
         self.ops, self.arrays, self.ints, self.views = [], {}, {}, {}
         self.consumers = {}
@@ -192,7 +194,8 @@ class Converter:
         self.materialize(xs[0], op["name"], frac, max(lo, floor_int), hi)
 
     def op_conv(self, op, xs):
-        src = self.stored(op["inputs"][0])
+        on_image = xs[0].src == "image"    # a view of the raw pixels: stored at input_bits
+        src = self.stored(op["inputs"][0], self.input_bits if on_image else None)
         signs = self.bundle.conv_signs(op["name"]).reshape(op["out_channels"], -1)
         plus = (signs > 0).sum(1).astype(np.int64)
         minus = signs.shape[1] - plus
@@ -272,26 +275,32 @@ class Converter:
 
 
 def trained_widths(bundle):
-    """(act_bits, residual_bits) the bundle's activations were trained for, or None."""
+    """(act_bits, residual_bits, input_bits) the bundle's activations were trained for, or
+    None."""
     act = bundle.activations
-    return None if act is None else (act["bits"], act.get("residual_bits", act["bits"]))
+    if act is None:
+        return None
+    return act["bits"], act.get("residual_bits", act["bits"]), act.get("input_bits", act["bits"])
 
 
-def trained_bounds(bundle, act_bits, residual_bits=None):
-    """The bounds the bundle's activations were trained with at these widths (residual_bits
-    None: the trained one), or None (float activations, or trained for other widths)."""
+def trained_bounds(bundle, act_bits, residual_bits=None, input_bits=None):
+    """The bounds the bundle's activations were trained with at these widths (residual_bits or
+    input_bits None: the trained one), or None (float activations, or trained for other
+    widths)."""
     widths = trained_widths(bundle)
-    if widths is None or widths[0] != act_bits or residual_bits not in (None, widths[1]):
+    if (widths is None or widths[0] != act_bits or residual_bits not in (None, widths[1])
+            or input_bits not in (None, widths[2])):
         return None
     return dict(bundle.activations["bounds"])
 
 
 def quantize_bundle(bundle, calib_images, act_bits=8, percentile=100.0, bounds=None,
-                    multiplier_bits=MULTIPLIER_BITS, residual_bits=None):
+                    multiplier_bits=MULTIPLIER_BITS, residual_bits=None, input_bits=None):
     """(manifest, arrays) of the quantized model.
 
-    act_bits: the width of what the convs read; residual_bits: of the residual stream (default:
-    the trained one if the bundle was trained at act_bits, else act_bits).
+    act_bits: the width of what the convs read; residual_bits: of the residual stream;
+    input_bits: of the image as the first conv reads it (each default: the trained one if the
+    bundle was trained at act_bits, else act_bits).
     The scales: `bounds` if given; else those the activations were trained with at these widths
     (the bundle's `activations`); else calibrated on `calib_images` at `percentile`.
     `multiplier_bits`: the signed width of every requant multiplier M. Fewer bits round the
@@ -304,18 +313,20 @@ def quantize_bundle(bundle, calib_images, act_bits=8, percentile=100.0, bounds=N
         raise ValueError(f"multiplier_bits must be 2..{MULTIPLIER_BITS}, got {multiplier_bits}")
     if bundle.manifest["weights"] != "1bit":
         raise ValueError("only 1-bit bundles can be quantized (this one has float weights)")
-    if residual_bits is None:
-        trained = trained_widths(bundle)
-        residual_bits = trained[1] if trained and trained[0] == act_bits else act_bits
-    if not lo <= residual_bits <= hi:
-        raise ValueError(f"residual_bits must be {lo}..{hi}, got {residual_bits}")
+    trained = trained_widths(bundle)
+    same = trained is not None and trained[0] == act_bits
+    residual_bits = residual_bits or (trained[1] if same else act_bits)
+    input_bits = input_bits or (trained[2] if same else act_bits)
+    for name, bits in (("residual_bits", residual_bits), ("input_bits", input_bits)):
+        if not lo <= bits <= hi:
+            raise ValueError(f"{name} must be {lo}..{hi}, got {bits}")
     scales = "given" if bounds else "calibrated"
-    if bounds is None and trained_bounds(bundle, act_bits, residual_bits) is not None:
-        bounds, scales = trained_bounds(bundle, act_bits, residual_bits), "trained"
+    if bounds is None and trained_bounds(bundle, act_bits, residual_bits, input_bits) is not None:
+        bounds, scales = trained_bounds(bundle, act_bits, residual_bits, input_bits), "trained"
     bounds = bounds or calibrate(bundle, calib_images, percentile)
-    conv = Converter(bundle, bounds, act_bits, multiplier_bits, residual_bits)
+    conv = Converter(bundle, bounds, act_bits, multiplier_bits, residual_bits, input_bits)
     ops, arrays = conv.convert()
-    manifest = dict(act_bits=act_bits, residual_bits=residual_bits,
+    manifest = dict(act_bits=act_bits, residual_bits=residual_bits, input_bits=input_bits,
                     num_classes=bundle.manifest["num_classes"],
                     input_shape=bundle.manifest["input_shape"], variant=bundle.manifest["variant"],
                     ops=ops, logits="logits", logits_scale=conv.logits_scale,

@@ -60,6 +60,11 @@ class QModel(OpGraph):
         return self.manifest.get("residual_bits", self.act_bits)
 
     @property
+    def input_bits(self):
+        """The width of the image as the first conv reads it (the input table's values)."""
+        return self.manifest.get("input_bits", self.act_bits)
+
+    @property
     def storage_bits(self):
         """The width of a stored activation's slot: the wider of the two."""
         return max(self.act_bits, self.residual_bits)
@@ -139,7 +144,7 @@ def _check_numbers(path, manifest):
         if not ok:
             raise _error(path, f"{what} is {value!r}, not {want}")
 
-    for key in ("act_bits", "residual_bits"):
+    for key in ("act_bits", "residual_bits", "input_bits"):
         if key in manifest:
             need(_integer(manifest[key], *WIDTHS), key, manifest[key],
                  f"an integer {WIDTHS[0]}..{WIDTHS[1]}")

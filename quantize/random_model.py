@@ -136,14 +136,14 @@ def random_bundle(depth=8, width=1, in_channels=1, num_classes=10, input_size=12
 
 def random_qmodel(depth=8, width=1, in_channels=1, num_classes=10, input_size=12, act_bits=8,
                   variant="bn", seed=0, calib_images=32, multiplier_bits=MULTIPLIER_BITS,
-                  residual_bits=None):
+                  residual_bits=None, input_bits=None):
     """A validated in-memory `QModel` of a random_bundle, calibrated on `calib_images` random
     uint8 images (drawn from `seed`, independent of the images that set the BN moments).
     Equals quantize_bundle(random_bundle(...same...), those images, act_bits,
-    multiplier_bits=..., residual_bits=...) + make_qmodel."""
+    multiplier_bits=..., residual_bits=..., input_bits=...) + make_qmodel."""
     seed = int(seed)
     bundle = random_bundle(depth, width, in_channels, num_classes, input_size, variant, seed)
     images = random_images(calib_images, bundle.manifest["input_shape"], [seed, 2])
     manifest, arrays = quantize_bundle(bundle, images, act_bits, multiplier_bits=multiplier_bits,
-                                       residual_bits=residual_bits)
+                                       residual_bits=residual_bits, input_bits=input_bits)
     return make_qmodel(manifest, arrays)

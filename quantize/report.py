@@ -78,6 +78,7 @@ def build_report(qmodel, float_test_error, sweep, *, test_images, calib_images, 
     """
     sweep = sorted(({"act_bits": int(s["act_bits"]),
                      "residual_bits": int(s.get("residual_bits", s["act_bits"])),
+                     "input_bits": int(s.get("input_bits", s["act_bits"])),
                      "scales": s.get("scales", "calibrated"),
                      "int_test_error": float(s["int_test_error"]),
                      "class_agreement": float(s["class_agreement"]),
@@ -93,6 +94,7 @@ def build_report(qmodel, float_test_error, sweep, *, test_images, calib_images, 
     report = dict(
         act_bits=int(qmodel.act_bits),
         residual_bits=int(qmodel.residual_bits),
+        input_bits=int(qmodel.input_bits),
         scales=main[0]["scales"],
         variant=qmodel.manifest["variant"],
         num_classes=int(qmodel.num_classes),
@@ -184,8 +186,10 @@ def accuracy_markdown(report):
     for s in report["act_bits_sweep"]:
         mark = " (written)" if s["act_bits"] == report["act_bits"] else ""
         how = "trained scales" if s.get("scales") == "trained" else "calibrated scales"
-        stream = (f" ({s['residual_bits']}-bit residual stream)"
-                  if s.get("residual_bits", s["act_bits"]) != s["act_bits"] else "")
+        wider = [f"{s[key]}-bit {what}" for key, what in (("residual_bits", "residual stream"),
+                                                          ("input_bits", "image"))
+                 if s.get(key, s["act_bits"]) != s["act_bits"]]
+        stream = f" ({', '.join(wider)})" if wider else ""
         rows.append([f"integer, {s['act_bits']}-bit activations{stream}, {how}{mark}", _pct(s["int_test_error"]),
                      f"{s['delta_pp']:+.2f}", _pct(s["class_agreement"])])
     return _table(["model", "test error", "delta (pp)", "agreement with float"], rows)

@@ -78,7 +78,7 @@ def check_layers(qmodel, lanes, image, build_dir, names=None, pixels=1, requanti
     for step in plan.steps:
         if step.kind == DUMP:
             name = base_name(step.reads[0])
-            want = golden.tensors[name][0]
+            want = plan.schedule.stored_tensor(name, golden.tensors[name][0])
             got = None
             if g < len(groups):
                 got = decode_tensor(groups[g], want.shape, lanes, qmodel.storage_bits,

@@ -44,10 +44,11 @@ def schedule_job(plan, images, golden):
             if step.kind == INPUT:
                 job.pixels += encode_pixels(image)
             elif step.kind == LOAD:
-                job.words += encode_tensor(golden.tensors[name][n], lanes, a)
+                job.words += encode_tensor(sched.stored_tensor(name, golden.tensors[name][n]),
+                                           lanes, a)
             elif step.kind == DUMP:
                 src = base_name(step.reads[0])
-                words = encode_tensor(golden.tensors[src][n], lanes, a)
+                words = encode_tensor(sched.stored_tensor(src, golden.tensors[src][n]), lanes, a)
                 beats = words[:-1] + [words[-1] | (1 << ob)]
                 job.expected += beats
             elif step.kind == HEAD:

@@ -1,6 +1,8 @@
 """Quantization-aware training of activations (training/act_points.py, training/fake_quant.py):
 training rounds where, and as, the integer model does; the bundle carries the scales; quantize
 uses them; bad options are one line."""
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -35,14 +37,17 @@ def plan_rounding(plan, bundle, name):
 
 @pytest.mark.parametrize("variant", ["bn", "srelu"])
 @pytest.mark.parametrize("depth", [8, 14])
-@pytest.mark.parametrize("bits", [2, 4, 8])
-def test_the_plan_rounds_where_and_as_the_converter_stores(variant, depth, bits):
+@pytest.mark.parametrize("bits,residual_bits,input_bits", [(2, None, None), (4, None, None),
+                                                           (8, None, None), (4, 8, 8)])
+def test_the_plan_rounds_where_and_as_the_converter_stores(variant, depth, bits, residual_bits,
+                                                           input_bits):
     """Every integer tensor the converter stores is a rounding point of the plan with the same
     scale and clamp, and the plan rounds nothing else."""
     bundle = random_bundle(depth=depth, variant=variant, seed=depth + bits)
     bounds = calibrate(bundle, random_images(8, bundle.manifest["input_shape"], 1))
-    manifest, _ = quantize_bundle(bundle, None, bits, bounds=bounds)
-    plan = act_plan(bundle.ops, bits)
+    manifest, _ = quantize_bundle(bundle, None, bits, bounds=bounds, residual_bits=residual_bits,
+                                  input_bits=input_bits)
+    plan = act_plan(bundle.ops, bits, residual_bits, input_bits)
     keys = {k.name: k for k in plan.keys}
     stored = {op["name"]: op for op in manifest["ops"] if op["op"] in ROUNDING_OPS}
     wide_inputs = {bundle.op(a)["inputs"][i] for a, rs in plan.add_inputs.items()
@@ -55,6 +60,44 @@ def test_the_plan_rounds_where_and_as_the_converter_stores(variant, depth, bits)
         assert op["out"]["frac"] == frac, name
         if op["op"] in ("requant", "add"):
             assert (op["lo"], op["hi"]) == rounding.limits(frac), name
+
+
+@pytest.mark.parametrize("variant", ["bn", "srelu"])
+def test_input_bits_widen_only_the_image_the_first_conv_reads(variant):
+    """input_bits: the input BN's output is stored signed at that width; every other tensor a conv
+    reads keeps act_bits, and the plan is otherwise the one without it."""
+    ops = WideResNet(8, 1, variant=variant).ops
+    plan, narrow = act_plan(ops, 4, 8, input_bits=8), act_plan(ops, 4, 8)
+    keys = {k.name: k for k in plan.keys}
+    assert plan.input_bits == 8 and narrow.input_bits == 4
+    assert (plan.after["input_bn"].lo, plan.after["input_bn"].hi) == (-128, 127)
+    assert (keys["input_bn"].bits, keys["input_bn"].signed) == (8, True)
+    read = [op["inputs"][0] for op in ops if op["op"] == "conv"]
+    assert read[0] == "input_bn"
+    for name in read[1:]:
+        key = keys[plan.after[name].scale]
+        assert key.bits == 4 and (plan.after[name].lo, plan.after[name].hi) == \
+            int_range(4, key.signed), name
+    assert {k: v for k, v in plan.after.items() if k != "input_bn"} == \
+        {k: v for k, v in narrow.after.items() if k != "input_bn"}
+    assert plan.add_inputs == narrow.add_inputs
+
+
+def test_a_view_of_the_image_stops_being_one_once_stored():
+    """Scales and batchnorms of the image are views of it (stored at input_bits where a conv reads
+    them); a view read twice is stored at residual_bits first, and a scale of that is no longer a
+    view of the image (stored at act_bits)."""
+    def op(kind, name, *inputs):
+        return {"op": kind, "name": name, "inputs": list(inputs)}
+
+    ops = [op("scale", "half", "image"), op("batchnorm", "bn", "half"), op("conv", "c0", "bn"),
+           op("batchnorm", "twice", "image"), op("scale", "s", "twice"), op("conv", "c1", "s"),
+           op("conv", "c2", "twice")]
+    plan = act_plan(ops, 4, 6, input_bits=8)
+    bits = {k.name: k.bits for k in plan.keys}
+    assert bits == {"bn": 8, "twice": 6, "s": 4}
+    assert (plan.after["bn"].lo, plan.after["bn"].hi) == (-128, 127)
+    assert (plan.after["s"].lo, plan.after["s"].hi) == (-8, 7)
 
 
 def test_rounding_matches_the_integer_shift_element_for_element():
@@ -74,10 +117,11 @@ def test_rounding_matches_the_integer_shift_element_for_element():
             assert np.sum(ints % (1 << (f_in - f)) == 1 << (f_in - f - 1)) > 100
 
 
-def trained_qat_model(bits, scales, seed=0, size=12):
-    """A WRN-8-1 in QAT mode whose BN moments and scales have seen a few random batches."""
+def trained_qat_model(bits, scales, seed=0, size=12, **widths):
+    """A WRN-8-1 in QAT mode whose BN moments and scales have seen a few random batches.
+    widths: residual_bits, input_bits."""
     torch.manual_seed(seed)
-    model = WideResNet(8, 1, 1, 10, size, act_bits=bits, act_scales=scales)
+    model = WideResNet(8, 1, 1, 10, size, act_bits=bits, act_scales=scales, **widths)
     model.train()
     images = torch.from_numpy(random_images(64, (1, size, size), seed)).float()
     with torch.no_grad():
@@ -147,6 +191,8 @@ def test_bundle_carries_the_scales_and_rejects_bad_ones(tmp_path):
     for edit, words in [
         (lambda a: a.update(bits=9.0), "activations.bits is 9.0"),
         (lambda a: a.update(bits=1), "activations.bits is 1"),
+        (lambda a: a.update(input_bits=17), "activations.input_bits is 17"),
+        (lambda a: a.update(input_bits=8.0), "activations.input_bits is 8.0"),
         (lambda a: a["bounds"].pop("conv0"), "scale keys"),
         (lambda a: a["bounds"].update(conv0=-1.0), "activations.bounds['conv0'] is -1.0"),
         (lambda a: a.pop("scales"), "bits, scales and bounds"),
@@ -159,6 +205,31 @@ def test_bundle_carries_the_scales_and_rejects_bad_ones(tmp_path):
     with pytest.raises(ValueError, match="never saw data"):
         bundle_from_model(untrained)
     assert bundle_from_model(WideResNet(8, 1, 1, 10, 12))[0]["activations"] is None
+
+
+def test_the_bundle_keeps_input_bits(tmp_path):
+    """Export, read back, rebuild: the image the first conv reads stays input_bits wide."""
+    model = trained_qat_model(4, "calibrated", residual_bits=8, input_bits=8)
+    export_bundle(model, tmp_path / "bundle.npz")
+    bundle = read_bundle(tmp_path / "bundle.npz")
+    assert (bundle.activations["bits"], bundle.activations["input_bits"]) == (4, 8)
+    quant = model_from_bundle(bundle).act_quant
+    assert quant.input_bits == 8 and quant.plan.after == model.act_quant.plan.after
+
+
+def test_one_training_step_at_input_bits_exports_them(tmp_path):
+    """A WRN trained one SGD step for 4-bit activations with an 8-bit image input rounds that
+    input onto more levels than 4 bits hold, and its bundle says input_bits 8."""
+    torch.manual_seed(0)
+    model = WideResNet(8, 1, 1, 10, 12, act_bits=4, input_bits=8)
+    seen = record_stored_tensors(model.act_quant)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    images = torch.from_numpy(random_images(32, (1, 12, 12), 0)).float()
+    torch.nn.functional.cross_entropy(model(images), torch.arange(32) % 10).backward()
+    optimizer.step()
+    assert len(torch.unique(seen["input_bn"])) > 16
+    export_bundle(model, tmp_path / "bundle.npz")
+    assert read_bundle(tmp_path / "bundle.npz").activations["input_bits"] == 8
 
 
 def test_init_from_fine_tunes_a_run_and_checks_it_fits(tiny_mnist, tmp_path, capsys):
@@ -188,6 +259,7 @@ def test_init_from_fine_tunes_a_run_and_checks_it_fits(tiny_mnist, tmp_path, cap
 
 
 @pytest.mark.parametrize("extra", [["--act-bits", "4", "--residual-bits", "8"],
+                                   ["--act-bits", "4", "--input-bits", "8"],
                                    ["--act-bits", "3", "--act-scales", "learned"]])
 def test_a_trained_qat_run_and_its_golden_model_agree(tiny_mnist, tmp_path, extra):
     """Train for low-bit activations, quantize with the trained scales: the trained network's
@@ -200,6 +272,10 @@ def test_a_trained_qat_run_and_its_golden_model_agree(tiny_mnist, tmp_path, extr
     bundle = read_bundle(out / "bundle.npz")
     manifest, arrays = quantize_bundle(bundle, None, bundle.activations["bits"])
     assert manifest["residual_bits"] == bundle.activations["residual_bits"]
+    assert manifest["input_bits"] == bundle.activations["input_bits"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["residual_bits"], summary["input_bits"]) == \
+        (bundle.activations["residual_bits"], bundle.activations["input_bits"])
     from training.data import load_dataset
     images = load_dataset("mnist", tiny_mnist).test_x
     golden = run_golden(make_qmodel(manifest, arrays), images)

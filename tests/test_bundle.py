@@ -11,7 +11,7 @@ import torch
 
 from training.bundle import BundleError, pack_signs, read_bundle, unpack_signs, write_bundle
 from training.container import sha256
-from training.export import bundle_from_model, export_bundle
+from training.export import bundle_from_model, export_bundle, model_from_bundle
 from training.model import WideResNet, binary_sign
 from quantize.float_reference import run_float
 
@@ -96,7 +96,7 @@ def test_round_trip(tmp_path, variant, weights):
     meta = {"dataset": "fashion-mnist", "epochs": 2, "test_error": 0.125}
     export_bundle(model, path, meta)
     b = read_bundle(path)
-    assert b.manifest["format"] == "bitwrn-bundle" and b.manifest["version"] == 2
+    assert b.manifest["format"] == "bitwrn-bundle" and b.manifest["version"] == 3
     assert b.config == model.config and b.ops == model.ops and b.metadata == meta
     assert b.manifest["input_shape"] == [1, 12, 12]
     assert (b.manifest["variant"], b.manifest["weights"]) == (variant, weights)
@@ -219,8 +219,8 @@ def test_manifest_errors(bundle_path, tmp_path):
         rewrite(bundle_path, tmp_path / name, manifest=mm, **kw)
         return assert_one_line_error(tmp_path / name, match)
 
-    msg = bad("v3.npz", "unsupported bundle version 3", lambda mm: mm.update(version=3))
-    assert "supports version(s) 1, 2" in msg
+    msg = bad("v4.npz", "unsupported bundle version 4", lambda mm: mm.update(version=4))
+    assert "supports version(s) 1, 2, 3" in msg
     bad("noact.npz", r"lacks field\(s\) activations", lambda mm: mm.pop("activations"))
     bad("fmt.npz", "format", lambda mm: mm.update(format="other"))
     bad("nomanifest.npz", "manifest", drop=("manifest",))
@@ -242,6 +242,25 @@ def test_manifest_errors(bundle_path, tmp_path):
     # Types, not just equality: True == 1 and 1.0 == 1 in Python.
     bad("vtrue.npz", "unsupported bundle version True", lambda mm: mm.update(version=True))
     bad("vfloat.npz", r"unsupported bundle version 1\.0", lambda mm: mm.update(version=1.0))
+
+
+def test_older_versions_still_read(tmp_path):
+    """Version 1 has no `activations` (float: null), version 2 no `activations.input_bits` (the
+    image the first conv reads is `bits` wide)."""
+    path = tmp_path / "bundle.npz"
+    export_bundle(make_model(act_bits=4, residual_bits=8), path)
+    m = read_bundle(path).manifest
+    v2 = json.loads(json.dumps(m))
+    v2["version"] = 2
+    del v2["activations"]["input_bits"]
+    rewrite(path, tmp_path / "v2.npz", manifest=v2)
+    quant = model_from_bundle(read_bundle(tmp_path / "v2.npz")).act_quant
+    assert (quant.act_bits, quant.residual_bits, quant.input_bits) == (4, 8, 4)
+    v1 = json.loads(json.dumps(m))
+    v1["version"] = 1
+    del v1["activations"]
+    rewrite(path, tmp_path / "v1.npz", manifest=v1)
+    assert read_bundle(tmp_path / "v1.npz").activations is None
 
 
 def _op(manifest, kind, index=0):

@@ -193,3 +193,25 @@ def test_trained_model_layers_and_images(tmp_path_factory):
     result, _ = check_network(qmodel, 16, images, tmp_path_factory.mktemp("trained_net"),
                               in_stall=0.2, out_stall=0.2)
     assert result.exact == len(images)
+
+
+def test_a_wide_image_spread_over_narrow_lanes_bit_exact(tmp_path_factory):
+    """An 8-bit image with 4-bit conv inputs: the trees stay 5 bits wide, the image is spread
+    over the lanes (hw/lane_width.py) at no cost in cycles, and every layer and the whole
+    network are bit-exact."""
+    model = random_qmodel(depth=8, width=1, input_size=7, num_classes=10, act_bits=4,
+                          residual_bits=8, input_bits=8, seed=6)
+    narrow = random_qmodel(depth=8, width=1, input_size=7, num_classes=10, act_bits=4,
+                           residual_bits=8, seed=6)
+    schedule = build_schedule(model, LANES, pixels=2)
+    plan = CorePlan(schedule)
+    assert model.op("input_bn")["out"]["bits"] > 5 == plan.lane_bits and schedule.spread > 1
+    assert latency_report(schedule).cycles_per_image == \
+        latency_report(build_schedule(narrow, LANES, pixels=2)).cycles_per_image
+    image = random_images(1, model.input_shape, seed=19)
+    verdicts, _ = check_layers(model, LANES, image[0], tmp_path_factory.mktemp("layers_spread"),
+                               pixels=2)
+    assert all(v.ok for v in verdicts), "\n".join(v.line() for v in verdicts if not v.ok)
+    result, _ = check_network(model, LANES, random_images(2, model.input_shape, seed=20),
+                              tmp_path_factory.mktemp("net_spread"), pixels=2, in_stall=0.2, seed=4)
+    assert result.exact == 2, "\n".join(v.line() for v in result.verdicts)

@@ -1,5 +1,6 @@
 """The core's plan and step table without a simulator build: records, their hardware view,
 and the pipeline depth as the sum of the parts' latencies."""
+import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
@@ -7,10 +8,12 @@ from hw.addsub_tree import AddSubTree
 from hw.conv_engine import ConvEngine
 from hw.epilogue import Epilogue
 from hw.head import Head
+from hw.lane_width import spread_tensor
 from hw.latency import pipeline_depth
 from hw.plan import CorePlan
 from hw.requant import Requantizer
 from hw.schedule import CONV, HEAD, INPUT, POOL, StepKind, build_schedule
+from hw.memory_images import weight_words
 from hw.step_table import StepTable, step_records
 from quantize.random_model import random_qmodel
 
@@ -110,3 +113,34 @@ def test_a_constant_the_hardware_cannot_hold_is_refused(model):
     step.add_shift = -9                     # a left shift of 9: the field holds 0..7
     with pytest.raises(ValueError, match=rf"step {step.name}: add_l = 9 does not fit .*range\(0, 8\)"):
         CorePlan(schedule)
+
+
+def test_a_wide_image_is_spread_exactly_over_narrow_lanes():
+    """The parts of each value sum to it; the lanes they need follow the image's range and the
+    lane width; an RGB image that would need more lanes than a word has is refused in one line."""
+    t = np.random.default_rng(0).integers(-128, 128, (3, 5, 5))
+    for k in (1, 2, 4, 8, 16):
+        parts = spread_tensor(t, k)
+        assert parts.shape == (3 * k, 5, 5)
+        assert np.array_equal(parts.reshape(3, k, 5, 5).sum(1), t)
+        assert parts.min() == t.min() // k and parts.max() == -(-t.max() // k)
+    rgb = random_qmodel(depth=8, width=1, in_channels=3, input_size=7, num_classes=10,
+                        act_bits=4, residual_bits=8, input_bits=8, seed=4)
+    with pytest.raises(ValueError, match=r"8-bit image needs \d+ lanes per channel to fit 5-bit "
+                                         r"lanes, and 3 x \d+ > 8 lanes: use more lanes"):
+        build_schedule(rgb, LANES)
+    schedule = build_schedule(rgb, 32)
+    plan = CorePlan(schedule)
+    k = schedule.spread
+    table = rgb.tensors[rgb.op("input_bn")["table"]]
+    parts = spread_tensor(table.reshape(3, 256, 1), k)
+    assert plan.lane_bits == 5 and 1 < k and -16 <= parts.min() and parts.max() <= 15
+    assert k == 1 or not (-16 <= table.min() // (k // 2) and -(-table.max() // (k // 2)) <= 15)
+    # The first conv's weights repeat over each channel's k lanes.
+    conv0 = next(s for s in schedule.steps if s.kind == CONV)
+    assert conv0.src_shape == (3 * k, 7, 7) and conv0.spread == k
+    signs = rgb.conv_signs(rgb.op(conv0.weights))
+    first = weight_words(rgb, conv0, 32)[0]                      # group 0, tap (0, 0)
+    for o in range(16):
+        for j in range(3 * k):
+            assert (first >> (o * 32 + j)) & 1 == int(signs[o, j // k, 0, 0] > 0)

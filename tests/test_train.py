@@ -109,6 +109,9 @@ def test_ddp_with_two_gloo_processes(tiny_mnist, tmp_path):
     (["--act-bits", "4", "--act-scales", "guessed"], "invalid choice"),
     (["--residual-bits", "8"], "--residual-bits needs --act-bits"),
     (["--act-bits", "4", "--residual-bits", "17"], "--residual-bits must be 2..16, got 17"),
+    (["--input-bits", "8"], "--input-bits needs --act-bits"),
+    (["--act-bits", "4", "--input-bits", "1"], "--input-bits must be 2..16, got 1"),
+    (["--act-bits", "4", "--input-bits", "17"], "--input-bits must be 2..16, got 17"),
     (["--init-from", "/nonexistent/run"], "no checkpoint.pt there"),
 ])
 def test_cli_rejects_bad_arguments_in_one_line(tiny_mnist, tmp_path, capsys, extra, message):

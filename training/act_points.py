@@ -61,17 +61,20 @@ class ActPlan:
     add_inputs[name]: per input of add `name`, the Rounding applied before the sum."""
     act_bits: int
     residual_bits: int
+    input_bits: int
     keys: list
     after: dict
     add_inputs: dict
 
 
-def act_plan(ops, act_bits, residual_bits=None):
+def act_plan(ops, act_bits, residual_bits=None, input_bits=None):
     """The rounding points of the integer model of `ops` (see quantize/convert.py: Converter
-    mirrors this op by op). The tensors a conv reads (activation outputs, the input BN's) are
-    `act_bits` wide; the residual stream (the adds, a tensor read twice) `residual_bits` wide
-    (default: act_bits)."""
+    mirrors this op by op). The tensors a conv reads (activation outputs) are `act_bits` wide; a
+    conv's input that is still a view of the raw image (the input BN's output) `input_bits` wide;
+    the residual stream (the adds, a tensor read twice) `residual_bits` wide (both default:
+    act_bits)."""
     residual_bits = residual_bits or act_bits
+    input_bits = input_bits or act_bits
     keys, after, add_inputs = {}, {}, {}
     consumers = {}
     for op in ops:
@@ -82,6 +85,9 @@ def act_plan(ops, act_bits, residual_bits=None):
     # A view is an affine function of an integer tensor; "uniform" if that affine is one positive
     # factor for all channels with no offset (conv and scale keep it, batchnorm does not).
     uniform = {"image": True}
+    # On the raw pixels: the image, or a batchnorm / scale of it not stored since (the input BN).
+    # The converter stores such a view as a table of the pixel values, input_bits wide.
+    on_image = {"image": True}
 
     def key(name, bits=act_bits, signed=True):
         keys.setdefault(name, ScaleKey(name, bits, signed))
@@ -91,15 +97,16 @@ def act_plan(ops, act_bits, residual_bits=None):
         """Store a view at its own scale, signed (quantize.convert.Converter.stored)."""
         if not stored[name]:
             after[name] = Rounding(key(name, bits), *int_range(bits, True))
-            stored[name], scale_of[name] = True, name
+            stored[name], scale_of[name], on_image[name] = True, name, False
 
     for op in ops:
         kind, name, inputs = op["op"], op["name"], op["inputs"]
-        stored[name], scale_of[name], uniform[name] = False, None, False
+        stored[name], scale_of[name], uniform[name], on_image[name] = False, None, False, False
         if kind in ("batchnorm", "scale"):
             uniform[name] = kind == "scale" and uniform[inputs[0]]
+            on_image[name] = on_image[inputs[0]]
         elif kind == "conv":
-            store(inputs[0], act_bits)
+            store(inputs[0], input_bits if on_image[inputs[0]] else act_bits)
             uniform[name] = True
         elif kind == "relu":
             after[name] = Rounding(key(name, signed=False), *int_range(act_bits, False))
@@ -128,4 +135,4 @@ def act_plan(ops, act_bits, residual_bits=None):
             stored[name], scale_of[name] = True, scale_of[name] or after[name].scale
         if consumers.get(name, 0) > 1:
             store(name, residual_bits)
-    return ActPlan(act_bits, residual_bits, list(keys.values()), after, add_inputs)
+    return ActPlan(act_bits, residual_bits, input_bits, list(keys.values()), after, add_inputs)

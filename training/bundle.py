@@ -15,8 +15,9 @@ from training.act_points import WIDTHS, act_plan
 from training.container import OpGraph, check_tensors, read_container, write_container
 
 FORMAT = "bitwrn-bundle"
-VERSION = 2
-SUPPORTED_VERSIONS = (1, 2)   # 1: no "activations" (read as null)
+VERSION = 3
+# 1: no "activations" (read as null); 2: no activations.input_bits (read as bits)
+SUPPORTED_VERSIONS = (1, 2, 3)
 
 FIX_CORRUPT = ("re-copy the file, or re-export it from the checkpoint with "
                "training.export.export_bundle (python -m training.train writes one)")
@@ -84,9 +85,10 @@ class Bundle(OpGraph):
 
     @property
     def activations(self):
-        """None, or {"bits", "residual_bits", "scales", "bounds"}: the activations were trained
-        for `bits`-bit integers (the residual stream `residual_bits`) at the power-of-two scales
-        that `bounds` set (docs/bundle.md)."""
+        """None, or {"bits", "residual_bits", "input_bits", "scales", "bounds"}: the activations
+        were trained for `bits`-bit integers (the residual stream `residual_bits`, the image as
+        the first conv reads it `input_bits`; either may be absent: `bits`) at the power-of-two
+        scales that `bounds` set (docs/bundle.md)."""
         return self.manifest.get("activations")
 
     def conv_signs(self, name):
@@ -148,8 +150,8 @@ def validate(path, manifest, tensors):
 
 
 def _check_activations(path, manifest):
-    """The trained activation scales: a width, a mode and one positive bound per scale key of the
-    op graph at that width (training.act_points)."""
+    """The trained activation scales: widths, a mode and one positive bound per scale key of the
+    op graph at those widths (training.act_points)."""
     act = manifest.get("activations")
     if act is None:
         return
@@ -157,12 +159,12 @@ def _check_activations(path, manifest):
         raise _error(path, "activations is not null or an object with bits, scales and bounds")
     bits = act["bits"]
     lo, hi = WIDTHS
-    residual = act.get("residual_bits", bits)
-    for key, value in (("bits", bits), ("residual_bits", residual)):
+    residual, image = act.get("residual_bits", bits), act.get("input_bits", bits)
+    for key, value in (("bits", bits), ("residual_bits", residual), ("input_bits", image)):
         if type(value) is not int or not lo <= value <= hi:
             raise _error(path, f"activations.{key} is {value!r}, not an integer {lo}..{hi}")
     bounds = act["bounds"]
-    want = [k.name for k in act_plan(manifest["ops"], bits, residual).keys]
+    want = [k.name for k in act_plan(manifest["ops"], bits, residual, image).keys]
     if not isinstance(bounds, dict) or sorted(bounds) != sorted(want):
         have = sorted(bounds) if isinstance(bounds, dict) else bounds
         raise _error(path, f"activations.bounds names {have!r}, the graph's scale keys are "

@@ -13,7 +13,7 @@ def _f32(t):
 
 
 def activations_of(model):
-    """The bundle's `activations`: None for float activations, else the trained width, how the
+    """The bundle's `activations`: None for float activations, else the trained widths, how the
     scales were found and each scale key's bound (the integer model derives the same scales)."""
     quant = model.act_quant
     if quant is None:
@@ -23,8 +23,8 @@ def activations_of(model):
     if unseen:
         raise ValueError(f"activation scale(s) {', '.join(unseen)} never saw data: train the "
                          "model before exporting it")
-    return dict(bits=quant.act_bits, residual_bits=quant.residual_bits, scales=quant.scales,
-                bounds=bounds)
+    return dict(bits=quant.act_bits, residual_bits=quant.residual_bits,
+                input_bits=quant.input_bits, scales=quant.scales, bounds=bounds)
 
 
 def bundle_from_model(model, metadata=None):
@@ -82,7 +82,7 @@ def model_from_bundle(bundle):
     model = WideResNet(cfg["depth"], cfg["width"], cfg["in_channels"], cfg["num_classes"],
                        cfg["input_size"], cfg["weights"], cfg["variant"], cfg["srelu_temperature"],
                        act and act["bits"], act["scales"] if act else "calibrated",
-                       act and act.get("residual_bits"))
+                       act and act.get("residual_bits"), act and act.get("input_bits"))
     with torch.no_grad():
         for op in model.ops:
             name = op["name"]

@@ -58,12 +58,13 @@ def scale_gradient(p, factor):
 
 
 class ActivationQuantizer(nn.Module):
-    def __init__(self, ops, act_bits, scales="calibrated", residual_bits=None):
+    def __init__(self, ops, act_bits, scales="calibrated", residual_bits=None, input_bits=None):
         super().__init__()
         if scales not in SCALE_MODES:
             raise ValueError(f"scales must be one of {SCALE_MODES}, got {scales!r}")
-        self.plan = act_plan(ops, act_bits, residual_bits)
+        self.plan = act_plan(ops, act_bits, residual_bits, input_bits)
         self.act_bits, self.residual_bits = act_bits, self.plan.residual_bits
+        self.input_bits = self.plan.input_bits
         self.scales = scales
         self.keys = {k.name: i for i, k in enumerate(self.plan.keys)}
         n = len(self.plan.keys)

@@ -55,9 +55,10 @@ class SignConv2d(nn.Conv2d):
 class WideResNet(nn.Module):
     def __init__(self, depth=20, width=1, in_channels=1, num_classes=10, input_size=28,
                  weights="1bit", variant="bn", srelu_temperature=None, act_bits=None,
-                 act_scales="calibrated", residual_bits=None):
+                 act_scales="calibrated", residual_bits=None, input_bits=None):
         """act_bits: None trains float activations; B rounds them where the integer model stores
-        them, at B bits and the residual stream at `residual_bits` (default B)
+        them, at B bits, the residual stream at `residual_bits` and the image as the first conv
+        reads it (after the input BN) at `input_bits` (both default B)
         (training/fake_quant.py; the scales found as `act_scales` says)."""
         super().__init__()
         self.config = model_config(depth, width, in_channels, num_classes, input_size, weights,
@@ -73,7 +74,7 @@ class WideResNet(nn.Module):
                 self.layers[op["name"]] = nn.BatchNorm2d(channels[op["inputs"][0]], eps=op["eps"],
                                                          affine=op["affine"])
         self.act_quant = None if act_bits is None else ActivationQuantizer(
-            self.ops, act_bits, act_scales, residual_bits)
+            self.ops, act_bits, act_scales, residual_bits, input_bits)
 
     # -- execution ------------------------------------------------------------------------
     def forward(self, image):

@@ -44,7 +44,8 @@ EVAL_BATCH = 500
 # Arguments that define a run: resuming with any of them changed would not continue the same run.
 RUN_IDENTITY = ("dataset", "subset", "depth", "width", "weights", "variant", "epochs", "seed",
                 "batch_size", "cutout", "srelu_temperature", "weight_decay", "lr_schedule",
-                "lr_max", "warmup_steps", "clip_grad_norm", "act_bits", "residual_bits", "act_scales", "init_from")
+                "lr_max", "warmup_steps", "clip_grad_norm", "act_bits", "residual_bits",
+                "input_bits", "act_scales", "init_from")
 # What a run given to --init-from must share with this one: the network's shape and its data.
 INIT_IDENTITY = ("dataset", "depth", "width", "weights", "variant")
 ACT_BITS = (2, 8)   # the activation widths --act-bits trains for (the accelerator carries them)
@@ -54,8 +55,8 @@ SRELU_DEFAULTS = dict(lr_schedule="cosine", warmup_steps=0, clip_grad_norm=1.0)
 BN_DEFAULTS = dict(lr_schedule="sgdr", warmup_steps=0, clip_grad_norm=0.0)
 # What runs from before these options existed used (their checkpoints lack the keys).
 LEGACY_ARGS = dict(lr_schedule="sgdr", lr_max=0.1, warmup_steps=0, clip_grad_norm=0.0,
-                   srelu_temperature=25.0, act_bits=None, residual_bits=None, act_scales="calibrated",
-                   init_from=None)
+                   srelu_temperature=25.0, act_bits=None, residual_bits=None, input_bits=None,
+                   act_scales="calibrated", init_from=None)
 
 
 def build_parser():
@@ -90,6 +91,9 @@ def build_parser():
     p.add_argument("--residual-bits", type=int, default=None, metavar="R",
                    help=f"with --act-bits: the residual stream's width ({WIDTHS[0]}..{WIDTHS[1]}, "
                         "default B); the convs read B-bit activations")
+    p.add_argument("--input-bits", type=int, default=None, metavar="I",
+                   help="with --act-bits: the width of the image as the first conv reads it, "
+                        f"after the input BN ({WIDTHS[0]}..{WIDTHS[1]}, default B)")
     p.add_argument("--act-scales", default="calibrated", choices=SCALE_MODES,
                    help="with --act-bits: the power-of-two scales follow each tensor's running "
                         "peak (calibrated) or are trained parameters (learned)")
@@ -149,13 +153,15 @@ def check_args(args):
     if args.act_bits is not None and not lo <= args.act_bits <= hi:
         raise UsageError(f"--act-bits must be {lo}..{hi}, got {args.act_bits} (leave it out for "
                          "float activations)")
-    if args.residual_bits is not None:
+    for option, what in (("residual_bits", "residual stream"), ("input_bits", "image input")):
+        value, flag = getattr(args, option), "--" + option.replace("_", "-")
+        if value is None:
+            continue
         if args.act_bits is None:
-            raise UsageError("--residual-bits needs --act-bits (it is the width of the residual "
-                             "stream of a model trained for low-bit activations)")
-        if not WIDTHS[0] <= args.residual_bits <= WIDTHS[1]:
-            raise UsageError(f"--residual-bits must be {WIDTHS[0]}..{WIDTHS[1]}, got "
-                             f"{args.residual_bits}")
+            raise UsageError(f"{flag} needs --act-bits (it is the width of the {what} of a model "
+                             "trained for low-bit activations)")
+        if not WIDTHS[0] <= value <= WIDTHS[1]:
+            raise UsageError(f"{flag} must be {WIDTHS[0]}..{WIDTHS[1]}, got {value}")
     if args.init_from is not None:
         args.init_from = os.path.normpath(args.init_from)
         if args.init_from == os.path.normpath(args.out):
@@ -314,7 +320,7 @@ def train_locked(args):
         args.srelu_temperature = srelu_temperature_for(args.weights, data.num_classes)
     model = WideResNet(args.depth, args.width, c, data.num_classes, h, args.weights,
                        args.variant, args.srelu_temperature, args.act_bits, args.act_scales,
-                       args.residual_bits)
+                       args.residual_bits, args.input_bits)
     if init is not None:
         try:
             missing = model.load_state_dict(init, strict=False).missing_keys
@@ -335,9 +341,12 @@ def train_locked(args):
     start = time.time()
     if dist.main:
         os.makedirs(args.out, exist_ok=True)
-        acts = "float" if args.act_bits is None else (
-            f"{args.act_bits}-bit ({args.act_scales} scales, residual stream "
-            f"{args.residual_bits or args.act_bits}-bit)")
+        acts = "float"
+        if args.act_bits is not None:
+            image = ("" if args.input_bits in (None, args.act_bits)
+                     else f", image input {args.input_bits}-bit")
+            acts = (f"{args.act_bits}-bit ({args.act_scales} scales, residual stream "
+                    f"{args.residual_bits or args.act_bits}-bit{image})")
         init = f", initialized from {args.init_from}" if args.init_from else ""
         print(f"WRN-{args.depth}-{args.width} {args.weights}/{args.variant}, {acts} activations"
               f"{init}, on {args.dataset}: "
@@ -443,6 +452,7 @@ def finish(args, model, data, dist, device, steps, history):
         dataset=args.dataset, train_images=len(data.train_x), test_images=len(data.test_x),
         model=model.config, seed=args.seed, cutout=args.cutout, act_bits=args.act_bits,
         residual_bits=args.residual_bits or args.act_bits,
+        input_bits=args.input_bits or args.act_bits,
         act_scales=args.act_scales if args.act_bits else None, init_from=args.init_from,
         mean_epoch_s=float(np.mean([h["epoch_s"] for h in history])),
     )

@@ -1,0 +1,65 @@
+"""How wide a conv lane is, and how an image wider than the lanes is spread over them.
+
+The trees are as narrow as the tensors the convs read after the first one. The first conv reads
+the image after the input BN (the input table), which may be wider: an 8-bit image with 4-bit
+activations elsewhere. Rather than widen every tree for one layer, each image value x is spread
+over k lanes as the parts floor((x + l) / k), l = 0..k-1, which sum to x exactly (Hermite's
+identity). The first conv's weights repeat over those k lanes, so its sums, and everything
+after them, are the golden model's. The layer keeps its cycles while C*k <= lanes (one channel
+group); k is the smallest power of two whose parts fit a lane and a feature-map slot.
+
+>>> spread_tensor(np.array([[[-128, 127, 5]]]), 8)[:, 0, :].T.tolist()
+[[-16, -16, -16, -16, -16, -16, -16, -16], [15, 16, 16, 16, 16, 16, 16, 16], [0, 0, 0, 1, 1, 1, 1, 1]]
+"""
+import numpy as np
+
+from training.act_points import int_range
+
+
+def image_tensor(qmodel):
+    """The name of the tensor the input table writes (the image as the first conv reads it)."""
+    return next((op["name"] for op in qmodel.ops if op["op"] == "lut"), None)
+
+
+def _lane_width(out):
+    """The signed width that holds a tensor (an unsigned b-bit tensor takes b + 1)."""
+    return out["bits"] + (0 if out["signed"] else 1)
+
+
+def lane_bits(qmodel):
+    """The signed width of a conv lane: the widest tensor a conv reads, the image aside (it is
+    spread over lanes instead, see `image_spread`) unless no other tensor is read."""
+    image = image_tensor(qmodel)
+    read = [op["inputs"][0] for op in qmodel.ops if op["op"] == "conv" and op["inputs"][0] != "image"]
+    widths = [_lane_width(qmodel.op(i)["out"]) for i in read if i != image]
+    if not widths and image in read:
+        widths = [_lane_width(qmodel.op(image)["out"])]
+    return max(widths + [2])
+
+
+def image_spread(qmodel, lanes):
+    """k: the lanes each image channel is spread over (1: the image fits a lane as it is)."""
+    image = image_tensor(qmodel)
+    if image is None:
+        return 1
+    out = qmodel.op(image)["out"]
+    lane_lo, lane_hi = int_range(lane_bits(qmodel), True)
+    slot_lo, slot_hi = int_range(qmodel.storage_bits, out["signed"])
+    k = 1
+    while not (max(lane_lo, slot_lo) <= out["lo"] // k and -(-out["hi"] // k) <= min(lane_hi, slot_hi)):
+        k *= 2
+    channels = qmodel.input_shape[0]
+    if channels * k > lanes:
+        raise ValueError(f"the {out['bits']}-bit image needs {k} lanes per channel to fit "
+                         f"{lane_bits(qmodel)}-bit lanes, and {channels} x {k} > {lanes} lanes: "
+                         "use more lanes or quantize with a narrower --input-bits")
+    return k
+
+
+def spread_tensor(t, k):
+    """(C, H, W) -> (C*k, H, W): channel c*k + l holds floor((t[c] + l) / k)."""
+    t = np.asarray(t, np.int64)
+    if k == 1:
+        return t
+    parts = np.stack([(t + l) // k for l in range(k)], axis=1)
+    return parts.reshape((t.shape[0] * k,) + t.shape[1:])
