@@ -53,7 +53,7 @@ class Accelerator(wiring.Component):
         m.submodules.feature_maps = maps = FeatureMaps(plan)
         for part in (ctrl, inputs, engine, params, epilogue, head, maps):
             m.d.comb += part.fields.eq(table.fields)
-        m.d.comb += [table.step.eq(ctrl.step), self.step.eq(ctrl.step)]
+        m.d.comb += [table.step_next.eq(ctrl.step_next), self.step.eq(ctrl.step)]
 
         wiring.connect(m, wiring.flipped(self.pixels), inputs.pixels)
         wiring.connect(m, wiring.flipped(self.words), inputs.words)

@@ -36,6 +36,7 @@ class Controller(wiring.Component):
         super().__init__({
             "fields": In(plan.step_layout),
             "step": Out(range(max(2, len(plan.steps)))),
+            "step_next": Out(range(max(2, len(plan.steps)))),    # the step from the next cycle on
             "issue": Out(1),                                    # a tap this cycle
             "tap": Out(TAP),
             "pixels": Out(data.ArrayLayout(PIXEL, plan.pixels)),
@@ -68,6 +69,8 @@ class Controller(wiring.Component):
         m.d.comb += [self.pixels[p].y.eq(oy[p]) for p in range(plan.pixels)]
         m.d.comb += [self.pixels[p].x.eq(ox[p]) for p in range(plan.pixels)]
 
+        m.d.comb += self.step_next.eq(self.step)     # NEXT moves it on
+        m.d.sync += self.step.eq(self.step_next)
         engine = (f.kind == CONV) | (f.kind == POOL) | (f.kind == HEAD)
         at_kx, at_ky = kx == f.k_last, ky == f.k_last
         at_ig, at_og, at_pg = ig == f.g_in - 1, og == f.g_out - 1, pg == f.pg_last
@@ -143,6 +146,6 @@ class Controller(wiring.Component):
                     with m.If(k == plan.num_classes):
                         m.next = "NEXT"
             with m.State("NEXT"):
-                m.d.sync += self.step.eq(Mux(self.step == len(plan.steps) - 1, 0, self.step + 1))
+                m.d.comb += self.step_next.eq(Mux(self.step == len(plan.steps) - 1, 0, self.step + 1))
                 m.next = "START"
         return m

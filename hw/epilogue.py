@@ -66,10 +66,11 @@ class Epilogue(wiring.Component):
         e1_addr, e1_og = delay(m, out_addr, 1, "e1addr"), delay(m, following.og, 1, "e1og")
         first = self._requantizers(m, "rq", images.params, plan.acc_bits, e1_acc, self.params_word,
                                    f.lo, f.hi)
-        # E3: residual add -> E4.
-        e3_sc = delay(m, self.shortcut_data, 2, "e3sc")
-        e3_valid, e3_addr = delay(m, e1_valid, 2, "e3v"), delay(m, e1_addr, 2, "e3addr")
-        e3_og = delay(m, e1_og, 2, "e3og")
+        # E3 (E1 + the requantizer's latency): residual add -> E4.
+        rl = Requantizer.latency
+        e3_sc = delay(m, self.shortcut_data, rl, "e3sc")
+        e3_valid, e3_addr = delay(m, e1_valid, rl, "e3v"), delay(m, e1_addr, rl, "e3addr")
+        e3_og = delay(m, e1_og, rl, "e3og")
         e4 = []
         for o, rq in enumerate(first):
             raw = e3_sc[o]
@@ -88,10 +89,10 @@ class Epilogue(wiring.Component):
         e4_valid, e4_addr = delay(m, e3_valid, 1, "e4v"), delay(m, e3_addr, 1, "e4addr")
         m.d.comb += [self.write.en.eq(e4_valid & ((f.kind == CONV) | (f.kind == POOL))),
                      self.write.addr.eq(e4_addr), self.write.data.eq(Cat(*[v[:a] for v in e4]))]
-        # E4: the second requantizers -> E6, written to dst2.
+        # E4: the second requantizers -> E6 (E4 + the requantizer's latency), written to dst2.
         second = self._requantizers(m, "rq2_", images.params2, vb, e4,
-                                    delay(m, self.params2_word, 3, "p2w"), f.lo2, f.hi2)
-        e6_valid, e6_addr = delay(m, e4_valid, 2, "e6v"), delay(m, e4_addr, 2, "e6addr")
+                                    delay(m, self.params2_word, rl + ADD_LATENCY, "p2w"), f.lo2, f.hi2)
+        e6_valid, e6_addr = delay(m, e4_valid, rl, "e6v"), delay(m, e4_addr, rl, "e6addr")
         m.d.comb += [self.second_write.en.eq(e6_valid & (f.kind == CONV) & (f.dst2 != plan.buffers)),
                      self.second_write.addr.eq(e6_addr),
                      self.second_write.data.eq(Cat(*[rq.y[:a] for rq in second]))]

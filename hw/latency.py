@@ -30,9 +30,9 @@ def pipeline_depth(lanes, pixels=1):
 
     >>> from hw.addsub_tree import AddSubTree
     >>> AddSubTree.latency_for(16), ConvEngine.latency_for(16), Epilogue.latency
-    (5, 7, 6)
+    (5, 7, 10)
     >>> pipeline_depth(16, 2)
-    15
+    19
     """
     return ConvEngine.latency_for(lanes) + Epilogue.latency + pixels - 1 + SPARE
 

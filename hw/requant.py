@@ -6,7 +6,10 @@ result for every s <= S (`fixed_shift_operands`), so the hardware needs neither 
 shifter nor a rounding adder: one DSP48 computes x * M' + C, the shift is wiring, and only the
 saturation is logic. The memory images store M' and C.
 
-Two registered stages: the product plus offset, then the saturation. Latency 2.
+Four registered stages, so that no path runs through more than one of them (a block-RAM read
+or a wide mux into a multiplier into a carry chain made the slowest path on an ECP5,
+docs/board.md): the operands, the product, the product plus offset, the saturation.
+Latency 4.
 
 `ShiftAddRequantizer` computes the same with no multiplier: the requantizers of a bank can only
 ever multiply by the few M' values the model holds (a shifted-ReLU model: one constant per
@@ -35,7 +38,7 @@ def fixed_shift_operands(multiplier, bias, shift, fixed_shift):
 
 class Requantizer(wiring.Component):
     """`multiplier` is M' itself: one DSP48 multiplies."""
-    latency = 2
+    latency = 4
 
     def __init__(self, in_width, mult_width, offset_width, shift, out_width):
         self._init(in_width, signed(mult_width), in_width + mult_width, offset_width, shift, out_width)
@@ -54,16 +57,24 @@ class Requantizer(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
+        x, multiplier = Signal.like(self.x), Signal.like(self.multiplier)
+        offset = [Signal.like(self.offset, name=f"offset{i}") for i in range(2)]
+        lo = [Signal.like(self.lo, name=f"lo{i}") for i in range(3)]
+        hi = [Signal.like(self.hi, name=f"hi{i}") for i in range(3)]
+        product = Signal(signed(self.sum_width - 1))
         total = Signal(signed(self.sum_width))
-        lo, hi = Signal.like(self.lo), Signal.like(self.hi)
-        m.d.sync += [total.eq(self.product(m) + self.offset), lo.eq(self.lo), hi.eq(self.hi)]
+        m.d.sync += [x.eq(self.x), multiplier.eq(self.multiplier), offset[0].eq(self.offset),
+                     product.eq(self.product(m, x, multiplier)), offset[1].eq(offset[0]),
+                     total.eq(product + offset[1]),
+                     lo[0].eq(self.lo), lo[1].eq(lo[0]), lo[2].eq(lo[1]),
+                     hi[0].eq(self.hi), hi[1].eq(hi[0]), hi[2].eq(hi[1])]
         shifted = Signal(signed(max(2, self.sum_width - self.shift)))
         m.d.comb += shifted.eq(total >> self.shift)   # arithmetic: floor
-        m.d.sync += self.y.eq(Mux(shifted < lo, lo, Mux(shifted > hi, hi, shifted)))
+        m.d.sync += self.y.eq(Mux(shifted < lo[2], lo[2], Mux(shifted > hi[2], hi[2], shifted)))
         return m
 
-    def product(self, m):
-        return self.x * self.multiplier
+    def product(self, m, x, multiplier):
+        return x * multiplier
 
 
 def shift_add(x, value):
@@ -107,15 +118,15 @@ class ShiftAddRequantizer(Requantizer):
         peak = max([abs(v) for v in self.multipliers] + [1])
         self._init(in_width, code, in_width + peak.bit_length() + 1, offset_width, shift, out_width)
 
-    def product(self, m):
+    def product(self, m, x, multiplier):
         trees = {}
         chosen = Signal(signed(self.sum_width - 1))
-        with m.Switch(self.multiplier):
+        with m.Switch(multiplier):
             for code, value in enumerate(self.multipliers, start=1):
                 odd, t = odd_part(value)
                 if odd not in trees:
                     trees[odd] = Signal(signed(self.sum_width - 1), name=f"times_{odd}".replace("-", "minus"))
-                    m.d.comb += trees[odd].eq(shift_add(self.x, odd))
+                    m.d.comb += trees[odd].eq(shift_add(x, odd))
                 with m.Case(code):
                     m.d.comb += chosen.eq(trees[odd] << t)
         return chosen

@@ -10,7 +10,7 @@ step over the tensor it streams out.
 """
 from enum import Enum
 
-from amaranth import Array, Const, Module, Shape, signed
+from amaranth import Array, Const, Module, Shape, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -133,25 +133,29 @@ def _constant(value, shape):
 
 
 class StepTable(wiring.Component):
-    """`fields`: the record of step `step`."""
+    """`fields`: the record of the step being run, from a register: it loads the record of
+    `step_next` (the step the controller runs from the next cycle on), so that no path runs
+    from the step counter through the table's muxes into the datapath. After reset: step 0's."""
 
     def __init__(self, plan):
         self.plan = plan
-        super().__init__({"step": In(range(max(2, len(plan.steps)))),
+        super().__init__({"step_next": In(range(max(2, len(plan.steps)))),
                           "fields": Out(plan.step_layout)})
 
     def elaborate(self, platform):
         m = Module()
-        raw = self.fields.as_value()
+        columns = []        # (bit offset, width, one constant per step)
         for name, field in self.plan.step_layout:
             column = [record[name] for record in self.plan.records]
             if isinstance(field.shape, data.ArrayLayout):
-                elem, width = field.shape.elem_shape, Shape.cast(field.shape.elem_shape).width
-                for p in range(field.shape.length):
-                    at = field.offset + p * width
-                    m.d.comb += raw[at:at + width].eq(
-                        Array([_constant(v[p], elem) for v in column])[self.step])
+                elem, size = field.shape.elem_shape, Shape.cast(field.shape.elem_shape).width
+                columns += [(field.offset + p * size, size, [_constant(v[p], elem) for v in column])
+                            for p in range(field.shape.length)]
             else:
-                m.d.comb += raw[field.offset:field.offset + field.width].eq(
-                    Array([_constant(v, field.shape) for v in column])[self.step])
+                columns.append((field.offset, field.width, [_constant(v, field.shape) for v in column]))
+        step0 = sum((consts[0].value & ((1 << size) - 1)) << at for at, size, consts in columns)
+        held = Signal(Shape.cast(self.plan.step_layout).width, init=step0)
+        for at, size, consts in columns:
+            m.d.sync += held[at:at + size].eq(Array(consts)[self.step_next])
+        m.d.comb += self.fields.as_value().eq(held)
         return m

@@ -60,22 +60,29 @@ def test_records_describe_each_step(plan):
 
 
 def test_step_table_presents_the_record_of_the_current_step(plan):
-    """The hardware table, simulated: every field of every step's view equals its record."""
+    """The hardware table, simulated: step 0's record after reset, and a cycle after the
+    controller names the next step, every field of that step's record."""
     table = StepTable(plan)
     seen = []
 
+    def record_now(ctx):
+        fields = table.fields
+        got = {name: ctx.get(fields[name]) for name in plan.records[0]}
+        got["kind"] = ctx.get(fields.kind)
+        return got
+
     async def bench(ctx):
-        for index, record in enumerate(plan.records):
-            ctx.set(table.step, index)
-            fields = table.fields
-            got = {name: ctx.get(fields[name]) for name in record}
-            got["kind"] = ctx.get(fields.kind)
-            seen.append((got, record))
+        seen.append((record_now(ctx), plan.records[0]))
+        for index in [*range(1, len(plan.records)), 0]:
+            ctx.set(table.step_next, index)
+            await ctx.tick()
+            seen.append((record_now(ctx), plan.records[index]))
 
     sim = Simulator(table)
+    sim.add_clock(1e-6)
     sim.add_testbench(bench)
     sim.run()
-    assert len(seen) == len(plan.records)
+    assert len(seen) == len(plan.records) + 1
     for got, record in seen:
         for name, want in record.items():
             value = got[name]
@@ -90,8 +97,8 @@ def test_pipeline_depth_is_the_sum_of_the_parts(lanes, pixels):
     # Block-RAM read, the tree, the accumulator; queue, requantizer, add, requantizer; the words
     # of the other pixels; a spare cycle.
     assert ConvEngine.latency_for(lanes) == 1 + tree + 1
-    assert Epilogue.latency == 1 + 2 * Requantizer.latency + 1 == 6
-    assert pipeline_depth(lanes, pixels) == (1 + tree + 1) + 6 + (pixels - 1) + 1
+    assert Epilogue.latency == 1 + 2 * Requantizer.latency + 1 == 10
+    assert pipeline_depth(lanes, pixels) == (1 + tree + 1) + 10 + (pixels - 1) + 1
     assert Head.logit_latency == 1 + Requantizer.latency
 
 
