@@ -311,9 +311,9 @@ def build_open(folder, out, args, board, qmodel, plan, top, memory):
                        baud=args.baud, uart_divisor=top.divisor,
                        requantizers=plan.requantizer_summary(), post_route=routed)
     write_report(folder, rep)
-    if args.program:
-        subprocess.run([os.environ.get("OPENFPGALOADER", "openFPGALoader"), "-b", "ulx3s", "-m",
-                        "top.bit"], cwd=folder, check=True)
+    if args.program:      # the board's own programming command (amaranth-boards)
+        from amaranth.build.run import LocalBuildProducts
+        platform.toolchain_program(LocalBuildProducts(folder), "top")
     return None, rep
 
 
