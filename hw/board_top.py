@@ -4,22 +4,23 @@ The design runs from the board's 100 MHz oscillator (the platform's default cloc
 button). The four green LEDs (LD4..LD7) show the last answered class as a binary number, LED 0
 the least significant bit; classes above 15 show their low four bits.
 """
+from fractions import Fraction
+
 from amaranth import Elaboratable, Module
 from amaranth.lib import io
 
 from hw.framing import FramedAccelerator
+from hw.uart import bit_timing
 
 NUM_LEDS = 4
 
 
 class BoardTop(Elaboratable):
     def __init__(self, plan, clock_hz, baud):
-        divisor = round(clock_hz / baud)
-        if divisor < 4:
-            raise ValueError(f"baud {baud} is too fast for a {clock_hz / 1e6:g} MHz clock "
-                             "(at least 4 clock cycles per bit)")
-        self.divisor = divisor
-        self.core = FramedAccelerator(plan, divisor)
+        """`clock_hz`: the design's clock, exact (an int or a Fraction); the UART's bit time is
+        clock_hz / baud cycles as an exact fraction (hw/uart.py). ValueError below 4 cycles."""
+        self.bit_timing = bit_timing(clock_hz, baud)
+        self.core = FramedAccelerator(plan, self.bit_timing)
 
     def elaborate(self, platform):
         m = Module()
@@ -39,8 +40,10 @@ class PllBoardTop(Elaboratable):
 
     def __init__(self, plan, pll_params, baud):
         self.pll_params = pll_params
-        self.board = BoardTop(plan, pll_params.f_out_mhz * 1e6, baud)
-        self.core, self.divisor = self.board.core, self.board.divisor
+        # The PLL's clock exactly: the oscillator x CLKFB_DIV / CLKI_DIV.
+        clock_hz = Fraction(pll_params.f_in_mhz) * 1_000_000 * pll_params.clkfb_div / pll_params.clki_div
+        self.board = BoardTop(plan, clock_hz, baud)
+        self.core, self.bit_timing = self.board.core, self.board.bit_timing
 
     def elaborate(self, platform):
         from hw.ecp5_pll import Ecp5Pll

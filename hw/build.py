@@ -2,7 +2,7 @@
 board (a bitstream, placed and routed with the YoWASP tools), and a report.
 
     python -m hw.build --board arty_a7 [--model RUN_DIR/quant] [--lanes 16] [--pixels 2]
-                       [--requantizers dsp|shift-add] [--clock-mhz 100] [--baud 115200]
+                       [--requantizers dsp|shift-add] [--clock-mhz 100] [--baud B]
                        [--out build/arty_a7] [--no-estimate] [--estimate-timeout 1800]
     python -m hw.build --board ulx3s_85f [--clock-mhz 100] [--seed 1] [--program] ...
 
@@ -34,6 +34,7 @@ from common.files import check_output_folder, folder_lock, replace_folder, write
 from hw.boards import BOARDS
 from hw.memory_images import REQUANTIZERS
 from hw.report import build_report, over_capacity, summary, write_report
+from hw.uart import MIN_CYCLES_PER_BIT
 
 PROG = "python -m hw.build"
 DEFAULT_MODEL = os.path.join("runs", "default", "quant")
@@ -54,7 +55,9 @@ def build_parser():
                         "multipliers are a few per-layer constants (srelu)")
     p.add_argument("--clock-mhz", type=float, default=100.0,
                    help="clock for the latency figures; on an ECP5 board the PLL's output")
-    p.add_argument("--baud", type=int, default=115200, help="UART rate")
+    p.add_argument("--baud", type=int, default=None,
+                   help="UART rate (default: the board's USB-UART maximum, " +
+                        ", ".join(f"{b.name} {b.max_baud}" for b in BOARDS.values()) + ")")
     p.add_argument("--out", default=None, help="output folder (default build/BOARD)")
     p.add_argument("--no-estimate", action="store_true", help="skip the yosys resource estimate")
     p.add_argument("--estimate-timeout", type=float, default=1800.0, metavar="S",
@@ -216,8 +219,18 @@ def build(args):
         raise UsageError(f"--pixels must be at least 1, got {args.pixels}")
     if not (math.isfinite(args.clock_mhz) and args.clock_mhz > 0):
         raise UsageError(f"--clock-mhz must be a positive number, got {args.clock_mhz:g}")
+    args.baud = board.max_baud if args.baud is None else args.baud
+    uart_mhz = args.clock_mhz if board.family == "ecp5" else board.clock_mhz   # the UART's clock
     if args.baud <= 0:
         raise UsageError(f"--baud must be positive, got {args.baud}")
+    if args.baud > board.max_baud:
+        raise UsageError(f"--baud {args.baud} is above the {board.title}'s USB-UART maximum of "
+                         f"{board.max_baud}: give --baud {board.max_baud} or less")
+    if args.baud * MIN_CYCLES_PER_BIT > uart_mhz * 1e6:
+        raise UsageError(f"--baud {args.baud} needs {MIN_CYCLES_PER_BIT} clock cycles per bit, the "
+                         f"UART's {uart_mhz:g} MHz clock gives {uart_mhz * 1e6 / args.baud:.2f}: give "
+                         f"--baud {int(uart_mhz * 1e6 // MIN_CYCLES_PER_BIT)} or less"
+                         + (" or raise --clock-mhz" if board.family == "ecp5" else ""))
     if not (math.isfinite(args.estimate_timeout) and args.estimate_timeout > 0):
         raise UsageError(f"--estimate-timeout must be a positive number of seconds, got "
                          f"{args.estimate_timeout:g}")
@@ -285,7 +298,7 @@ def build_into(folder, out, args, board, qmodel, plan, top, memory):
                                       args.estimate_timeout)
         message = fit_message(resources, board, args.lanes, args.pixels)
     rep = build_report(board, qmodel, latency_report(plan.schedule, args.clock_mhz), memory,
-                       baud=args.baud, uart_divisor=top.divisor, resources=resources,
+                       bit_timing=top.bit_timing, resources=resources,
                        estimate_seconds=seconds, requantizers=plan.requantizer_summary())
     write_report(folder, rep)
     return message, rep
@@ -308,7 +321,7 @@ def build_open(folder, out, args, board, qmodel, plan, top, memory):
     routed["pll"] = dict(f_in_mhz=p.f_in_mhz, f_out_mhz=clock, f_vco_mhz=p.f_vco_mhz,
                          clki_div=p.clki_div, clkfb_div=p.clkfb_div, clkop_div=p.clkop_div)
     rep = build_report(board, qmodel, latency_report(plan.schedule, clock), memory,
-                       baud=args.baud, uart_divisor=top.divisor,
+                       bit_timing=top.bit_timing,
                        requantizers=plan.requantizer_summary(), post_route=routed)
     write_report(folder, rep)
     if args.program:      # the board's own programming command (amaranth-boards)

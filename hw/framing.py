@@ -3,157 +3,194 @@
 Host -> board:  0xA5, length (2 bytes, little-endian, must equal C*H*W), the pixels (uint8,
                 raster order, channels innermost), checksum (sum of the pixels mod 256).
 Board -> host:  0x5A, num_classes, the logits (4 bytes each, little-endian two's complement),
-                the class byte.
+                the class byte, the accelerator's clock cycles for the image (4 bytes LE).
 On an error:    0xEE, code: 1 bad start byte, 2 bad length, 3 bad checksum, 4 frame timed out
-                (no byte for `timeout` cycles in the middle of a frame).
-After a bad start byte or length the rest of the frame is skipped: bytes are dropped until the
-line has been quiet for `timeout` cycles. After a bad checksum (the frame is complete) the next
-frame may follow at once. The pixels are held in a frame buffer until the checksum is checked,
-so a bad frame never reaches the accelerator. One frame at a time: bytes sent before the answer
-is complete are lost.
+                (no byte for `timeout` cycles in the middle of a frame), 5 busy (a frame that
+                starts while two good frames are waiting for their answers).
+After a bad start byte, a bad length or a busy refusal the rest of the frame is skipped: bytes
+are dropped until the line has been quiet for `timeout` cycles. After a bad checksum (the frame
+is complete) the next frame may follow at once.
 
-`Framer` is the protocol alone; `FramedAccelerator` = UART receiver + Framer + Accelerator + UART
-transmitter, with `rx`/`tx` pins and the last class for LEDs.
+The host may keep one frame ahead: send frame n + 1 while the board computes image n. The
+frame buffer has two slots, so one frame can be received while the other waits to be fed to
+the accelerator (which takes pixels only in its INPUT step); a good frame holds its slot until
+its answer has gone out, and a frame that starts while both are held is refused (code 5). The
+pixels stay in the buffer until the checksum is checked, so a bad frame never reaches the
+accelerator.
+
+`FrameReceiver` (header, pixels, checksum, errors) and `Answerer` (the replies) are joined by a
+FIFO of outcomes, so replies go out in the order the frames ended and an error reply never cuts
+into an answer. `Framer` is the protocol: both sides, the frame buffer and its feeding.
+`ImageCycles` stamps each image's result with its clock cycles. `FramedAccelerator` = UART
+receiver + Framer + Accelerator + ImageCycles + result FIFO + UART transmitter, with `rx`/`tx`
+pins and the last class for LEDs.
 """
-from amaranth import Module, Signal, signed, unsigned
-from amaranth.lib import data, memory, stream, wiring
+import math
+
+from amaranth import Cat, Module, Mux, Signal, unsigned
+from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.accelerator import Accelerator
-from hw.uart import UARTRx, UARTTx
+from hw.uart import BITS_PER_BYTE, UARTRx, UARTTx
 
 START, ANSWER, ERROR = 0xA5, 0x5A, 0xEE
-ERR_START, ERR_LENGTH, ERR_CHECKSUM, ERR_TIMEOUT = 1, 2, 3, 4
+ERR_START, ERR_LENGTH, ERR_CHECKSUM, ERR_TIMEOUT, ERR_BUSY = 1, 2, 3, 4, 5
+FRAME_GOOD = 0          # the outcome of a frame that gets an answer
+CODE = unsigned(3)      # an outcome: FRAME_GOOD or an error code
 LOGIT_BYTES = 4
+CYCLE_BYTES = 4
+SLOTS = 2               # frames in the buffer: the host may be one frame ahead
+OUTCOME_DEPTH = 4       # outcomes waiting: the answers of both slots and two error replies
+
+# A result on its way to the answer: a logit (its low LOGIT_BYTES bytes), or, with `last`, the
+# answer's tail as one little-endian number: the class, then the image's cycles.
+RESULT = data.StructLayout({"data": unsigned(8 * max(LOGIT_BYTES, 1 + CYCLE_BYTES)), "last": 1})
 
 
-class Framer(wiring.Component):
-    def __init__(self, num_pixels, num_classes, out_bits, timeout):
-        if not 0 < num_pixels < 1 << 16:
-            raise ValueError(f"a frame holds 1..65535 pixels, got {num_pixels}")
-        if not 0 < num_classes < 256:
-            raise ValueError(f"the answer's class count is one byte, got {num_classes}")
-        self.num_pixels, self.num_classes, self.timeout = num_pixels, num_classes, int(timeout)
-        self.out_bits = out_bits
+class FrameReceiver(wiring.Component):
+    """The receiving side: a frame's header, its pixels (`store`, indexed from 0 in the frame),
+    its checksum; one `outcome` per frame that ended (FRAME_GOOD or an error code). While
+    `busy` a new frame is refused with ERR_BUSY. A full outcome FIFO holds this side: the bytes
+    that arrive meanwhile are lost (the UART receiver keeps one)."""
+
+    def __init__(self, num_pixels, timeout):
+        self.num_pixels, self.timeout = num_pixels, int(timeout)
         super().__init__({
             "rx": In(stream.Signature(8)),
-            "tx": Out(stream.Signature(8)),
-            "pix": Out(stream.Signature(unsigned(8))),
-            "res": In(stream.Signature(data.StructLayout({"data": unsigned(out_bits), "last": 1}))),
-            "last_class": Out(8),
-            "error": Out(range(8)),      # the last error code sent (0: none yet)
+            "store": Out(data.StructLayout({"en": 1, "index": range(max(2, num_pixels)), "data": 8})),
+            "outcome": Out(stream.Signature(CODE)),
+            "busy": In(1),
         })
 
     def elaborate(self, platform):
         m = Module()
         n = self.num_pixels
-        buf = memory.Memory(shape=unsigned(8), depth=max(2, n), init=[])
-        m.submodules.frame = buf
-        wr, rd = buf.write_port(), buf.read_port()
-
-        count = Signal(range(max(2, n) + 1))
-        length = Signal(16)
+        count = Signal(range(max(2, n)))
+        length_low = Signal(8)
         csum = Signal(8)
-        code = Signal(range(8))
+        code = Signal(CODE)
         quiet = Signal(range(self.timeout + 1))
-        byte_k = Signal(range(LOGIT_BYTES))
-        logit = Signal(signed(32))
-        m.d.comb += logit.eq(self.res.payload.data.as_signed())
         got = self.rx.valid & self.rx.ready
+        byte = self.rx.payload
 
         with m.If(got):
             m.d.sync += quiet.eq(0)
         with m.Elif(quiet != self.timeout):
             m.d.sync += quiet.eq(quiet + 1)
         timed_out = quiet == self.timeout
+        m.d.comb += [self.store.index.eq(count), self.store.data.eq(byte),
+                     self.outcome.payload.eq(code)]
 
-        # The frame buffer's read port looks one pixel ahead while pixels are taken.
-        feeding = Signal()
-        advance = feeding & self.pix.ready
-        m.d.comb += [rd.addr.eq(count + advance), self.pix.payload.eq(rd.data),
-                     wr.addr.eq(count), wr.data.eq(self.rx.payload)]
-
-        def send(byte, then):
-            m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(byte)]
-            with m.If(self.tx.ready):
-                m.next = then
-
-        def fail(c, then):
-            m.d.sync += code.eq(c)
+        def end(outcome, then="REPORT"):
+            m.d.sync += code.eq(outcome)
             m.next = then
+
+        def take():
+            """Inside a frame: rx is taken, and a quiet line ends the frame with ERR_TIMEOUT."""
+            m.d.comb += self.rx.ready.eq(1)
+            with m.If(~got & timed_out):
+                end(ERR_TIMEOUT)
 
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += self.rx.ready.eq(1)
                 m.d.sync += [count.eq(0), csum.eq(0)]
                 with m.If(got):
-                    with m.If(self.rx.payload == START):
-                        m.next = "LEN0"
+                    with m.If(byte != START):
+                        end(ERR_START, "SKIP")
+                    with m.Elif(self.busy):
+                        end(ERR_BUSY, "SKIP")
                     with m.Else():
-                        fail(ERR_START, "ERR_SKIP")
+                        m.next = "LEN0"
             with m.State("LEN0"):
-                m.d.comb += self.rx.ready.eq(1)
+                take()
                 with m.If(got):
-                    m.d.sync += length[:8].eq(self.rx.payload)
+                    m.d.sync += length_low.eq(byte)
                     m.next = "LEN1"
-                with m.Elif(timed_out):
-                    fail(ERR_TIMEOUT, "ERR")
             with m.State("LEN1"):
-                m.d.comb += self.rx.ready.eq(1)
+                take()
                 with m.If(got):
-                    with m.If((self.rx.payload == n >> 8) & (length[:8] == n & 0xFF)):
+                    with m.If((byte == n >> 8) & (length_low == n & 0xFF)):
                         m.next = "PIXELS"
                     with m.Else():
-                        fail(ERR_LENGTH, "ERR_SKIP")
-                with m.Elif(timed_out):
-                    fail(ERR_TIMEOUT, "ERR")
+                        end(ERR_LENGTH, "SKIP")
             with m.State("PIXELS"):
-                m.d.comb += [self.rx.ready.eq(1), wr.en.eq(got)]
+                take()
+                m.d.comb += self.store.en.eq(got)
                 with m.If(got):
-                    m.d.sync += [count.eq(count + 1), csum.eq(csum + self.rx.payload)]
+                    m.d.sync += [count.eq(count + 1), csum.eq(csum + byte)]
                     with m.If(count == n - 1):
                         m.next = "CHECKSUM"
-                with m.Elif(timed_out):
-                    fail(ERR_TIMEOUT, "ERR")
             with m.State("CHECKSUM"):
-                m.d.comb += self.rx.ready.eq(1)
-                m.d.sync += count.eq(0)           # the read port starts on pixel 0
+                take()
                 with m.If(got):
-                    with m.If(self.rx.payload == csum):
-                        m.next = "ANSWER"
-                    with m.Else():
-                        fail(ERR_CHECKSUM, "ERR")
-                with m.Elif(timed_out):
-                    fail(ERR_TIMEOUT, "ERR")
-            with m.State("ANSWER"):
-                send(ANSWER, "CLASSES")
-            with m.State("CLASSES"):
-                send(self.num_classes, "FEED")
-            with m.State("FEED"):
-                m.d.comb += [feeding.eq(1), self.pix.valid.eq(1)]
-                with m.If(self.pix.ready):
-                    m.d.sync += count.eq(count + 1)
-                    with m.If(count == n - 1):
-                        m.next = "RESULT"
-            with m.State("RESULT"):
-                m.d.comb += self.tx.valid.eq(self.res.valid)
-                with m.If(self.res.payload.last):
-                    m.d.comb += self.tx.payload.eq(self.res.payload.data[:8])
-                    with m.If(self.res.valid & self.tx.ready):
-                        m.d.comb += self.res.ready.eq(1)
-                        m.d.sync += self.last_class.eq(self.res.payload.data[:8])
-                        m.next = "IDLE"
-                with m.Else():
-                    m.d.comb += self.tx.payload.eq(logit.as_unsigned().word_select(byte_k, 8))
-                    with m.If(self.res.valid & self.tx.ready):
-                        m.d.sync += byte_k.eq(byte_k + 1)
-                        with m.If(byte_k == LOGIT_BYTES - 1):
-                            m.d.comb += self.res.ready.eq(1)
-            with m.State("ERR_SKIP"):
-                # Drop the rest of the bad frame, answer once the line has gone quiet.
+                    end(Mux(byte == csum, FRAME_GOOD, ERR_CHECKSUM))
+            with m.State("SKIP"):
+                # Drop the rest of the frame; it ends once the line has gone quiet.
                 m.d.comb += self.rx.ready.eq(1)
                 with m.If(~got & timed_out):
-                    m.next = "ERR"
+                    m.next = "REPORT"
+            with m.State("REPORT"):
+                m.d.comb += self.outcome.valid.eq(1)
+                with m.If(self.outcome.ready):
+                    m.next = "IDLE"
+        return m
+
+
+class Answerer(wiring.Component):
+    """The answering side: for each outcome, an answer (the header at once, then the results
+    of the next image as they come) or an error reply. `answered` marks the cycle an answer's
+    last byte is handed to the transmitter."""
+
+    def __init__(self, num_classes):
+        self.num_classes = num_classes
+        super().__init__({
+            "outcome": In(stream.Signature(CODE)),
+            "results": In(stream.Signature(RESULT)),
+            "tx": Out(stream.Signature(8)),
+            "answered": Out(1),
+            "last_class": Out(8),
+            "error": Out(range(8)),      # the last error code sent (0: none yet)
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        code = Signal(CODE)
+        res = self.results
+        byte_k = Signal(range(RESULT["data"].shape.width // 8))
+        entry_bytes = Mux(res.payload.last, 1 + CYCLE_BYTES, LOGIT_BYTES)
+
+        def send(byte, then):
+            m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(byte)]
+            with m.If(self.tx.ready):
+                m.next = then
+
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += self.outcome.ready.eq(1)
+                with m.If(self.outcome.valid):
+                    m.d.sync += code.eq(self.outcome.payload)
+                    with m.If(self.outcome.payload == FRAME_GOOD):
+                        m.next = "HEADER"
+                    with m.Else():
+                        m.next = "ERR"
+            with m.State("HEADER"):
+                send(ANSWER, "CLASSES")
+            with m.State("CLASSES"):
+                send(self.num_classes, "RESULTS")
+            with m.State("RESULTS"):
+                m.d.comb += [self.tx.valid.eq(res.valid),
+                             self.tx.payload.eq(res.payload.data.word_select(byte_k, 8))]
+                with m.If(res.valid & self.tx.ready):
+                    m.d.sync += byte_k.eq(byte_k + 1)
+                    with m.If(byte_k == entry_bytes - 1):
+                        m.d.comb += res.ready.eq(1)
+                        m.d.sync += byte_k.eq(0)
+                        with m.If(res.payload.last):
+                            m.d.comb += self.answered.eq(1)
+                            m.d.sync += self.last_class.eq(res.payload.data[:8])
+                            m.next = "IDLE"
             with m.State("ERR"):
                 m.d.sync += self.error.eq(code)
                 send(ERROR, "ERR_CODE")
@@ -162,33 +199,153 @@ class Framer(wiring.Component):
         return m
 
 
+class Framer(wiring.Component):
+    """The protocol: `rx` bytes in, `tx` bytes out, pixels to the accelerator (`pix`), its
+    results (`res`, RESULT beats) back."""
+
+    def __init__(self, num_pixels, num_classes, timeout):
+        if not 0 < num_pixels < 1 << 16:
+            raise ValueError(f"a frame holds 1..65535 pixels, got {num_pixels}")
+        if not 0 < num_classes < 256:
+            raise ValueError(f"the answer's class count is one byte, got {num_classes}")
+        self.num_pixels, self.num_classes, self.timeout = num_pixels, num_classes, int(timeout)
+        super().__init__({
+            "rx": In(stream.Signature(8)),
+            "tx": Out(stream.Signature(8)),
+            "pix": Out(stream.Signature(unsigned(8))),
+            "res": In(stream.Signature(RESULT)),
+            "last_class": Out(8),
+            "error": Out(range(8)),      # the last error code sent (0: none yet)
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        n = self.num_pixels
+        m.submodules.receiver = receiver = FrameReceiver(n, self.timeout)
+        m.submodules.answerer = answerer = Answerer(self.num_classes)
+        m.submodules.outcomes = outcomes = fifo.SyncFIFO(width=CODE.width, depth=OUTCOME_DEPTH)
+        m.submodules.frames = buf = memory.Memory(shape=unsigned(8), depth=SLOTS * n, init=[])
+        wr, rd = buf.write_port(), buf.read_port()
+        wiring.connect(m, wiring.flipped(self.rx), receiver.rx)
+        wiring.connect(m, receiver.outcome, outcomes.w_stream)
+        wiring.connect(m, outcomes.r_stream, answerer.outcome)
+        wiring.connect(m, wiring.flipped(self.res), answerer.results)
+        wiring.connect(m, answerer.tx, wiring.flipped(self.tx))
+        m.d.comb += [self.last_class.eq(answerer.last_class), self.error.eq(answerer.error)]
+
+        def slot_base(slot):
+            return Mux(slot, n, 0)
+
+        filling = Signal()                    # the slot frames are received into
+        feeding = Signal()                    # the slot the accelerator is fed from next
+        unfed = Signal(range(SLOTS + 1))      # good frames not yet fed
+        held = Signal(range(SLOTS + 1))       # good frames not yet answered
+        good = receiver.outcome.valid & receiver.outcome.ready & (receiver.outcome.payload == FRAME_GOOD)
+        fed = Signal()
+        m.d.comb += [receiver.busy.eq(held == SLOTS),
+                     wr.en.eq(receiver.store.en), wr.data.eq(receiver.store.data),
+                     wr.addr.eq(slot_base(filling) + receiver.store.index)]
+        m.d.sync += [unfed.eq(unfed + good - fed), held.eq(held + good - answerer.answered)]
+        with m.If(good):
+            m.d.sync += filling.eq(~filling)
+        with m.If(fed):
+            m.d.sync += feeding.eq(~feeding)
+
+        # The read port looks one pixel ahead while pixels are taken; between frames it reads
+        # the next slot's first pixel, so feeding starts a cycle after that slot is chosen.
+        index = Signal(range(max(2, n)))
+        last = index == n - 1
+        advance = Signal()
+        index_next = Mux(advance, Mux(last, 0, index + 1), index)
+        m.d.sync += index.eq(index_next)
+        m.d.comb += [rd.addr.eq(slot_base(feeding) + index_next), self.pix.payload.eq(rd.data)]
+        with m.FSM():
+            with m.State("WAIT"):
+                with m.If(unfed != 0):
+                    m.next = "FEED"
+            with m.State("FEED"):
+                m.d.comb += [self.pix.valid.eq(1), advance.eq(self.pix.ready)]
+                with m.If(advance & last):
+                    m.d.comb += fed.eq(1)
+                    m.next = "WAIT"
+        return m
+
+
+class ImageCycles(wiring.Component):
+    """The accelerator's results (`beats`) as RESULT beats: each logit as it is, the class beat
+    as the answer's tail, class | cycles << 8.
+
+    cycles: the clock cycles since the previous class beat, less those in which the accelerator
+    waited for a pixel (`starved`: the link had not brought the frame yet). With no such waits
+    that is hw.latency's cycles per image exactly; a class beat held up by a full result FIFO
+    (`beats` not ready) is counted, so such stalls show. The controller leaves reset at the
+    INPUT step's START, which every later image reaches from the head's NEXT cycle: that one
+    cycle is counted in advance (init=1).
+    """
+
+    def __init__(self, plan):
+        super().__init__({
+            "beats": In(stream.Signature(plan.out_layout)),
+            "starved": In(1),
+            "results": Out(stream.Signature(RESULT)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        beat, res = self.beats, self.results
+        elapsed = Signal(8 * CYCLE_BYTES, init=1)
+        now = Signal(8 * CYCLE_BYTES)                # elapsed, this cycle included
+        m.d.comb += [now.eq(elapsed + 1),
+                     res.valid.eq(beat.valid), beat.ready.eq(res.ready),
+                     res.payload.last.eq(beat.payload.last),
+                     res.payload.data.eq(Mux(beat.payload.last, Cat(beat.payload.data[:8], now),
+                                             beat.payload.data.as_signed()))]
+        with m.If(beat.valid & beat.ready & beat.payload.last):
+            m.d.sync += elapsed.eq(0)
+        with m.Elif(~self.starved):
+            m.d.sync += elapsed.eq(elapsed + 1)
+        return m
+
+
 class FramedAccelerator(wiring.Component):
-    """UART pins in and out, the accelerator behind the framing; `last_class` for LEDs."""
+    """UART pins in and out, the accelerator behind the framing; `last_class` for LEDs.
+
+    `timing`: hw.uart.bit_timing(clock_hz, baud). A frame times out after `timeout_bytes` byte
+    times without a byte."""
     rx: In(1, init=1)
     tx: Out(1, init=1)
     last_class: Out(8)
     error: Out(range(8))
 
-    def __init__(self, plan, divisor, timeout_bytes=4):
-        self.divisor = int(divisor)
+    def __init__(self, plan, timing, timeout_bytes=4):
         if plan.logit_bits > 8 * LOGIT_BYTES:
             raise ValueError(f"logits are {plan.logit_bits} bits wide; the link sends {8 * LOGIT_BYTES}")
+        self.plan, self.timing = plan, timing
         self.accel = Accelerator(plan)
         c, h, w = plan.qmodel.input_shape
-        self.framer = Framer(c * h * w, plan.num_classes, plan.out_bits,
-                             timeout=timeout_bytes * 10 * self.divisor)
+        self.framer = Framer(c * h * w, plan.num_classes,
+                             timeout=math.ceil(timeout_bytes * BITS_PER_BYTE * timing.cycles))
         super().__init__()
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.uart_rx = urx = UARTRx(self.divisor)
-        m.submodules.uart_tx = utx = UARTTx(self.divisor)
+        m.submodules.uart_rx = urx = UARTRx(self.timing)
+        m.submodules.uart_tx = utx = UARTTx(self.timing)
         m.submodules.framer = fr = self.framer
         m.submodules.accel = acc = self.accel
+        m.submodules.cycles = cycles = ImageCycles(self.plan)
+        # One image's results: the accelerator's head never waits for the slow transmitter.
+        m.submodules.results = results = fifo.SyncFIFOBuffered(width=RESULT.size,
+                                                               depth=self.plan.num_classes + 1)
         wiring.connect(m, urx.data, fr.rx)
         wiring.connect(m, fr.tx, utx.data)
         wiring.connect(m, fr.pix, acc.pixels)
-        wiring.connect(m, acc.out, fr.res)
+        wiring.connect(m, acc.out, cycles.beats)
+        m.d.comb += [cycles.starved.eq(acc.pixels.ready & ~acc.pixels.valid),
+                     results.w_data.eq(cycles.results.payload), results.w_en.eq(cycles.results.valid),
+                     cycles.results.ready.eq(results.w_rdy),
+                     fr.res.payload.eq(results.r_data), fr.res.valid.eq(results.r_rdy),
+                     results.r_en.eq(fr.res.ready)]
         m.d.comb += [urx.rx.eq(self.rx), self.tx.eq(utx.tx),
                      self.last_class.eq(fr.last_class), self.error.eq(fr.error)]
         return m

@@ -24,17 +24,30 @@ def over_capacity(resources, capacity):
     return [f"{LABELS[k]} {resources[k]:g} > {v:g}" for k, v in capacity.items() if resources[k] > v]
 
 
-def build_report(board, qmodel, latency, memory, *, baud, uart_divisor, requantizers,
+def end_to_end_images_per_s(link_images_per_s, core_images_per_s):
+    """Images/s from host to answer with the host one frame ahead: the link brings the next
+    image while the core computes this one, so the slower of the two sets the pace.
+
+    >>> end_to_end_images_per_s(1522.8, 1500.6), end_to_end_images_per_s(380.7, 1500.6)
+    (1500.6, 380.7)
+    """
+    return 1 / max(1 / link_images_per_s, 1 / core_images_per_s)
+
+
+def build_report(board, qmodel, latency, memory, *, bit_timing, requantizers,
                  resources=None, estimate_seconds=None, post_route=None):
     """The report dict.
 
-    latency: hw.latency's LatencyReport at the requested clock; memory: hw.memory_images'
-    memory_bits; requantizers: CorePlan.requantizer_summary(); resources: the yosys estimate (luts, ffs, bram36, dsp, carry4), None when
-    skipped; then `fits`, the resource fields and `estimate_seconds` are None. post_route: an
-    ECP5 board's place-and-route figures (hw.open_flow.place_and_route plus the PLL's), which
-    also give `fits`, `fmax_mhz`, `timing_met` and the images/s at the clock routing met.
+    latency: hw.latency's LatencyReport at the requested clock; bit_timing: the UART's
+    (hw.uart.bit_timing); memory: hw.memory_images' memory_bits; requantizers:
+    CorePlan.requantizer_summary(); resources: the yosys estimate (luts, ffs, bram36, dsp,
+    carry4), None when skipped; then `fits`, the resource fields and `estimate_seconds` are
+    None. post_route: an ECP5 board's place-and-route figures (hw.open_flow.place_and_route plus
+    the PLL's), which also give `fits`, `fmax_mhz`, `timing_met` and the images/s at the clock
+    routing met.
     """
     frames = frame_bytes(qmodel.input_shape, qmodel.num_classes)
+    link = link_images_per_s(frames, bit_timing.baud)
     estimated = resources is not None
     routed = {}
     if post_route is not None:
@@ -43,9 +56,13 @@ def build_report(board, qmodel, latency, memory, *, baud, uart_divisor, requanti
                       timing_met=post_route["timing_met"],
                       images_per_s_at_met_clock=met * 1e6 / latency.cycles_per_image)
     return dict(board=board.name, board_title=board.title, device=board.device,
-                model=qmodel.path, capacity=board.capacity, baud=baud,
-                uart_divisor=uart_divisor, board_clock_mhz=board.clock_mhz, frame_bytes=frames,
-                link_images_per_s=link_images_per_s(frames, baud), estimated=estimated,
+                model=qmodel.path, capacity=board.capacity, baud=bit_timing.baud,
+                uart_cycles_per_bit=str(bit_timing.cycles),
+                uart_rate_error_ppm=bit_timing.rate_error_ppm,
+                uart_jitter_cycles=bit_timing.jitter_cycles, board_clock_mhz=board.clock_mhz,
+                frame_bytes=frames, link_images_per_s=link,
+                end_to_end_images_per_s=end_to_end_images_per_s(link, latency.images_per_s),
+                estimated=estimated,
                 fits=not over_capacity(resources, board.capacity) if estimated else None,
                 **{k: resources[k] if estimated else None for k in RESOURCES},
                 estimate_seconds=round(estimate_seconds, 1) if estimated else None,
@@ -55,7 +72,8 @@ def build_report(board, qmodel, latency, memory, *, baud, uart_divisor, requanti
 def summary(rep):
     """One line for the terminal: the core's resources (when estimated), latency and the link."""
     line = (f"{rep['cycles_per_image']:,} cycles/image, {rep['images_per_s']:,.1f} images/s at "
-            f"{rep['clock_mhz']:g} MHz; link {rep['link_images_per_s']:,.1f} images/s at {rep['baud']} baud")
+            f"{rep['clock_mhz']:g} MHz; link {rep['link_images_per_s']:,.1f} images/s at "
+            f"{rep['baud']} baud (one frame ahead); end to end {rep['end_to_end_images_per_s']:,.1f} images/s")
     if rep.get("post_route"):
         r = rep["post_route"]
         line = (f"routed: {r['used']['lut4']} LUT4, {r['used']['ff']} FF, {r['used']['ebr']} EBR, "
@@ -73,7 +91,9 @@ def render_markdown(rep):
     lines = [f"# Board build: {rep['board_title']}", "",
              f"Model `{rep['model']}`, {rep['lanes']} lanes x {rep['pixels']} pixel(s) "
              f"({rep['add_sub_lanes']} add/sub per cycle), "
-             f"UART {rep['baud']} baud (divisor {rep['uart_divisor']} at {rep['board_clock_mhz']:g} MHz).", ""]
+             f"UART {rep['baud']} baud: {rep['uart_cycles_per_bit']} clock cycles per bit, rate "
+             f"error {rep['uart_rate_error_ppm']:g} ppm, bit edges up to {rep['uart_jitter_cycles']:.2f} "
+             "cycle early.", ""]
     if rep["estimated"]:
         lines += [f"## Resources of the core (yosys synth_xilinx, {rep['estimate_seconds']:.0f} s)", "",
                   "| resource | core | board | use |", "|---|---|---|---|"]
@@ -107,13 +127,14 @@ def render_markdown(rep):
               f"- accelerator: {rep['cycles_per_image']:,} cycles per image, "
               f"{rep['images_per_s']:,.1f} images/s at {rep['clock_mhz']:g} MHz, "
               f"lane utilization {100 * rep['utilization']:.1f}% (conv {100 * rep['conv_utilization']:.1f}%)",
-              f"- UART link: {rep['frame_bytes']['in']} bytes in + {rep['frame_bytes']['out']} out per image, "
-              f"{rep['link_images_per_s']:,.1f} images/s at {rep['baud']} baud",
+              f"- UART link: {rep['frame_bytes']['in']} bytes in, {rep['frame_bytes']['out']} out per image, "
+              f"{rep['link_images_per_s']:,.1f} images/s at {rep['baud']} baud with the host one frame ahead",
+              f"- end to end: {rep['end_to_end_images_per_s']:,.1f} images/s; "
+              f"{'the link' if rep['link_images_per_s'] < rep['images_per_s'] else 'the accelerator'} "
+              "is the bottleneck",
               f"- the design runs at {rep['clock_mhz']:g} MHz "
               f"({'a PLL from ' if rep.get('post_route') else 'no PLL: '}the board's "
-              f"{rep['board_clock_mhz']:g} MHz); "
-              f"{'the link' if rep['link_images_per_s'] < rep['images_per_s'] else 'the accelerator'} "
-              "is the bottleneck", "",
+              f"{rep['board_clock_mhz']:g} MHz)", "",
               "## Memory", "",
               f"- weights: {mem['weight_rom_bits']:,} bits of bit-ROM for the model's "
               f"{mem['model_weight_bits']:,} one-bit weights (channel groups padded to {rep['lanes']})",

@@ -1,7 +1,8 @@
 """Docs that cannot rot: docs/board.md's tables against the code they describe, and the doctests.
 
 - the options table against hw.build's argument parser (names and defaults);
-- the protocol tables against hw/framing.py's constants and hw/client.py's frames;
+- the protocol tables against hw/framing.py's constants and hw/client.py's frames, and the
+  link-rate figures recomputed from the code;
 - the report fields table against hw.report.build_report's keys;
 - every docstring example (doctest) in the modules that have them.
 """
@@ -19,6 +20,7 @@ import pytest
 from hw import framing
 from hw.boards import BOARDS
 from hw.client import ERROR_NAMES, encode_frame, frame_bytes, link_images_per_s, read_reply
+from hw.uart import bit_timing
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BOARD_MD = os.path.join(ROOT, "docs", "board.md")
@@ -74,7 +76,8 @@ def test_options_table_defaults_are_the_parsers():
     import hw.build
     # What the code does with the options whose parser default is None (hw/build.py).
     none_means = {"--model": hw.build.DEFAULT_MODEL,
-                  "--out": hw.build.default_out(SimpleNamespace(name="BOARD"))}
+                  "--out": hw.build.default_out(SimpleNamespace(name="BOARD")),
+                  "--baud": "board's maximum"}
     actions = parser_options()
     for option, (doc, _) in documented_options().items():
         action = actions[option]
@@ -100,6 +103,22 @@ def test_none_defaults_mean_what_the_table_says(tmp_path, monkeypatch):
 def test_board_option_names_every_board():
     meaning = documented_options()["--board"][1]
     assert set(re.findall(r"`(\w+)`", meaning)) == set(BOARDS)
+
+
+def test_baud_option_gives_every_boards_default(tmp_path, monkeypatch):
+    """The --baud row names each board's rate, and a build without --baud uses it."""
+    import hw.build
+    meaning = documented_options()["--baud"][1]
+    assert dict(re.findall(r"`(\w+)` (\d+)", meaning)) == {b.name: str(b.max_baud) for b in BOARDS.values()}
+
+    def stop(path):          # the model is loaded once the options are settled: stop there
+        raise hw.build.UsageError("stopped at the model")
+    monkeypatch.setattr(hw.build, "load_model", stop)
+    for board in BOARDS.values():
+        args = hw.build.build_parser().parse_args(["--board", board.name, "--out", str(tmp_path / board.name)])
+        with pytest.raises(hw.build.UsageError, match="stopped at the model"):
+            hw.build.build(args)
+        assert args.baud == board.max_baud
 
 
 def test_module_usage_names_every_option():
@@ -133,15 +152,17 @@ def test_request_table_is_the_clients_frame():
 
 def test_answer_table_is_the_framings_answer():
     rows = table_after(protocol().split("Board to host")[1], "| bytes | value |")
-    assert [r[0] for r in rows] == ["1", "1", f"{framing.LOGIT_BYTES} x N", "1"]
+    assert [r[0] for r in rows] == ["1", "1", f"{framing.LOGIT_BYTES} x N", "1", str(framing.CYCLE_BYTES)]
     assert byte(rows[0][1]) == framing.ANSWER
     assert f"each {framing.LOGIT_BYTES} bytes little-endian two's complement" in rows[2][1]
+    assert "clock cycles" in rows[4][1] and "unsigned little-endian" in rows[4][1]
     logits = [-3, 70000, 0]
     reply = bytes([byte(rows[0][1]), 3]) + b"".join(
-        v.to_bytes(framing.LOGIT_BYTES, "little", signed=True) for v in logits) + bytes([1])
+        v.to_bytes(framing.LOGIT_BYTES, "little", signed=True) for v in logits) + bytes([1]) + \
+        (66_638).to_bytes(framing.CYCLE_BYTES, "little")
     assert len(reply) == frame_bytes((1, 1, 1), 3)["out"]
     got = read_reply(io.BytesIO(reply).read)
-    assert got.logits == logits and got.cls == 1
+    assert got.logits == logits and got.cls == 1 and got.cycles == 66_638
 
 
 def test_error_table_is_the_framings_error_codes():
@@ -153,7 +174,7 @@ def test_error_table_is_the_framings_error_codes():
     # Each constant and the words its row must contain.
     meaning = {"ERR_START": f"first byte is not `0x{framing.START:02X}`",
                "ERR_LENGTH": "length is not C x H x W", "ERR_CHECKSUM": "checksum mismatch",
-               "ERR_TIMEOUT": "no byte for"}
+               "ERR_TIMEOUT": "no byte for", "ERR_BUSY": "more than one frame ahead"}
     codes = {name: getattr(framing, name) for name in dir(framing) if name.startswith("ERR_")}
     assert set(codes) == set(meaning)
     assert set(documented) == set(codes.values())
@@ -170,14 +191,36 @@ def test_every_protocol_byte_in_the_docs_is_a_framing_constant():
         assert found and found <= constants, found - constants
 
 
-def test_link_rate_sentence():
-    m = re.search(r"At (\d+) baud the link carries ([\d.]+) images/s of (\d+)x(\d+) "
-                  r"\((\d+) \+ (\d+) bytes per image\)", " ".join(read_doc().split()))
+def number(text):
+    return float(text.replace(",", ""))
+
+
+def test_link_rate_sentences():
+    """The figures of the link-rate sentences, recomputed: the frames' bytes, the link's rate
+    with the host one frame ahead, the core's images/s (hw.latency, the make-train
+    architecture: WRN-20-1 on 1x28x28, 10 classes) and what the two make end to end."""
+    from hw.latency import latency_report
+    from hw.report import end_to_end_images_per_s
+    from hw.schedule import build_schedule
+    from quantize.random_model import random_qmodel
+    text = " ".join(read_doc().split())
+    m = re.search(r"At ([\d,]+) baud \(the Arty's default\) the link carries ([\d,.]+) images/s of "
+                  r"(\d+)x(\d+) \((\d+) bytes in, (\d+) out per image, the host one frame ahead\); "
+                  r"with the core's ([\d,.]+) images/s at (\d+) MHz \((\d+) lanes x (\d+) pixels\) "
+                  r"that makes ([\d,.]+) images/s end to end", text)
     assert m, "the link-rate sentence in docs/board.md"
-    baud, rate, h, w, n_in, n_out = m.groups()
-    frames = frame_bytes((1, int(h), int(w)), 10)         # the make-train model: 10 classes
+    baud, link, h, w, n_in, n_out, core, mhz, lanes, pixels, both = m.groups()
+    assert int(number(baud)) == BOARDS["arty_a7"].max_baud
+    frames = frame_bytes((1, int(h), int(w)), 10)
     assert frames == {"in": int(n_in), "out": int(n_out)}
-    assert f"{link_images_per_s(frames, int(baud)):.1f}" == rate
+    assert f"{link_images_per_s(frames, number(baud)):,.1f}" == link
+    qm = random_qmodel(depth=20, width=1, in_channels=1, num_classes=10, input_size=int(h), seed=0)
+    core_rate = latency_report(build_schedule(qm, int(lanes), int(pixels)), number(mhz)).images_per_s
+    assert f"{core_rate:,.1f}" == core
+    assert f"{end_to_end_images_per_s(link_images_per_s(frames, number(baud)), core_rate):,.1f}" == both
+    m = re.search(r"At ([\d,]+) baud \(the ULX3S's default\) the link carries ([\d,.]+) images/s", text)
+    assert m and int(number(m.group(1))) == BOARDS["ulx3s_85f"].max_baud
+    assert f"{link_images_per_s(frames, number(m.group(1))):,.1f}" == m.group(2)
 
 
 # -- report fields -----------------------------------------------------------------------------
@@ -191,7 +234,7 @@ def test_ecp5_report_fields_table_is_what_routing_adds():
     qm = random_qmodel(depth=8, width=1, input_size=8, act_bits=8, seed=0)
     schedule = build_schedule(qm, 4, 1)
     plan = CorePlan(schedule)
-    common = dict(baud=115200, uart_divisor=868, requantizers=plan.requantizer_summary())
+    common = dict(bit_timing=bit_timing(100e6, 115200), requantizers=plan.requantizer_summary())
     args = (BOARDS["ulx3s_85f"], qm, latency_report(schedule), memory_bits(qm, schedule, plan.images))
     routed = dict(used={}, available={}, fmax_mhz=41.5, timing_met=False, worst_path=None)
     added = set(build_report(*args, post_route=routed, **common)) - set(build_report(*args, **common))
@@ -211,8 +254,8 @@ def test_report_fields_table_is_build_reports_keys():
     schedule = build_schedule(qm, 4, 1)
     plan = CorePlan(schedule)
     rep = build_report(BOARDS["arty_a7"], qm, latency_report(schedule),
-                       memory_bits(qm, schedule, plan.images), baud=115200,
-                       uart_divisor=868, requantizers=plan.requantizer_summary())
+                       memory_bits(qm, schedule, plan.images), bit_timing=bit_timing(100e6, 115200),
+                       requantizers=plan.requantizer_summary())
     rows = table_after(read_doc(), "| key | meaning |")
     keys = {k for r in rows for k in re.findall(r"`(\w+)`", r[0])}
     assert keys == set(rep)

@@ -1,17 +1,22 @@
-"""Board build (hw/build.py): CLI errors, generated files and report, resource estimate, and the
-UART + framing path in Verilator against the golden model."""
+"""Board build (hw/build.py): CLI errors, generated files and report, resource estimate, the
+UART's bit timing (hw/uart.py, in Amaranth's simulator), and the UART + framing path in
+Verilator against the golden model and hw.latency."""
 import json
 import os
+import random
 import subprocess
 import sys
+from fractions import Fraction
 
 import pytest
 
 from hw.client import encode_frame
-from hw.framing import (ANSWER, ERR_CHECKSUM, ERR_LENGTH, ERR_START, ERR_TIMEOUT, ERROR,
+from hw.framing import (ANSWER, ERR_BUSY, ERR_CHECKSUM, ERR_LENGTH, ERR_START, ERR_TIMEOUT, ERROR,
                         FramedAccelerator)
+from hw.latency import latency_report
 from hw.plan import CorePlan
 from hw.schedule import build_schedule
+from hw.uart import UARTRx, UARTTx, bit_timing
 from quantize.golden import run
 from quantize.qmodel import write_qmodel
 from quantize.random_model import random_images, random_qmodel
@@ -59,6 +64,21 @@ def test_bad_lanes_is_one_line(model_dir, tmp_path):
     assert r.returncode == 2 and "\n" not in r.stderr.strip() and "lanes" in r.stderr
 
 
+@pytest.mark.parametrize("args,words", [
+    (["--baud", "13000000"], ["--baud 13000000", "USB-UART maximum of 12000000", "--baud 12000000 or less"]),
+    (["--board", "ulx3s_85f", "--clock-mhz", "10"],
+     ["--baud 3000000", "4 clock cycles per bit", "10 MHz", "--baud 2500000 or less", "--clock-mhz"]),
+    (["--baud", "0"], ["--baud must be positive"]),
+])
+def test_a_baud_rate_the_board_cannot_carry_is_one_line_before_any_work(model_dir, tmp_path, args, words):
+    out = tmp_path / "out"
+    r = cli("--model", str(model_dir), "--no-estimate", "--out", str(out), *args)
+    line = r.stderr.strip()
+    assert r.returncode == 2 and "\n" not in line, r.stderr
+    assert all(w in line for w in words), line
+    assert not out.exists()
+
+
 def test_shift_add_requantizers_refuse_a_bn_model_before_writing(model_dir, tmp_path):
     out = tmp_path / "out"
     r = cli("--model", str(model_dir), "--requantizers", "shift-add", "--no-estimate", "--out", str(out))
@@ -90,9 +110,14 @@ def test_build_writes_board_files_and_report(model_dir, tmp_path):
     assert report["images_per_s"] == pytest.approx(100e6 / report["cycles_per_image"])
     assert report["layers"] and all({"name", "cycles", "utilization"} <= set(l)
                                     for l in report["layers"])
-    # 0xA5 + 2 length + 64 pixels + checksum in, 0x5A + classes + 10 x 4 + class out.
-    assert report["frame_bytes"] == {"in": 68, "out": 43}
-    assert report["link_images_per_s"] == pytest.approx(115200 / (10 * (68 + 43)))
+    # 0xA5 + 2 length + 64 pixels + checksum in, 0x5A + classes + 10 x 4 + class + 4 cycles out.
+    assert report["frame_bytes"] == {"in": 68, "out": 47}
+    # The Arty's default: 12 Mbaud, 25/3 cycles per bit at 100 MHz; the host one frame ahead.
+    assert report["baud"] == 12_000_000 and report["uart_cycles_per_bit"] == "25/3"
+    assert report["uart_rate_error_ppm"] == 0
+    link_s, core_s = 10 * 68 / 12e6, report["cycles_per_image"] / 100e6
+    assert report["link_images_per_s"] == pytest.approx(1 / link_s)
+    assert report["end_to_end_images_per_s"] == pytest.approx(1 / max(link_s, core_s))
     assert "vivado" in r.stdout.lower()       # built, or said it is not installed
 
 
@@ -125,12 +150,100 @@ def test_estimate_parser_and_fit_verdict():
     assert "--pixels" not in msg
 
 
+# -- the UART's bit timing, in Amaranth's simulator ---------------------------------------------
+CLOCK_HZ, BAUD = 100_000_000, 12_000_000      # 25/3 cycles per bit
+BITS_PER_BYTE = 10                            # 8N1
+
+
+def test_bit_timing_is_the_exact_fraction_and_states_its_error():
+    t = bit_timing(CLOCK_HZ, BAUD)
+    assert t.cycles == Fraction(25, 3) and t.bit_lengths(3) == [8, 8, 9]
+    assert t.edges(30) == [k * CLOCK_HZ // BAUD for k in range(31)]
+    assert t.rate_error_ppm == 0 and t.jitter_cycles == pytest.approx(2 / 3)
+    assert bit_timing(CLOCK_HZ, 115_200).cycles == Fraction(15625, 18)
+    assert bit_timing(CLOCK_HZ, 10_000_000).jitter_cycles == 0       # 10 cycles: no jitter
+    assert bit_timing(CLOCK_HZ, 25_000_000).cycles == 4               # the fastest allowed
+    with pytest.raises(ValueError, match="10/3 clock cycles per bit; the UART needs at least 4"):
+        bit_timing(CLOCK_HZ, 30_000_000)
+    # 100,000,007 Hz / 115,200 baud needs a denominator of 115,200: the nearest fraction kept
+    # is off by a fraction of a ppm, and the report says how much.
+    odd = bit_timing(100_000_007, 115_200)
+    exact = Fraction(100_000_007, 115_200)
+    assert odd.cycles != exact and odd.cycles.denominator <= 4096
+    assert odd.rate_error_ppm == pytest.approx(float(exact / odd.cycles - 1) * 1e6)
+    assert 0 < abs(odd.rate_error_ppm) < 1
+
+
+def line_bits(data):
+    """8N1: start bit, the bits LSB first, stop bit, for each byte."""
+    return [b for byte in data for b in [0] + [(byte >> i) & 1 for i in range(8)] + [1]]
+
+
+def test_the_transmitter_puts_edge_k_at_floor_k_cycles_per_bit():
+    """Three bytes offered back to back: every change of `tx` falls at floor(j * 25/3) cycles
+    after the first start bit, j the bit's place in the whole burst."""
+    from amaranth.sim import Simulator
+    data = [0x55, 0x0F, 0xA6]
+    tx = UARTTx(bit_timing(CLOCK_HZ, BAUD))
+    levels = []
+
+    async def feed(ctx):
+        ctx.set(tx.data.valid, 1)
+        for byte in data:
+            ctx.set(tx.data.payload, byte)
+            await ctx.tick().until(tx.data.ready)      # taken at this clock edge
+        ctx.set(tx.data.valid, 0)
+
+    async def record(ctx):
+        async for _, _, level in ctx.tick().sample(tx.tx):
+            levels.append(level)
+
+    sim = Simulator(tx)
+    sim.add_clock(1 / CLOCK_HZ)
+    sim.add_testbench(feed)
+    sim.add_process(record)
+    sim.run_until((len(data) + 1) * BITS_PER_BYTE * 9 / CLOCK_HZ)
+    changes = [i for i in range(1, len(levels)) if levels[i] != levels[i - 1]]
+    bits = line_bits(data)
+    want = [j * CLOCK_HZ // BAUD for j in range(len(bits)) if bits[j] != (bits[j - 1] if j else 1)]
+    assert [c - changes[0] for c in changes] == want
+
+
+@pytest.mark.parametrize("host_rate", [0.97, 1.0, 1.03])
+def test_the_receiver_takes_bytes_from_a_host_off_by_3_percent(host_rate):
+    """Bytes back to back at 12 Mbaud x host_rate, edges at exact times between clock edges."""
+    from amaranth.sim import Simulator
+    data = [random.Random(7).randrange(256) for _ in range(12)]
+    rx = UARTRx(bit_timing(CLOCK_HZ, BAUD))
+    bit_s = 1 / (BAUD * host_rate)
+    got = []
+
+    async def host(ctx):
+        await ctx.delay(0.33e-6)
+        for bit in line_bits(data):
+            ctx.set(rx.rx, bit)
+            await ctx.delay(bit_s)
+
+    async def sink(ctx):
+        ctx.set(rx.data.ready, 1)
+        async for _, _, valid, payload in ctx.tick().sample(rx.data.valid, rx.data.payload):
+            if valid:
+                got.append(payload)
+
+    sim = Simulator(rx)
+    sim.add_clock(1 / CLOCK_HZ)
+    sim.add_testbench(host)
+    sim.add_process(sink)
+    sim.run_until(0.33e-6 + (len(data) + 1) * BITS_PER_BYTE * bit_s)
+    assert got == data
+
+
 # -- the UART + framing path in Verilator ------------------------------------------------------
-def answer(logits, cls):
+def answer(logits, cls, cycles):
     out = [ANSWER, len(logits)]
     for v in logits:
         out += list(int(v).to_bytes(4, "little", signed=True))
-    return out + [int(cls)]
+    return out + [int(cls)] + list(int(cycles).to_bytes(4, "little"))
 
 
 def frame(image, checksum_delta=0, length=None):
@@ -142,29 +255,46 @@ def frame(image, checksum_delta=0, length=None):
     return data
 
 
+def one(name, data, expect, **checks):
+    """An exchange of one burst and one reply."""
+    return dict(name=name, frames=[data], expect=[expect], **checks)
+
+
 def test_framed_accelerator_answers_like_the_golden_model(tmp_path):
+    """100 MHz, 12 Mbaud (25/3 cycles per bit), the host's UART in real time: every error and
+    its recovery, frames overlapping the computation, and each answer's cycle count."""
     qm = tiny_model(seed=3)
-    divisor = 4
-    dut = FramedAccelerator(CorePlan(build_schedule(qm, 8)), divisor)
-    images = random_images(3, qm.input_shape, seed=21)
+    schedule = build_schedule(qm, 8)
+    timing = bit_timing(CLOCK_HZ, BAUD)
+    dut = FramedAccelerator(CorePlan(schedule), timing)
+    images = random_images(4, qm.input_shape, seed=21)
     golden = run(qm, images)
-    good = [answer(golden.logits[i], golden.classes[i]) for i in range(3)]
+    cycles = latency_report(schedule).cycles_per_image
+    good = [answer(golden.logits[i], golden.classes[i], cycles) for i in range(4)]
+    cls = [int(c) for c in golden.classes]
+    # A third frame finds both slots held while the first image is still being computed: its
+    # cycles outlast the second frame and the third's start byte on the line.
+    assert cycles > (len(frame(images[0])) + 1) * BITS_PER_BYTE * timing.cycles
     exchanges = [
-        dict(name="valid", send=frame(images[0]), expect=good[0], last_class=int(golden.classes[0])),
-        dict(name="bad checksum", send=frame(images[1], checksum_delta=1),
-             expect=[ERROR, ERR_CHECKSUM], error=ERR_CHECKSUM),
-        dict(name="valid after bad checksum", send=frame(images[1]), expect=good[1],
-             last_class=int(golden.classes[1])),
-        dict(name="bad length", send=frame(images[2], length=63), expect=[ERROR, ERR_LENGTH]),
-        dict(name="bad start byte", send=[0x00, 0xA5, 0x40], expect=[ERROR, ERR_START]),
-        dict(name="valid after bad start", send=frame(images[2]), expect=good[2],
-             last_class=int(golden.classes[2])),
-        dict(name="truncated frame", send=frame(images[0])[:10], expect=[ERROR, ERR_TIMEOUT],
-             error=ERR_TIMEOUT),
-        dict(name="valid after timeout", send=frame(images[0]), expect=good[0],
-             last_class=int(golden.classes[0])),
+        one("valid", frame(images[0]), good[0], last_class=cls[0]),
+        one("bad checksum", frame(images[1], checksum_delta=1), [ERROR, ERR_CHECKSUM],
+            error=ERR_CHECKSUM),
+        one("valid after bad checksum", frame(images[1]), good[1], last_class=cls[1]),
+        one("bad length", frame(images[2], length=63), [ERROR, ERR_LENGTH]),
+        one("bad start byte", [0x00, 0xA5, 0x40], [ERROR, ERR_START]),
+        one("valid after bad start", frame(images[2]), good[2], last_class=cls[2]),
+        one("truncated frame", frame(images[0])[:10], [ERROR, ERR_TIMEOUT], error=ERR_TIMEOUT),
+        one("valid after timeout", frame(images[0]), good[0], last_class=cls[0]),
+        dict(name="two frames back to back", frames=[frame(images[3]), frame(images[1])],
+             expect=[good[3], good[1]], last_class=cls[1]),
+        dict(name="a third frame while two are held", frames=[frame(i) for i in images[:3]],
+             expect=[good[0], good[1], [ERROR, ERR_BUSY]], error=ERR_BUSY, last_class=cls[1]),
+        dict(name="one frame ahead", frames=[frame(i) for i in images[1:]], ahead=1,
+             expect=good[1:], last_class=cls[3]),
+        one("host 2% fast", frame(images[2]), good[2], host_baud_scale=1.02, quiet_bits=40),
     ]
-    plan = dict(divisor=divisor, exchanges=exchanges, timeout_cycles=400_000)
+    plan = dict(clock_ps=10 ** 12 // CLOCK_HZ, baud=BAUD, reply_timeout_cycles=200_000, check=True,
+                exchanges=exchanges)
     (tmp_path / "frames.json").write_text(json.dumps(plan))
     run_cocotb(dut, "framed", "sim.benches.framed", tmp_path / "build", test_dir=tmp_path,
                params={"frames": tmp_path / "frames.json"})

@@ -8,7 +8,7 @@ import gzip
 import numpy as np
 import pytest
 
-from hw.client import FrameError, classify, encode_frame, read_reply
+from hw.client import FrameError, classify, classify_stream, encode_frame, read_reply
 from tests.cli_checks import one_stderr_line
 from tests.formats import write_idx_set
 
@@ -23,39 +23,59 @@ def test_request_layout():
     assert data[-1] == int(image.sum()) % 256 and len(data) == 3 + 24 + 1
 
 
-def reply_bytes(logits, cls):
+def reply_bytes(logits, cls, cycles=66_638):
     out = bytes([0x5A, len(logits)])
     for v in logits:
         out += int(v).to_bytes(4, "little", signed=True)
-    return out + bytes([cls])
+    return out + bytes([cls]) + int(cycles).to_bytes(4, "little")
 
 
 class Loopback:
-    """A serial port double: records what is written, replays a canned answer."""
+    """A serial port double: records what is written, replays a canned answer; `log` has the
+    order of the calls, ("write", bytes) and ("read", n)."""
 
     def __init__(self, answer):
-        self.written, self.answer = b"", answer
+        self.written, self.answer, self.log = b"", answer, []
 
     def write(self, data):
         self.written += data
+        self.log.append(("write", bytes(data)))
 
     def read(self, n):
         out, self.answer = self.answer[:n], self.answer[n:]
+        self.log.append(("read", n))
         return out
 
 
 def test_classify_sends_one_frame_and_decodes_the_reply():
     image = np.full((1, 4, 4), 200, np.uint8)
-    port = Loopback(reply_bytes([-5, 70000, -2 ** 31, 3], 1))
+    port = Loopback(reply_bytes([-5, 70000, -2 ** 31, 3], 1, cycles=2 ** 32 - 1))
     reply = classify(port, image)
     assert reply.logits == [-5, 70000, -2 ** 31, 3] and reply.cls == 1
+    assert reply.cycles == 2 ** 32 - 1             # unsigned
     assert port.written == bytes([0xA5, 16, 0]) + bytes([200] * 16) + bytes([(200 * 16) % 256])
+
+
+def test_a_stream_keeps_one_frame_ahead():
+    """Frame n + 1 goes out before reply n is read, frame n + 2 only after it."""
+    images = [np.full((1, 2, 2), v, np.uint8) for v in (1, 2, 3)]
+    answers = [reply_bytes([v, -v], v % 2, cycles=100 + v) for v in (1, 2, 3)]
+    port = Loopback(b"".join(answers))
+    replies = list(classify_stream(port, images))
+    assert [(r.cls, r.logits, r.cycles) for r in replies] == [(1, [1, -1], 101), (0, [2, -2], 102),
+                                                           (1, [3, -3], 103)]
+    writes = [i for i, (kind, _) in enumerate(port.log) if kind == "write"]
+    assert [port.log[i][1] for i in writes] == [encode_frame(x) for x in images]
+    read_before = [sum(n for kind, n in port.log[:i] if kind == "read") for i in writes]
+    assert read_before == [0, 0, len(answers[0])]
 
 
 @pytest.mark.parametrize("answer,code,text", [
     (bytes([0xEE, 3]), 3, "checksum"),
     (bytes([0xEE, 2]), 2, "length"),
+    (bytes([0xEE, 5]), 5, "busy: more than one frame ahead"),
     (bytes([0x5A, 2, 1, 0]), None, "timed out"),
+    (reply_bytes([1, 2], 1)[:-1], None, "timed out"),
     (bytes([0x42]), None, "unexpected"),
 ])
 def test_errors_and_truncated_replies(answer, code, text):
@@ -232,7 +252,7 @@ def board(monkeypatch):
 
 def test_good_image_is_sent(pngs, tiny_model, capsys, board):
     assert client("--model", tiny_model, "--baud", "9600", "--timeout", "0.5", pngs / "gray8.png") == 0
-    assert capsys.readouterr().out.strip() == "class 1, logits [1, 9, 3]"
+    assert capsys.readouterr().out.strip() == "class 1, logits [1, 9, 3], 66638 cycles"
     assert board[0] == ("loop://", 9600, 0.5)
     pixels = np.arange(64, dtype=np.uint8) * 3
     assert board[1].written == bytes([0xA5, 64, 0]) + pixels.tobytes() + bytes([int(pixels.sum()) % 256])
@@ -249,10 +269,19 @@ def test_gray_to_rgb(pngs, capsys, board):
     assert board[1].written[3:6] == bytes([0, 0, 0]) and board[1].written[6:9] == bytes([3, 3, 3])
 
 
+@pytest.mark.parametrize("args,baud", [(["--board", "ulx3s_85f"], 3_000_000), ([], 12_000_000),
+                                       (["--board", "ulx3s_85f", "--baud", "115200"], 115_200)])
+def test_the_board_gives_the_default_baud(pngs, capsys, board, args, baud):
+    assert client("--shape", "1x8x8", *args, pngs / "gray8.png") == 0
+    assert board[0][1] == baud
+
+
 def test_dataset_streams_count_images(tmp_path, capsys, board):
     write_idx_set(str(tmp_path), np.random.default_rng(0), n_train=4, n_test=3, h=8, w=8)
     assert client("--shape", "1x8x8", "--dataset", "mnist", "--data-dir", tmp_path, "--count", "2") == 0
-    assert capsys.readouterr().out.startswith("2 images: accuracy ")
+    out = capsys.readouterr().out
+    assert out.startswith("2 images: accuracy ") and "images/s over the link" in out
+    assert "66,638 cycles per image (mean)" in out
     assert len(board[1].written) == 2 * (3 + 64 + 1)
 
 
@@ -276,5 +305,6 @@ def test_docs_table_lists_the_clients_options():
     options = {a.option_strings[-1]: a.default for a in build_parser()._actions
                if a.option_strings and a.dest != "help"}
     assert set(documented) == set(options) - {"--dataset", "--data-dir"}   # those two: in the text
-    assert documented["--baud"] == str(options["--baud"]) and documented["--count"] == "100"
+    assert documented["--board"] == options["--board"] and documented["--count"] == "100"
+    assert documented["--baud"] == "the board's" and options["--baud"] is None
     assert documented["--model"] == DEFAULT_MODEL.replace(os.sep, "/")
