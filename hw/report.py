@@ -35,7 +35,8 @@ def end_to_end_images_per_s(link_images_per_s, core_images_per_s):
 
 
 def build_report(board, qmodel, latency, memory, *, bit_timing, requantizers,
-                 resources=None, estimate_seconds=None, post_route=None):
+                 resources=None, estimate_seconds=None, post_route=None, path_depth=None,
+                 vivado=None, vivado_note=None):
     """The report dict.
 
     latency: hw.latency's LatencyReport at the requested clock; bit_timing: the UART's
@@ -44,7 +45,9 @@ def build_report(board, qmodel, latency, memory, *, bit_timing, requantizers,
     carry4), None when skipped; then `fits`, the resource fields and `estimate_seconds` are
     None. post_route: an ECP5 board's place-and-route figures (hw.open_flow.place_and_route plus
     the PLL's), which also give `fits`, `fmax_mhz`, `timing_met` and the images/s at the clock
-    routing met.
+    routing met. path_depth: hw.netlist_depth's NetlistDepth.to_dict() of the estimate's
+    netlist (`xc7_path_depth`), None without one. vivado: hw.vivado_report.read_reports' figures
+    where Vivado ran, else None and `vivado_note` says why.
     """
     frames = frame_bytes(qmodel.input_shape, qmodel.num_classes)
     link = link_images_per_s(frames, bit_timing.baud)
@@ -66,11 +69,14 @@ def build_report(board, qmodel, latency, memory, *, bit_timing, requantizers,
                 fits=not over_capacity(resources, board.capacity) if estimated else None,
                 **{k: resources[k] if estimated else None for k in RESOURCES},
                 estimate_seconds=round(estimate_seconds, 1) if estimated else None,
-                memory=memory, requantizers=requantizers, **latency.as_dict()) | routed
+                memory=memory, requantizers=requantizers, xc7_path_depth=path_depth,
+                vivado=vivado, vivado_note=vivado_note, **latency.as_dict()) | routed
 
 
 def summary(rep):
-    """One line for the terminal: the core's resources (when estimated), latency and the link."""
+    """For the terminal: one line with the core's resources (when estimated), latency and the
+    link; then one line with the netlist's deepest path where it was measured, and one with
+    Vivado's timing and LUTs where it ran."""
     line = (f"{rep['cycles_per_image']:,} cycles/image, {rep['images_per_s']:,.1f} images/s at "
             f"{rep['clock_mhz']:g} MHz; link {rep['link_images_per_s']:,.1f} images/s at "
             f"{rep['baud']} baud (one frame ahead); end to end {rep['end_to_end_images_per_s']:,.1f} images/s")
@@ -82,6 +88,14 @@ def summary(rep):
     elif rep["estimated"]:
         line = (f"core: {rep['luts']} LUT, {rep['ffs']} FF, {rep['bram36']:g} BRAM36, {rep['dsp']} DSP, "
                 f"{rep['carry4']} CARRY4 ({rep['estimate_seconds']:.0f} s); " + line)
+    deepest = (rep.get("xc7_path_depth") or {}).get("deepest")
+    if deepest:
+        line += (f"\nnetlist depth (yosys, a risk estimate, not a timing analysis): deepest path "
+                 f"{deepest['lut_levels']} LUT levels, {deepest['carry4']} CARRY4")
+    if rep.get("vivado"):
+        v = rep["vivado"]
+        line += (f"\nVivado: WNS {v['wns_ns']} ns, timing {'met' if v['timing_met'] else 'NOT met'}; "
+                 f"{v['used']['luts']} LUT ({v['percent']['luts']:g}%)")
     return line
 
 
@@ -123,6 +137,7 @@ def render_markdown(rep):
                   + ", ".join(f"{k} {v:g} s" for k, v in r["seconds"].items()), ""]
     else:
         lines += ["Resource estimate skipped (--no-estimate).", ""]
+    lines += depth_markdown(rep) + vivado_markdown(rep)
     lines += ["## Throughput", "",
               f"- accelerator: {rep['cycles_per_image']:,} cycles per image, "
               f"{rep['images_per_s']:,.1f} images/s at {rep['clock_mhz']:g} MHz, "
@@ -147,6 +162,36 @@ def render_markdown(rep):
                      f"{100 * layer['utilization']:.1f}% |")
     lines += ["", "![cycles and utilization per layer](layers.png)", ""]
     return "\n".join(lines)
+
+
+def depth_markdown(rep):
+    """The estimate's netlist depth (hw.netlist_depth's lines), or nothing without one."""
+    depth = rep.get("xc7_path_depth")
+    if depth is None:
+        return []
+    from hw.netlist_depth import NetlistDepth
+    return (["## Register-to-register logic depth (yosys netlist)", "",
+             "Cells in series between clocked elements in the estimate's netlist "
+             "(`core/netlist.json`): a measure of timing risk, not a timing analysis (no delays, "
+             "routing or placement; Vivado synthesizes again). At 100 MHz, more than about eight "
+             "LUT levels deserves a look.", ""]
+            + [f"- {line}" for line in NetlistDepth.from_dict(depth).lines()] + [""])
+
+
+def vivado_markdown(rep):
+    """Vivado's timing and utilization where it ran, else why not (Arty builds)."""
+    v = rep.get("vivado")
+    if v is None:
+        note = rep.get("vivado_note")
+        return [f"Vivado: {note}.", ""] if note and not rep.get("post_route") else []
+    lines = ["## Vivado (after place and route)", "",
+             f"- timing **{'met' if v['timing_met'] else 'not met'}**: WNS {v['wns_ns']} ns, "
+             f"TNS {v['tns_ns']} ns, {v['failing_endpoints']} of {v['total_endpoints']} end points "
+             f"failing; WHS {v['whs_ns']} ns ({v['timing_report']})", "",
+             "| resource | used | device | use |", "|---|---|---|---|"]
+    for k, label in LABELS.items():
+        lines.append(f"| {label} | {v['used'][k]:g} | {v['available'][k]:g} | {v['percent'][k]:g}% |")
+    return lines + ["", f"From `{v['utilization_report']}`.", ""]
 
 
 # -- plot ---------------------------------------------------------------------------------------

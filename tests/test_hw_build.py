@@ -1,14 +1,21 @@
-"""Board build (hw/build.py): CLI errors, generated files and report, resource estimate, the
-UART's bit timing (hw/uart.py, in Amaranth's simulator), and the UART + framing path in
-Verilator against the golden model and hw.latency."""
+"""Board build (hw/build.py): CLI errors, generated files and report, resource estimate and the
+Arty's netlist path depth, Vivado's reports (a stand-in `vivado`), run_stage's time limit and
+progress lines (hw/open_flow.py), the UART's bit timing (hw/uart.py, in Amaranth's simulator),
+and the UART + framing path in Verilator against the golden model and hw.latency."""
 import json
 import os
 import random
+import re
+import shutil
 import subprocess
 import sys
+import time
 from fractions import Fraction
 
 import pytest
+from amaranth import Module
+from amaranth.lib import wiring
+from amaranth.lib.wiring import Out
 
 from hw.client import encode_frame
 from hw.framing import (ANSWER, ERR_BUSY, ERR_CHECKSUM, ERR_LENGTH, ERR_START, ERR_TIMEOUT, ERROR,
@@ -119,6 +126,35 @@ def test_build_writes_board_files_and_report(model_dir, tmp_path):
     assert report["link_images_per_s"] == pytest.approx(1 / link_s)
     assert report["end_to_end_images_per_s"] == pytest.approx(1 / max(link_s, core_s))
     assert "vivado" in r.stdout.lower()       # built, or said it is not installed
+    assert report["xc7_path_depth"] is None                   # no estimate, no netlist
+    if not shutil.which("vivado"):
+        assert report["vivado"] is None and "not on PATH" in report["vivado_note"]
+        assert "not on PATH" in (out / "report.md").read_text()
+
+
+def test_vivados_reports_are_read_into_the_report(model_dir, tmp_path):
+    """A stand-in `vivado` on PATH that leaves the "violated" fixture reports where Vivado
+    writes them (tests/fixtures/vivado/README.md gives their numbers)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "vivado"
+    fixtures = os.path.join(ROOT, "tests", "fixtures", "vivado", "violated")
+    fake.write_text(f"#!/bin/sh\ncp '{fixtures}/top_timing.rpt' '{fixtures}/top_utilization_place.rpt' .\n")
+    fake.chmod(0o755)
+    out = tmp_path / "arty"
+    r = subprocess.run([sys.executable, "-m", "hw.build", "--model", str(model_dir), "--lanes", "4",
+                        "--no-estimate", "--out", str(out)], cwd=ROOT, capture_output=True, text=True,
+                       timeout=600, env=dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}"))
+    assert r.returncode == 0, r.stderr
+    v = json.loads((out / "report.json").read_text())["vivado"]
+    assert (v["wns_ns"], v["tns_ns"], v["failing_endpoints"], v["total_endpoints"]) == \
+        (-2.318, -187.442, 212, 31876)
+    assert v["timing_met"] is False and v["whs_ns"] == -0.054
+    assert v["used"] == {"luts": 14873, "ffs": 11742, "bram36": 27.5, "dsp": 34}
+    assert v["percent"]["luts"] == 71.5
+    assert (v["timing_report"], v["utilization_report"]) == ("top_timing.rpt", "top_utilization_place.rpt")
+    assert "Vivado: WNS -2.318 ns, timing NOT met" in r.stdout
+    assert "| LUT | 14873 | 20800 |" in (out / "report.md").read_text()
 
 
 # -- resource estimate ---------------------------------------------------------------------------
@@ -132,6 +168,112 @@ def test_resource_estimate_of_a_tiny_core(model_dir, tmp_path):
     assert 100 < report["luts"] < report["capacity"]["luts"]
     assert report["ffs"] > 50 and report["bram36"] >= 1 and report["carry4"] > 0
     assert "| LUT |" in (out / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_arty_build_reports_the_netlists_path_depth(model_dir, tmp_path):
+    out = tmp_path / "arty"
+    r = cli("--board", "arty_a7", "--model", str(model_dir), "--lanes", "4", "--pixels", "1",
+            "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    report = json.loads((out / "report.json").read_text())
+    deepest = report["xc7_path_depth"]["deepest"]
+    assert deepest["lut_levels"] > 0 and deepest["carry4"] >= 0
+    assert deepest["logic_levels"] == deepest["lut_levels"] + deepest["muxf"] + deepest["carry4"]
+    assert len(deepest["cells"]) >= deepest["lut_levels"]
+    # Its ends are cells (or ports) of the netlist yosys wrote, and its signals the nets there.
+    with open(out / "core" / "netlist.json") as f:
+        core = json.load(f)["modules"]["core"]
+    nets = {name.lstrip("\\") for name in core["netnames"]}
+    for end in ("start", "end"):
+        where = core["ports"] if deepest[f"{end}_type"] == "port" else core["cells"]
+        assert deepest[f"{end}_cell"] in where, end
+        if deepest[f"{end}_type"] != "port":
+            assert core["cells"][deepest[f"{end}_cell"]]["type"] == deepest[f"{end}_type"]
+        signal = deepest[f"{end}_signal"]
+        assert signal.split("[")[0].lstrip("\\") in nets or signal in core["cells"], signal
+    assert all(c in core["cells"] for c in deepest["cells"])
+    histogram = report["xc7_path_depth"]["endpoint_histogram"]
+    assert max(map(int, histogram)) == deepest["lut_levels"]
+    assert f"deepest path {deepest['lut_levels']} LUT levels, {deepest['carry4']} CARRY4" in r.stdout
+    assert f"deepest path: {deepest['lut_levels']} LUT levels" in (out / "report.md").read_text()
+
+
+# -- run_stage (hw/open_flow.py), which runs the estimate's yosys --------------------------------
+class Toggle(wiring.Component):
+    o: Out(1)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.sync += self.o.eq(~self.o)
+        return m
+
+
+def test_run_stage_stops_a_tool_at_its_time_limit(tmp_path):
+    from hw.open_flow import StageTimeout, run_stage
+    code = "import os, time; open('pid', 'w').write(str(os.getpid())); time.sleep(30)"
+    t0 = time.monotonic()
+    with pytest.raises(StageTimeout, match="sleeper ran past its time limit of 2 s and was stopped"):
+        run_stage("sleeper", [sys.executable, "-c", code], str(tmp_path), "sleeper.log",
+                  progress_s=0.5, timeout_s=2)
+    assert time.monotonic() - t0 < 10
+    pid = int((tmp_path / "pid").read_text())
+    with pytest.raises(ProcessLookupError):     # killed and reaped: no such process
+        os.kill(pid, 0)
+
+
+def test_run_stage_progress_lines_carry_the_status(tmp_path, capsys):
+    from hw.open_flow import run_stage
+    calls = []
+
+    def status():
+        calls.append(1)
+        return f"pass {len(calls)}"
+    seconds = run_stage("sleeper", [sys.executable, "-c", "import time; time.sleep(1.5)"],
+                        str(tmp_path), "sleeper.log", progress_s=0.25, status=status)
+    lines = capsys.readouterr().out.splitlines()
+    assert seconds >= 1.5 and len(lines) >= 2
+    assert lines == [f"  sleeper: {line.split()[1]} s, pass {i + 1}" for i, line in enumerate(lines)]
+    run_stage("quick", [sys.executable, "-c", "import time; time.sleep(0.6)"], str(tmp_path),
+              "quick.log", progress_s=0.25)
+    assert all(re.fullmatch(r"  quick: \d+ s", line) for line in capsys.readouterr().out.splitlines())
+
+
+def test_run_stage_failure_names_the_log_and_its_last_line(tmp_path):
+    from hw.open_flow import StageFailed, run_stage
+    code = "import sys; print('working'); print('ERROR: the last words'); sys.exit(3)"
+    with pytest.raises(StageFailed) as e:
+        run_stage("tool", [sys.executable, "-c", code], str(tmp_path), "tool.log")
+    assert e.value.returncode == 3 and e.value.last_line == "ERROR: the last words"
+    assert str(tmp_path / "tool.log") in str(e.value)
+
+
+def fake_yosys(tmp_path, body):
+    script = tmp_path / "fake-yosys"
+    script.write_text("#!/bin/sh\n" + body + "\n")
+    script.chmod(0o755)
+    return str(script)
+
+
+def test_estimate_past_its_time_limit_is_a_usage_error(tmp_path, monkeypatch, capsys):
+    import hw.build
+    from common.cli import UsageError
+    monkeypatch.setattr(hw.build, "tool", lambda name: fake_yosys(tmp_path, "exec sleep 30"))
+    with pytest.raises(UsageError, match="ran past --estimate-timeout 1.5 s and was stopped; raise "
+                                         "it, pass --no-estimate"):
+        hw.build.estimate(Toggle(), str(tmp_path / "core"), timeout_s=1.5, progress_s=0.5)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines and all(re.fullmatch(r"  yosys: \d+ s, starting", line) for line in lines)
+
+
+def test_estimate_names_yosys_error_and_its_log(tmp_path, monkeypatch):
+    import hw.build
+    monkeypatch.setattr(hw.build, "tool", lambda name: fake_yosys(
+        tmp_path, "echo 'core.v:3: ERROR: syntax error'; exit 1"))
+    folder = tmp_path / "core"
+    with pytest.raises(RuntimeError) as e:
+        hw.build.estimate(Toggle(), str(folder))
+    assert str(e.value) == f"yosys failed (core.v:3: ERROR: syntax error); see {folder / 'yosys.log'}"
 
 
 def test_estimate_parser_and_fit_verdict():
@@ -304,8 +446,12 @@ def test_a_core_that_does_not_fit_exits_1_with_the_numbers(model_dir, tmp_path, 
     import hw.build
     huge = dict(luts=25000, ffs=1000, bram36=60, dsp=0, carry4=9)
 
-    def fake_estimate(accel, folder, timeout_s=None):
+    def fake_estimate(accel, folder, timeout_s=None, netlist=False):
         accel._MustUse__silence = True       # not elaborated: no "created but never used"
+        if netlist:                          # a netlist with no paths
+            os.makedirs(folder)
+            with open(os.path.join(folder, "netlist.json"), "w") as f:
+                json.dump({"modules": {"core": {"ports": {}, "cells": {}, "netnames": {}}}}, f)
         return huge, 1.0
     monkeypatch.setattr(hw.build, "estimate", fake_estimate)
     status = hw.build.main(["--model", str(model_dir), "--lanes", "4", "--out", str(tmp_path)])
