@@ -53,7 +53,7 @@ class Accelerator(wiring.Component):
         m.submodules.feature_maps = maps = FeatureMaps(plan)
         for part in (ctrl, inputs, engine, params, epilogue, head, maps):
             m.d.comb += part.fields.eq(table.fields)
-        m.d.comb += [table.step_next.eq(ctrl.step_next), self.step.eq(ctrl.step)]
+        m.d.comb += [table.advance.eq(ctrl.advance), self.step.eq(ctrl.step)]
 
         wiring.connect(m, wiring.flipped(self.pixels), inputs.pixels)
         wiring.connect(m, wiring.flipped(self.words), inputs.words)
@@ -65,7 +65,8 @@ class Accelerator(wiring.Component):
                      engine.pixels.eq(ctrl.pixels), engine.weight_addr.eq(ctrl.weight_addr),
                      maps.read_addr.eq(engine.read_addr), engine.read_data.eq(maps.read_data)]
 
-        m.d.comb += [epilogue.words.eq(engine.result), head.words.eq(engine.result),
+        m.d.comb += [epilogue.words.eq(engine.result), epilogue.finishing.eq(engine.finishing),
+                     head.words.eq(engine.result),
                      params.word_group.eq(epilogue.param_group), params.logits.eq(ctrl.logits),
                      params.logit_group.eq(head.param_group),
                      epilogue.params_word.eq(params.word), epilogue.params2_word.eq(params.word2),

@@ -36,7 +36,7 @@ class Controller(wiring.Component):
         super().__init__({
             "fields": In(plan.step_layout),
             "step": Out(range(max(2, len(plan.steps)))),
-            "step_next": Out(range(max(2, len(plan.steps)))),    # the step from the next cycle on
+            "advance": Out(1),                                  # NEXT: the next step from the next cycle on
             "issue": Out(1),                                    # a tap this cycle
             "tap": Out(TAP),
             "pixels": Out(data.ArrayLayout(PIXEL, plan.pixels)),
@@ -59,7 +59,9 @@ class Controller(wiring.Component):
         ox = [Signal(COUNT, name=f"ox{p}") for p in range(plan.pixels)]
         waddr = Signal.like(self.weight_addr)
         lg, ly, lx, lc = (Signal(COUNT, name=n) for n in ("lg", "ly", "lx", "lc"))
-        dump_data_phase = Signal(2)          # 0: address out, 1: the word is on the port
+        # DUMP: 0 the address out, 1 the block RAM reads (the feature maps register the word),
+        # 2 the word offered on `out`.
+        dump_data_phase = Signal(2)
         k = Signal.like(self.class_index)
         drain = Signal(range(64))
         m.d.comb += [self.tap.og.eq(og), self.tap.ig.eq(ig), self.tap.ky.eq(ky), self.tap.kx.eq(kx),
@@ -69,19 +71,23 @@ class Controller(wiring.Component):
         m.d.comb += [self.pixels[p].y.eq(oy[p]) for p in range(plan.pixels)]
         m.d.comb += [self.pixels[p].x.eq(ox[p]) for p in range(plan.pixels)]
 
-        m.d.comb += self.step_next.eq(self.step)     # NEXT moves it on
-        m.d.sync += self.step.eq(self.step_next)
+        # The loops' last values, registered from the step's record (which holds from START on),
+        # so that no subtractor sits on the paths from the loop counters to the state.
+        last = {}
+        for name in ("g_in", "g_out", "w_out", "h_out", "c_in", "w_in", "h_in"):
+            last[name] = Signal.like(f[name], name=f"{name}_last")
+            m.d.sync += last[name].eq(f[name] - 1)
         engine = (f.kind == CONV) | (f.kind == POOL) | (f.kind == HEAD)
         at_kx, at_ky = kx == f.k_last, ky == f.k_last
-        at_ig, at_og, at_pg = ig == f.g_in - 1, og == f.g_out - 1, pg == f.pg_last
+        at_ig, at_og, at_pg = ig == last["g_in"], og == last["g_out"], pg == f.pg_last
         tap_last = at_kx & at_ky & at_ig
         word_last = tap_last & at_og         # the pixels move on after this tap
         m.d.comb += [self.tap.first.eq((ig == 0) & (ky == 0) & (kx == 0)), self.tap.last.eq(tap_last)]
 
-        def advance_stream(channels):
+        def advance_stream(last_channel):
             """Count (g, y, x, c) with c innermost; returns the 'last beat' condition."""
-            return count_nested(m, [(lc, lc == channels - 1), (lx, lx == f.w_out - 1),
-                                    (ly, ly == f.h_out - 1), (lg, lg == f.g_out - 1)])
+            return count_nested(m, [(lc, lc == last_channel), (lx, lx == last["w_out"]),
+                                    (ly, ly == last["h_out"]), (lg, lg == last["g_out"])])
 
         with m.FSM():
             with m.State("START"):
@@ -106,23 +112,23 @@ class Controller(wiring.Component):
                         m.d.sync += drain.eq(plan.pipeline_depth)
                         m.next = "DRAIN"
                 with m.Elif(self.pixel_taken):
-                    with m.If(advance_stream(f.c_in)):
+                    with m.If(advance_stream(last["c_in"])):
                         m.d.sync += drain.eq(InputStage.pixel_latency)
                         m.next = "DRAIN"
                 with m.Elif(self.word_taken):
-                    with m.If(advance_stream(1)):
+                    with m.If(advance_stream(0)):
                         m.d.sync += drain.eq(InputStage.word_latency)
                         m.next = "DRAIN"
                 with m.Elif(f.kind == DUMP):
-                    with m.If(dump_data_phase == 0):
-                        m.d.sync += dump_data_phase.eq(1)
+                    with m.If(dump_data_phase != 2):
+                        m.d.sync += dump_data_phase.eq(dump_data_phase + 1)
                     with m.Else():
                         m.d.comb += [out.valid.eq(1), out.payload.data.eq(self.dump_word),
-                                     out.payload.last.eq((lx == f.w_in - 1) & (ly == f.h_in - 1)
+                                     out.payload.last.eq((lx == last["w_in"]) & (ly == last["h_in"])
                                                          & (lg == f.g_src_last))]
                         with m.If(out.ready):
                             m.d.sync += dump_data_phase.eq(0)
-                            with m.If(count_nested(m, [(lx, lx == f.w_in - 1), (ly, ly == f.h_in - 1),
+                            with m.If(count_nested(m, [(lx, lx == last["w_in"]), (ly, ly == last["h_in"]),
                                                        (lg, lg == f.g_src_last)])):
                                 m.next = "NEXT"
             with m.State("DRAIN"):
@@ -146,6 +152,7 @@ class Controller(wiring.Component):
                     with m.If(k == plan.num_classes):
                         m.next = "NEXT"
             with m.State("NEXT"):
-                m.d.comb += self.step_next.eq(Mux(self.step == len(plan.steps) - 1, 0, self.step + 1))
+                m.d.comb += self.advance.eq(1)
+                m.d.sync += self.step.eq(Mux(self.step == len(plan.steps) - 1, 0, self.step + 1))
                 m.next = "START"
         return m

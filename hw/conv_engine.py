@@ -2,28 +2,33 @@
 lanes per pixel.
 
 Stage A (the tap's cycle): per pixel, the input position and whether it is inside the map, and
-the address of its source word. Stage B (a cycle later, the block-RAM words are out): each
-pixel's `lanes` activations (zero outside the map) go into `lanes` add/subtract trees against
-the weight word's `lanes` x `lanes` bits, shared by the pixels; a pool step (depthwise) takes
-lane o of the input for output o instead. The trees' sums accumulate over the taps of a word;
-after its last tap the word is final (`result.valid`) for one cycle.
+the address of its source word, registered (the position's adders, the address's shifts and the
+buffers' address muxes did not fit one 10 ns cycle with it). The words are registered as they
+leave the block RAMs (the feature maps' and the weight ROM's), since a block RAM's clock-to-out
+leaves no room for logic. Stage B (three cycles after the tap): each pixel's `lanes` activations (zero outside the map) go into `lanes`
+add/subtract trees against the weight word's `lanes` x `lanes` bits, shared by the pixels; a
+pool step (depthwise) takes lane o of the input for output o instead. The trees' sums accumulate over the taps of a word;
+after its last tap the word is final (`result.valid`) for one cycle; `finishing` names its
+output group the cycle before, so the epilogue's parameter read can start early.
 """
 from amaranth import Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.addsub_tree import AddSubTree, add_or_subtract
-from hw.feature_maps import word_address
-from hw.layouts import PIXEL, TAG, TAP, finished_words
+from hw.feature_maps import FeatureMaps, word_address
+from hw.layouts import COUNT, PIXEL, TAG, TAP, finished_words
 from hw.pipeline import delay
+
+READ_LATENCY = 1 + FeatureMaps.read_latency     # the address register, the read, the data register
 
 
 class ConvEngine(wiring.Component):
     @staticmethod
     def latency_for(lanes):
-        """Cycles from a word's last tap to `result.valid`: the block-RAM read, the tree, the
-        accumulator."""
-        return 1 + AddSubTree.latency_for(lanes) + 1
+        """Cycles from a word's last tap to `result.valid`: the address register, the block-RAM
+        read, its data register, the tree, the accumulator."""
+        return READ_LATENCY + AddSubTree.latency_for(lanes) + 1
 
     def __init__(self, plan):
         self.plan = plan
@@ -35,6 +40,7 @@ class ConvEngine(wiring.Component):
             "read_addr": Out(data.ArrayLayout(plan.addr_bits, plan.pixels)),
             "read_data": In(data.ArrayLayout(plan.word, plan.pixels)),
             "result": Out(finished_words(plan)),
+            "finishing": Out(data.StructLayout({"valid": 1, "og": COUNT})),     # result, a cycle early
         })
 
     def elaborate(self, platform):
@@ -56,24 +62,28 @@ class ConvEngine(wiring.Component):
             m.d.comb += [iy.eq(Mux(f.stride2, pixel.y << 1, pixel.y) + tap.ky - f.pad),
                          ix.eq(Mux(f.stride2, pixel.x << 1, pixel.x) + tap.kx - f.pad)]
             inside.append((iy >= 0) & (iy < f.h_in) & (ix >= 0) & (ix < f.w_in))
-            m.d.comb += self.read_addr[p].eq(word_address(group, iy[:10], ix[:10], f.hb_in, f.wb_in))
+            m.d.sync += self.read_addr[p].eq(word_address(group, iy[:10], ix[:10], f.hb_in, f.wb_in))
             tag = Signal(TAG, name=f"tag{p}")
             m.d.comb += [tag.og.eq(tap.og), tag.y.eq(pixel.y), tag.x.eq(pixel.x),
                          tag.valid.eq(pixel.y < f.h_out)]
             tags.append(tag)
 
         # -- stage B: words -> trees -> accumulators -----------------------------------------
-        b_valid, b_first, b_last = (delay(m, s, 1, n) for s, n in
+        b_valid, b_first, b_last = (delay(m, s, READ_LATENCY, n) for s, n in
                                     ((self.issue, "valid"), (tap.first, "first"), (tap.last, "last")))
         c_valid, c_first, c_last = (delay(m, s, tree_latency, n) for s, n in
                                     ((b_valid, "cv"), (b_first, "cf"), (b_last, "cl")))
         done = Signal()
         m.d.sync += done.eq(c_valid & c_last)
-        m.d.comb += self.result.valid.eq(done)
+        m.d.comb += [self.result.valid.eq(done), self.finishing.valid.eq(c_valid & c_last)]
+        weight_bits = delay(m, weight_word.data, READ_LATENCY - 1, "weight_bits")     # ROM read: 1
         for p, word in enumerate(self.read_data):
-            b_inside = delay(m, inside[p], 1, f"inb{p}")
+            b_inside = delay(m, inside[p], READ_LATENCY, f"inb{p}")
             final_tag = Signal(TAG, name=f"etag{p}")
-            m.d.sync += final_tag.eq(delay(m, delay(m, tags[p], 1, f"tag{p}"), tree_latency, f"ctag{p}"))
+            c_tag = delay(m, delay(m, tags[p], READ_LATENCY, f"tag{p}"), tree_latency, f"ctag{p}")
+            m.d.sync += final_tag.eq(c_tag)
+            if p == 0:                   # the pixels of a step share their output group
+                m.d.comb += self.finishing.og.eq(c_tag.og)
             m.d.comb += self.result.pixels[p].tag.eq(final_tag)
             lane_in, full_in = [], []
             for j in range(lanes):
@@ -90,7 +100,7 @@ class ConvEngine(wiring.Component):
                 tree = AddSubTree(lanes, plan.lane_bits)
                 m.submodules[f"tree{p}_{o}"] = tree
                 m.d.comb += [tree.x[j].eq(lane_in[j]) for j in range(lanes)]
-                m.d.comb += tree.w.eq(weight_word.data[o * lanes:(o + 1) * lanes])
+                m.d.comb += tree.w.eq(weight_bits[o * lanes:(o + 1) * lanes])
                 acc = Signal(signed(plan.acc_bits), name=f"acc{p}_{o}")
                 through = delay(m, full_in[o], tree_latency, f"dw{p}_{o}")    # depthwise
                 term = Mux(f.depthwise, through, tree.sum)

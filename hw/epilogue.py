@@ -3,12 +3,13 @@
 The pixels' finished words queue here and leave one per cycle (every output takes at least
 `pixels` taps, so the queue is empty when the next words finish). For the word at the head of
 the queue (E1) the parameter word and the shortcut word have been read; `lanes` requantizers
-(E1 -> E3), the residual add with its shortcut shift and clamp (E3 -> E4: output groups past the
-stored shortcut add zero, the zero channels of a downsampling block), the write to dst (E4),
-`lanes` second requantizers for the next layer's input (E4 -> E6) and its write to dst2 (E6).
+(E1 -> E3) while the shortcut word is registered and shifted to the sum's binary point (output
+groups past the stored shortcut add zero, the zero channels of a downsampling block), the
+residual add (E3) and its clamp (-> E4), the write to dst (E4), `lanes` second requantizers for
+the next layer's input (E4 -> E6) and its write to dst2 (E6).
 """
 from amaranth import Cat, Module, Mux, Signal, signed
-from amaranth.lib import wiring
+from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.feature_maps import word_address
@@ -19,7 +20,7 @@ from hw.requant import Requantizer
 from hw.schedule import CONV, POOL
 
 QUEUE_LATENCY = 1       # a finished word into the queue's head
-ADD_LATENCY = 1         # the residual add and its clamp
+ADD_LATENCY = 2         # the residual add, then its clamp
 
 
 class Epilogue(wiring.Component):
@@ -31,6 +32,7 @@ class Epilogue(wiring.Component):
         super().__init__({
             "fields": In(plan.step_layout),
             "words": In(finished_words(plan)),
+            "finishing": In(data.StructLayout({"valid": 1, "og": COUNT})),   # `words`, a cycle early
             "param_group": Out(COUNT),        # the output group whose parameters are read
             "params_word": In(bank_word(plan, images.params)),
             "params2_word": In(bank_word(plan, images.params2)),
@@ -56,37 +58,44 @@ class Epilogue(wiring.Component):
         out_addr = Signal(plan.addr_bits)
         m.d.comb += [out_addr.eq(word_address(following.og, following.y, following.x, f.hb_out, f.wb_out)),
                      self.shortcut_addr.eq(out_addr)]
-        word_og = Signal(10)      # all pixels of a queue share their output group
-        with m.If(words.valid):
-            m.d.sync += word_og.eq(words.pixels[0].tag.og)
-        m.d.comb += self.param_group.eq(Mux(words.valid, words.pixels[0].tag.og, word_og))
+        # The parameter store takes ParamStore.latency = 2 cycles, so the group is named the
+        # cycle before the words arrive; all pixels of a queue share their output group.
+        word_og = Signal(COUNT)
+        early = self.finishing
+        with m.If(early.valid):
+            m.d.sync += word_og.eq(early.og)
+        m.d.comb += self.param_group.eq(Mux(early.valid, early.og, word_og))
 
         # E1: the queue's head; its parameters and shortcut word are out.
         e1_valid, e1_acc = queue[0].tag.valid, queue[0].acc
         e1_addr, e1_og = delay(m, out_addr, 1, "e1addr"), delay(m, following.og, 1, "e1og")
         first = self._requantizers(m, "rq", images.params, plan.acc_bits, e1_acc, self.params_word,
                                    f.lo, f.hi)
-        # E3 (E1 + the requantizer's latency): residual add -> E4.
+        # E2 -> E3, beside the requantizers: the shortcut word (out at E2: the feature maps
+        # register it) chosen and shifted left (E3'), then rounded and shifted right to the sum's
+        # binary point (E3''), and held until E3.
         rl = Requantizer.latency
-        e3_sc = delay(m, self.shortcut_data, rl, "e3sc")
+        e2_sc, e2_og = self.shortcut_data, delay(m, e1_og, 1, "e2og")
+        # E3 (E1 + the requantizer's latency): the residual add, then its clamp -> E4.
         e3_valid, e3_addr = delay(m, e1_valid, rl, "e3v"), delay(m, e1_addr, rl, "e3addr")
-        e3_og = delay(m, e1_og, rl, "e3og")
         e4 = []
         for o, rq in enumerate(first):
-            raw = e3_sc[o]
+            raw = e2_sc[o]
             shortcut = Signal(signed(a + 1), name=f"sc{o}")
-            m.d.comb += shortcut.eq(Mux(e3_og < f.sc_groups,
+            m.d.comb += shortcut.eq(Mux(e2_og < f.sc_groups,
                                         Mux(f.sc_signed, raw.as_signed(), raw.as_unsigned()), 0))
+            shifted = Signal(signed(a + 9), name=f"scl{o}")
+            m.d.sync += shifted.eq(shortcut << f.add_l)
             aligned = Signal(signed(a + 10), name=f"scw{o}")
-            m.d.comb += aligned.eq(((shortcut << f.add_l) + Mux(f.add_r == 0, 0, (1 << f.add_r) >> 1))
-                                   >> f.add_r)
+            m.d.sync += aligned.eq((shifted + Mux(f.add_r == 0, 0, (1 << f.add_r) >> 1)) >> f.add_r)
             total = Signal(signed(a + 11), name=f"sum{o}")
-            m.d.comb += total.eq(rq.y + aligned)
+            m.d.sync += total.eq(rq.y + delay(m, aligned, rl - 3, f"e3scw{o}"))
             value = Signal(signed(vb), name=f"e4_{o}")
             clamped = Mux(total < f.add_lo, f.add_lo, Mux(total > f.add_hi, f.add_hi, total))
-            m.d.sync += value.eq(Mux(f.add_en, clamped, rq.y))
+            m.d.sync += value.eq(Mux(f.add_en, clamped, delay(m, rq.y, 1, f"rqy{o}")))
             e4.append(value)
-        e4_valid, e4_addr = delay(m, e3_valid, 1, "e4v"), delay(m, e3_addr, 1, "e4addr")
+        e4_valid = delay(m, e3_valid, ADD_LATENCY, "e4v")
+        e4_addr = delay(m, e3_addr, ADD_LATENCY, "e4addr")
         m.d.comb += [self.write.en.eq(e4_valid & ((f.kind == CONV) | (f.kind == POOL))),
                      self.write.addr.eq(e4_addr), self.write.data.eq(Cat(*[v[:a] for v in e4]))]
         # E4: the second requantizers -> E6 (E4 + the requantizer's latency), written to dst2.

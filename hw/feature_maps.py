@@ -8,6 +8,16 @@ writes through one address (a step never reads a buffer it writes: one block-RAM
 0's port A also serves the shortcut and DUMP reads. Pixel p reads copy p // 2, on port A (even
 p) or port B (odd p). Writes, by priority: the epilogue's word (to dst), its second word (to
 dst2), a LOAD word and an INPUT word (to dst).
+
+Every read port's data is registered right at the block RAM, before any mux: an ECP5 block
+RAM's clock-to-out is 5.8 ns, which leaves no room for logic in a 10 ns cycle. A word is out
+`read_latency` = 2 cycles after its address.
+
+The read ports are written as an asynchronous read and a register, which synthesis folds into
+the block RAM's synchronous read; the memory's `no_rw_check` then tells it that a read of a word
+being written may return anything. That holds: a step never reads a buffer it writes. A
+synchronous read port would ask for the old word, which the ECP5's pseudo-dual-port block RAM
+does not promise, and yosys would build collision logic around it (a slow path).
 """
 from amaranth import Array, Const, Module, Mux, Signal
 from amaranth.lib import data, memory, wiring
@@ -21,7 +31,18 @@ def word_address(group, y, x, hb, wb):
     return (group << (hb + wb)) | (y << wb) | x
 
 
+def read_port(m, mem, name):
+    """(the port, its word `read_latency` cycles after its address): the block RAM's read, then
+    a register fed by nothing else."""
+    port = mem.read_port(domain="comb")
+    read, data_reg = Signal.like(port.data, name=f"{name}_read"), Signal.like(port.data, name=name)
+    m.d.sync += [read.eq(port.data), data_reg.eq(read)]
+    return port, data_reg
+
+
 class FeatureMaps(wiring.Component):
+    read_latency = 2
+
     def __init__(self, plan):
         self.plan = plan
         pixels, word, request = plan.pixels, plan.word, write_request(plan)
@@ -42,23 +63,28 @@ class FeatureMaps(wiring.Component):
         plan, f = self.plan, self.fields
         pixels, ab = plan.pixels, plan.addr_bits
         copies = []        # per buffer, per copy: (port A read, write port, port B read or None)
+        data_a, data_b = [], []     # per buffer, per copy: the registered data of port A, B
         for b in range(plan.buffers):
-            per_copy = []
+            per_copy, words_a, words_b = [], [], []
             for c in range(-(-pixels // 2)):
                 mem = memory.Memory(shape=plan.word_bits, depth=plan.buffer_depth, init=[],
-                                    attrs={"ram_style": "block"})
+                                    attrs={"ram_style": "block", "no_rw_check": 1})
                 m.submodules[f"buffer{b}" if c == 0 else f"buffer{b}_copy{c}"] = mem
-                per_copy.append((mem.read_port(), mem.write_port(),
-                                 mem.read_port() if 2 * c + 1 < pixels else None))
+                port_a, word_a = read_port(m, mem, f"data{b}_{c}a")
+                port_b, word_b = read_port(m, mem, f"data{b}_{c}b") if 2 * c + 1 < pixels else (None, None)
+                per_copy.append((port_a, mem.write_port(), port_b))
+                words_a.append(word_a)
+                words_b.append(word_b)
             copies.append(per_copy)
+            data_a.append(words_a)
+            data_b.append(words_b)
 
-        def pixel_port(per_copy, p):
-            port_a, _, port_b = per_copy[p // 2]
-            return port_a if p % 2 == 0 else port_b
+        def pixel_data(b, p):
+            return (data_a if p % 2 == 0 else data_b)[b][p // 2]
 
-        first_ports = [per_copy[0][0].data for per_copy in copies]
+        first_ports = [data_a[b][0] for b in range(plan.buffers)]
         for p in range(pixels):
-            m.d.comb += self.read_data[p].eq(Array([pixel_port(pc, p).data for pc in copies])[f.src])
+            m.d.comb += self.read_data[p].eq(Array([pixel_data(b, p) for b in range(plan.buffers)])[f.src])
         m.d.comb += [self.shortcut_data.eq(Array(first_ports + [Const(0, plan.word_bits)])[f.shortcut]),
                      self.dump_data.eq(Array(first_ports)[f.src])]
 
@@ -74,12 +100,11 @@ class FeatureMaps(wiring.Component):
             for c, (port_a, write_port, port_b) in enumerate(per_copy):
                 addr_a = Signal(ab, name=f"port_a{b}_{c}")
                 reads = read_addr if c == 0 else self.read_addr[2 * c]
-                m.d.comb += [addr_a.eq(Mux(f.written[b], write.addr, reads)),
-                             port_a.en.eq(1), port_a.addr.eq(addr_a),
+                m.d.comb += [addr_a.eq(Mux(f.written[b], write.addr, reads)), port_a.addr.eq(addr_a),
                              write_port.en.eq(write.en), write_port.addr.eq(addr_a),
                              write_port.data.eq(write.data)]
                 if port_b is not None:
-                    m.d.comb += [port_b.en.eq(1), port_b.addr.eq(self.read_addr[2 * c + 1])]
+                    m.d.comb += port_b.addr.eq(self.read_addr[2 * c + 1])
             for i, (request, target) in enumerate(requests):
                 with (m.Elif if i else m.If)(request.en & (target == b)):
                     m.d.comb += write.eq(request)

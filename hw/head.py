@@ -2,7 +2,7 @@
 
 During the head step the engine's finished words (one pixel at a time) add into one global sum
 per class. In the LOGITS state the controller counts k over the classes: k's parameter word is
-read (k1, a cycle later) and k's sum goes through the logit requantizer (none for a model
+read (k1, `ParamStore.latency` cycles later) and k's sum goes through the logit requantizer (none for a model
 without one: the sum is the logit); each logit is kept, and the largest so far with its class
 (ties keep the lower class). EMIT sends the logits in class order, then the class.
 """
@@ -11,14 +11,14 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.layouts import finished_words
-from hw.param_store import bank_field, bank_word, operands, requantizer_for
+from hw.param_store import ParamStore, bank_field, bank_word, operands, requantizer_for
 from hw.pipeline import delay
 from hw.requant import Requantizer
 from hw.schedule import HEAD, ceil_log2
 
 
 class Head(wiring.Component):
-    logit_latency = 1 + Requantizer.latency      # k's parameter word, then the requantizer
+    logit_latency = ParamStore.latency + Requantizer.latency     # k's parameter word, the requantizer
 
     def __init__(self, plan):
         self.plan = plan
@@ -44,7 +44,7 @@ class Head(wiring.Component):
                     m.d.sync += total.eq(Mux(first_pixel, 0, total) + word.acc[c % lanes])
 
         m.d.comb += self.param_group.eq(k >> ceil_log2(lanes))
-        k1 = delay(m, k, 1, "k1")
+        k1 = delay(m, k, ParamStore.latency, "k1")
         class_sum = Array(sums)[k1]
         # The sum is the logit unless the model requantizes it: then the logit requantizer,
         # with the same latency either way.
@@ -56,7 +56,8 @@ class Head(wiring.Component):
             m.d.comb += [rq.x.eq(class_sum), *operands(rq, lane_field), rq.lo.eq(f.lo), rq.hi.eq(f.hi)]
             logit_value = rq.y
         k_done = delay(m, k1, Requantizer.latency, "kd")
-        logit_valid = delay(m, delay(m, self.logits & (k < classes), 1, "lv0"), Requantizer.latency, "lv")
+        logit_valid = delay(m, delay(m, self.logits & (k < classes), ParamStore.latency, "lv0"),
+                            Requantizer.latency, "lv")
         logits = [Signal(signed(plan.logit_bits), name=f"logit{c}") for c in range(classes)]
         best = Signal(signed(plan.logit_bits))
         cls = Signal(range(max(2, classes)))

@@ -13,11 +13,12 @@ from amaranth.lib.wiring import In, Out
 
 from hw.feature_maps import word_address
 from hw.layouts import POSITION, write_request
+from hw.pipeline import delay
 from hw.schedule import INPUT
 
 
 class InputStage(wiring.Component):
-    pixel_latency = 2      # the table read, then the gathered word's write
+    pixel_latency = 3      # the table read, its register, then the gathered word's write
     word_latency = 1       # the write
 
     def __init__(self, plan):
@@ -45,19 +46,22 @@ class InputStage(wiring.Component):
                      self.word_taken.eq(self.words.valid & self.take_words),
                      lookup.en.eq(1), lookup.addr.eq((pos.c << 8) | self.pixels.payload)]
 
-        # The looked-up value arrives a cycle later, with the position it belongs to.
-        looked_up = Signal()
-        c, y, x = Signal.like(pos.c), Signal.like(pos.y), Signal.like(pos.x)
-        m.d.sync += [looked_up.eq(self.pixel_taken), c.eq(pos.c), y.eq(pos.y), x.eq(pos.x)]
+        # The looked-up value, registered as it leaves the block RAM (its clock-to-out leaves no
+        # room for logic in a 10 ns cycle), arrives two cycles later, with its position.
+        looked_up = delay(m, self.pixel_taken, 2, "looked_up")
+        c, y, x = (delay(m, v, 2, n) for v, n in ((pos.c, "c"), (pos.y, "y"), (pos.x, "x")))
         partial = Signal(plan.word)      # the channels of the pixel so far
         gathered = Signal(plan.word)
         m.d.comb += gathered.eq(partial)
-        value = lookup.data.as_signed() if plan.table_signed else lookup.data
+        table_value = delay(m, lookup.data, 1, "table_value")
+        value = table_value.as_signed() if plan.table_signed else table_value
         k = plan.schedule.spread
         for j in range(plan.lanes):
             with m.If(c == j // k):
                 m.d.comb += gathered[j].eq((value + j % k) >> (k.bit_length() - 1))
-        last_channel = c == f.c_in - 1
+        c_last = Signal.like(f.c_in)          # registered: no subtractor on the write's path
+        m.d.sync += c_last.eq(f.c_in - 1)
+        last_channel = c == c_last
         with m.If(looked_up):
             m.d.sync += partial.eq(Mux(last_channel, 0, gathered))
         m.d.comb += [self.pixel_write.en.eq((f.kind == INPUT) & looked_up & last_channel),

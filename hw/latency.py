@@ -9,7 +9,7 @@ it), from the latencies the components declare: every step costs START + NEXT (2
   streams classes + 1 beats;
 - input: one pixel channel per cycle (C*H*W) + `InputStage.pixel_latency` + 1; load: one word
   per cycle + `InputStage.word_latency` + 1;
-- dump: two cycles per word.
+- dump: three cycles per word (address, the registered read, the beat).
 """
 from dataclasses import dataclass
 
@@ -21,6 +21,7 @@ from hw.schedule import CONV, DUMP, HEAD, INPUT, LOAD, POOL, groups, step_pixels
 
 STEP_OVERHEAD = 2          # START and NEXT
 DRAIN_EXIT = 1             # DRAIN counts its start value down to 0 inclusive
+DUMP_CYCLES = 3            # per word: the address, the registered read, the beat
 SPARE = 1                  # a cycle of slack after the last write of an engine step
 
 
@@ -30,9 +31,9 @@ def pipeline_depth(lanes, pixels=1):
 
     >>> from hw.addsub_tree import AddSubTree
     >>> AddSubTree.latency_for(16), ConvEngine.latency_for(16), Epilogue.latency
-    (5, 7, 10)
+    (5, 9, 15)
     >>> pipeline_depth(16, 2)
-    19
+    26
     """
     return ConvEngine.latency_for(lanes) + Epilogue.latency + pixels - 1 + SPARE
 
@@ -60,7 +61,7 @@ def step_cycles(step, lanes, pixels=1):
         return groups(c, lanes) * h * w + InputStage.word_latency + DRAIN_EXIT + STEP_OVERHEAD
     if step.kind == DUMP:
         c, h, w = step.src_shape
-        return 2 * groups(c, lanes) * h * w + STEP_OVERHEAD
+        return DUMP_CYCLES * groups(c, lanes) * h * w + STEP_OVERHEAD
     raise ValueError(step.kind)
 
 

@@ -38,7 +38,9 @@ def operands(requantizer, field):
 
 class ParamStore(wiring.Component):
     """`word`: bank 1 at the step's base + `word_group`, or + `logit_group` while `logits`;
-    `word2`: bank 2 at its base + `word_group`. One cycle from address to word.
+    `word2`: bank 2 at its base + `word_group`. Two cycles from group to word: base + group is
+    registered, then the ROM reads (the sum, its bound check and the ROM's decode did not fit
+    one cycle at 100 MHz).
 
     A group is only meaningful while its step uses the bank: at other cycles base + group can
     point past the ROM's end (at the head step, before its first words, `word_group` still holds
@@ -47,6 +49,8 @@ class ParamStore(wiring.Component):
     address reads the step's base word instead, so every read stays inside the ROM (an address past
     it reads X in Icarus). The words read there are never used: no result or cycle changes.
     """
+
+    latency = 2
 
     def __init__(self, plan):
         self.plan = plan
@@ -73,8 +77,8 @@ class ParamStore(wiring.Component):
             return Mux(addr < depth, addr, base)
 
         group = Mux(self.logits, self.logit_group, self.word_group)
+        m.d.sync += [first.addr.eq(in_rom(f.pbase, group, first_depth)),
+                     second.addr.eq(in_rom(f.p2base, self.word_group, second_depth))]
         m.d.comb += [first.en.eq(1), second.en.eq(1),
-                     first.addr.eq(in_rom(f.pbase, group, first_depth)),
-                     second.addr.eq(in_rom(f.p2base, self.word_group, second_depth)),
                      self.word.eq(first.data), self.word2.eq(second.data)]
         return m

@@ -6,10 +6,13 @@ result for every s <= S (`fixed_shift_operands`), so the hardware needs neither 
 shifter nor a rounding adder: one DSP48 computes x * M' + C, the shift is wiring, and only the
 saturation is logic. The memory images store M' and C.
 
-Four registered stages, so that no path runs through more than one of them (a block-RAM read
-or a wide mux into a multiplier into a carry chain made the slowest path on an ECP5,
-docs/board.md): the operands, the product, the product plus offset, the saturation.
-Latency 4.
+Registered stages, so that no path runs through more than one multiplier or adder (a block-RAM
+read or a wide mux into a multiplier into a carry chain made the slowest path on an ECP5,
+docs/board.md): the operands; the partial products, each operand cut into parts of at most 18
+signed bits so that each product is one hardware multiplier (ECP5 MULT18X18D, 7-series DSP48);
+a balanced tree of adds over the partial products and the offset, one register per level, at
+most `SUM_LEVELS` levels; the saturation. Latency 6 whatever the widths (a shallower tree is
+padded with registers), so every requantizer of a bank lines up.
 
 `ShiftAddRequantizer` computes the same with no multiplier: the requantizers of a bank can only
 ever multiply by the few M' values the model holds (a shifted-ReLU model: one constant per
@@ -20,6 +23,7 @@ from amaranth import Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from hw.pipeline import delay
 from quantize.fixed_point import adder_plan, csd_digits, odd_part
 
 
@@ -36,9 +40,41 @@ def fixed_shift_operands(multiplier, bias, shift, fixed_shift):
     return int(multiplier) << d, (int(bias) << d) + rounding
 
 
+PART_BITS = 18          # a hardware multiplier's signed operand: 18 x 18 (ECP5), 25 x 18 (DSP48)
+SUM_LEVELS = 3          # the add tree: up to 7 partial products and the offset
+
+
+def operand_parts(value, width):
+    """A signed `width`-bit value as [(part, weight)]: value = sum(part << weight), the low parts
+    unsigned 17-bit and the top one signed, each at most PART_BITS signed bits."""
+    parts, low = [], 0
+    while width - low > PART_BITS:
+        parts.append((value[low:low + PART_BITS - 1], low))
+        low += PART_BITS - 1
+    parts.append((value[low:width].as_signed(), low))
+    return parts
+
+
+def add_tree(m, terms, name):
+    """Sum of `terms` by a balanced tree of adds, one register per level; returns (sum, levels)."""
+    levels = 0
+    while len(terms) > 1:
+        paired = []
+        for i in range(0, len(terms) - 1, 2):
+            s = Signal((terms[i] + terms[i + 1]).shape(), name=f"{name}{levels}_{i // 2}")
+            m.d.sync += s.eq(terms[i] + terms[i + 1])
+            paired.append(s)
+        if len(terms) % 2:
+            s = Signal.like(terms[-1], name=f"{name}{levels}_{len(terms) // 2}")
+            m.d.sync += s.eq(terms[-1])
+            paired.append(s)
+        terms, levels = paired, levels + 1
+    return terms[0], levels
+
+
 class Requantizer(wiring.Component):
-    """`multiplier` is M' itself: one DSP48 multiplies."""
-    latency = 4
+    """`multiplier` is M' itself: hardware multipliers, one per pair of operand parts."""
+    latency = 1 + 1 + SUM_LEVELS + 1          # operands, partial products, the add tree, saturation
 
     def __init__(self, in_width, mult_width, offset_width, shift, out_width):
         self._init(in_width, signed(mult_width), in_width + mult_width, offset_width, shift, out_width)
@@ -58,23 +94,29 @@ class Requantizer(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         x, multiplier = Signal.like(self.x), Signal.like(self.multiplier)
-        offset = [Signal.like(self.offset, name=f"offset{i}") for i in range(2)]
-        lo = [Signal.like(self.lo, name=f"lo{i}") for i in range(3)]
-        hi = [Signal.like(self.hi, name=f"hi{i}") for i in range(3)]
-        product = Signal(signed(self.sum_width - 1))
-        total = Signal(signed(self.sum_width))
-        m.d.sync += [x.eq(self.x), multiplier.eq(self.multiplier), offset[0].eq(self.offset),
-                     product.eq(self.product(m, x, multiplier)), offset[1].eq(offset[0]),
-                     total.eq(product + offset[1]),
-                     lo[0].eq(self.lo), lo[1].eq(lo[0]), lo[2].eq(lo[1]),
-                     hi[0].eq(self.hi), hi[1].eq(hi[0]), hi[2].eq(hi[1])]
+        m.d.sync += [x.eq(self.x), multiplier.eq(self.multiplier)]
+        terms = []
+        for i, (part, weight) in enumerate(self.partial_products(m, x, multiplier)):
+            product = Signal(part.shape(), name=f"product{i}")
+            m.d.sync += product.eq(part)
+            terms.append(product << weight)            # wiring
+        terms.append(delay(m, self.offset, 2, "offset"))
+        total, levels = add_tree(m, terms, "sum")
+        if levels > SUM_LEVELS:
+            raise ValueError(f"a {len(self.x)}-bit x {len(self.multiplier)}-bit requantizer needs "
+                             f"{levels} add levels; at most {SUM_LEVELS} fit its latency")
+        total = delay(m, total, SUM_LEVELS - levels, "total")
         shifted = Signal(signed(max(2, self.sum_width - self.shift)))
         m.d.comb += shifted.eq(total >> self.shift)   # arithmetic: floor
-        m.d.sync += self.y.eq(Mux(shifted < lo[2], lo[2], Mux(shifted > hi[2], hi[2], shifted)))
+        lo, hi = (delay(m, bound, self.latency - 1, name) for bound, name in ((self.lo, "lo"), (self.hi, "hi")))
+        m.d.sync += self.y.eq(Mux(shifted < lo, lo, Mux(shifted > hi, hi, shifted)))
         return m
 
-    def product(self, m, x, multiplier):
-        return x * multiplier
+    def partial_products(self, m, x, multiplier):
+        """[(product, weight)]: x * multiplier = sum(product << weight), each product one
+        hardware multiplier."""
+        return [(xp * mp, xw + mw) for xp, xw in operand_parts(x, len(x))
+                for mp, mw in operand_parts(multiplier, len(multiplier))]
 
 
 def shift_add(x, value):
@@ -118,7 +160,7 @@ class ShiftAddRequantizer(Requantizer):
         peak = max([abs(v) for v in self.multipliers] + [1])
         self._init(in_width, code, in_width + peak.bit_length() + 1, offset_width, shift, out_width)
 
-    def product(self, m, x, multiplier):
+    def partial_products(self, m, x, multiplier):
         trees = {}
         chosen = Signal(signed(self.sum_width - 1))
         with m.Switch(multiplier):
@@ -129,4 +171,4 @@ class ShiftAddRequantizer(Requantizer):
                     m.d.comb += trees[odd].eq(shift_add(x, odd))
                 with m.Case(code):
                     m.d.comb += chosen.eq(trees[odd] << t)
-        return chosen
+        return [(chosen, 0)]

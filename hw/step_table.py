@@ -10,7 +10,7 @@ step over the tensor it streams out.
 """
 from enum import Enum
 
-from amaranth import Array, Const, Module, Shape, Signal, signed
+from amaranth import Array, Const, Module, Mux, Shape, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -133,14 +133,16 @@ def _constant(value, shape):
 
 
 class StepTable(wiring.Component):
-    """`fields`: the record of the step being run, from a register: it loads the record of
-    `step_next` (the step the controller runs from the next cycle on), so that no path runs
-    from the step counter through the table's muxes into the datapath. After reset: step 0's."""
+    """`fields`: the record of the step being run, from a register. The record of the step
+    after it waits in a second register, read from the table while the step runs, and moves in
+    the cycle after `advance` (the controller's NEXT; after the last step comes the first), so
+    that no path runs from the controller's state through the table's muxes into the datapath.
+    After reset: step 0's record. A step lasts at least three cycles, so the waiting record is
+    always read in time."""
 
     def __init__(self, plan):
         self.plan = plan
-        super().__init__({"step_next": In(range(max(2, len(plan.steps)))),
-                          "fields": Out(plan.step_layout)})
+        super().__init__({"advance": In(1), "fields": Out(plan.step_layout)})
 
     def elaborate(self, platform):
         m = Module()
@@ -153,9 +155,14 @@ class StepTable(wiring.Component):
                             for p in range(field.shape.length)]
             else:
                 columns.append((field.offset, field.width, [_constant(v, field.shape) for v in column]))
+        steps = len(self.plan.records)
         step0 = sum((consts[0].value & ((1 << size) - 1)) << at for at, size, consts in columns)
         held = Signal(Shape.cast(self.plan.step_layout).width, init=step0)
+        waiting = Signal.like(held)             # the record of step `following`
+        following = Signal(range(max(2, steps)), init=1 % steps)
         for at, size, consts in columns:
-            m.d.sync += held[at:at + size].eq(Array(consts)[self.step_next])
+            m.d.sync += waiting[at:at + size].eq(Array(consts)[following])
+        with m.If(self.advance):
+            m.d.sync += [held.eq(waiting), following.eq(Mux(following == steps - 1, 0, following + 1))]
         m.d.comb += self.fields.as_value().eq(held)
         return m

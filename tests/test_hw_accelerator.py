@@ -128,7 +128,7 @@ def test_latency_model_counts_conv_taps(bn_model):
     first_block = next(s for s in conv if s.name == "s1b1_a2_relu")
     row = next(r for r in report.steps if r["name"] == "s1b1_a2_relu")
     assert first_block.src_shape == (16, 8, 8)
-    assert row["cycles"] - row["useful_ops"] / LANES ** 2 < 25   # drain + step overhead only
+    assert row["cycles"] - row["useful_ops"] / LANES ** 2 < 30   # drain + step overhead only
     assert report.images_per_s == pytest.approx(100e6 / report.cycles_per_image)
 
 

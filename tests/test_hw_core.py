@@ -10,6 +10,7 @@ from hw.epilogue import Epilogue
 from hw.head import Head
 from hw.lane_width import spread_tensor
 from hw.latency import pipeline_depth
+from hw.param_store import ParamStore
 from hw.plan import CorePlan
 from hw.requant import Requantizer
 from hw.schedule import CONV, HEAD, INPUT, POOL, StepKind, build_schedule
@@ -60,8 +61,9 @@ def test_records_describe_each_step(plan):
 
 
 def test_step_table_presents_the_record_of_the_current_step(plan):
-    """The hardware table, simulated: step 0's record after reset, and a cycle after the
-    controller names the next step, every field of that step's record."""
+    """The hardware table, simulated: step 0's record after reset, and a cycle after each
+    `advance` (steps of three cycles, the shortest), every field of the next step's record,
+    around the table and back to step 0."""
     table = StepTable(plan)
     seen = []
 
@@ -74,8 +76,10 @@ def test_step_table_presents_the_record_of_the_current_step(plan):
     async def bench(ctx):
         seen.append((record_now(ctx), plan.records[0]))
         for index in [*range(1, len(plan.records)), 0]:
-            ctx.set(table.step_next, index)
+            await ctx.tick().repeat(2)
+            ctx.set(table.advance, 1)
             await ctx.tick()
+            ctx.set(table.advance, 0)
             seen.append((record_now(ctx), plan.records[index]))
 
     sim = Simulator(table)
@@ -94,12 +98,13 @@ def test_step_table_presents_the_record_of_the_current_step(plan):
 @pytest.mark.parametrize("lanes,pixels", [(8, 1), (16, 2), (16, 4), (32, 3)])
 def test_pipeline_depth_is_the_sum_of_the_parts(lanes, pixels):
     tree = AddSubTree.latency_for(lanes)
-    # Block-RAM read, the tree, the accumulator; queue, requantizer, add, requantizer; the words
-    # of the other pixels; a spare cycle.
-    assert ConvEngine.latency_for(lanes) == 1 + tree + 1
-    assert Epilogue.latency == 1 + 2 * Requantizer.latency + 1 == 10
-    assert pipeline_depth(lanes, pixels) == (1 + tree + 1) + 10 + (pixels - 1) + 1
-    assert Head.logit_latency == 1 + Requantizer.latency
+    # Address register, block-RAM read and its data register, the tree, the accumulator; queue, requantizer, add and
+    # clamp, requantizer; the words of the other pixels; a spare cycle.
+    assert ConvEngine.latency_for(lanes) == 3 + tree + 1
+    assert Epilogue.latency == 1 + 2 * Requantizer.latency + 2 == 15
+    assert pipeline_depth(lanes, pixels) == (3 + tree + 1) + 15 + (pixels - 1) + 1
+    assert ParamStore.latency == 2           # the address register, the ROM
+    assert Head.logit_latency == 2 + Requantizer.latency
 
 
 def test_plan_widths_and_refusals(model, plan):
