@@ -5,11 +5,12 @@ Stage A (the tap's cycle): per pixel, the input position and whether it is insid
 the address of its source word, registered (the position's adders, the address's shifts and the
 buffers' address muxes did not fit one 10 ns cycle with it). The words are registered as they
 leave the block RAMs (the feature maps' and the weight ROM's), since a block RAM's clock-to-out
-leaves no room for logic. Stage B (three cycles after the tap): each pixel's `lanes` activations (zero outside the map) go into `lanes`
-add/subtract trees against the weight word's `lanes` x `lanes` bits, shared by the pixels; a
-pool step (depthwise) takes lane o of the input for output o instead. The trees' sums accumulate over the taps of a word;
-after its last tap the word is final (`result.valid`) for one cycle; `finishing` names its
-output group the cycle before, so the epilogue's parameter read can start early.
+leaves no room for logic. Stage B (three cycles after the tap): each pixel's `lanes`
+activations (zero outside the map) go into `lanes` add/subtract trees against the weight word's
+`lanes` x `lanes` bits, shared by the pixels; a pool step (depthwise) takes lane o of the input
+for output o instead. The trees' sums accumulate over the taps of a word; after its last tap the
+word is final (`result.valid`) for one cycle; `finishing` names its output group the cycle
+before, so the epilogue's parameter read can start early.
 """
 from amaranth import Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, wiring
