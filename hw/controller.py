@@ -71,23 +71,17 @@ class Controller(wiring.Component):
         m.d.comb += [self.pixels[p].y.eq(oy[p]) for p in range(plan.pixels)]
         m.d.comb += [self.pixels[p].x.eq(ox[p]) for p in range(plan.pixels)]
 
-        # The loops' last values, registered from the step's record (which holds from START on),
-        # so that no subtractor sits on the paths from the loop counters to the state.
-        last = {}
-        for name in ("g_in", "g_out", "w_out", "h_out", "c_in", "w_in", "h_in"):
-            last[name] = Signal.like(f[name], name=f"{name}_last")
-            m.d.sync += last[name].eq(f[name] - 1)
         engine = (f.kind == CONV) | (f.kind == POOL) | (f.kind == HEAD)
         at_kx, at_ky = kx == f.k_last, ky == f.k_last
-        at_ig, at_og, at_pg = ig == last["g_in"], og == last["g_out"], pg == f.pg_last
+        at_ig, at_og, at_pg = ig == f.g_in_last, og == f.g_out_last, pg == f.pg_last
         tap_last = at_kx & at_ky & at_ig
         word_last = tap_last & at_og         # the pixels move on after this tap
         m.d.comb += [self.tap.first.eq((ig == 0) & (ky == 0) & (kx == 0)), self.tap.last.eq(tap_last)]
 
         def advance_stream(last_channel):
             """Count (g, y, x, c) with c innermost; returns the 'last beat' condition."""
-            return count_nested(m, [(lc, lc == last_channel), (lx, lx == last["w_out"]),
-                                    (ly, ly == last["h_out"]), (lg, lg == last["g_out"])])
+            return count_nested(m, [(lc, lc == last_channel), (lx, lx == f.w_out_last),
+                                    (ly, ly == f.h_out_last), (lg, lg == f.g_out_last)])
 
         with m.FSM():
             with m.State("START"):
@@ -112,7 +106,7 @@ class Controller(wiring.Component):
                         m.d.sync += drain.eq(plan.pipeline_depth)
                         m.next = "DRAIN"
                 with m.Elif(self.pixel_taken):
-                    with m.If(advance_stream(last["c_in"])):
+                    with m.If(advance_stream(f.c_in_last)):
                         m.d.sync += drain.eq(InputStage.pixel_latency)
                         m.next = "DRAIN"
                 with m.Elif(self.word_taken):
@@ -124,11 +118,11 @@ class Controller(wiring.Component):
                         m.d.sync += dump_data_phase.eq(dump_data_phase + 1)
                     with m.Else():
                         m.d.comb += [out.valid.eq(1), out.payload.data.eq(self.dump_word),
-                                     out.payload.last.eq((lx == last["w_in"]) & (ly == last["h_in"])
+                                     out.payload.last.eq((lx == f.w_in_last) & (ly == f.h_in_last)
                                                          & (lg == f.g_src_last))]
                         with m.If(out.ready):
                             m.d.sync += dump_data_phase.eq(0)
-                            with m.If(count_nested(m, [(lx, lx == last["w_in"]), (ly, ly == last["h_in"]),
+                            with m.If(count_nested(m, [(lx, lx == f.w_in_last), (ly, ly == f.h_in_last),
                                                        (lg, lg == f.g_src_last)])):
                                 m.next = "NEXT"
             with m.State("DRAIN"):

@@ -59,9 +59,7 @@ class InputStage(wiring.Component):
         for j in range(plan.lanes):
             with m.If(c == j // k):
                 m.d.comb += gathered[j].eq((value + j % k) >> (k.bit_length() - 1))
-        c_last = Signal.like(f.c_in)          # registered: no subtractor on the write's path
-        m.d.sync += c_last.eq(f.c_in - 1)
-        last_channel = c == c_last
+        last_channel = c == f.c_in_last
         with m.If(looked_up):
             m.d.sync += partial.eq(Mux(last_channel, 0, gathered))
         m.d.comb += [self.pixel_write.en.eq((f.kind == INPUT) & looked_up & last_channel),

@@ -35,6 +35,10 @@ def pixel_walk(step, lanes, pixels):
     return step_pixels(step, lanes, pixels), max(1, w), h
 
 
+def _last(count):
+    return max(count - 1, 0)
+
+
 def _record(plan, index, step):
     lanes, nb, images = plan.lanes, plan.buffers, plan.images
     _, h_out, w_out = loop_shape(step)
@@ -49,11 +53,15 @@ def _record(plan, index, step):
         shortcut=nb if step.shortcut is None else step.shortcut,
         dst2=nb if step.dst2 is None else step.dst2,
         # shapes and loops
-        c_in=c_in, h_in=h_in, w_in=w_in, hb_in=ceil_log2(h_in), wb_in=ceil_log2(w_in),
+        # The loops' last values are constants here, so that no subtractor sits on the paths
+        # from the loop counters to the controller's state (a source-less LOAD: 0, unused).
+        h_in=h_in, w_in=w_in, hb_in=ceil_log2(h_in), wb_in=ceil_log2(w_in),
         h_out=h_out, w_out=w_out, hb_out=ceil_log2(h_out), wb_out=ceil_log2(w_out),
-        g_out=groups(loop_shape(step)[0], lanes),
-        g_in=1 if step.kind == POOL else groups(c_in, lanes),
-        g_src_last=max(groups(c_in, lanes) - 1, 0),     # no source (LOAD): unused
+        c_in_last=_last(c_in), h_in_last=_last(h_in), w_in_last=_last(w_in),
+        h_out_last=_last(h_out), w_out_last=_last(w_out),
+        g_out_last=_last(groups(loop_shape(step)[0], lanes)),
+        g_in_last=_last(1 if step.kind == POOL else groups(c_in, lanes)),
+        g_src_last=_last(groups(c_in, lanes)),
         k_last=step.kernel - 1, stride2=step.stride == 2, pad=step.padding,
         depthwise=step.kind == POOL, src_signed=step.src_signed,
         # Pixel p starts at raster index p and advances by the pixels per cycle: (y, x) +=
@@ -88,9 +96,10 @@ def step_layout(plan):
         "kind": StepKind,
         "src": range(nb), "dst": range(nb), "written": nb,
         "shortcut": range(nb + 1), "dst2": range(nb + 1),
-        "c_in": DIM, "h_in": DIM, "w_in": DIM, "hb_in": BITS, "wb_in": BITS,
+        "h_in": DIM, "w_in": DIM, "hb_in": BITS, "wb_in": BITS,
         "h_out": DIM, "w_out": DIM, "hb_out": BITS, "wb_out": BITS,
-        "g_out": DIM, "g_in": DIM, "g_src_last": DIM,
+        "c_in_last": DIM, "h_in_last": DIM, "w_in_last": DIM, "h_out_last": DIM, "w_out_last": DIM,
+        "g_out_last": DIM, "g_in_last": DIM, "g_src_last": DIM,
         "k_last": range(8), "stride2": 1, "pad": range(4), "depthwise": 1, "src_signed": 1,
         "pg_last": DIM, "adv_x": DIM, "adv_y": DIM, "start_y": pixels, "start_x": pixels,
         "wbase": range(max(2, len(images.weights))),

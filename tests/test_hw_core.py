@@ -42,19 +42,20 @@ def test_records_describe_each_step(plan):
     assert kinds[0] == INPUT and kinds[-1] == HEAD and CONV in kinds and POOL in kinds
     first_conv = records[kinds.index(CONV)]
     # conv0: 1 input channel over 7x7, 3x3 kernel, pad 1, 16 outputs = 2 groups of 8.
-    assert (first_conv["c_in"], first_conv["h_in"], first_conv["w_in"]) == (1, 7, 7)
+    assert (first_conv["c_in_last"], first_conv["h_in"], first_conv["w_in"]) == (0, 7, 7)
+    assert (first_conv["h_in_last"], first_conv["w_in_last"]) == (6, 6)
     assert (first_conv["hb_in"], first_conv["wb_in"], first_conv["k_last"], first_conv["pad"]) == (3, 3, 2, 1)
-    assert first_conv["g_out"] == 2 and first_conv["g_in"] == 1 and not first_conv["stride2"]
+    assert first_conv["g_out_last"] == 1 and first_conv["g_in_last"] == 0 and not first_conv["stride2"]
     # Two pixels: 49 outputs in 25 pixel groups; pixel 1 starts at (0, 1); a group moves 2 right.
     assert first_conv["pg_last"] == 24
     assert (first_conv["start_y"], first_conv["start_x"]) == ([0, 0], [0, 1])
     assert (first_conv["adv_y"], first_conv["adv_x"]) == (0, 2)
     head = records[-1]
     # The head loops over its input's pixels (2x2 after two stride-2 stages), classes in groups.
-    assert (head["h_out"], head["w_out"], head["g_out"]) == (2, 2, 2)
+    assert (head["h_out"], head["w_out"], head["g_out_last"]) == (2, 2, 1)
     assert plan.head_requant and head["lo"] < 0 < head["hi"]
     pool = records[kinds.index(POOL)]
-    assert pool["depthwise"] and pool["g_in"] == 1 and pool["stride2"]
+    assert pool["depthwise"] and pool["g_in_last"] == 0 and pool["stride2"]
     for r, step in zip(records, plan.steps):
         assert r["dst"] == (step.dst or 0) and r["written"] >> plan.buffers == 0
         assert r["shortcut"] == (plan.buffers if step.shortcut is None else step.shortcut)
