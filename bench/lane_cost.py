@@ -20,6 +20,7 @@ from common.files import figure_png, write_bytes, write_json
 from hw.accelerator import Accelerator
 from hw.build import estimate
 from hw.plan import CorePlan
+from hw.requant import MULTIPLIERS
 from hw.schedule import build_schedule
 from quantize.random_model import random_qmodel
 
@@ -36,7 +37,7 @@ def measure(bits, residual_bits, lanes, pixels, folder):
                           residual_bits=residual_bits or bits, seed=0)
     builds = []
     for p in pixels:
-        plan = CorePlan(build_schedule(model, lanes, p))
+        plan = CorePlan(build_schedule(model, lanes, p), multiplier=MULTIPLIERS["xc7"])
         resources, seconds = estimate(Accelerator(plan), os.path.join(folder, f"b{bits}p{p}"))
         builds.append(dict(pixels=p, lane_bits=plan.lane_bits, slot_bits=plan.act_bits,
                            yosys_s=round(seconds, 1), **resources))

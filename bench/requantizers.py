@@ -20,6 +20,7 @@ from hw.build import estimate
 from hw.latency import latency_report
 from hw.memory_images import REQUANTIZERS
 from hw.plan import CorePlan
+from hw.requant import MULTIPLIERS
 from hw.schedule import build_schedule
 from quantize.qmodel import read_qmodel
 from quantize.random_model import random_qmodel
@@ -39,7 +40,7 @@ def measure(name, qmodel, lanes, pixels, folder):
     cycles = latency_report(schedule).cycles_per_image
     for kind in REQUANTIZERS:
         try:
-            plan = CorePlan(schedule, kind)
+            plan = CorePlan(schedule, kind, MULTIPLIERS["xc7"])
         except ValueError as e:         # a bn model: per-channel multipliers
             print(f"{name}: {kind}: {e}")
             continue

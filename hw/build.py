@@ -202,6 +202,7 @@ def build(args):
     from hw.ecp5_pll import pll_parameters
     from hw.memory_images import memory_bits
     from hw.plan import CorePlan
+    from hw.requant import MULTIPLIERS
     from hw.schedule import build_schedule
 
     if args.board not in BOARDS:
@@ -232,7 +233,8 @@ def build(args):
     check_output_folder(out, "--out", marker=OUTPUTS)
     qmodel = load_model(args.model)
     try:
-        plan = CorePlan(build_schedule(qmodel, args.lanes, args.pixels), args.requantizers)
+        plan = CorePlan(build_schedule(qmodel, args.lanes, args.pixels), args.requantizers,
+                        MULTIPLIERS[board.family])
     except ValueError as e:
         raise UsageError(str(e)) from e
     memory = memory_bits(qmodel, plan.schedule, plan.images)

@@ -21,6 +21,7 @@ from hw.schedule import CONV, POOL
 
 QUEUE_LATENCY = 1       # a finished word into the queue's head
 ADD_LATENCY = 2         # the residual add, then its clamp
+SHORTCUT_LATENCY = 3    # E1 -> the aligned shortcut: the word read (E2), shifted left, rounded right
 
 
 class Epilogue(wiring.Component):
@@ -89,7 +90,7 @@ class Epilogue(wiring.Component):
             aligned = Signal(signed(a + 10), name=f"scw{o}")
             m.d.sync += aligned.eq((shifted + Mux(f.add_r == 0, 0, (1 << f.add_r) >> 1)) >> f.add_r)
             total = Signal(signed(a + 11), name=f"sum{o}")
-            m.d.sync += total.eq(rq.y + delay(m, aligned, rl - 3, f"e3scw{o}"))
+            m.d.sync += total.eq(rq.y + delay(m, aligned, rl - SHORTCUT_LATENCY, f"e3scw{o}"))
             value = Signal(signed(vb), name=f"e4_{o}")
             clamped = Mux(total < f.add_lo, f.add_lo, Mux(total > f.add_hi, f.add_hi, total))
             m.d.sync += value.eq(Mux(f.add_en, clamped, delay(m, rq.y, 1, f"rqy{o}")))
@@ -111,7 +112,7 @@ class Epilogue(wiring.Component):
         """`lanes` requantizers on `inputs`, operands from `word` of `bank`."""
         out = []
         for o, x in enumerate(inputs):
-            rq = requantizer_for(bank, in_width, self.plan.val_bits)
+            rq = requantizer_for(self.plan, bank, in_width, self.plan.val_bits)
             m.submodules[f"{name}{o}"] = rq
             m.d.comb += [rq.x.eq(x), *operands(rq, word[o]), rq.lo.eq(lo), rq.hi.eq(hi)]
             out.append(rq)

@@ -50,7 +50,7 @@ class Head(wiring.Component):
         # with the same latency either way.
         logit_value = delay(m, class_sum, Requantizer.latency, "rawsum")
         if plan.head_requant:
-            m.submodules.logit_rq = rq = requantizer_for(bank, plan.sum_bits, plan.logit_bits)
+            m.submodules.logit_rq = rq = requantizer_for(plan, bank, plan.sum_bits, plan.logit_bits)
             lane_field = data.View(bank_field(bank),
                                    Array([self.params_word[o].as_value() for o in range(lanes)])[k1 % lanes])
             m.d.comb += [rq.x.eq(class_sum), *operands(rq, lane_field), rq.lo.eq(f.lo), rq.hi.eq(f.hi)]

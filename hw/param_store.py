@@ -23,12 +23,13 @@ def bank_word(plan, bank):
     return data.ArrayLayout(bank_field(bank), plan.lanes)
 
 
-def requantizer_for(bank, in_width, out_width):
-    """A requantizer with the bank's fixed shift and operand widths: a DSP multiplier, or
-    shift-add trees of the bank's multipliers where the bank has them."""
+def requantizer_for(plan, bank, in_width, out_width):
+    """A requantizer with the bank's fixed shift and operand widths: hardware multipliers of the
+    plan's operand widths, or shift-add trees of the bank's multipliers where the bank has them."""
     if bank.multipliers is not None:
         return ShiftAddRequantizer(in_width, bank.multipliers, bank.offset_bits, bank.shift, out_width)
-    return Requantizer(in_width, bank.mult_bits, bank.offset_bits, bank.shift, out_width)
+    return Requantizer(in_width, bank.mult_bits, bank.offset_bits, bank.shift, out_width,
+                       plan.multiplier)
 
 
 def operands(requantizer, field):

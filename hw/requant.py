@@ -8,8 +8,8 @@ saturation is logic. The memory images store M' and C.
 
 Registered stages, so that no path runs through more than one multiplier or adder (a block-RAM
 read or a wide mux into a multiplier into a carry chain made the slowest path on an ECP5,
-docs/board.md): the operands; the partial products, each operand cut into parts of at most 18
-signed bits so that each product is one hardware multiplier (ECP5 MULT18X18D, 7-series DSP48);
+docs/board.md): the operands; the partial products, each operand cut into parts no wider than
+the family's multiplier takes (`MULTIPLIERS`), so that each product is one hardware multiplier;
 a balanced tree of adds over the partial products and the offset, one register per level, at
 most `SUM_LEVELS` levels; the saturation. Latency 6 whatever the widths (a shallower tree is
 padded with registers), so every requantizer of a bank lines up.
@@ -40,19 +40,31 @@ def fixed_shift_operands(multiplier, bias, shift, fixed_shift):
     return int(multiplier) << d, (int(bias) << d) + rounding
 
 
-PART_BITS = 18          # a hardware multiplier's signed operand: 18 x 18 (ECP5), 25 x 18 (DSP48)
+# A hardware multiplier's signed operand widths, per FPGA family: ECP5 MULT18X18D, 7-series
+# DSP48E1. (18, 18) fits both: the default where no board is named.
+MULTIPLIERS = {"ecp5": (18, 18), "xc7": (25, 18)}
+ANY_MULTIPLIER = (18, 18)
 SUM_LEVELS = 3          # the add tree: up to 7 partial products and the offset
 
 
-def operand_parts(value, width):
+def operand_parts(value, width, part_bits):
     """A signed `width`-bit value as [(part, weight)]: value = sum(part << weight), the low parts
-    unsigned 17-bit and the top one signed, each at most PART_BITS signed bits."""
+    unsigned (part_bits - 1 bits) and the top one signed, each at most `part_bits` signed bits."""
     parts, low = [], 0
-    while width - low > PART_BITS:
-        parts.append((value[low:low + PART_BITS - 1], low))
-        low += PART_BITS - 1
+    while width - low > part_bits:
+        parts.append((value[low:low + part_bits - 1], low))
+        low += part_bits - 1
     parts.append((value[low:width].as_signed(), low))
     return parts
+
+
+def cut_operands(x, multiplier, ports):
+    """x and the multiplier as parts for a multiplier with signed operand widths `ports`: the
+    orientation (which operand goes to the wider port) with fewer partial products."""
+    wide, narrow = max(ports), min(ports)
+    cuts = [(operand_parts(x, len(x), wide), operand_parts(multiplier, len(multiplier), narrow)),
+            (operand_parts(x, len(x), narrow), operand_parts(multiplier, len(multiplier), wide))]
+    return min(cuts, key=lambda cut: len(cut[0]) * len(cut[1]))
 
 
 def add_tree(m, terms, name):
@@ -73,10 +85,12 @@ def add_tree(m, terms, name):
 
 
 class Requantizer(wiring.Component):
-    """`multiplier` is M' itself: hardware multipliers, one per pair of operand parts."""
+    """`multiplier` is M' itself: hardware multipliers of signed operand widths `ports`, one per
+    pair of operand parts."""
     latency = 1 + 1 + SUM_LEVELS + 1          # operands, partial products, the add tree, saturation
 
-    def __init__(self, in_width, mult_width, offset_width, shift, out_width):
+    def __init__(self, in_width, mult_width, offset_width, shift, out_width, ports=ANY_MULTIPLIER):
+        self.ports = ports
         self._init(in_width, signed(mult_width), in_width + mult_width, offset_width, shift, out_width)
 
     def _init(self, in_width, multiplier_shape, product_width, offset_width, shift, out_width):
@@ -115,8 +129,8 @@ class Requantizer(wiring.Component):
     def partial_products(self, m, x, multiplier):
         """[(product, weight)]: x * multiplier = sum(product << weight), each product one
         hardware multiplier."""
-        return [(xp * mp, xw + mw) for xp, xw in operand_parts(x, len(x))
-                for mp, mw in operand_parts(multiplier, len(multiplier))]
+        x_parts, multiplier_parts = cut_operands(x, multiplier, self.ports)
+        return [(xp * mp, xw + mw) for xp, xw in x_parts for mp, mw in multiplier_parts]
 
 
 def shift_add(x, value):
