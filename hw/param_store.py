@@ -12,6 +12,7 @@ from amaranth.lib.wiring import In, Out
 
 from hw.layouts import COUNT
 from hw.requant import Requantizer, ShiftAddRequantizer
+from hw.schedule import ceil_log2
 
 
 def bank_field(bank):
@@ -44,11 +45,14 @@ class ParamStore(wiring.Component):
     one cycle at 100 MHz).
 
     A group is only meaningful while its step uses the bank: at other cycles base + group can
-    point past the ROM's end (at the head step, before its first words, `word_group` still holds
-    the previous step's last output group; the head's class count can run past its last group
-    while the logit pipeline drains; a step without second requantizers has bank 2's base 0). Such an
-    address reads the step's base word instead, so every read stays inside the ROM (an address past
-    it reads X in Icarus). The words read there are never used: no result or cycle changes.
+    point past the bank's words (at the head step, before its first words, `word_group` still
+    holds the previous step's last output group; the head's class count can run past its last
+    group while the logit pipeline drains; a step without second requantizers has bank 2's base
+    0). So each ROM's depth is a power of two (the words past the bank's read zero) and its
+    address is base + group cut to the address's width: every read lands inside the ROM (an
+    address past it reads X in Icarus), with no bound check and its mux on the address's path
+    (they were the slowest path at 100 MHz on an ECP5). The words read there are never used: no
+    result or cycle changes.
     """
 
     latency = 2
@@ -67,19 +71,14 @@ class ParamStore(wiring.Component):
         f, images = self.fields, self.plan.images
         ports = []
         for name, bank in (("params", images.params), ("params2", images.params2)):
-            rom = memory.Memory(shape=Shape.cast(bank_word(self.plan, bank)), depth=max(2, len(bank.words)),
-                                init=bank.words)
+            rom = memory.Memory(shape=Shape.cast(bank_word(self.plan, bank)),
+                                depth=1 << ceil_log2(max(2, len(bank.words))), init=bank.words)
             m.submodules[name] = rom
-            ports.append((rom.read_port(), rom.depth))
-        (first, first_depth), (second, second_depth) = ports
-
-        def in_rom(base, group, depth):
-            addr = base + group                     # wide enough not to wrap
-            return Mux(addr < depth, addr, base)
-
+            ports.append(rom.read_port())
+        first, second = ports
         group = Mux(self.logits, self.logit_group, self.word_group)
-        m.d.sync += [first.addr.eq(in_rom(f.pbase, group, first_depth)),
-                     second.addr.eq(in_rom(f.p2base, self.word_group, second_depth))]
+        # The sums are cut to the ports' address widths: the wrap described above.
+        m.d.sync += [first.addr.eq(f.pbase + group), second.addr.eq(f.p2base + self.word_group)]
         m.d.comb += [first.en.eq(1), second.en.eq(1),
                      self.word.eq(first.data), self.word2.eq(second.data)]
         return m
