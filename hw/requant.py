@@ -11,8 +11,9 @@ read or a wide mux into a multiplier into a carry chain made the slowest path on
 docs/board.md): the operands; the partial products, each operand cut into parts no wider than
 the family's multiplier takes (`MULTIPLIERS`), so that each product is one hardware multiplier;
 a balanced tree of adds over the partial products and the offset, one register per level, at
-most `SUM_LEVELS` levels; the saturation. Latency 6 whatever the widths (a shallower tree is
-padded with registers), so every requantizer of a bank lines up.
+most `SUM_LEVELS` levels; the saturation. The operands and the products are registered twice,
+so that the placer can put a register beside each multiplier. Latency 8 whatever the widths (a
+shallower tree is padded with registers), so every requantizer of a bank lines up.
 
 `ShiftAddRequantizer` computes the same with no multiplier: the requantizers of a bank can only
 ever multiply by the few M' values the model holds (a shifted-ReLU model: one constant per
@@ -87,7 +88,11 @@ def add_tree(m, terms, name):
 class Requantizer(wiring.Component):
     """`multiplier` is M' itself: hardware multipliers of signed operand widths `ports`, one per
     pair of operand parts."""
-    latency = 1 + 1 + SUM_LEVELS + 1          # operands, partial products, the add tree, saturation
+    # The operands, registered twice, the partial products, registered twice, the add tree, the
+    # saturation. The second registers give the placer a register beside each multiplier on
+    # both sides: in a large ECP5 design the routes to and from the multipliers, not the multiply
+    # (3.9 ns), made the slowest path (4.2 ns in, 3.0 ns out; docs/board.md).
+    latency = 2 + 2 + SUM_LEVELS + 1
 
     def __init__(self, in_width, mult_width, offset_width, shift, out_width, ports=ANY_MULTIPLIER):
         self.ports = ports
@@ -107,14 +112,13 @@ class Requantizer(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        x, multiplier = Signal.like(self.x), Signal.like(self.multiplier)
-        m.d.sync += [x.eq(self.x), multiplier.eq(self.multiplier)]
+        x, multiplier = delay(m, self.x, 2, "x"), delay(m, self.multiplier, 2, "multiplier")
         terms = []
         for i, (part, weight) in enumerate(self.partial_products(m, x, multiplier)):
             product = Signal(part.shape(), name=f"product{i}")
             m.d.sync += product.eq(part)
-            terms.append(product << weight)            # wiring
-        terms.append(delay(m, self.offset, 2, "offset"))
+            terms.append(delay(m, product, 1, f"product{i}_out") << weight)     # the shift: wiring
+        terms.append(delay(m, self.offset, 4, "offset"))
         total, levels = add_tree(m, terms, "sum")
         if levels > SUM_LEVELS:
             raise ValueError(f"a {len(self.x)}-bit x {len(self.multiplier)}-bit requantizer needs "

@@ -37,7 +37,7 @@ def addsub_dot(x, w):
 
 # -- requantizer (hw.requant.Requantizer) ------------------------------------------------------
 
-REQUANT_LATENCY = 6
+REQUANT_LATENCY = 8
 
 
 def requant_golden(x, multiplier, bias, shift, lo, hi):

@@ -9,7 +9,7 @@ import os
 import pytest
 
 from hw.accelerator import Accelerator
-from hw.latency import latency_report
+from hw.latency import latency_report, pipeline_depth
 from hw.plan import CorePlan
 from hw.schedule import CONV, HEAD, POOL, Step, build_schedule, step_pixels
 from quantize.golden import run
@@ -128,7 +128,8 @@ def test_latency_model_counts_conv_taps(bn_model):
     first_block = next(s for s in conv if s.name == "s1b1_a2_relu")
     row = next(r for r in report.steps if r["name"] == "s1b1_a2_relu")
     assert first_block.src_shape == (16, 8, 8)
-    assert row["cycles"] - row["useful_ops"] / LANES ** 2 < 30   # drain + step overhead only
+    # The taps, then the pipeline's drain and a few cycles of step overhead, nothing more.
+    assert 0 < row["cycles"] - row["useful_ops"] / LANES ** 2 <= pipeline_depth(LANES, 1) + 4
     assert report.images_per_s == pytest.approx(100e6 / report.cycles_per_image)
 
 

@@ -102,8 +102,8 @@ def test_pipeline_depth_is_the_sum_of_the_parts(lanes, pixels):
     # Address register, block-RAM read and its data register, the tree, the accumulator; queue, requantizer, add and
     # clamp, requantizer; the words of the other pixels; a spare cycle.
     assert ConvEngine.latency_for(lanes) == 3 + tree + 1
-    assert Epilogue.latency == 1 + 2 * Requantizer.latency + 2 == 15
-    assert pipeline_depth(lanes, pixels) == (3 + tree + 1) + 15 + (pixels - 1) + 1
+    assert Epilogue.latency == 1 + 2 * Requantizer.latency + 2 == 19
+    assert pipeline_depth(lanes, pixels) == (3 + tree + 1) + 19 + (pixels - 1) + 1
     assert ParamStore.latency == 2           # the address register, the ROM
     assert Head.logit_latency == 2 + Requantizer.latency
 
