@@ -31,9 +31,9 @@ def pipeline_depth(lanes, pixels=1):
 
     >>> from hw.addsub_tree import AddSubTree
     >>> AddSubTree.latency_for(16), ConvEngine.latency_for(16), Epilogue.latency
-    (5, 9, 15)
+    (5, 9, 19)
     >>> pipeline_depth(16, 2)
-    26
+    30
     """
     return ConvEngine.latency_for(lanes) + Epilogue.latency + pixels - 1 + SPARE
 

@@ -22,8 +22,8 @@ from hw.step_table import check_records_fit, step_layout, step_records
 class CorePlan:
     def __init__(self, schedule, requantizers="dsp", multiplier=ANY_MULTIPLIER):
         """`requantizers`: "dsp" (hardware multipliers) or "shift-add" (no multiplier: shifts and
-        adds of the model's few per-layer constants; hw/requant.py). `multiplier`: the signed
-        operand widths of the target's hardware multiplier (`hw.requant.MULTIPLIERS`)."""
+        adds of the model's few per-layer constants; hw/requant.py). `multiplier`: the target's
+        hardware multiplier (`hw.requant.MULTIPLIERS`)."""
         lanes, pixels = schedule.lanes, schedule.pixels
         if lanes < 1 or lanes & (lanes - 1):
             raise ValueError(f"lanes must be a power of two, got {lanes}")
@@ -42,7 +42,7 @@ class CorePlan:
         self.word_bits = lanes * a
         self.buffers, self.buffer_depth = schedule.buffers, schedule.buffer_depth
         self.addr_bits = max(1, ceil_log2(self.buffer_depth))
-        self.requantizers, self.multiplier = requantizers, tuple(multiplier)
+        self.requantizers, self.multiplier = requantizers, multiplier
         self.images = build_images(qmodel, schedule, requantizers)
         image = schedule.image and qmodel.op(schedule.image)["out"]
         self.table_signed = bool(image and image["signed"])
@@ -74,7 +74,7 @@ class CorePlan:
                             else list(bank.multipliers))
                  for name, bank in (("first", self.images.params), ("second", self.images.params2))}
         return dict(kind=self.requantizers, logits=self.head_requant, banks=banks,
-                    multiplier=list(self.multiplier) if self.requantizers == "dsp" else None)
+                    multiplier=self.multiplier._asdict() if self.requantizers == "dsp" else None)
 
     @cached_property
     def step_layout(self):

@@ -20,6 +20,8 @@ ever multiply by the few M' values the model holds (a shifted-ReLU model: one co
 layer), so each is built as shifts and adds of its canonical signed digits, at build time, and
 the parameter word only chooses among them.
 """
+from typing import NamedTuple
+
 from amaranth import Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
@@ -41,10 +43,19 @@ def fixed_shift_operands(multiplier, bias, shift, fixed_shift):
     return int(multiplier) << d, (int(bias) << d) + rounding
 
 
-# A hardware multiplier's signed operand widths, per FPGA family: ECP5 MULT18X18D, 7-series
-# DSP48E1. (18, 18) fits both: the default where no board is named.
-MULTIPLIERS = {"ecp5": (18, 18), "xc7": (25, 18)}
-ANY_MULTIPLIER = (18, 18)
+class HardMultiplier(NamedTuple):
+    """A family's hardware multiplier: its signed operand widths, and whether it adds a term to
+    a product registered once (the DSP48E1's post-adder: P = A*B + C), which synthesis only
+    uses where a single register stands between the multiply and the add."""
+    a_bits: int
+    b_bits: int
+    post_adder: bool
+
+
+# ECP5 MULT18X18D (yosys uses no ALU54), 7-series DSP48E1. The first fits both: the default
+# where no board is named.
+MULTIPLIERS = {"ecp5": HardMultiplier(18, 18, False), "xc7": HardMultiplier(25, 18, True)}
+ANY_MULTIPLIER = MULTIPLIERS["ecp5"]
 SUM_LEVELS = 3          # the add tree: up to 7 partial products and the offset
 
 
@@ -59,10 +70,10 @@ def operand_parts(value, width, part_bits):
     return parts
 
 
-def cut_operands(x, multiplier, ports):
-    """x and the multiplier as parts for a multiplier with signed operand widths `ports`: the
-    orientation (which operand goes to the wider port) with fewer partial products."""
-    wide, narrow = max(ports), min(ports)
+def cut_operands(x, multiplier, unit):
+    """x and the multiplier as parts for the HardMultiplier `unit`: the orientation (which
+    operand goes to the wider port) with fewer partial products."""
+    wide, narrow = max(unit.a_bits, unit.b_bits), min(unit.a_bits, unit.b_bits)
     cuts = [(operand_parts(x, len(x), wide), operand_parts(multiplier, len(multiplier), narrow)),
             (operand_parts(x, len(x), narrow), operand_parts(multiplier, len(multiplier), wide))]
     return min(cuts, key=lambda cut: len(cut[0]) * len(cut[1]))
@@ -86,16 +97,17 @@ def add_tree(m, terms, name):
 
 
 class Requantizer(wiring.Component):
-    """`multiplier` is M' itself: hardware multipliers of signed operand widths `ports`, one per
-    pair of operand parts."""
+    """`multiplier` is M' itself: HardMultipliers `unit`, one per pair of operand parts."""
     # The operands, registered twice, the partial products, registered twice, the add tree, the
     # saturation. The second registers give the placer a register beside each multiplier on
     # both sides: in a large ECP5 design the routes to and from the multipliers, not the multiply
-    # (3.9 ns), made the slowest path (4.2 ns in, 3.0 ns out; docs/board.md).
+    # (3.9 ns), made the slowest path (4.2 ns in, 3.0 ns out; docs/board.md). A unit with a
+    # post-adder gets its products registered once, so that synthesis can put the first add in
+    # it, and the spare register after the add tree.
     latency = 2 + 2 + SUM_LEVELS + 1
 
-    def __init__(self, in_width, mult_width, offset_width, shift, out_width, ports=ANY_MULTIPLIER):
-        self.ports = ports
+    def __init__(self, in_width, mult_width, offset_width, shift, out_width, unit=ANY_MULTIPLIER):
+        self.unit = unit
         self._init(in_width, signed(mult_width), in_width + mult_width, offset_width, shift, out_width)
 
     def _init(self, in_width, multiplier_shape, product_width, offset_width, shift, out_width):
@@ -113,27 +125,32 @@ class Requantizer(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         x, multiplier = delay(m, self.x, 2, "x"), delay(m, self.multiplier, 2, "multiplier")
+        product_registers = self.product_registers
         terms = []
         for i, (part, weight) in enumerate(self.partial_products(m, x, multiplier)):
             product = Signal(part.shape(), name=f"product{i}")
             m.d.sync += product.eq(part)
-            terms.append(delay(m, product, 1, f"product{i}_out") << weight)     # the shift: wiring
-        terms.append(delay(m, self.offset, 4, "offset"))
+            terms.append(delay(m, product, product_registers - 1, f"product{i}_out") << weight)
+        terms.append(delay(m, self.offset, 2 + product_registers, "offset"))
         total, levels = add_tree(m, terms, "sum")
         if levels > SUM_LEVELS:
             raise ValueError(f"a {len(self.x)}-bit x {len(self.multiplier)}-bit requantizer needs "
                              f"{levels} add levels; at most {SUM_LEVELS} fit its latency")
-        total = delay(m, total, SUM_LEVELS - levels, "total")
+        total = delay(m, total, SUM_LEVELS - levels + 2 - product_registers, "total")
         shifted = Signal(signed(max(2, self.sum_width - self.shift)))
         m.d.comb += shifted.eq(total >> self.shift)   # arithmetic: floor
         lo, hi = (delay(m, bound, self.latency - 1, name) for bound, name in ((self.lo, "lo"), (self.hi, "hi")))
         m.d.sync += self.y.eq(Mux(shifted < lo, lo, Mux(shifted > hi, hi, shifted)))
         return m
 
+    @property
+    def product_registers(self):
+        return 1 if self.unit.post_adder else 2
+
     def partial_products(self, m, x, multiplier):
         """[(product, weight)]: x * multiplier = sum(product << weight), each product one
         hardware multiplier."""
-        x_parts, multiplier_parts = cut_operands(x, multiplier, self.ports)
+        x_parts, multiplier_parts = cut_operands(x, multiplier, self.unit)
         return [(xp * mp, xw + mw) for xp, xw in x_parts for mp, mw in multiplier_parts]
 
 
@@ -177,6 +194,8 @@ class ShiftAddRequantizer(Requantizer):
         code = unsigned(max(1, len(self.multipliers).bit_length()))
         peak = max([abs(v) for v in self.multipliers] + [1])
         self._init(in_width, code, in_width + peak.bit_length() + 1, offset_width, shift, out_width)
+
+    product_registers = 2           # no multiplier, no post-adder: the chosen product twice
 
     def partial_products(self, m, x, multiplier):
         trees = {}

@@ -35,10 +35,10 @@ REQUANTS = {"accel": ACCEL_REQUANT, "small": SMALL_REQUANT}
 SHIFT_ADD_MULTIPLIERS = [15447 << 9, 15447 << 5, 21845 << 8, 7282 << 3, 1 << 20, -(5 << 12), 3]
 
 
-def _requantizer(in_width, mult_width, bias_width, shift, out_width, ports=ANY_MULTIPLIER):
+def _requantizer(in_width, mult_width, bias_width, shift, out_width, unit=ANY_MULTIPLIER):
     """The hardware block for these golden widths: M' = M << d and C = (B << d) + 2^(shift-1)
     for any d <= shift."""
-    return Requantizer(in_width, mult_width + shift, bias_width + shift + 1, shift, out_width, ports)
+    return Requantizer(in_width, mult_width + shift, bias_width + shift + 1, shift, out_width, unit)
 
 
 # -- the references against the golden model ----------------------------------------------------
@@ -163,14 +163,14 @@ def _run_tree(build_root, test_dir, lanes, width, **extra):
                       log_file=test_dir / "sim.log")
 
 
-def _run_requant(build_root, test_dir, params, testcase=None, ports=ANY_MULTIPLIER, **extra):
+def _run_requant(build_root, test_dir, params, testcase=None, unit=ANY_MULTIPLIER, **extra):
     widths = REQUANTS[params]
-    dut = _requantizer(**widths, ports=ports)
+    dut = _requantizer(**widths, unit=unit)
     if extra.get("multipliers"):
         dut = ShiftAddRequantizer(widths["in_width"], extra["multipliers"], len(dut.offset),
                                   widths["shift"], widths["out_width"])
     return run_cocotb(dut, "requant", "sim.benches.requant",
-                      build_root / f"requant_{params}_{ports[0]}x{ports[1]}", test_dir=test_dir, seed=SEED,
+                      build_root / f"requant_{params}_{unit.a_bits}x{unit.b_bits}", test_dir=test_dir, seed=SEED,
                       testcase=testcase, log_file=test_dir / "sim.log",
                       params={**widths, **extra})
 
@@ -193,16 +193,16 @@ def test_requant_sim(build_root, tmp_path, params):
 
 
 def test_dsp48_requant_sim(build_root, tmp_path):
-    """Cut for the 7-series DSP48's 25 x 18 multiplier: fewer, wider partial products, the same
-    results."""
-    assert _run_requant(build_root, tmp_path, "accel", ports=MULTIPLIERS["xc7"]).is_file()
+    """Cut for the 7-series DSP48's 25 x 18 multiplier (fewer, wider partial products, each
+    registered once for its post-adder): the same results at the same latency."""
+    assert _run_requant(build_root, tmp_path, "accel", unit=MULTIPLIERS["xc7"]).is_file()
 
 
 def test_operands_are_cut_to_the_multiplier():
     """A 21-bit x times a 40-bit M': 18 x 18 multipliers take 2 x 3 parts (17 + 4 bits; 17 + 17 +
     6), the DSP48's 25 x 18 takes x whole against 3 parts of M' (the other way round: 2 x 2)."""
-    def multipliers(ports):
-        return rtlil.convert(_requantizer(**ACCEL_REQUANT, ports=ports), name="requant").count("cell $mul ")
+    def multipliers(unit):
+        return rtlil.convert(_requantizer(**ACCEL_REQUANT, unit=unit), name="requant").count("cell $mul ")
     assert multipliers(MULTIPLIERS["ecp5"]) == multipliers(ANY_MULTIPLIER) == 6
     assert multipliers(MULTIPLIERS["xc7"]) == 3
 

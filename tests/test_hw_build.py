@@ -113,7 +113,7 @@ def test_build_writes_board_files_and_report(model_dir, tmp_path):
     # Deepest tensor: 16 channels of 8x8 = 4 groups x 64 pixels; a word: 4 lanes x 8 bits.
     assert mem["activation_ram_bits"] == mem["activation_buffers"] * (4 * 64) * (4 * 8)
     assert report["fits"] is None and report["luts"] is None
-    assert report["requantizers"]["multiplier"] == [25, 18]     # cut for the DSP48E1
+    assert report["requantizers"]["multiplier"] == {"a_bits": 25, "b_bits": 18, "post_adder": True}
     assert report["capacity"] == {"luts": 20800, "ffs": 41600, "bram36": 50, "dsp": 90}
     assert report["images_per_s"] == pytest.approx(100e6 / report["cycles_per_image"])
     assert report["layers"] and all({"name", "cycles", "utilization"} <= set(l)
