@@ -11,9 +11,10 @@ read or a wide mux into a multiplier into a carry chain made the slowest path on
 docs/board.md): the operands; the partial products, each operand cut into parts no wider than
 the family's multiplier takes (`MULTIPLIERS`), so that each product is one hardware multiplier;
 a balanced tree of adds over the partial products and the offset, one register per level, at
-most `SUM_LEVELS` levels; the saturation. The operands and the products are registered twice,
-so that the placer can put a register beside each multiplier. Latency 8 whatever the widths (a
-shallower tree is padded with registers), so every requantizer of a bank lines up.
+most `SUM_LEVELS` levels; the saturation. The operands are registered twice and, on a
+multiplier without a post-adder, the products too, so that the placer can put a register beside
+each multiplier (with a post-adder the spare register follows the add tree). Latency 8 whatever
+the widths (a shallower tree is padded with registers), so every requantizer of a bank lines up.
 
 `ShiftAddRequantizer` computes the same with no multiplier: the requantizers of a bank can only
 ever multiply by the few M' values the model holds (a shifted-ReLU model: one constant per
