@@ -13,6 +13,13 @@ Every read port's data is registered right at the block RAM, before any mux: an 
 RAM's clock-to-out is 5.8 ns, which leaves no room for logic in a 10 ns cycle. A word is out
 `read_latency` = 2 cycles after its address.
 
+Every buffer's write request (enable, address, word) is registered right at the block RAM too,
+after the mux over the four writers: the mux follows the step's fields (which buffer, which
+writer), and a route from them to a block RAM's address across the chip leaves no room for it.
+A word lands `write_latency` = 1 cycle after its request; the drains count it. While the
+registered enable is high, port A's address is the write's (a step never reads a buffer it
+writes).
+
 The read ports are written as an asynchronous read and a register, which synthesis folds into
 the block RAM's synchronous read; the memory's `no_rw_check` then tells it that a read of a word
 being written may return anything. That holds: a step never reads a buffer it writes. A
@@ -42,6 +49,7 @@ def read_port(m, mem, name):
 
 class FeatureMaps(wiring.Component):
     read_latency = 2
+    write_latency = 1
 
     def __init__(self, plan):
         self.plan = plan
@@ -96,16 +104,18 @@ class FeatureMaps(wiring.Component):
         for b, per_copy in enumerate(copies):
             read_addr = Mux(f.src == b, Mux(f.kind == DUMP, dump_addr, self.read_addr[0]),
                             self.shortcut_addr)
+            chosen = Signal(write_request(plan), name=f"chosen{b}")
             write = Signal(write_request(plan), name=f"write{b}")
+            m.d.sync += write.eq(chosen)
             for c, (port_a, write_port, port_b) in enumerate(per_copy):
                 addr_a = Signal(ab, name=f"port_a{b}_{c}")
                 reads = read_addr if c == 0 else self.read_addr[2 * c]
-                m.d.comb += [addr_a.eq(Mux(f.written[b], write.addr, reads)), port_a.addr.eq(addr_a),
+                m.d.comb += [addr_a.eq(Mux(write.en, write.addr, reads)), port_a.addr.eq(addr_a),
                              write_port.en.eq(write.en), write_port.addr.eq(addr_a),
                              write_port.data.eq(write.data)]
                 if port_b is not None:
                     m.d.comb += port_b.addr.eq(self.read_addr[2 * c + 1])
             for i, (request, target) in enumerate(requests):
                 with (m.Elif if i else m.If)(request.en & (target == b)):
-                    m.d.comb += write.eq(request)
+                    m.d.comb += chosen.eq(request)
         return m

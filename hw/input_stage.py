@@ -11,15 +11,16 @@ from amaranth import Module, Mux, Signal, unsigned
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.feature_maps import word_address
+from hw.feature_maps import FeatureMaps, word_address
 from hw.layouts import POSITION, write_request
 from hw.pipeline import delay
 from hw.schedule import INPUT
 
 
 class InputStage(wiring.Component):
-    pixel_latency = 3      # the table read, its register, then the gathered word's write
-    word_latency = 1       # the write
+    # the table read, its register, the gathered word's write request, the registered write
+    pixel_latency = 3 + FeatureMaps.write_latency
+    word_latency = 1 + FeatureMaps.write_latency      # the write request, the registered write
 
     def __init__(self, plan):
         self.plan = plan

@@ -4,17 +4,18 @@ Counts the controller's cycles exactly as hw/controller.py spends them (the simu
 it), from the latencies the components declare: every step costs START + NEXT (2 cycles) plus
 - engine steps (conv, pool, head): one tap per cycle for P pixels at once (P = step_pixels),
   ceil(H_out*W_out / P)*G_out*G_in*k*k, then the drain (`pipeline_depth`: the conv engine, the
-  epilogue, one cycle per extra pixel queued for the epilogue, a spare cycle, and the cycle that
-  leaves DRAIN); the head adds the logits (classes + `Head.logit_latency` + 1 cycles) and
+  epilogue, one cycle per extra pixel queued for the epilogue, the feature maps' registered
+  write, a spare cycle, and the cycle that leaves DRAIN); the head adds the logits (classes + `Head.logit_latency` + 1 cycles) and
   streams classes + 1 beats;
 - input: one pixel channel per cycle (C*H*W) + `InputStage.pixel_latency` + 1; load: one word
-  per cycle + `InputStage.word_latency` + 1;
+  per cycle + `InputStage.word_latency` + 1 (both latencies end with the registered write);
 - dump: three cycles per word (address, the registered read, the beat).
 """
 from dataclasses import dataclass
 
 from hw.conv_engine import ConvEngine
 from hw.epilogue import Epilogue
+from hw.feature_maps import FeatureMaps
 from hw.head import Head
 from hw.input_stage import InputStage
 from hw.schedule import CONV, DUMP, HEAD, INPUT, LOAD, POOL, groups, step_pixels, taps_per_output
@@ -27,15 +28,16 @@ SPARE = 1                  # a cycle of slack after the last write of an engine 
 
 def pipeline_depth(lanes, pixels=1):
     """Drain after the last tap: the engine, the epilogue, the words of the other pixels queued
-    for the epilogue (one per cycle), and a spare cycle.
+    for the epilogue (one per cycle), the feature maps' registered write, and a spare cycle.
 
     >>> from hw.addsub_tree import AddSubTree
     >>> AddSubTree.latency_for(16), ConvEngine.latency_for(16), Epilogue.latency
     (5, 9, 19)
     >>> pipeline_depth(16, 2)
-    30
+    31
     """
-    return ConvEngine.latency_for(lanes) + Epilogue.latency + pixels - 1 + SPARE
+    return (ConvEngine.latency_for(lanes) + Epilogue.latency + pixels - 1
+            + FeatureMaps.write_latency + SPARE)
 
 
 def taps(step, lanes, pixels=1):
