@@ -57,7 +57,8 @@ def test_records_describe_each_step(plan):
     pool = records[kinds.index(POOL)]
     assert pool["depthwise"] and pool["g_in_last"] == 0 and pool["stride2"]
     for r, step in zip(records, plan.steps):
-        assert r["dst"] == (step.dst or 0) and r["written"] >> plan.buffers == 0
+        assert r["dst"] == (step.dst or 0)
+        assert r["dst2"] == (plan.buffers if step.dst2 is None else step.dst2)
         assert r["shortcut"] == (plan.buffers if step.shortcut is None else step.shortcut)
 
 
@@ -100,10 +101,10 @@ def test_step_table_presents_the_record_of_the_current_step(plan):
 def test_pipeline_depth_is_the_sum_of_the_parts(lanes, pixels):
     tree = AddSubTree.latency_for(lanes)
     # Address register, block-RAM read and its data register, the tree, the accumulator; queue, requantizer, add and
-    # clamp, requantizer; the words of the other pixels; a spare cycle.
+    # clamp, requantizer; the words of the other pixels; the registered write; a spare cycle.
     assert ConvEngine.latency_for(lanes) == 3 + tree + 1
     assert Epilogue.latency == 1 + 2 * Requantizer.latency + 2 == 19
-    assert pipeline_depth(lanes, pixels) == (3 + tree + 1) + 19 + (pixels - 1) + 1
+    assert pipeline_depth(lanes, pixels) == (3 + tree + 1) + 19 + (pixels - 1) + 1 + 1
     assert ParamStore.latency == 2           # the address register, the ROM
     assert Head.logit_latency == 2 + Requantizer.latency
 
