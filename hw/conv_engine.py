@@ -13,10 +13,11 @@ word is final (`result.valid`) for one cycle; `finishing` names its output group
 before, so the epilogue's parameter read can start early.
 """
 from amaranth import Const, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, memory, wiring
+from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.addsub_tree import AddSubTree, add_or_subtract
+from hw.banked_rom import BankedRom
 from hw.feature_maps import FeatureMaps, word_address
 from hw.layouts import COUNT, PIXEL, TAG, TAP, finished_words
 from hw.pipeline import delay
@@ -49,11 +50,9 @@ class ConvEngine(wiring.Component):
         plan, f, tap = self.plan, self.fields, self.tap
         lanes, a = plan.lanes, plan.act_bits
         tree_latency = AddSubTree.latency_for(lanes)
-        weights = memory.Memory(shape=unsigned(lanes * lanes), depth=max(2, len(plan.images.weights)),
-                                init=plan.images.weights, attrs={"rom_style": "block"})
-        m.submodules.weights = weights
-        weight_word = weights.read_port()
-        m.d.comb += [weight_word.addr.eq(self.weight_addr), weight_word.en.eq(1)]
+        m.submodules.weights = weights = BankedRom(unsigned(lanes * lanes), plan.images.weights)
+        assert weights.latency == READ_LATENCY      # the weight word arrives with the activations
+        m.d.comb += weights.addr.eq(self.weight_addr)
 
         # -- stage A: positions and addresses ------------------------------------------------
         group = Mux(f.depthwise, tap.og, tap.ig)
@@ -77,7 +76,7 @@ class ConvEngine(wiring.Component):
         done = Signal()
         m.d.sync += done.eq(c_valid & c_last)
         m.d.comb += [self.result.valid.eq(done), self.finishing.valid.eq(c_valid & c_last)]
-        weight_bits = delay(m, weight_word.data, READ_LATENCY - 1, "weight_bits")     # ROM read: 1
+        weight_bits = weights.data
         for p, word in enumerate(self.read_data):
             b_inside = delay(m, inside[p], READ_LATENCY, f"inb{p}")
             final_tag = Signal(TAG, name=f"etag{p}")

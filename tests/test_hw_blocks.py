@@ -12,6 +12,7 @@ import pytest
 from amaranth.back import rtlil, verilog
 
 from hw.addsub_tree import AddSubTree
+from hw.banked_rom import BankedRom
 from hw.requant import ANY_MULTIPLIER, MULTIPLIERS, Requantizer, ShiftAddRequantizer, fixed_shift_operands
 from quantize.fixed_point import MAX_SHIFT, int_range, requantize
 from quantize.golden import _Prepared, run_op
@@ -225,3 +226,21 @@ def test_requant_broken_twin_fails(build_root, tmp_path):
     with pytest.raises(CocotbFailure) as info:
         _run_requant(build_root, tmp_path, "accel", testcase="rounding_ties", break_model=True)
     assert info.value.num_tests == info.value.num_failed == 1
+
+
+# -- the banked ROM (the conv engine's weights) ---------------------------------------------------
+
+@pytest.mark.parametrize("count,bank_depth", [(11, 4), (5, 8)])   # 3 banks, the last short; 1 bank
+def test_banked_rom_sim(build_root, tmp_path, count, bank_depth):
+    """Every word at every address, at one address per cycle, `BankedRom.latency` cycles late."""
+    words = [int(w) for w in np.random.default_rng(SEED + count).integers(0, 1 << 20, size=count)]
+    words[0] |= 1 << 19                                  # a word with the top bit set
+    rom = BankedRom(20, words, bank_depth)
+    assert rom.banks == -(-count // bank_depth)
+    params = dict(words=words, width=20, latency=BankedRom.latency, bank_depth=bank_depth)
+    assert run_cocotb(rom, "banked_rom", "sim.benches.banked_rom", build_root / f"rom_{count}_{bank_depth}",
+                      test_dir=tmp_path, seed=SEED, params=params, log_file=tmp_path / "sim.log").is_file()
+    with pytest.raises(CocotbFailure):
+        run_cocotb(rom, "banked_rom", "sim.benches.banked_rom", build_root / f"rom_{count}_{bank_depth}",
+                   test_dir=tmp_path / "broken", seed=SEED, params={**params, "break_model": True},
+                   log_file=tmp_path / "broken.log")

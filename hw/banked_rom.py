@@ -1,0 +1,63 @@
+"""A wide ROM in banks of block-RAM depth, each bank's word registered before the mux over them.
+
+A ROM deeper than one block RAM at its width (`block_ram_depth`: an ECP5 DP16KD holds 512 words
+of 36 bits, 1024 of 18, 2048 of 9, ...; wider words are tiled from 36-bit columns) is, as
+synthesis builds it, several block RAMs and a mux over their outputs on the read's path; a block
+RAM's clock-to-out (5.8 ns on the ECP5) leaves no room for that mux in a 10 ns cycle. Here each
+bank is its own memory, its word registered as it leaves the block RAM, and the mux (its select
+delayed to match) comes a cycle later, before the output register. `latency` = 3 cycles from
+`addr` to `data` for any depth: with one bank the same registers are there, and no mux.
+"""
+from amaranth import Array, Module, Shape
+from amaranth.lib import memory, wiring
+from amaranth.lib.wiring import In, Out
+
+from hw.pipeline import delay
+from hw.schedule import ceil_log2
+
+BLOCK_RAM_BITS = 16384                   # an ECP5 DP16KD without its parity bits
+BLOCK_RAM_WIDTHS = (1, 2, 4, 9, 18, 36)  # its data widths; depth = BLOCK_RAM_BITS // (width - parity)
+
+
+def block_ram_depth(width):
+    """Words of `width` bits in one block RAM at the narrowest data width that holds them (36
+    for wider words, which are tiled from 36-bit columns).
+
+    >>> [block_ram_depth(w) for w in (1, 16, 18, 36, 256)]
+    [16384, 1024, 1024, 512, 512]
+    """
+    fit = next((w for w in BLOCK_RAM_WIDTHS if w >= width), BLOCK_RAM_WIDTHS[-1])
+    return BLOCK_RAM_BITS // (fit - fit // 9)
+
+
+class BankedRom(wiring.Component):
+    latency = 3            # the block RAM's read, its register, the mux's register
+
+    def __init__(self, shape, words, bank_depth=None):
+        self.shape, self.words = Shape.cast(shape), list(words)
+        self.bank_depth = bank_depth or block_ram_depth(self.shape.width)
+        super().__init__({"addr": In(range(max(2, len(self.words)))), "data": Out(shape)})
+
+    @property
+    def banks(self):
+        return -(-max(1, len(self.words)) // self.bank_depth)
+
+    def elaborate(self, platform):
+        m = Module()
+        depth, banks = self.bank_depth, self.banks
+        words = []
+        for k in range(banks):
+            init = self.words[k * depth:(k + 1) * depth]
+            # A power-of-two depth: the bank's address is the low bits of `addr`, no bound check.
+            rom = memory.Memory(shape=self.shape, depth=1 << ceil_log2(max(2, len(init))),
+                                init=init, attrs={"rom_style": "block"})
+            m.submodules[f"bank{k}"] = rom
+            port = rom.read_port()
+            m.d.comb += [port.addr.eq(self.addr), port.en.eq(1)]
+            words.append(delay(m, port.data, 1, f"bank{k}_word"))
+        if banks == 1:
+            m.d.sync += self.data.eq(words[0])
+        else:
+            select = delay(m, self.addr[ceil_log2(depth):], 2, "select")
+            m.d.sync += self.data.eq(Array(words)[select])
+        return m
