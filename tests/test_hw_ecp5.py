@@ -76,3 +76,5 @@ def test_a_small_model_is_placed_routed_and_packed(tmp_path):
     assert post["worst_path"]["start"] and post["worst_path"]["end"]
     assert post["worst_path"]["delay_ns"] > 0 and post["seed"] == 1
     assert (out / post["log"]).stat().st_size > 0
+    # The reset reaches nearly every flip-flop: it goes on a global network, as the clock does.
+    assert re.search(r"routing clock net \S*\brst using global \d", (out / "nextpnr.log").read_text())
