@@ -2,9 +2,11 @@
 
 During the head step the engine's finished words (one pixel at a time) add into one global sum
 per class. In the LOGITS state the controller counts k over the classes: k's parameter word is
-read (k1, `ParamStore.latency` cycles later) and k's sum goes through the logit requantizer (none for a model
-without one: the sum is the logit); each logit is kept, and the largest so far with its class
-(ties keep the lower class). EMIT sends the logits in class order, then the class.
+read (`ParamStore.latency` cycles later) and registered as it leaves the ROM (a block RAM on the
+ECP5, whose clock-to-out leaves no room for the mux over the lanes), then k's sum goes through
+the logit requantizer (none for a model without one: the sum is the logit); each logit is kept,
+and the largest so far with its class (ties keep the lower class). EMIT sends the logits in
+class order, then the class.
 """
 from amaranth import Array, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
@@ -18,7 +20,8 @@ from hw.schedule import HEAD, ceil_log2
 
 
 class Head(wiring.Component):
-    logit_latency = ParamStore.latency + Requantizer.latency     # k's parameter word, the requantizer
+    # k's parameter word, its register, the requantizer
+    logit_latency = ParamStore.latency + 1 + Requantizer.latency
 
     def __init__(self, plan):
         self.plan = plan
@@ -44,7 +47,8 @@ class Head(wiring.Component):
                     m.d.sync += total.eq(Mux(first_pixel, 0, total) + word.acc[c % lanes])
 
         m.d.comb += self.param_group.eq(k >> ceil_log2(lanes))
-        k1 = delay(m, k, ParamStore.latency, "k1")
+        k1 = delay(m, k, ParamStore.latency + 1, "k1")          # k's parameter word registered
+        params_word = delay(m, self.params_word, 1, "params_word")
         class_sum = Array(sums)[k1]
         # The sum is the logit unless the model requantizes it: then the logit requantizer,
         # with the same latency either way.
@@ -52,11 +56,11 @@ class Head(wiring.Component):
         if plan.head_requant:
             m.submodules.logit_rq = rq = requantizer_for(plan, bank, plan.sum_bits, plan.logit_bits)
             lane_field = data.View(bank_field(bank),
-                                   Array([self.params_word[o].as_value() for o in range(lanes)])[k1 % lanes])
+                                   Array([params_word[o].as_value() for o in range(lanes)])[k1 % lanes])
             m.d.comb += [rq.x.eq(class_sum), *operands(rq, lane_field), rq.lo.eq(f.lo), rq.hi.eq(f.hi)]
             logit_value = rq.y
         k_done = delay(m, k1, Requantizer.latency, "kd")
-        logit_valid = delay(m, delay(m, self.logits & (k < classes), ParamStore.latency, "lv0"),
+        logit_valid = delay(m, delay(m, self.logits & (k < classes), ParamStore.latency + 1, "lv0"),
                             Requantizer.latency, "lv")
         logits = [Signal(signed(plan.logit_bits), name=f"logit{c}") for c in range(classes)]
         best = Signal(signed(plan.logit_bits))

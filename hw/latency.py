@@ -5,8 +5,8 @@ it), from the latencies the components declare: every step costs START + NEXT (2
 - engine steps (conv, pool, head): one tap per cycle for P pixels at once (P = step_pixels),
   ceil(H_out*W_out / P)*G_out*G_in*k*k, then the drain (`pipeline_depth`: the conv engine, the
   epilogue, one cycle per extra pixel queued for the epilogue, the feature maps' registered
-  write, a spare cycle, and the cycle that leaves DRAIN); the head adds the logits (classes + `Head.logit_latency` + 1 cycles) and
-  streams classes + 1 beats;
+  write, a spare cycle, and the cycle that leaves DRAIN); the head adds the logits (classes +
+  `Head.logit_latency` + 1 cycles) and streams classes + 1 beats;
 - input: one pixel channel per cycle (C*H*W) + `InputStage.pixel_latency` + 1; load: one word
   per cycle + `InputStage.word_latency` + 1 (both latencies end with the registered write);
 - dump: three cycles per word (address, the registered read, the beat).

@@ -3,8 +3,10 @@
 Two banks (hw/memory_images.py): `params` serves every step's first requantizers and the
 logits, `params2` the second requantizers; each holds one word per output group, lane l the
 (M', C) of channel g*lanes + l. They are wide and shallow: as block RAM each would take ~10
-RAMB36 for a few dozen words, so they carry no `rom_style` and synthesis builds them from LUTs
-(yosys finds no LUTRAM mapping for a forced "distributed" sync ROM).
+RAMB36 for a few dozen words, so they carry no `rom_style` and synthesis chooses (yosys finds no
+LUTRAM mapping for a forced "distributed" sync ROM): for the 7-series it builds them from LUTs,
+for the ECP5 it puts them in block RAM (the `make train` model's first bank at 16 x 2: 24
+DP16KD).
 """
 from amaranth import Module, Mux, Shape, signed
 from amaranth.lib import data, memory, wiring
