@@ -5,8 +5,10 @@ of 36 bits, 1024 of 18, 2048 of 9, ...; wider words are tiled from 36-bit column
 synthesis builds it, several block RAMs and a mux over their outputs on the read's path; a block
 RAM's clock-to-out (5.8 ns on the ECP5) leaves no room for that mux in a 10 ns cycle. Here each
 bank is its own memory, its word registered as it leaves the block RAM, and the mux (its select
-delayed to match) comes a cycle later, before the output register. `latency` = 3 cycles from
-`addr` to `data` for any depth: with one bank the same registers are there, and no mux.
+delayed to match) comes a cycle later, before the output register. The address is registered
+before it fans out to the banks. `latency` cycles from `addr` to `data` for any depth, at least
+`MIN_LATENCY` = 4 (the address register, the read, the bank's register, the mux's register; with
+one bank the same registers are there, and no mux); more are registers after the mux.
 """
 from amaranth import Array, Module, Shape
 from amaranth.lib import memory, wiring
@@ -31,10 +33,12 @@ def block_ram_depth(width):
 
 
 class BankedRom(wiring.Component):
-    latency = 3            # the block RAM's read, its register, the mux's register
+    MIN_LATENCY = 4
 
-    def __init__(self, shape, words, bank_depth=None):
-        self.shape, self.words = Shape.cast(shape), list(words)
+    def __init__(self, shape, words, latency=MIN_LATENCY, bank_depth=None):
+        if latency < self.MIN_LATENCY:
+            raise ValueError(f"a BankedRom's latency is at least {self.MIN_LATENCY}, not {latency}")
+        self.shape, self.words, self.latency = Shape.cast(shape), list(words), latency
         self.bank_depth = bank_depth or block_ram_depth(self.shape.width)
         super().__init__({"addr": In(range(max(2, len(self.words)))), "data": Out(shape)})
 
@@ -45,6 +49,7 @@ class BankedRom(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         depth, banks = self.bank_depth, self.banks
+        addr = delay(m, self.addr, 1, "addr")
         words = []
         for k in range(banks):
             init = self.words[k * depth:(k + 1) * depth]
@@ -53,11 +58,8 @@ class BankedRom(wiring.Component):
                                 init=init, attrs={"rom_style": "block"})
             m.submodules[f"bank{k}"] = rom
             port = rom.read_port()
-            m.d.comb += [port.addr.eq(self.addr), port.en.eq(1)]
+            m.d.comb += [port.addr.eq(addr), port.en.eq(1)]
             words.append(delay(m, port.data, 1, f"bank{k}_word"))
-        if banks == 1:
-            m.d.sync += self.data.eq(words[0])
-        else:
-            select = delay(m, self.addr[ceil_log2(depth):], 2, "select")
-            m.d.sync += self.data.eq(Array(words)[select])
+        chosen = words[0] if banks == 1 else Array(words)[delay(m, addr[ceil_log2(depth):], 2, "select")]
+        m.d.sync += self.data.eq(delay(m, chosen, self.latency - self.MIN_LATENCY, "out"))
         return m

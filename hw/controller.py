@@ -12,6 +12,7 @@ from amaranth import Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from hw.feature_maps import FeatureMaps
 from hw.head import Head
 from hw.input_stage import InputStage
 from hw.layouts import COUNT, PIXEL, POSITION, TAP
@@ -59,9 +60,9 @@ class Controller(wiring.Component):
         ox = [Signal(COUNT, name=f"ox{p}") for p in range(plan.pixels)]
         waddr = Signal.like(self.weight_addr)
         lg, ly, lx, lc = (Signal(COUNT, name=n) for n in ("lg", "ly", "lx", "lc"))
-        # DUMP: 0 the address out, 1 the block RAM reads (the feature maps register the word),
-        # 2 the word offered on `out`.
-        dump_data_phase = Signal(2)
+        # DUMP: the address out at phase 0, the feature maps' read (`FeatureMaps.read_latency`
+        # cycles), the word offered on `out` at the last phase.
+        dump_data_phase = Signal(range(FeatureMaps.read_latency + 1))
         k = Signal.like(self.class_index)
         drain = Signal(range(64))
         m.d.comb += [self.tap.og.eq(og), self.tap.ig.eq(ig), self.tap.ky.eq(ky), self.tap.kx.eq(kx),
@@ -114,7 +115,7 @@ class Controller(wiring.Component):
                         m.d.sync += drain.eq(InputStage.word_latency)
                         m.next = "DRAIN"
                 with m.Elif(f.kind == DUMP):
-                    with m.If(dump_data_phase != 2):
+                    with m.If(dump_data_phase != FeatureMaps.read_latency):
                         m.d.sync += dump_data_phase.eq(dump_data_phase + 1)
                     with m.Else():
                         m.d.comb += [out.valid.eq(1), out.payload.data.eq(self.dump_word),

@@ -3,9 +3,10 @@ lanes per pixel.
 
 Stage A (the tap's cycle): per pixel, the input position and whether it is inside the map, and
 the address of its source word, registered (the position's adders, the address's shifts and the
-buffers' address muxes did not fit one 10 ns cycle with it). The words are registered as they
-leave the block RAMs (the feature maps' and the weight ROM's), since a block RAM's clock-to-out
-leaves no room for logic. Stage B (three cycles after the tap): each pixel's `lanes`
+buffers' address muxes did not fit one 10 ns cycle with it). The feature maps register it again
+at their block RAMs, and the words as they leave them; the weight ROM (hw/banked_rom.py) does
+the same, since a block RAM's clock-to-out leaves no room for logic. Stage B (`READ_LATENCY` =
+5 cycles after the tap): each pixel's `lanes`
 activations (zero outside the map) go into `lanes` add/subtract trees against the weight word's
 `lanes` x `lanes` bits, shared by the pixels; a pool step (depthwise) takes lane o of the input
 for output o instead. The trees' sums accumulate over the taps of a word; after its last tap the
@@ -22,7 +23,7 @@ from hw.feature_maps import FeatureMaps, word_address
 from hw.layouts import COUNT, PIXEL, TAG, TAP, finished_words
 from hw.pipeline import delay
 
-READ_LATENCY = 1 + FeatureMaps.read_latency     # the address register, the read, the data register
+READ_LATENCY = 1 + FeatureMaps.read_latency     # the engine's address register, the feature maps' read
 
 
 class ConvEngine(wiring.Component):
@@ -50,8 +51,8 @@ class ConvEngine(wiring.Component):
         plan, f, tap = self.plan, self.fields, self.tap
         lanes, a = plan.lanes, plan.act_bits
         tree_latency = AddSubTree.latency_for(lanes)
-        m.submodules.weights = weights = BankedRom(unsigned(lanes * lanes), plan.images.weights)
-        assert weights.latency == READ_LATENCY      # the weight word arrives with the activations
+        # The weight word arrives with the activations.
+        m.submodules.weights = weights = BankedRom(unsigned(lanes * lanes), plan.images.weights, READ_LATENCY)
         m.d.comb += weights.addr.eq(self.weight_addr)
 
         # -- stage A: positions and addresses ------------------------------------------------

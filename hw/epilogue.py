@@ -12,7 +12,7 @@ from amaranth import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.feature_maps import word_address
+from hw.feature_maps import FeatureMaps, word_address
 from hw.layouts import COUNT, TAG, finished_words, write_request
 from hw.param_store import bank_word, operands, requantizer_for
 from hw.pipeline import delay
@@ -21,7 +21,8 @@ from hw.schedule import CONV, POOL
 
 QUEUE_LATENCY = 1       # a finished word into the queue's head
 ADD_LATENCY = 2         # the residual add, then its clamp
-SHORTCUT_LATENCY = 3    # E1 -> the aligned shortcut: the word read (E2), shifted left, rounded right
+# E1 -> the aligned shortcut: the word read, then shifted left, then rounded right
+SHORTCUT_LATENCY = FeatureMaps.read_latency + 1
 
 
 class Epilogue(wiring.Component):
@@ -72,18 +73,19 @@ class Epilogue(wiring.Component):
         e1_addr, e1_og = delay(m, out_addr, 1, "e1addr"), delay(m, following.og, 1, "e1og")
         first = self._requantizers(m, "rq", images.params, plan.acc_bits, e1_acc, self.params_word,
                                    f.lo, f.hi)
-        # E2 -> E3, beside the requantizers: the shortcut word (out at E2: the feature maps
-        # register it) chosen and shifted left (E3'), then rounded and shifted right to the sum's
-        # binary point (E3''), and held until E3.
+        # Beside the requantizers: the shortcut word (out `FeatureMaps.read_latency` cycles after
+        # its address, named the cycle before E1) chosen and shifted left, then rounded and
+        # shifted right to the sum's binary point, and held until E3.
         rl = Requantizer.latency
-        e2_sc, e2_og = self.shortcut_data, delay(m, e1_og, 1, "e2og")
+        sc_word = self.shortcut_data
+        sc_og = delay(m, e1_og, FeatureMaps.read_latency - 1, "scog")
         # E3 (E1 + the requantizer's latency): the residual add, then its clamp -> E4.
         e3_valid, e3_addr = delay(m, e1_valid, rl, "e3v"), delay(m, e1_addr, rl, "e3addr")
         e4 = []
         for o, rq in enumerate(first):
-            raw = e2_sc[o]
+            raw = sc_word[o]
             shortcut = Signal(signed(a + 1), name=f"sc{o}")
-            m.d.comb += shortcut.eq(Mux(e2_og < f.sc_groups,
+            m.d.comb += shortcut.eq(Mux(sc_og < f.sc_groups,
                                         Mux(f.sc_signed, raw.as_signed(), raw.as_unsigned()), 0))
             shifted = Signal(signed(a + 9), name=f"scl{o}")
             m.d.sync += shifted.eq(shortcut << f.add_l)

@@ -9,9 +9,14 @@ writes through one address (a step never reads a buffer it writes: one block-RAM
 p) or port B (odd p). Writes, by priority: the epilogue's word (to dst), its second word (to
 dst2), a LOAD word and an INPUT word (to dst).
 
-Every read port's data is registered right at the block RAM, before any mux: an ECP5 block
-RAM's clock-to-out is 5.8 ns, which leaves no room for logic in a 10 ns cycle. A word is out
-`read_latency` = 2 cycles after its address.
+Every read port's address and data are registered right at the block RAM, after the address
+muxes and before any data mux: an ECP5 block RAM's clock-to-out is 5.8 ns, which leaves no room
+for logic in a 10 ns cycle, and a buffer's block RAMs lie apart across the chip (the routed
+`make train` model's worst path ran from the step's `src` through the address muxes to a block
+RAM's address, 13.0 ns of which 10.3 routing). The mux over the buffers (by the step's `src` or
+`shortcut`) has a cycle of its own too: behind it the engine's first adders sat in the same
+cycle (12.5 ns in the routed 16 x 2 design). A word is out `read_latency` = 4 cycles after its
+address: the address register, the read, the data register, the buffer mux's register.
 
 Every buffer's write request (enable, address, word) is registered right at the block RAM too,
 after the mux over the four writers: the mux follows the step's fields (which buffer, which
@@ -31,6 +36,7 @@ from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.layouts import POSITION, write_request
+from hw.pipeline import delay
 from hw.schedule import DUMP
 
 
@@ -39,8 +45,8 @@ def word_address(group, y, x, hb, wb):
 
 
 def read_port(m, mem, name):
-    """(the port, its word `read_latency` cycles after its address): the block RAM's read, then
-    a register fed by nothing else."""
+    """(the port, its word two cycles after the port's address): the block RAM's read, then a
+    register fed by nothing else."""
     port = mem.read_port(domain="comb")
     read, data_reg = Signal.like(port.data, name=f"{name}_read"), Signal.like(port.data, name=name)
     m.d.sync += [read.eq(port.data), data_reg.eq(read)]
@@ -48,7 +54,7 @@ def read_port(m, mem, name):
 
 
 class FeatureMaps(wiring.Component):
-    read_latency = 2
+    read_latency = 4
     write_latency = 1
 
     def __init__(self, plan):
@@ -91,10 +97,12 @@ class FeatureMaps(wiring.Component):
             return (data_a if p % 2 == 0 else data_b)[b][p // 2]
 
         first_ports = [data_a[b][0] for b in range(plan.buffers)]
+        # The buffer is chosen by the fields of the cycle the word leaves its block RAM.
+        src, shortcut = delay(m, f.src, 2, "data_src"), delay(m, f.shortcut, 2, "data_shortcut")
         for p in range(pixels):
-            m.d.comb += self.read_data[p].eq(Array([pixel_data(b, p) for b in range(plan.buffers)])[f.src])
-        m.d.comb += [self.shortcut_data.eq(Array(first_ports + [Const(0, plan.word_bits)])[f.shortcut]),
-                     self.dump_data.eq(Array(first_ports)[f.src])]
+            m.d.sync += self.read_data[p].eq(Array([pixel_data(b, p) for b in range(plan.buffers)])[src])
+        m.d.sync += [self.shortcut_data.eq(Array(first_ports + [Const(0, plan.word_bits)])[shortcut]),
+                     self.dump_data.eq(Array(first_ports)[src])]
 
         pos = self.position
         dump_addr = Signal(ab)
@@ -109,12 +117,12 @@ class FeatureMaps(wiring.Component):
             m.d.sync += write.eq(chosen)
             for c, (port_a, write_port, port_b) in enumerate(per_copy):
                 addr_a = Signal(ab, name=f"port_a{b}_{c}")
-                reads = read_addr if c == 0 else self.read_addr[2 * c]
+                reads = delay(m, read_addr if c == 0 else self.read_addr[2 * c], 1, f"read_a{b}_{c}")
                 m.d.comb += [addr_a.eq(Mux(write.en, write.addr, reads)), port_a.addr.eq(addr_a),
                              write_port.en.eq(write.en), write_port.addr.eq(addr_a),
                              write_port.data.eq(write.data)]
                 if port_b is not None:
-                    m.d.comb += port_b.addr.eq(self.read_addr[2 * c + 1])
+                    m.d.comb += port_b.addr.eq(delay(m, self.read_addr[2 * c + 1], 1, f"read_b{b}_{c}"))
             for i, (request, target) in enumerate(requests):
                 with (m.Elif if i else m.If)(request.en & (target == b)):
                     m.d.comb += chosen.eq(request)

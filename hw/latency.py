@@ -9,7 +9,7 @@ it), from the latencies the components declare: every step costs START + NEXT (2
   `Head.logit_latency` + 1 cycles) and streams classes + 1 beats;
 - input: one pixel channel per cycle (C*H*W) + `InputStage.pixel_latency` + 1; load: one word
   per cycle + `InputStage.word_latency` + 1 (both latencies end with the registered write);
-- dump: three cycles per word (address, the registered read, the beat).
+- dump: `DUMP_CYCLES` per word (the address, the feature maps' read, the beat).
 """
 from dataclasses import dataclass
 
@@ -22,7 +22,7 @@ from hw.schedule import CONV, DUMP, HEAD, INPUT, LOAD, POOL, groups, step_pixels
 
 STEP_OVERHEAD = 2          # START and NEXT
 DRAIN_EXIT = 1             # DRAIN counts its start value down to 0 inclusive
-DUMP_CYCLES = 3            # per word: the address, the registered read, the beat
+DUMP_CYCLES = 1 + FeatureMaps.read_latency     # per word: the address, the read, the beat
 SPARE = 1                  # a cycle of slack after the last write of an engine step
 
 
@@ -32,9 +32,9 @@ def pipeline_depth(lanes, pixels=1):
 
     >>> from hw.addsub_tree import AddSubTree
     >>> AddSubTree.latency_for(16), ConvEngine.latency_for(16), Epilogue.latency
-    (5, 9, 19)
+    (5, 11, 19)
     >>> pipeline_depth(16, 2)
-    31
+    33
     """
     return (ConvEngine.latency_for(lanes) + Epilogue.latency + pixels - 1
             + FeatureMaps.write_latency + SPARE)

@@ -230,17 +230,18 @@ def test_requant_broken_twin_fails(build_root, tmp_path):
 
 # -- the banked ROM (the conv engine's weights) ---------------------------------------------------
 
-@pytest.mark.parametrize("count,bank_depth", [(11, 4), (5, 8)])   # 3 banks, the last short; 1 bank
-def test_banked_rom_sim(build_root, tmp_path, count, bank_depth):
-    """Every word at every address, at one address per cycle, `BankedRom.latency` cycles late."""
+# 3 banks, the last short; 1 bank, with a register after the mux
+@pytest.mark.parametrize("count,bank_depth,latency", [(11, 4, BankedRom.MIN_LATENCY), (5, 8, 5)])
+def test_banked_rom_sim(build_root, tmp_path, count, bank_depth, latency):
+    """Every word at every address, at one address per cycle, `latency` cycles late."""
     words = [int(w) for w in np.random.default_rng(SEED + count).integers(0, 1 << 20, size=count)]
     words[0] |= 1 << 19                                  # a word with the top bit set
-    rom = BankedRom(20, words, bank_depth)
+    rom = BankedRom(20, words, latency, bank_depth)
     assert rom.banks == -(-count // bank_depth)
-    params = dict(words=words, width=20, latency=BankedRom.latency, bank_depth=bank_depth)
-    assert run_cocotb(rom, "banked_rom", "sim.benches.banked_rom", build_root / f"rom_{count}_{bank_depth}",
+    params = dict(words=words, width=20, latency=latency, bank_depth=bank_depth)
+    assert run_cocotb(rom, "banked_rom", "sim.benches.banked_rom", build_root / f"rom_{count}_{bank_depth}_{latency}",
                       test_dir=tmp_path, seed=SEED, params=params, log_file=tmp_path / "sim.log").is_file()
     with pytest.raises(CocotbFailure):
-        run_cocotb(rom, "banked_rom", "sim.benches.banked_rom", build_root / f"rom_{count}_{bank_depth}",
+        run_cocotb(rom, "banked_rom", "sim.benches.banked_rom", build_root / f"rom_{count}_{bank_depth}_{latency}",
                    test_dir=tmp_path / "broken", seed=SEED, params={**params, "break_model": True},
                    log_file=tmp_path / "broken.log")
