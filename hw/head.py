@@ -1,14 +1,14 @@
 """The head: global sums of the 1x1 conv, the logits, the argmax and what EMIT sends.
 
-During the head step the engine's finished words (one pixel at a time) add into one global sum
-per class. In the LOGITS state the controller counts k over the classes: k's parameter word is
+During the head step the engine's finished words (one pixel at a time), registered with their
+tags decoded, add into one global sum per class. In the LOGITS state the controller counts k over the classes: k's parameter word is
 read (`ParamStore.latency` cycles later) and registered as it leaves the ROM (a block RAM on the
 ECP5, whose clock-to-out leaves no room for the mux over the lanes), then k's sum goes through
 the logit requantizer (none for a model without one: the sum is the logit); each logit is kept,
 and the largest so far with its class (ties keep the lower class). EMIT sends the logits in
 class order, then the class.
 """
-from amaranth import Array, Module, Mux, Signal, signed
+from amaranth import Array, Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -39,12 +39,23 @@ class Head(wiring.Component):
         plan, f, k = self.plan, self.fields, self.class_index
         lanes, classes, bank = plan.lanes, plan.num_classes, plan.images.params
         sums = [Signal(signed(plan.sum_bits), name=f"gsum{c}") for c in range(plan.padded_classes)]
+        # The engine's word is registered here with its tag decoded (whether it adds, its first
+        # pixel, its output group one-hot) before it adds: the tag's route across the chip and
+        # the decode left no room for the add (the routed `make train` model's worst path, 12.1
+        # ns). The sums are final long before LOGITS: the head step drains for the epilogue's
+        # latency too, which it does not use.
         word = self.words.pixels[0]
-        with m.If(self.words.valid & (f.kind == HEAD)):
-            first_pixel = (word.tag.y == 0) & (word.tag.x == 0)
+        groups = -(-plan.padded_classes // lanes)
+        adds, first_pixel = Signal(), Signal()
+        group = Signal(groups)
+        acc = Signal.like(word.acc)
+        m.d.sync += [adds.eq(self.words.valid & (f.kind == HEAD)),
+                     first_pixel.eq((word.tag.y == 0) & (word.tag.x == 0)),
+                     group.eq(Cat(word.tag.og == g for g in range(groups))), acc.eq(word.acc)]
+        with m.If(adds):
             for c, total in enumerate(sums):
-                with m.If(word.tag.og == c // lanes):
-                    m.d.sync += total.eq(Mux(first_pixel, 0, total) + word.acc[c % lanes])
+                with m.If(group[c // lanes]):
+                    m.d.sync += total.eq(Mux(first_pixel, 0, total) + acc[c % lanes])
 
         m.d.comb += self.param_group.eq(k >> ceil_log2(lanes))
         k1 = delay(m, k, ParamStore.latency + 1, "k1")          # k's parameter word registered
