@@ -97,7 +97,9 @@ class FeatureMaps(wiring.Component):
             return (data_a if p % 2 == 0 else data_b)[b][p // 2]
 
         first_ports = [data_a[b][0] for b in range(plan.buffers)]
-        # The buffer is chosen by the fields of the cycle the word leaves its block RAM.
+        # The buffer mux's select: copies of the step's `src` and `shortcut` kept here, so that
+        # the select comes from a register beside the mux (two cycles old, still the same step:
+        # a step's reads are out before it ends).
         src, shortcut = delay(m, f.src, 2, "data_src"), delay(m, f.shortcut, 2, "data_shortcut")
         for p in range(pixels):
             m.d.sync += self.read_data[p].eq(Array([pixel_data(b, p) for b in range(plan.buffers)])[src])

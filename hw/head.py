@@ -1,12 +1,12 @@
 """The head: global sums of the 1x1 conv, the logits, the argmax and what EMIT sends.
 
 During the head step the engine's finished words (one pixel at a time), registered with their
-tags decoded, add into one global sum per class. In the LOGITS state the controller counts k over the classes: k's parameter word is
-read (`ParamStore.latency` cycles later) and registered as it leaves the ROM (a block RAM on the
-ECP5, whose clock-to-out leaves no room for the mux over the lanes), then k's sum goes through
-the logit requantizer (none for a model without one: the sum is the logit); each logit is kept,
-and the largest so far with its class (ties keep the lower class). EMIT sends the logits in
-class order, then the class.
+tags decoded, add into one global sum per class. In the LOGITS state the controller counts k
+over the classes: k's parameter word is read (`ParamStore.latency` cycles later) and registered
+as it leaves the ROM (a block RAM on the ECP5, whose clock-to-out leaves no room for the mux over
+the lanes), then k's sum goes through the logit requantizer (none for a model without one: the
+sum is the logit); each logit is kept, and the largest so far with its class (ties keep the
+lower class). EMIT sends the logits in class order, then the class.
 """
 from amaranth import Array, Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
@@ -20,8 +20,8 @@ from hw.schedule import HEAD, ceil_log2
 
 
 class Head(wiring.Component):
-    # k's parameter word, its register, the requantizer
-    logit_latency = ParamStore.latency + 1 + Requantizer.latency
+    params_latency = ParamStore.latency + 1                 # k's parameter word, its register
+    logit_latency = params_latency + Requantizer.latency
 
     def __init__(self, plan):
         self.plan = plan
@@ -58,7 +58,7 @@ class Head(wiring.Component):
                     m.d.sync += total.eq(Mux(first_pixel, 0, total) + acc[c % lanes])
 
         m.d.comb += self.param_group.eq(k >> ceil_log2(lanes))
-        k1 = delay(m, k, ParamStore.latency + 1, "k1")          # k's parameter word registered
+        k1 = delay(m, k, self.params_latency, "k1")
         params_word = delay(m, self.params_word, 1, "params_word")
         class_sum = Array(sums)[k1]
         # The sum is the logit unless the model requantizes it: then the logit requantizer,
@@ -71,7 +71,7 @@ class Head(wiring.Component):
             m.d.comb += [rq.x.eq(class_sum), *operands(rq, lane_field), rq.lo.eq(f.lo), rq.hi.eq(f.hi)]
             logit_value = rq.y
         k_done = delay(m, k1, Requantizer.latency, "kd")
-        logit_valid = delay(m, delay(m, self.logits & (k < classes), ParamStore.latency + 1, "lv0"),
+        logit_valid = delay(m, delay(m, self.logits & (k < classes), self.params_latency, "lv0"),
                             Requantizer.latency, "lv")
         logits = [Signal(signed(plan.logit_bits), name=f"logit{c}") for c in range(classes)]
         best = Signal(signed(plan.logit_bits))

@@ -239,9 +239,12 @@ def test_banked_rom_sim(build_root, tmp_path, count, bank_depth, latency):
     rom = BankedRom(20, words, latency, bank_depth)
     assert rom.banks == -(-count // bank_depth)
     params = dict(words=words, width=20, latency=latency, bank_depth=bank_depth)
-    assert run_cocotb(rom, "banked_rom", "sim.benches.banked_rom", build_root / f"rom_{count}_{bank_depth}_{latency}",
-                      test_dir=tmp_path, seed=SEED, params=params, log_file=tmp_path / "sim.log").is_file()
+
+    def run(test_dir, **extra):
+        return run_cocotb(rom, "banked_rom", "sim.benches.banked_rom",
+                          build_root / f"rom_{count}_{bank_depth}_{latency}", test_dir=test_dir,
+                          seed=SEED, params={**params, **extra}, log_file=test_dir / "sim.log")
+
+    assert run(tmp_path).is_file()
     with pytest.raises(CocotbFailure):
-        run_cocotb(rom, "banked_rom", "sim.benches.banked_rom", build_root / f"rom_{count}_{bank_depth}_{latency}",
-                   test_dir=tmp_path / "broken", seed=SEED, params={**params, "break_model": True},
-                   log_file=tmp_path / "broken.log")
+        run(tmp_path / "broken", break_model=True)
