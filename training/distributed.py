@@ -56,5 +56,8 @@ def init_distributed(device):
 
 
 def shutdown(d):
+    """Leave the group together: a gloo process that tears down its pairs while a peer is still
+    working (rank 0 writes the run's files alone) can abort in the C++ teardown."""
     if d.active:
+        dist.barrier()
         dist.destroy_process_group()
