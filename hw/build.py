@@ -37,6 +37,7 @@ from hw.boards import BOARDS
 from hw.memory_images import REQUANTIZERS
 from hw.netlist_depth import JSON_SCRIPT, NETLIST, depth_from_file
 from hw.open_flow import StageFailed, StageTimeout, run_stage, tool
+from hw.pipeline import KEEP_OWN_COPIES
 from hw.report import build_report, over_capacity, summary, write_report
 from hw.uart import MIN_CYCLES_PER_BIT
 
@@ -102,7 +103,7 @@ def estimate(accel, folder, timeout_s=None, progress_s=15.0, netlist=False):
     from amaranth.back import verilog
     os.makedirs(folder, exist_ok=True)
     write_text(os.path.join(folder, "core.v"), verilog.convert(accel, name="core"))
-    script = ("read_verilog core.v; synth_xilinx -family xc7 -top core -flatten -noiopad; "
+    script = (f"read_verilog core.v; proc; {KEEP_OWN_COPIES}; synth_xilinx -family xc7 -top core -flatten -noiopad; "
               "tee -q -o stat.json stat -json" + (f"; {JSON_SCRIPT}" if netlist else ""))
     log = os.path.join(folder, "yosys.log")
     stage = "starting"
@@ -325,7 +326,8 @@ def build_open(folder, out, args, board, qmodel, plan, top, memory):
     from hw.open_flow import place_and_route
 
     platform = board.make_platform()
-    platform.build(top, name="top", do_build=False).extract(folder)
+    platform.build(top, name="top", do_build=False,
+                   script_after_read=KEEP_OWN_COPIES).extract(folder)
     clock = top.pll_params.f_out_mhz
     print(f"{out}: top.il, top.ys, top.lpf for the {board.title}, clocked at {clock:g} MHz "
           f"by the PLL from {board.clock_mhz:g} MHz", flush=True)

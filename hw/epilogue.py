@@ -15,7 +15,7 @@ from amaranth.lib.wiring import In, Out
 from hw.feature_maps import FeatureMaps, word_address
 from hw.layouts import COUNT, TAG, finished_words, write_request
 from hw.param_store import bank_word, operands, requantizer_for
-from hw.pipeline import delay
+from hw.pipeline import delay, own_copy
 from hw.requant import Requantizer
 from hw.schedule import CONV, POOL
 
@@ -78,24 +78,33 @@ class Epilogue(wiring.Component):
         # shifted right to the sum's binary point, and held until E3.
         rl = Requantizer.latency
         sc_word = self.shortcut_data
-        sc_og = delay(m, e1_og, FeatureMaps.read_latency - 1, "scog")
+        # Whether the word's output group is stored (past it a downsampling block adds zero),
+        # decided a cycle early: each lane takes its own copy of the answer.
+        sc_stored = Signal()
+        m.d.sync += sc_stored.eq(delay(m, e1_og, FeatureMaps.read_latency - 3, "scog") < f.sc_groups)
         # E3 (E1 + the requantizer's latency): the residual add, then its clamp -> E4.
         e3_valid, e3_addr = delay(m, e1_valid, rl, "e3v"), delay(m, e1_addr, rl, "e3addr")
         e4 = []
         for o, rq in enumerate(first):
+            # The step's fields stand still while its words pass: each lane reads its own copies
+            # (a cycle late), not one register routed to every lane.
+            lf = {name: own_copy(m, f[name], f"{name}{o}")
+                  for name in ("sc_signed", "add_l", "add_r", "add_lo", "add_hi", "add_en")}
             raw = sc_word[o]
             shortcut = Signal(signed(a + 1), name=f"sc{o}")
-            m.d.comb += shortcut.eq(Mux(sc_og < f.sc_groups,
-                                        Mux(f.sc_signed, raw.as_signed(), raw.as_unsigned()), 0))
+            m.d.comb += shortcut.eq(Mux(own_copy(m, sc_stored, f"sc_stored{o}"),
+                                        Mux(lf["sc_signed"], raw.as_signed(), raw.as_unsigned()), 0))
             shifted = Signal(signed(a + 9), name=f"scl{o}")
-            m.d.sync += shifted.eq(shortcut << f.add_l)
+            m.d.sync += shifted.eq(shortcut << lf["add_l"])
             aligned = Signal(signed(a + 10), name=f"scw{o}")
-            m.d.sync += aligned.eq((shifted + Mux(f.add_r == 0, 0, (1 << f.add_r) >> 1)) >> f.add_r)
+            add_r = lf["add_r"]
+            m.d.sync += aligned.eq((shifted + Mux(add_r == 0, 0, (1 << add_r) >> 1)) >> add_r)
             total = Signal(signed(a + 11), name=f"sum{o}")
             m.d.sync += total.eq(rq.y + delay(m, aligned, rl - SHORTCUT_LATENCY, f"e3scw{o}"))
             value = Signal(signed(vb), name=f"e4_{o}")
-            clamped = Mux(total < f.add_lo, f.add_lo, Mux(total > f.add_hi, f.add_hi, total))
-            m.d.sync += value.eq(Mux(f.add_en, clamped, delay(m, rq.y, 1, f"rqy{o}")))
+            lo, hi = lf["add_lo"], lf["add_hi"]
+            clamped = Mux(total < lo, lo, Mux(total > hi, hi, total))
+            m.d.sync += value.eq(Mux(lf["add_en"], clamped, delay(m, rq.y, 1, f"rqy{o}")))
             e4.append(value)
         e4_valid = delay(m, e3_valid, ADD_LATENCY, "e4v")
         e4_addr = delay(m, e3_addr, ADD_LATENCY, "e4addr")

@@ -1,6 +1,13 @@
 """Pipeline registers shared by the core's components."""
 from amaranth import Signal
 
+# Synthesis merges registers that hold the same value (yosys opt_merge, Vivado's equivalent
+# register removal): the bounds every requantizer delays alike become one register driving every
+# lane's compare across the chip, the routed design's slowest path. `keep` on a register's
+# flip-flops stops the merge; Amaranth puts it on the wire only, so this yosys command (run
+# after reading the design) gives it to the flip-flops that drive such wires.
+KEEP_OWN_COPIES = "setattr -set keep 1 w:* a:keep %i %ci1:+[Q] t:* %i"
+
 
 def delay(m, value, cycles, name):
     """`value` `cycles` clock cycles late, through registers named name_d1, name_d2, ..."""
@@ -9,3 +16,12 @@ def delay(m, value, cycles, name):
         m.d.sync += register.eq(value)
         value = register
     return value
+
+
+def own_copy(m, value, name):
+    """`value` a cycle late in a register of the caller's own, never merged with its twins in
+    other components (KEEP_OWN_COPIES), so the placer can put it beside its users: for values
+    that stand still for many cycles (a step's fields) and reach many lanes."""
+    register = Signal.like(value, name=name, attrs={"keep": 1})
+    m.d.sync += register.eq(value)
+    return register

@@ -27,7 +27,7 @@ from amaranth import Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.pipeline import delay
+from hw.pipeline import delay, own_copy
 from quantize.fixed_point import adder_plan, csd_digits, odd_part
 
 
@@ -140,7 +140,9 @@ class Requantizer(wiring.Component):
         total = delay(m, total, SUM_LEVELS - levels + 2 - product_registers, "total")
         shifted = Signal(signed(max(2, self.sum_width - self.shift)))
         m.d.comb += shifted.eq(total >> self.shift)   # arithmetic: floor
-        lo, hi = (delay(m, bound, self.latency - 1, name) for bound, name in ((self.lo, "lo"), (self.hi, "hi")))
+        # The bounds are the same in every requantizer of a bank: each gets its own last copy.
+        lo, hi = (own_copy(m, delay(m, bound, self.latency - 2, name), f"{name}_own")
+                  for bound, name in ((self.lo, "lo"), (self.hi, "hi")))
         m.d.sync += self.y.eq(Mux(shifted < lo, lo, Mux(shifted > hi, hi, shifted)))
         return m
 

@@ -11,6 +11,7 @@ import pytest
 
 from hw.ecp5_pll import pll_parameters
 from hw.open_flow import tool
+from hw.pipeline import KEEP_OWN_COPIES
 from quantize.qmodel import write_qmodel
 from quantize.random_model import random_qmodel
 
@@ -76,5 +77,7 @@ def test_a_small_model_is_placed_routed_and_packed(tmp_path):
     assert post["worst_path"]["start"] and post["worst_path"]["end"]
     assert post["worst_path"]["delay_ns"] > 0 and post["seed"] == 1
     assert (out / post["log"]).stat().st_size > 0
+    # Synthesis keeps every requantizer's own copy of the bounds (tests/test_hw_pipeline.py).
+    assert KEEP_OWN_COPIES in (out / "top.ys").read_text()
     # The reset reaches nearly every flip-flop: it goes on a global network, as the clock does.
     assert re.search(r"routing clock net \S*\brst using global \d", (out / "nextpnr.log").read_text())
