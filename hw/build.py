@@ -103,7 +103,8 @@ def estimate(accel, folder, timeout_s=None, progress_s=15.0, netlist=False):
     from amaranth.back import verilog
     os.makedirs(folder, exist_ok=True)
     write_text(os.path.join(folder, "core.v"), verilog.convert(accel, name="core"))
-    script = (f"read_verilog core.v; proc; {KEEP_OWN_COPIES}; synth_xilinx -family xc7 -top core -flatten -noiopad; "
+    script = (f"read_verilog core.v; proc; {KEEP_OWN_COPIES}; "
+              "synth_xilinx -family xc7 -top core -flatten -noiopad; "
               "tee -q -o stat.json stat -json" + (f"; {JSON_SCRIPT}" if netlist else ""))
     log = os.path.join(folder, "yosys.log")
     stage = "starting"

