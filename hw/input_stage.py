@@ -18,9 +18,9 @@ from hw.schedule import INPUT
 
 
 class InputStage(wiring.Component):
-    # the table read, its register, the gathered word's write request, the registered write
-    pixel_latency = 3 + FeatureMaps.write_latency
-    word_latency = 1 + FeatureMaps.write_latency      # the write request, the registered write
+    # the table read, its register, the gathered word, its write request's register, the write
+    pixel_latency = 4 + FeatureMaps.write_latency
+    word_latency = 2 + FeatureMaps.write_latency      # the beat, the request's register, the write
 
     def __init__(self, plan):
         self.plan = plan
@@ -63,7 +63,10 @@ class InputStage(wiring.Component):
         last_channel = c == f.c_in_last
         with m.If(looked_up):
             m.d.sync += partial.eq(Mux(last_channel, 0, gathered))
-        m.d.comb += [self.pixel_write.en.eq((f.kind == INPUT) & looked_up & last_channel),
+        # Both write requests leave from registers: the feature maps' writer mux and its
+        # register lie beside the block RAMs, across the chip (the routed make-train model's
+        # worst path ran from `c` through the last-channel compare into that mux, 10.4 ns).
+        m.d.sync += [self.pixel_write.en.eq((f.kind == INPUT) & looked_up & last_channel),
                      self.pixel_write.addr.eq(word_address(0, y, x, f.hb_out, f.wb_out)),
                      self.pixel_write.data.eq(gathered),
                      self.word_write.en.eq(self.word_taken),
