@@ -6,7 +6,7 @@ the address of its source word, registered (the position's adders, the address's
 buffers' address muxes did not fit one 10 ns cycle with it). The feature maps register it again
 at their block RAMs, and the words as they leave them; the weight ROM (hw/banked_rom.py) does
 the same, since a block RAM's clock-to-out leaves no room for logic. Stage B (`READ_LATENCY` =
-5 cycles after the tap): each pixel's `lanes`
+6 cycles after the tap): each pixel's `lanes`
 activations (zero outside the map) go into `lanes` add/subtract trees against the weight word's
 `lanes` x `lanes` bits, shared by the pixels; a pool step (depthwise) takes lane o of the input
 for output o instead. The trees' sums accumulate over the taps of a word; after its last tap the

@@ -15,8 +15,11 @@ for logic in a 10 ns cycle, and a buffer's block RAMs lie apart across the chip 
 `make train` model's worst path ran from the step's `src` through the address muxes to a block
 RAM's address, 13.0 ns of which 10.3 routing). The mux over the buffers (by the step's `src` or
 `shortcut`) has a cycle of its own too: behind it the engine's first adders sat in the same
-cycle (12.5 ns in the routed 16 x 2 design). A word is out `read_latency` = 4 cycles after its
-address: the address register, the read, the data register, the buffer mux's register.
+cycle (12.5 ns in the routed 16 x 2 design). The data register has a second register behind
+it: the first's one user, so the placer keeps the first beside its block RAM (with the buffer
+muxes as its users it sat 26 columns and 52 rows away: 5.6 ns clock-to-out and 5.2 ns of
+route, the routed model's worst path). A word is out `read_latency` = 5 cycles after its
+address: the address register, the read, the data register, its second, the buffer mux's.
 
 Every buffer's write request (enable, address, word) is registered right at the block RAM too,
 after the mux over the four writers: the mux follows the step's fields (which buffer, which
@@ -45,16 +48,16 @@ def word_address(group, y, x, hb, wb):
 
 
 def read_port(m, mem, name):
-    """(the port, its word two cycles after the port's address): the block RAM's read, then a
-    register fed by nothing else."""
+    """(the port, its word three cycles after the port's address): the block RAM's read, then
+    two registers, each fed by nothing else."""
     port = mem.read_port(domain="comb")
-    read, data_reg = Signal.like(port.data, name=f"{name}_read"), Signal.like(port.data, name=name)
-    m.d.sync += [read.eq(port.data), data_reg.eq(read)]
-    return port, data_reg
+    read = Signal.like(port.data, name=f"{name}_read")
+    m.d.sync += read.eq(port.data)
+    return port, delay(m, read, 2, name)
 
 
 class FeatureMaps(wiring.Component):
-    read_latency = 4
+    read_latency = 5
     write_latency = 1
 
     def __init__(self, plan):

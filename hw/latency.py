@@ -32,9 +32,9 @@ def pipeline_depth(lanes, pixels=1):
 
     >>> from hw.addsub_tree import AddSubTree
     >>> AddSubTree.latency_for(16), ConvEngine.latency_for(16), Epilogue.latency
-    (5, 11, 19)
+    (5, 12, 19)
     >>> pipeline_depth(16, 2)
-    33
+    34
     """
     return (ConvEngine.latency_for(lanes) + Epilogue.latency + pixels - 1
             + FeatureMaps.write_latency + SPARE)

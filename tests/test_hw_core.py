@@ -100,12 +100,12 @@ def test_step_table_presents_the_record_of_the_current_step(plan):
 @pytest.mark.parametrize("lanes,pixels", [(8, 1), (16, 2), (16, 4), (32, 3)])
 def test_pipeline_depth_is_the_sum_of_the_parts(lanes, pixels):
     tree = AddSubTree.latency_for(lanes)
-    # Address registers (the engine's, the RAM's), block-RAM read, its data register and the
-    # buffer mux's, the tree, the accumulator; queue, requantizer, add and clamp, requantizer;
-    # the words of the other pixels; the registered write; a spare cycle.
-    assert ConvEngine.latency_for(lanes) == 5 + tree + 1
+    # Address registers (the engine's, the RAM's), block-RAM read, its two data registers and
+    # the buffer mux's, the tree, the accumulator; queue, requantizer, add and clamp,
+    # requantizer; the words of the other pixels; the registered write; a spare cycle.
+    assert ConvEngine.latency_for(lanes) == 6 + tree + 1
     assert Epilogue.latency == 1 + 2 * Requantizer.latency + 2 == 19
-    assert pipeline_depth(lanes, pixels) == (5 + tree + 1) + 19 + (pixels - 1) + 1 + 1
+    assert pipeline_depth(lanes, pixels) == (6 + tree + 1) + 19 + (pixels - 1) + 1 + 1
     assert ParamStore.latency == 2           # the address register, the ROM
     assert Head.logit_latency == 2 + 1 + Requantizer.latency      # the word, its register, the requantizer
 
