@@ -67,7 +67,8 @@ class Accelerator(wiring.Component):
 
         m.d.comb += [epilogue.words.eq(engine.result), epilogue.finishing.eq(engine.finishing),
                      head.words.eq(engine.result),
-                     params.word_group.eq(epilogue.param_group), params.logits.eq(ctrl.logits),
+                     params.word_group.eq(epilogue.param_group), params.word2_group.eq(epilogue.param2_group),
+                     params.logits.eq(ctrl.logits),
                      params.logit_group.eq(head.param_group),
                      epilogue.params_word.eq(params.word), epilogue.params2_word.eq(params.word2),
                      head.params_word.eq(params.word),

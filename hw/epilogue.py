@@ -14,7 +14,7 @@ from amaranth.lib.wiring import In, Out
 
 from hw.feature_maps import FeatureMaps, word_address
 from hw.layouts import COUNT, TAG, finished_words, write_request
-from hw.param_store import bank_word, operands, requantizer_for
+from hw.param_store import ParamStore, bank_word, operands, requantizer_for
 from hw.pipeline import delay, own_copy
 from hw.requant import Requantizer
 from hw.schedule import CONV, POOL
@@ -36,6 +36,7 @@ class Epilogue(wiring.Component):
             "words": In(finished_words(plan)),
             "finishing": In(data.StructLayout({"valid": 1, "og": COUNT})),   # `words`, a cycle early
             "param_group": Out(COUNT),        # the output group whose parameters are read
+            "param2_group": Out(COUNT),       # the same for the second requantizers
             "params_word": In(bank_word(plan, images.params)),
             "params2_word": In(bank_word(plan, images.params2)),
             "shortcut_addr": Out(plan.addr_bits), "shortcut_data": In(plan.word),
@@ -112,8 +113,10 @@ class Epilogue(wiring.Component):
         m.d.comb += [self.write.en.eq(e4_valid & ((f.kind == CONV) | (f.kind == POOL))),
                      self.write.addr.eq(e4_addr), self.write.data.eq(Cat(*[v[:a] for v in e4]))]
         # E4: the second requantizers -> E6 (E4 + the requantizer's latency), written to dst2.
-        second = self._requantizers(m, "rq2_", images.params2, vb, e4,
-                                    delay(m, self.params2_word, rl + ADD_LATENCY, "p2w"), f.lo2, f.hi2)
+        # The second parameter word is read for E4: its group named ParamStore.second_latency
+        # cycles before (a delay of the group, not of the word: 10 bits, not 16 x 39).
+        m.d.comb += self.param2_group.eq(delay(m, e1_og, rl + ADD_LATENCY - ParamStore.second_latency, "p2og"))
+        second = self._requantizers(m, "rq2_", images.params2, vb, e4, self.params2_word, f.lo2, f.hi2)
         e6_valid, e6_addr = delay(m, e4_valid, rl, "e6v"), delay(m, e4_addr, rl, "e6addr")
         m.d.comb += [self.second_write.en.eq(e6_valid & (f.kind == CONV) & (f.dst2 != plan.buffers)),
                      self.second_write.addr.eq(e6_addr),

@@ -8,11 +8,12 @@ LUTRAM mapping for a forced "distributed" sync ROM): for the 7-series it builds 
 for the ECP5 it puts them in block RAM (the `make train` model's first bank at 16 x 2: 24
 DP16KD).
 """
-from amaranth import Module, Mux, Shape, signed
+from amaranth import Module, Mux, Shape, Signal, signed
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.layouts import COUNT
+from hw.pipeline import own_copy
 from hw.requant import Requantizer, ShiftAddRequantizer
 from hw.schedule import ceil_log2
 
@@ -42,9 +43,13 @@ def operands(requantizer, field):
 
 class ParamStore(wiring.Component):
     """`word`: bank 1 at the step's base + `word_group`, or + `logit_group` while `logits`;
-    `word2`: bank 2 at its base + `word_group`. Two cycles from group to word: base + group is
-    registered, then the ROM reads (the sum, its bound check and the ROM's decode did not fit
-    one cycle at 100 MHz).
+    `word2`: bank 2 at its base + `word2_group`. `latency` = 2 cycles from group to `word`:
+    base + group is registered, then the ROM reads (the sum, its bound check and the ROM's
+    decode did not fit one cycle at 100 MHz). `second_latency` = 3 to `word2`: bank 2 is a ROM
+    per lane, each read through its own copy of the registered address. Synthesis builds a bank
+    this shallow from LUTs, and as one ROM it shared the decode between lanes: the routed
+    make-train model's worst path ran from the address register through six LUTs in lanes
+    strewn across the chip (10.7 ns, 8.7 routing); a lane's own address keeps its decode its own.
 
     A group is only meaningful while its step uses the bank: at other cycles base + group can
     point past the bank's words (at the head step, before its first words, `word_group` still
@@ -58,6 +63,7 @@ class ParamStore(wiring.Component):
     """
 
     latency = 2
+    second_latency = 3
 
     def __init__(self, plan):
         self.plan = plan
@@ -65,22 +71,32 @@ class ParamStore(wiring.Component):
         super().__init__({
             "fields": In(plan.step_layout),
             "word_group": In(COUNT), "logits": In(1), "logit_group": In(range(plan.padded_classes + 8)),
+            "word2_group": In(COUNT),
             "word": Out(bank_word(plan, images.params)), "word2": Out(bank_word(plan, images.params2)),
         })
 
     def elaborate(self, platform):
         m = Module()
-        f, images = self.fields, self.plan.images
-        ports = []
-        for name, bank in (("params", images.params), ("params2", images.params2)):
-            rom = memory.Memory(shape=Shape.cast(bank_word(self.plan, bank)),
-                                depth=1 << ceil_log2(max(2, len(bank.words))), init=bank.words)
-            m.submodules[name] = rom
-            ports.append(rom.read_port())
-        first, second = ports
+        f, plan, images = self.fields, self.plan, self.plan.images
+        depth = 1 << ceil_log2(max(2, len(images.params.words)))
+        m.submodules.params = rom = memory.Memory(shape=Shape.cast(bank_word(plan, images.params)),
+                                                  depth=depth, init=images.params.words)
+        first = rom.read_port()
         group = Mux(self.logits, self.logit_group, self.word_group)
         # The sums are cut to the ports' address widths: the wrap described above.
-        m.d.sync += [first.addr.eq(f.pbase + group), second.addr.eq(f.p2base + self.word_group)]
-        m.d.comb += [first.en.eq(1), second.en.eq(1),
-                     self.word.eq(first.data), self.word2.eq(second.data)]
+        m.d.sync += first.addr.eq(f.pbase + group)
+        m.d.comb += [first.en.eq(1), self.word.eq(first.data)]
+
+        bank = images.params2
+        depth = 1 << ceil_log2(max(2, len(bank.words)))
+        address = Signal(range(depth), name="word2_address")
+        m.d.sync += address.eq(f.p2base + self.word2_group)
+        lane_bits = Shape.cast(bank_field(bank)).width
+        for lane in range(plan.lanes):
+            rom = memory.Memory(shape=lane_bits, depth=depth,
+                                init=[(word >> lane * lane_bits) & ((1 << lane_bits) - 1) for word in bank.words])
+            m.submodules[f"params2_lane{lane}"] = rom
+            port = rom.read_port()
+            m.d.comb += [port.addr.eq(own_copy(m, address, f"word2_address{lane}")), port.en.eq(1),
+                         self.word2[lane].eq(port.data)]
         return m

@@ -107,6 +107,7 @@ def test_pipeline_depth_is_the_sum_of_the_parts(lanes, pixels):
     assert Epilogue.latency == 1 + 2 * Requantizer.latency + 2 == 19
     assert pipeline_depth(lanes, pixels) == (6 + tree + 1) + 19 + (pixels - 1) + 1 + 1
     assert ParamStore.latency == 2           # the address register, the ROM
+    assert ParamStore.second_latency == 3    # the address register, each lane's copy, the ROM
     assert Head.logit_latency == 2 + 1 + Requantizer.latency      # the word, its register, the requantizer
 
 
