@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from hw.ecp5_pll import pll_parameters
-from hw.open_flow import tool
+from hw.open_flow import nextpnr_figures, tool
 from hw.pipeline import KEEP_OWN_COPIES
 from quantize.qmodel import write_qmodel
 from quantize.random_model import random_qmodel
@@ -49,6 +49,24 @@ def test_program_is_for_bitstreams_only(tmp_path):
     assert not (tmp_path / "b").exists()
 
 
+def test_the_worst_path_splits_as_nextpnr_does():
+    """A block RAM's read straight into a register: 5.61 ns clock-to-out (logic, as nextpnr's
+    "5.61 ns logic, 5.17 ns routing" counts it), 5.17 ns of route, no setup."""
+    def cell(name, port):
+        return {"cell": name, "port": port}
+    path = [{"type": "clk-to-q", "delay": 5.61, "from": cell("ram", "DOA15"), "to": cell("ram", "DOA15")},
+            {"type": "routing", "delay": 5.17, "from": cell("ram", "DOA15"), "to": cell("ff", "M")},
+            {"type": "setup", "delay": 0.0, "from": cell("ff", "M"), "to": cell("ff", "M")}]
+    report = {"utilization": {"TRELLIS_COMB": {"used": 10, "available": 20}},
+              "fmax": {"clk": {"achieved": 92.78, "constraint": 100}},
+              "critical_paths": [{"from": "clk", "to": "clk", "path": path}]}
+    figures = nextpnr_figures(report, 100)
+    assert figures["worst_path"] == dict(start="ram", end="ff", delay_ns=10.78, logic_ns=5.61,
+                                         routing_ns=5.17)
+    assert figures["fmax_mhz"] == 92.78 and not figures["timing_met"]
+    assert figures["used"] == {"lut4": 10} and figures["available"] == {"lut4": 20}
+
+
 def test_a_small_model_is_placed_routed_and_packed(tmp_path):
     """WRN-8-1 on 8x8 inputs at 4 lanes x 1 pixel, 40 MHz from the PLL: a real bitstream, and
     the report's figures are nextpnr's."""
@@ -75,7 +93,9 @@ def test_a_small_model_is_placed_routed_and_packed(tmp_path):
     assert rep["clock_mhz"] == 40 and post["pll"]["clkfb_div"] * 25 / post["pll"]["clki_div"] == 40
     assert rep["images_per_s_at_met_clock"] == min(40, rep["fmax_mhz"]) * 1e6 / rep["cycles_per_image"]
     assert post["worst_path"]["start"] and post["worst_path"]["end"]
-    assert post["worst_path"]["delay_ns"] > 0 and post["seed"] == 1
+    worst = post["worst_path"]
+    assert worst["delay_ns"] > 0 and post["seed"] == 1
+    assert abs(worst["logic_ns"] + worst["routing_ns"] - worst["delay_ns"]) < 0.01
     assert (out / post["log"]).stat().st_size > 0
     # Synthesis keeps every requantizer's own copy of the bounds (tests/test_hw_pipeline.py).
     assert KEEP_OWN_COPIES in (out / "top.ys").read_text()
