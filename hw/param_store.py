@@ -41,6 +41,11 @@ def operands(requantizer, field):
     return [requantizer.multiplier.eq(field.multiplier), requantizer.offset.eq(field.offset)]
 
 
+def rom_depth(bank):
+    """The bank's words rounded up to a power of two (the wrap ParamStore describes)."""
+    return 1 << ceil_log2(max(2, len(bank.words)))
+
+
 class ParamStore(wiring.Component):
     """`word`: bank 1 at the step's base + `word_group`, or + `logit_group` while `logits`;
     `word2`: bank 2 at its base + `word2_group`. `latency` = 2 cycles from group to `word`:
@@ -78,9 +83,8 @@ class ParamStore(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         f, plan, images = self.fields, self.plan, self.plan.images
-        depth = 1 << ceil_log2(max(2, len(images.params.words)))
         m.submodules.params = rom = memory.Memory(shape=Shape.cast(bank_word(plan, images.params)),
-                                                  depth=depth, init=images.params.words)
+                                                  depth=rom_depth(images.params), init=images.params.words)
         first = rom.read_port()
         group = Mux(self.logits, self.logit_group, self.word_group)
         # The sums are cut to the ports' address widths: the wrap described above.
@@ -88,12 +92,11 @@ class ParamStore(wiring.Component):
         m.d.comb += [first.en.eq(1), self.word.eq(first.data)]
 
         bank = images.params2
-        depth = 1 << ceil_log2(max(2, len(bank.words)))
-        address = Signal(range(depth), name="word2_address")
+        address = Signal(range(rom_depth(bank)), name="word2_address")
         m.d.sync += address.eq(f.p2base + self.word2_group)
-        lane_bits = Shape.cast(bank_field(bank)).width
+        lane_bits = bank.field_bits
         for lane in range(plan.lanes):
-            rom = memory.Memory(shape=lane_bits, depth=depth,
+            rom = memory.Memory(shape=lane_bits, depth=rom_depth(bank),
                                 init=[(word >> lane * lane_bits) & ((1 << lane_bits) - 1) for word in bank.words])
             m.submodules[f"params2_lane{lane}"] = rom
             port = rom.read_port()
