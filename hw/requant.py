@@ -12,9 +12,12 @@ docs/board.md): the operands; the partial products, each operand cut into parts 
 the family's multiplier takes (`MULTIPLIERS`), so that each product is one hardware multiplier;
 a balanced tree of adds over the partial products and the offset, one register per level, at
 most `SUM_LEVELS` levels; the saturation. The operands are registered twice and, on a
-multiplier without a post-adder, the products too, so that the placer can put a register beside
-each multiplier (with a post-adder the spare register follows the add tree). Latency 8 whatever
-the widths (a shallower tree is padded with registers), so every requantizer of a bank lines up.
+multiplier without a post-adder (the ECP5's), the products too: there the second operand
+register and both product registers are the multiplier's own (`RegisteredMultiplier`, inside
+the MULT18X18D on an ECP5), so that only routes lie between the fabric and the hard block. With
+a post-adder (the DSP48E1) the products are registered once, in the fabric, so that synthesis can
+put the first add in it, and the spare register follows the add tree. Latency 8 whatever the
+widths (a shallower tree is padded with registers), so every requantizer of a bank lines up.
 
 `ShiftAddRequantizer` computes the same with no multiplier: the requantizers of a bank can only
 ever multiply by the few M' values the model holds (a shifted-ReLU model: one constant per
@@ -28,6 +31,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.pipeline import delay, own_copy
+from hw.registered_multiplier import RegisteredMultiplier
 from quantize.fixed_point import adder_plan, csd_digits, odd_part
 
 
@@ -80,6 +84,12 @@ def cut_operands(x, multiplier, unit):
     return min(cuts, key=lambda cut: len(cut[0]) * len(cut[1]))
 
 
+def product_pairs(x, multiplier, unit):
+    """[((x part, weight), (multiplier part, weight))], one pair per hardware multiplier."""
+    x_parts, multiplier_parts = cut_operands(x, multiplier, unit)
+    return [(xp, mp) for xp in x_parts for mp in multiplier_parts]
+
+
 def add_tree(m, terms, name):
     """Sum of `terms` by a balanced tree of adds, one register per level; returns (sum, levels)."""
     levels = 0
@@ -100,11 +110,11 @@ def add_tree(m, terms, name):
 class Requantizer(wiring.Component):
     """`multiplier` is M' itself: HardMultipliers `unit`, one per pair of operand parts."""
     # The operands, registered twice, the partial products, registered twice, the add tree, the
-    # saturation. The second registers give the placer a register beside each multiplier on
-    # both sides: in a large ECP5 design the routes to and from the multipliers, not the multiply
-    # (3.9 ns), made the slowest path (4.2 ns in, 3.0 ns out; docs/board.md). A unit with a
-    # post-adder gets its products registered once, so that synthesis can put the first add in
-    # it, and the spare register after the add tree.
+    # saturation. Without a post-adder, the registers around the multiply are the hard block's
+    # own: fabric registers meant to sit beside each multiplier were placed 40-50 rows away
+    # from it in the routed ECP5 design, and the route to and from the block made the slowest
+    # path (docs/results.md). A unit with a post-adder gets its products registered once, so
+    # that synthesis can put the first add in it, and the spare register after the add tree.
     latency = 2 + 2 + SUM_LEVELS + 1
 
     def __init__(self, in_width, mult_width, offset_width, shift, out_width, unit=ANY_MULTIPLIER):
@@ -125,19 +135,13 @@ class Requantizer(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        x, multiplier = delay(m, self.x, 2, "x"), delay(m, self.multiplier, 2, "multiplier")
-        product_registers = self.product_registers
-        terms = []
-        for i, (part, weight) in enumerate(self.partial_products(m, x, multiplier)):
-            product = Signal(part.shape(), name=f"product{i}")
-            m.d.sync += product.eq(part)
-            terms.append(delay(m, product, product_registers - 1, f"product{i}_out") << weight)
-        terms.append(delay(m, self.offset, 2 + product_registers, "offset"))
+        terms = [product << weight for product, weight in self.registered_products(m)]
+        terms.append(delay(m, self.offset, 2 + self.product_registers, "offset"))
         total, levels = add_tree(m, terms, "sum")
         if levels > SUM_LEVELS:
             raise ValueError(f"a {len(self.x)}-bit x {len(self.multiplier)}-bit requantizer needs "
                              f"{levels} add levels; at most {SUM_LEVELS} fit its latency")
-        total = delay(m, total, SUM_LEVELS - levels + 2 - product_registers, "total")
+        total = delay(m, total, SUM_LEVELS - levels + 2 - self.product_registers, "total")
         shifted = Signal(signed(max(2, self.sum_width - self.shift)))
         m.d.comb += shifted.eq(total >> self.shift)   # arithmetic: floor
         # The bounds are the same in every requantizer of a bank: each gets its own last copy.
@@ -150,11 +154,40 @@ class Requantizer(wiring.Component):
     def product_registers(self):
         return 1 if self.unit.post_adder else 2
 
+    def registered_products(self, m):
+        """[(product, weight)]: x * multiplier = sum(product << weight), each product one
+        hardware multiplier, `2 + product_registers` cycles after the ports.
+
+        Without a post-adder each product is a `RegisteredMultiplier`, whose input register is
+        the operands' second and whose pipeline and output registers are the products' two."""
+        if self.unit.post_adder:
+            return self.fabric_products(m, *self.operands(m, 2))
+        x, multiplier = self.operands(m, 2 + self.product_registers - RegisteredMultiplier.latency)
+        products = []
+        for i, ((xp, xw), (mp, mw)) in enumerate(product_pairs(x, multiplier, self.unit)):
+            m.submodules[f"mult{i}"] = mult = RegisteredMultiplier()
+            m.d.comb += [mult.a.eq(xp), mult.b.eq(mp)]
+            product = Signal((xp * mp).shape(), name=f"product{i}")
+            m.d.comb += product.eq(mult.p)    # exact: the product fits its own width
+            products.append((product, xw + mw))
+        return products
+
+    def operands(self, m, cycles):
+        return delay(m, self.x, cycles, "x"), delay(m, self.multiplier, cycles, "multiplier")
+
+    def fabric_products(self, m, x, multiplier):
+        """The partial products as registers in the fabric, `product_registers` deep."""
+        products = []
+        for i, (part, weight) in enumerate(self.partial_products(m, x, multiplier)):
+            product = Signal(part.shape(), name=f"product{i}")
+            m.d.sync += product.eq(part)
+            products.append((delay(m, product, self.product_registers - 1, f"product{i}_out"), weight))
+        return products
+
     def partial_products(self, m, x, multiplier):
         """[(product, weight)]: x * multiplier = sum(product << weight), each product one
         hardware multiplier."""
-        x_parts, multiplier_parts = cut_operands(x, multiplier, self.unit)
-        return [(xp * mp, xw + mw) for xp, xw in x_parts for mp, mw in multiplier_parts]
+        return [(xp * mp, xw + mw) for (xp, xw), (mp, mw) in product_pairs(x, multiplier, self.unit)]
 
 
 def shift_add(x, value):
@@ -199,6 +232,9 @@ class ShiftAddRequantizer(Requantizer):
         self._init(in_width, code, in_width + peak.bit_length() + 1, offset_width, shift, out_width)
 
     product_registers = 2           # no multiplier, no post-adder: the chosen product twice
+
+    def registered_products(self, m):
+        return self.fabric_products(m, *self.operands(m, 2))
 
     def partial_products(self, m, x, multiplier):
         trees = {}

@@ -17,6 +17,7 @@ from hw.requant import ANY_MULTIPLIER, MULTIPLIERS, Requantizer, ShiftAddRequant
 from quantize.fixed_point import MAX_SHIFT, int_range, requantize
 from quantize.golden import _Prepared, run_op
 from quantize.qmodel import QModel
+from sim.ecp5_cells import MULT18X18D_CONFIGURATION, instance_parameters, model_verilog, strip_parameters
 from sim.models import REQUANT_LATENCY, addsub_dot, requant_golden, tree_latency, tree_out_width
 from sim.runner import CocotbFailure, run_cocotb
 from training.bundle import pack_signs
@@ -130,10 +131,11 @@ def test_component_latency_and_widths():
 # -- elaboration --------------------------------------------------------------------------------
 
 def _ports(text, module):
-    assert re.search(rf"^module {module}\s*\(", text, re.M), f"no module {module}"
+    found = re.search(rf"^module {module}\s*\(.*?^endmodule", text, re.M | re.S)
+    assert found, f"no module {module}"
     ports = {}
     for direction, rng, name in re.findall(r"^\s*(input|output)\s+(?:signed\s+)?(\[\d+:0\]\s+)?(\w+)\s*;",
-                                           text, re.M):
+                                           found[0], re.M):
         ports[name] = (direction, int(rng.strip()[1:].split(":")[0]) + 1 if rng else 1)
     return ports
 
@@ -197,6 +199,28 @@ def test_dsp48_requant_sim(build_root, tmp_path):
     """Cut for the 7-series DSP48's 25 x 18 multiplier (fewer, wider partial products, each
     registered once for its post-adder): the same results at the same latency."""
     assert _run_requant(build_root, tmp_path, "accel", unit=MULTIPLIERS["xc7"]).is_file()
+
+
+def test_ecp5_multiplier_instances_sim(build_root, tmp_path):
+    """On an ECP5 every partial product is a MULT18X18D with its input, pipeline and output
+    registers in use: the requantizer's Verilog for the ULX3S, run against a model of the
+    primitive in that configuration (sim/ecp5_cells.py), gives the golden results at the same
+    latency, so the instances are wired bit for bit and cycle for cycle as the twin that every
+    other simulation runs."""
+    from amaranth_boards.ulx3s import ULX3S_85F_Platform
+    rq = _requantizer(**ACCEL_REQUANT, unit=MULTIPLIERS["ecp5"])
+    design = verilog.convert(rq, name="requant", platform=ULX3S_85F_Platform())
+    instances = instance_parameters(design)
+    assert len(instances) == 6 and " * " not in design       # no multiply left in the fabric
+    assert all(params == MULT18X18D_CONFIGURATION for params in instances)
+    assert design.count(".SOURCEA(1'h0)") == design.count(".SOURCEB(1'h0)") == 6
+    folder = build_root / "requant_ecp5"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "requant.v").write_text(strip_parameters(design))
+    (folder / "mult18x18d.v").write_text(model_verilog())
+    assert run_cocotb([folder / "requant.v", folder / "mult18x18d.v"], "requant",
+                      "sim.benches.requant", folder, test_dir=tmp_path, seed=SEED,
+                      params=ACCEL_REQUANT, log_file=tmp_path / "sim.log").is_file()
 
 
 def test_operands_are_cut_to_the_multiplier():
