@@ -31,7 +31,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.pipeline import delay, own_copy
-from hw.registered_multiplier import RegisteredMultiplier
+from hw.registered_multiplier import OPERAND_BITS, RegisteredMultiplier
 from quantize.fixed_point import adder_plan, csd_digits, odd_part
 
 
@@ -162,6 +162,9 @@ class Requantizer(wiring.Component):
         the operands' second and whose pipeline and output registers are the products' two."""
         if self.unit.post_adder:
             return self.fabric_products(m, *self.operands(m, 2))
+        if max(self.unit.a_bits, self.unit.b_bits) > OPERAND_BITS:
+            raise ValueError(f"a {self.unit.a_bits} x {self.unit.b_bits} multiplier without a "
+                             f"post-adder: RegisteredMultiplier takes {OPERAND_BITS} x {OPERAND_BITS}")
         x, multiplier = self.operands(m, 2 + self.product_registers - RegisteredMultiplier.latency)
         products = []
         for i, ((xp, xw), (mp, mw)) in enumerate(product_pairs(x, multiplier, self.unit)):

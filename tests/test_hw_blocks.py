@@ -13,7 +13,7 @@ from amaranth.back import rtlil, verilog
 
 from hw.addsub_tree import AddSubTree
 from hw.banked_rom import BankedRom
-from hw.requant import ANY_MULTIPLIER, MULTIPLIERS, Requantizer, ShiftAddRequantizer, fixed_shift_operands
+from hw.requant import ANY_MULTIPLIER, MULTIPLIERS, HardMultiplier, Requantizer, ShiftAddRequantizer, fixed_shift_operands
 from quantize.fixed_point import MAX_SHIFT, int_range, requantize
 from quantize.golden import _Prepared, run_op
 from quantize.qmodel import QModel
@@ -221,6 +221,12 @@ def test_ecp5_multiplier_instances_sim(build_root, tmp_path):
     assert run_cocotb([folder / "requant.v", folder / "mult18x18d.v"], "requant",
                       "sim.benches.requant", folder, test_dir=tmp_path, seed=SEED,
                       params=ACCEL_REQUANT, log_file=tmp_path / "sim.log").is_file()
+
+
+def test_a_wider_multiplier_without_post_adder_is_refused():
+    """RegisteredMultiplier is 18 x 18: a wider unit would have its parts cut short silently."""
+    with pytest.raises(ValueError, match="RegisteredMultiplier takes 18 x 18"):
+        rtlil.convert(_requantizer(**ACCEL_REQUANT, unit=HardMultiplier(25, 18, False)), name="requant")
 
 
 def test_operands_are_cut_to_the_multiplier():
