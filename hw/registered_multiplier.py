@@ -3,9 +3,8 @@
 On an ECP5 the requantizers' slowest routed paths ran from a fabric register through the
 MULT18X18D to another fabric register, both registers placed far from the multiplier
 (docs/results.md). The MULT18X18D has registers of its own on its inputs, after the multiply and
-on its output; using all three leaves only routes between the fabric and the block, and lets
-nextpnr time the block with its all-registers timing class (its model of a block with input
-and output registers but no pipeline register assumes the pipeline register is there).
+on its output; using all three leaves only routes between the fabric and the block, and makes
+the block what nextpnr's timing model of a registered MULT18X18D describes.
 
 On an ECP5 platform the component is that MULT18X18D instance: A and B signed (SIGNEDA/SIGNEDB
 tied high), the three registers on the domain's clock, always enabled and never reset: a reset
@@ -13,10 +12,9 @@ pin on the block's registers takes the domain's reset off its global network in 
 cannot reach the DSP), and the values in a pipeline's data registers after a reset do not
 matter. They start at zero, as every register does after configuration. Anywhere else,
 simulation included, it is its twin in Amaranth: the same three registers around a multiply,
-without reset, starting at zero alike. yosys ships the
-MULT18X18D as a black box only, so the instance itself cannot be simulated here:
-tests/test_hw_blocks.py checks its wiring and parameters, and the ECP5 flow test places and
-routes it.
+without reset, starting at zero alike. yosys ships the MULT18X18D as a black box only, so
+tests/test_hw_blocks.py checks the instance's parameters and simulates it against a model of
+the primitive (sim/ecp5_cells.py); the ECP5 flow test places and routes it.
 """
 from amaranth import ClockSignal, Instance, Module, Signal, signed
 from amaranth.lib import wiring
