@@ -161,7 +161,7 @@ class Requantizer(wiring.Component):
         Without a post-adder each product is a `RegisteredMultiplier`, whose input register is
         the operands' second and whose pipeline and output registers are the products' two."""
         if self.unit.post_adder:
-            return self.fabric_products(m, *self.operands(m, 2))
+            return self.fabric_products(m)
         if max(self.unit.a_bits, self.unit.b_bits) > OPERAND_BITS:
             raise ValueError(f"a {self.unit.a_bits} x {self.unit.b_bits} multiplier without a "
                              f"post-adder: RegisteredMultiplier takes {OPERAND_BITS} x {OPERAND_BITS}")
@@ -178,10 +178,11 @@ class Requantizer(wiring.Component):
     def operands(self, m, cycles):
         return delay(m, self.x, cycles, "x"), delay(m, self.multiplier, cycles, "multiplier")
 
-    def fabric_products(self, m, x, multiplier):
-        """The partial products as registers in the fabric, `product_registers` deep."""
+    def fabric_products(self, m):
+        """The partial products as registers in the fabric, `product_registers` deep, behind
+        the operands registered twice."""
         products = []
-        for i, (part, weight) in enumerate(self.partial_products(m, x, multiplier)):
+        for i, (part, weight) in enumerate(self.partial_products(m, *self.operands(m, 2))):
             product = Signal(part.shape(), name=f"product{i}")
             m.d.sync += product.eq(part)
             products.append((delay(m, product, self.product_registers - 1, f"product{i}_out"), weight))
@@ -237,7 +238,7 @@ class ShiftAddRequantizer(Requantizer):
     product_registers = 2           # no multiplier, no post-adder: the chosen product twice
 
     def registered_products(self, m):
-        return self.fabric_products(m, *self.operands(m, 2))
+        return self.fabric_products(m)
 
     def partial_products(self, m, x, multiplier):
         trees = {}
