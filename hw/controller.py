@@ -73,7 +73,7 @@ class Controller(wiring.Component):
         m.d.comb += [self.pixels[p].x.eq(ox[p]) for p in range(plan.pixels)]
 
         engine = (f.kind == CONV) | (f.kind == POOL) | (f.kind == HEAD)
-        at_kx, at_ky = kx == f.k_last, ky == f.k_last
+        at_kx, at_ky = kx == f.kx_last, ky == f.ky_last
         at_ig, at_og, at_pg = ig == f.g_in_last, og == f.g_out_last, pg == f.pg_last
         tap_last = at_kx & at_ky & at_ig
         word_last = tap_last & at_og         # the pixels move on after this tap
@@ -108,7 +108,7 @@ class Controller(wiring.Component):
                         m.next = "DRAIN"
                 with m.Elif(self.pixel_taken):
                     with m.If(advance_stream(f.c_in_last)):
-                        m.d.sync += drain.eq(InputStage.pixel_latency)
+                        m.d.sync += drain.eq(InputStage.pixel_latency_for(plan.schedule.columns))
                         m.next = "DRAIN"
                 with m.Elif(self.word_taken):
                     with m.If(advance_stream(0)):

@@ -60,8 +60,8 @@ class ConvEngine(wiring.Component):
         inside, tags = [], []
         for p, pixel in enumerate(self.pixels):
             iy, ix = Signal(signed(13), name=f"iy{p}"), Signal(signed(12), name=f"ix{p}")
-            m.d.comb += [iy.eq(Mux(f.stride2, pixel.y << 1, pixel.y) + tap.ky - f.pad),
-                         ix.eq(Mux(f.stride2, pixel.x << 1, pixel.x) + tap.kx - f.pad)]
+            m.d.comb += [iy.eq(Mux(f.stride2, pixel.y << 1, pixel.y) + tap.ky - f.pad_y),
+                         ix.eq(Mux(f.stride2, pixel.x << 1, pixel.x) + tap.kx - f.pad_x)]
             inside.append((iy >= 0) & (iy < f.h_in) & (ix >= 0) & (ix < f.w_in))
             m.d.sync += self.read_addr[p].eq(word_address(group, iy[:10], ix[:10], f.hb_in, f.wb_in))
             tag = Signal(TAG, name=f"tag{p}")

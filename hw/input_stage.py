@@ -4,8 +4,11 @@ INPUT steps take one 8-bit pixel channel per beat (raster order, channels innerm
 it through the input table (the folded input BN: entry c*256 + pixel); the channels of a pixel
 are gathered into one word, written when its last channel arrives. An image wider than the
 lanes is spread: channel c's value x fills lanes c*k + l with floor((x + l) / k)
-(hw/lane_width.py), k = `schedule.spread`. LOAD steps (layer tests)
-take whole feature-map words and write each at once.
+(hw/lane_width.py), k = `schedule.spread`. Where the image is stored as its first conv's kernel
+columns (`schedule.columns` = 3), the word of pixel (y, x - 1) is written when pixel (y, x)
+arrives: the pixels x - 2, x - 1 and x side by side, kept in two registers of the row so far;
+the word of a row's last pixel follows a cycle after it (the next row's first pixel writes
+none). LOAD steps (layer tests) take whole feature-map words and write each at once.
 """
 from amaranth import Module, Mux, Signal, unsigned
 from amaranth.lib import memory, stream, wiring
@@ -21,6 +24,12 @@ class InputStage(wiring.Component):
     # the table read, its register, the gathered word, its write request's register, the write
     pixel_latency = 4 + FeatureMaps.write_latency
     word_latency = 2 + FeatureMaps.write_latency      # the beat, the request's register, the write
+
+    @classmethod
+    def pixel_latency_for(cls, columns):
+        """Cycles from the last pixel's beat to its word written: as columns, the last row's
+        last word comes a cycle later."""
+        return cls.pixel_latency + (columns > 1)
 
     def __init__(self, plan):
         self.plan = plan
@@ -66,10 +75,38 @@ class InputStage(wiring.Component):
         # Both write requests leave from registers: the feature maps' writer mux and its
         # register lie beside the block RAMs, across the chip (the routed make-train model's
         # worst path ran from `c` through the last-channel compare into that mux, 10.4 ns).
-        m.d.sync += [self.pixel_write.en.eq((f.kind == INPUT) & looked_up & last_channel),
-                     self.pixel_write.addr.eq(word_address(0, y, x, f.hb_out, f.wb_out)),
-                     self.pixel_write.data.eq(gathered),
-                     self.word_write.en.eq(self.word_taken),
+        arrived = looked_up & last_channel
+        if plan.schedule.columns == 1:
+            m.d.sync += [self.pixel_write.en.eq((f.kind == INPUT) & arrived),
+                         self.pixel_write.addr.eq(word_address(0, y, x, f.hb_out, f.wb_out)),
+                         self.pixel_write.data.eq(gathered)]
+        else:
+            self.write_columns(m, arrived, gathered, y, x)
+        m.d.sync += [self.word_write.en.eq(self.word_taken),
                      self.word_write.addr.eq(word_address(pos.g, pos.y, pos.x, f.hb_out, f.wb_out)),
                      self.word_write.data.eq(self.words.payload)]
         return m
+
+    def write_columns(self, m, arrived, pixel, y, x):
+        """The words of the image as columns: lane block t of pixel (y, x) holds the pixel at
+        (y, x + t - 1), zero past the row's ends; `pixel` has the arriving one in its first
+        block."""
+        plan, f = self.plan, self.fields
+        block = plan.schedule.spread * plan.qmodel.input_shape[0]
+        two_left, one_left = Signal(plan.word), Signal(plan.word)    # pixels x - 2 and x - 1
+        with m.If(arrived):
+            m.d.sync += [two_left.eq(Mux(x == 0, 0, one_left)), one_left.eq(pixel)]
+        row_end, row_y = Signal(), Signal.like(y)                    # a row's last word is due
+        m.d.sync += [row_end.eq(arrived & (x == f.w_out_last)), row_y.eq(y)]
+        inside, at_end = Signal(plan.word), Signal(plan.word)
+        for j in range(block):
+            m.d.comb += [inside[j].eq(two_left[j]), inside[block + j].eq(one_left[j]),
+                         inside[2 * block + j].eq(pixel[j]),
+                         at_end[j].eq(two_left[j]), at_end[block + j].eq(one_left[j])]
+        left_x = Signal.like(x)
+        m.d.comb += left_x.eq(x - 1)
+        m.d.sync += [
+            self.pixel_write.en.eq((f.kind == INPUT) & ((arrived & (x != 0)) | row_end)),
+            self.pixel_write.addr.eq(Mux(row_end, word_address(0, row_y, f.w_out_last, f.hb_out, f.wb_out),
+                                         word_address(0, y, left_x, f.hb_out, f.wb_out))),
+            self.pixel_write.data.eq(Mux(row_end, at_end, inside))]

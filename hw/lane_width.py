@@ -8,6 +8,12 @@ identity). The first conv's weights repeat over those k lanes, so its sums, and 
 after them, are the golden model's. The layer keeps its cycles while C*k <= lanes (one channel
 group); k is the smallest power of two whose parts fit a lane and a feature-map slot.
 
+The first conv reads one channel (or three) in a word of `lanes`: its taps would leave most lanes
+idle. When its kernel's three columns fit the word (3*C*k <= lanes), the image is stored as
+columns instead: lane block t of pixel (y, x) holds the spread image at (y, x + t - 1), zero past
+the edges, and the conv runs as a 3x1 kernel (its rows) over them, 3 taps per output instead of 9
+(`image_columns`, `columns_tensor`).
+
 >>> spread_tensor(np.array([[[-128, 127, 5]]]), 8)[:, 0, :].T.tolist()
 [[-16, -16, -16, -16, -16, -16, -16, -16], [15, 16, 16, 16, 16, 16, 16, 16], [0, 0, 0, 1, 1, 1, 1, 1]]
 """
@@ -54,6 +60,29 @@ def image_spread(qmodel, lanes):
                          f"{lane_bits(qmodel)}-bit lanes, and {channels} x {k} > {lanes} lanes: "
                          "use more lanes or quantize with a narrower --input-bits")
     return k
+
+
+def image_columns(qmodel, lanes):
+    """3 when the image is stored as its first conv's kernel columns, else 1: every conv that
+    reads the image has a 3x3 kernel, stride 1 and padding 1, and the columns fit a word."""
+    image = image_tensor(qmodel)
+    readers = [op for op in qmodel.ops if image in op["inputs"]]
+    fits = 3 * qmodel.input_shape[0] * image_spread(qmodel, lanes) <= lanes
+    same_size = all(op["op"] == "conv" and op["kernel"] == 3 and op["stride"] == 1
+                    and op["padding"] == 1 for op in readers)
+    return 3 if image is not None and readers and same_size and fits else 1
+
+
+def columns_tensor(t, columns):
+    """(C, H, W) -> (columns*C, H, W): block t holds the map moved left by t - columns // 2
+    (channel t*C + c at x is t[c] at x + t - columns // 2, zero past the edges)."""
+    t = np.asarray(t, np.int64)
+    if columns == 1:
+        return t
+    pad = columns // 2
+    padded = np.pad(t, ((0, 0), (0, 0), (pad, pad)))
+    width = t.shape[2]
+    return np.concatenate([padded[:, :, i:i + width] for i in range(columns)], axis=0)
 
 
 def spread_tensor(t, k):

@@ -3,12 +3,13 @@
 Counts the controller's cycles exactly as hw/controller.py spends them (the simulation checks
 it), from the latencies the components declare: every step costs START + NEXT (2 cycles) plus
 - engine steps (conv, pool, head): one tap per cycle for P pixels at once (P = step_pixels),
-  ceil(H_out*W_out / P)*G_out*G_in*k*k, then the drain (`pipeline_depth`: the conv engine, the
+  ceil(H_out*W_out / P)*G_out*G_in*(kernel rows)*(kernel columns walked), then the drain (`pipeline_depth`: the conv engine, the
   epilogue, one cycle per extra pixel queued for the epilogue, the feature maps' registered
   write, a spare cycle, and the cycle that leaves DRAIN); the head adds the logits (classes +
   `Head.logit_latency` + 1 cycles) and streams classes + 1 beats;
-- input: one pixel channel per cycle (C*H*W) + `InputStage.pixel_latency` + 1; load: one word
-  per cycle + `InputStage.word_latency` + 1 (both latencies end with the registered write);
+- input: one pixel channel per cycle (C*H*W) + `InputStage.pixel_latency_for(columns)` + 1;
+  load: one word per cycle + `InputStage.word_latency` + 1 (both latencies end with the
+  registered write);
 - dump: `DUMP_CYCLES` per word (the address, the feature maps' read, the beat).
 """
 from dataclasses import dataclass
@@ -57,7 +58,7 @@ def step_cycles(step, lanes, pixels=1):
         return cycles + STEP_OVERHEAD
     if step.kind == INPUT:
         c, h, w = step.src_shape
-        return c * h * w + InputStage.pixel_latency + DRAIN_EXIT + STEP_OVERHEAD
+        return c * h * w + InputStage.pixel_latency_for(step.columns) + DRAIN_EXIT + STEP_OVERHEAD
     if step.kind == LOAD:
         c, h, w = step.out_shape
         return groups(c, lanes) * h * w + InputStage.word_latency + DRAIN_EXIT + STEP_OVERHEAD
@@ -73,7 +74,8 @@ def useful_ops(step):
         return 0
     c_out = step.out_shape[0]
     h, w = step.out_shape[1:] if step.kind == CONV else step.src_shape[1:]
-    return h * w * c_out * step.src_shape[0] * step.kernel ** 2
+    c_in = step.src_shape[0] // (step.spread * step.columns)     # the image's own channels
+    return h * w * c_out * c_in * step.kernel ** 2
 
 
 @dataclass

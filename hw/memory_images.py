@@ -9,7 +9,9 @@
   every step's first requant and the logits, `params2` the second requants; each has its own
   shift (the largest of the requants it holds) and field widths. With shift-add requantizers
   the multiplier field holds a code instead: 0 for M' = 0, k for the bank's k-th distinct M'.
-- weights of a conv that reads the spread image repeat each input channel's over its lanes.
+- weights of a conv that reads the spread image repeat each input channel's over its lanes;
+  where the image is stored as its kernel's columns, column t's weights go to lane block t and
+  the conv walks the kernel's rows only (one word per ky).
 - lut: the input table, entry c*256 + pixel, two's complement in `table_bits` (the image's
   width, which may exceed a feature-map slot's: hw/lane_width.py).
 """
@@ -61,16 +63,19 @@ def _to_unsigned(v, bits):
 
 def weight_words(qmodel, step, lanes):
     op = qmodel.op(step.weights)
-    signs = np.repeat(qmodel.conv_signs(op), step.spread, axis=1)   # out, in, k, k
-    c_out, c_in, k, _ = signs.shape
+    signs = np.repeat(qmodel.conv_signs(op), step.spread, axis=1)   # out, in, ky, kx
+    if step.columns > 1:        # (out, in, ky, t) -> (out, t*in + in, ky, 1)
+        c_out, c_in, rows, cols = signs.shape
+        signs = signs.transpose(0, 3, 1, 2).reshape(c_out, cols * c_in, rows, 1)
+    c_out, c_in, rows, cols = signs.shape
     g_out, g_in = -(-c_out // lanes), -(-c_in // lanes)
-    padded = np.ones((g_out * lanes, g_in * lanes, k, k), np.int8)
+    padded = np.ones((g_out * lanes, g_in * lanes, rows, cols), np.int8)
     padded[:c_out, :c_in] = signs
     words = []
     for og in range(g_out):
         for ig in range(g_in):
-            for ky in range(k):
-                for kx in range(k):
+            for ky in range(rows):
+                for kx in range(cols):
                     block = padded[og * lanes:(og + 1) * lanes, ig * lanes:(ig + 1) * lanes, ky, kx]
                     bits = (block.reshape(-1) > 0).astype(np.int64)   # index o*lanes + j
                     words.append(int(sum(int(b) << i for i, b in enumerate(bits))))

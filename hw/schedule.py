@@ -8,11 +8,12 @@ gives every stored tensor a buffer no step input of the same step uses.
 
 Memory layout of a stored tensor (C, H, W) with `lanes` channels per word: word address
 (g << (hb + wb)) | (y << wb) | x, g = channel group, hb/wb = bits of H and W; lane l of group
-g is channel g*lanes + l. Lanes past the last channel hold zeros.
+g is channel g*lanes + l. Lanes past the last channel hold zeros. The image may be stored
+spread over lanes and as its first conv's kernel columns (hw/lane_width.py).
 
-Pixel parallelism: a conv or pool step computes `pixels` output pixels per cycle (neighbours
-in raster order, sharing every weight word) when each output takes at least `pixels` taps, so
-that one epilogue can requantize the finished words one after the other; other steps compute
+Pixel parallelism: a conv or pool step computes up to `pixels` output pixels per cycle
+(neighbours in raster order, sharing every weight word), no more than each output takes taps,
+so that one epilogue can requantize the finished words one after the other; other steps compute
 one pixel per cycle (`step_pixels`).
 """
 import math
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 
 from amaranth.lib import enum
 
-from hw.lane_width import image_spread, image_tensor, spread_tensor
+from hw.lane_width import columns_tensor, image_columns, image_spread, image_tensor, spread_tensor
 
 
 class StepKind(enum.Enum, shape=3):
@@ -84,6 +85,7 @@ class Step:
     shortcut_groups: int = 0        # groups of the shortcut tensor; later groups are zeros
     requant2: Requant = None
     spread: int = 1                 # lanes per input channel (the image, hw/lane_width.py)
+    columns: int = 1                # the kernel's columns stored as channels (the image)
     reads: list = field(default_factory=list)    # tensor names read from buffers
     writes: list = field(default_factory=list)   # tensor names written to buffers
 
@@ -91,17 +93,31 @@ class Step:
     def fused_add(self):
         return self.shortcut_groups > 0
 
+    @property
+    def tap_rows(self):
+        return self.kernel
+
+    @property
+    def tap_columns(self):
+        """The kernel's columns the engine walks (one where its source holds them as channels)."""
+        return 1 if self.columns > 1 else self.kernel
+
+    @property
+    def padding_x(self):
+        return 0 if self.columns > 1 else self.padding
+
 
 def taps_per_output(step, lanes):
     """Cycles the engine spends on one output word of one pixel."""
     g_in = 1 if step.kind == POOL else groups(step.src_shape[0], lanes)
-    return g_in * step.kernel ** 2
+    return g_in * step.tap_rows * step.tap_columns
 
 
 def step_pixels(step, lanes, pixels):
-    """Output pixels the step computes per cycle."""
-    if step.kind in (CONV, POOL) and taps_per_output(step, lanes) >= pixels:
-        return pixels
+    """Output pixels the step computes per cycle: as many as its output words take taps, up to
+    `pixels` (the epilogue takes one word per cycle)."""
+    if step.kind in (CONV, POOL):
+        return max(1, min(pixels, taps_per_output(step, lanes)))
     return 1
 
 
@@ -112,6 +128,7 @@ class Schedule:
     def __init__(self, qmodel, lanes, steps, pixels=1):
         self.qmodel, self.lanes, self.steps, self.pixels = qmodel, lanes, steps, pixels
         self.image, self.spread = image_tensor(qmodel), image_spread(qmodel, lanes)
+        self.columns = next((s.columns for s in steps if s.columns > 1), 1)
         self.tensor_shapes = {}
         for s in steps:
             for name in s.writes:
@@ -119,13 +136,16 @@ class Schedule:
         self._allocate()
 
     def stored_shape(self, name):
-        """(C, H, W) of tensor `name` as the feature maps hold it (the image spread over lanes)."""
+        """(C, H, W) of tensor `name` as the feature maps hold it (the image spread over lanes,
+        maybe as columns)."""
         c, h, w = self.qmodel.shapes[name]
-        return (c * self.spread, h, w) if name == self.image else (c, h, w)
+        return (c * self.spread * self.columns, h, w) if name == self.image else (c, h, w)
 
     def stored_tensor(self, name, t):
         """A golden tensor (C, H, W) as the feature maps hold it."""
-        return spread_tensor(t, self.spread) if name == self.image else t
+        if name != self.image:
+            return t
+        return columns_tensor(spread_tensor(t, self.spread), self.columns)
 
     def depth_of(self, shape):
         c, h, w = shape
@@ -166,8 +186,10 @@ def _requant(qmodel, op, channels_padded):
     return Requant(mult, bias, int(op["shift"]), int(op["lo"]), int(op["hi"]))
 
 
-def build_schedule(qmodel, lanes, pixels=1):
-    """The accelerator's steps for the whole network: pixels in, logits and class out."""
+def build_schedule(qmodel, lanes, pixels=1, image_columns_allowed=True):
+    """The accelerator's steps for the whole network: pixels in, logits and class out
+    (`image_columns_allowed=False`: the image one pixel per word even where its first conv's
+    columns would fit, hw/lane_width.py)."""
     ops = {op["name"]: op for op in qmodel.ops}
     consumers = {}
     for op in qmodel.ops:
@@ -185,13 +207,15 @@ def build_schedule(qmodel, lanes, pixels=1):
         return name == "image" or ops[name]["out"]["signed"]
 
     image, spread = image_tensor(qmodel), image_spread(qmodel, lanes)
+    columns = image_columns(qmodel, lanes) if image_columns_allowed else 1
     steps = []
     for op in qmodel.ops:
         kind, name = op["op"], op["name"]
         shape = qmodel.shapes[name]
         if kind == "lut":
-            steps.append(Step(INPUT, name, src_shape=qmodel.input_shape,
-                              out_shape=(shape[0] * spread,) + tuple(shape[1:]), writes=[name]))
+            steps.append(Step(INPUT, name, src_shape=qmodel.input_shape, columns=columns,
+                              out_shape=(shape[0] * spread * columns,) + tuple(shape[1:]),
+                              writes=[name]))
         elif kind == "avgpool":
             src = op["inputs"][0]
             rq = Requant([op["multiplier"]] * padded(shape[0]), [0] * padded(shape[0]),
@@ -201,9 +225,10 @@ def build_schedule(qmodel, lanes, pixels=1):
                               padding=op["padding"], requant=rq, reads=[src], writes=[name]))
         elif kind == "conv":
             step = _conv_step(qmodel, op, consumers, only_consumer, padded, signed)
-            if op["inputs"][0] == image and spread > 1:
+            if op["inputs"][0] == image:
                 c, h, w = step.src_shape
-                step.src_shape, step.spread = (c * spread, h, w), spread
+                step.src_shape = (c * spread * columns, h, w)
+                step.spread, step.columns = spread, columns
             steps.append(step)
     return Schedule(qmodel, lanes, _dependency_order(steps), pixels)
 

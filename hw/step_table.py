@@ -61,7 +61,8 @@ def _record(plan, index, step):
         g_out_last=_last(groups(loop_shape(step)[0], lanes)),
         g_in_last=_last(1 if step.kind == POOL else groups(c_in, lanes)),
         g_src_last=_last(groups(c_in, lanes)),
-        k_last=step.kernel - 1, stride2=step.stride == 2, pad=step.padding,
+        ky_last=step.tap_rows - 1, kx_last=step.tap_columns - 1, stride2=step.stride == 2,
+        pad_y=step.padding, pad_x=step.padding_x,
         depthwise=step.kind == POOL, src_signed=step.src_signed,
         # Pixel p starts at raster index p and advances by the pixels per cycle: (y, x) +=
         # divmod(pixels, W) with a carry; past the last row it is not valid.
@@ -99,7 +100,8 @@ def step_layout(plan):
         "h_out": DIM, "w_out": DIM, "hb_out": BITS, "wb_out": BITS,
         "c_in_last": DIM, "h_in_last": DIM, "w_in_last": DIM, "h_out_last": DIM, "w_out_last": DIM,
         "g_out_last": DIM, "g_in_last": DIM, "g_src_last": DIM,
-        "k_last": range(8), "stride2": 1, "pad": range(4), "depthwise": 1, "src_signed": 1,
+        "ky_last": range(8), "kx_last": range(8), "stride2": 1, "pad_y": range(4),
+        "pad_x": range(4), "depthwise": 1, "src_signed": 1,
         "pg_last": DIM, "adv_x": DIM, "adv_y": DIM, "start_y": pixels, "start_x": pixels,
         "wbase": range(max(2, len(images.weights))),
         "pbase": range(max(2, len(images.params.words))),

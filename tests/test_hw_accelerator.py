@@ -199,7 +199,8 @@ def test_trained_model_layers_and_images(tmp_path_factory):
 def test_a_wide_image_spread_over_narrow_lanes_bit_exact(tmp_path_factory):
     """An 8-bit image with 4-bit conv inputs: the trees stay 5 bits wide, the image is spread
     over the lanes (hw/lane_width.py) at no cost in cycles, and every layer and the whole
-    network are bit-exact."""
+    network are bit-exact. Its 4 lanes per pixel leave no room for the kernel's 3 columns in a
+    word of 8 (the image one pixel per word, as a 5-bit image without columns)."""
     model = random_qmodel(depth=8, width=1, input_size=7, num_classes=10, act_bits=4,
                           residual_bits=8, input_bits=8, seed=6)
     narrow = random_qmodel(depth=8, width=1, input_size=7, num_classes=10, act_bits=4,
@@ -207,8 +208,9 @@ def test_a_wide_image_spread_over_narrow_lanes_bit_exact(tmp_path_factory):
     schedule = build_schedule(model, LANES, pixels=2)
     plan = CorePlan(schedule)
     assert model.op("input_bn")["out"]["bits"] > 5 == plan.lane_bits and schedule.spread > 1
-    assert latency_report(schedule).cycles_per_image == \
-        latency_report(build_schedule(narrow, LANES, pixels=2)).cycles_per_image
+    assert schedule.columns == 1
+    assert latency_report(schedule).cycles_per_image == latency_report(
+        build_schedule(narrow, LANES, pixels=2, image_columns_allowed=False)).cycles_per_image
     image = random_images(1, model.input_shape, seed=19)
     verdicts, _ = check_layers(model, LANES, image[0], tmp_path_factory.mktemp("layers_spread"),
                                pixels=2)
@@ -216,3 +218,31 @@ def test_a_wide_image_spread_over_narrow_lanes_bit_exact(tmp_path_factory):
     result, _ = check_network(model, LANES, random_images(2, model.input_shape, seed=20),
                               tmp_path_factory.mktemp("net_spread"), pixels=2, in_stall=0.2, seed=4)
     assert result.exact == 2, "\n".join(v.line() for v in result.verdicts)
+
+
+def test_the_image_as_kernel_columns_bit_exact_and_a_third_of_the_taps(tmp_path_factory):
+    """A 6-bit image spread over 2 lanes, stored as the first conv's 3 kernel columns (6 of 8
+    lanes): the input stage writes the columns as the pixels arrive, the first conv walks 3
+    taps instead of 9 (3 pixels at once at 4 pixels per cycle), every layer and the whole
+    network bit-exact, with stalls, cycles as the model says."""
+    model = random_qmodel(depth=8, width=1, input_size=7, num_classes=10, act_bits=4,
+                          residual_bits=8, input_bits=7, seed=6)      # a 6-bit signed image
+    schedule = build_schedule(model, LANES, pixels=4)
+    conv0 = next(s for s in schedule.steps if s.kind == CONV)
+    assert (schedule.spread, schedule.columns, step_pixels(conv0, LANES, 4)) == (2, 3, 3)
+    rows = {r["name"]: r["cycles"] for r in latency_report(schedule).steps}
+    without = {r["name"]: r["cycles"] for r in latency_report(
+        build_schedule(model, LANES, pixels=4, image_columns_allowed=False)).steps}
+    # 49 pixels, 16 outputs (2 groups): 13 groups of 4 pixels x 9 taps -> 17 groups of 3 x 3.
+    assert without[conv0.name] - rows[conv0.name] == 13 * 2 * 9 - 17 * 2 * 3
+    image = random_images(1, model.input_shape, seed=21)
+    verdicts, _ = check_layers(model, LANES, image[0], tmp_path_factory.mktemp("layers_columns"),
+                               pixels=4)
+    assert all(v.ok for v in verdicts), "\n".join(v.line() for v in verdicts if not v.ok)
+    build = tmp_path_factory.mktemp("net_columns")
+    images = random_images(2, model.input_shape, seed=22)
+    stalled, _ = check_network(model, LANES, images, build, pixels=4, in_stall=0.3,
+                               out_stall=0.3, seed=5)
+    assert stalled.exact == 2, "\n".join(v.line() for v in stalled.verdicts)
+    free, _ = check_network(model, LANES, images, build, pixels=4)
+    assert free.exact == 2 and free.cycles[1] == free.model_cycles

@@ -41,10 +41,14 @@ def test_records_describe_each_step(plan):
     kinds = [r["kind"] for r in records]
     assert kinds[0] == INPUT and kinds[-1] == HEAD and CONV in kinds and POOL in kinds
     first_conv = records[kinds.index(CONV)]
-    # conv0: 1 input channel over 7x7, 3x3 kernel, pad 1, 16 outputs = 2 groups of 8.
-    assert (first_conv["c_in_last"], first_conv["h_in"], first_conv["w_in"]) == (0, 7, 7)
+    # conv0: 1 input channel over 7x7 stored as the 3x3 kernel's 3 columns, so the engine walks
+    # 3 rows x 1 column, padded in y only; 16 outputs = 2 groups of 8.
+    assert (first_conv["c_in_last"], first_conv["h_in"], first_conv["w_in"]) == (2, 7, 7)
     assert (first_conv["h_in_last"], first_conv["w_in_last"]) == (6, 6)
-    assert (first_conv["hb_in"], first_conv["wb_in"], first_conv["k_last"], first_conv["pad"]) == (3, 3, 2, 1)
+    assert (first_conv["hb_in"], first_conv["wb_in"]) == (3, 3)
+    assert (first_conv["ky_last"], first_conv["kx_last"], first_conv["pad_y"], first_conv["pad_x"]) == (2, 0, 1, 0)
+    second_conv = records[kinds.index(CONV) + 1]
+    assert (second_conv["ky_last"], second_conv["kx_last"], second_conv["pad_y"], second_conv["pad_x"]) == (2, 2, 1, 1)
     assert first_conv["g_out_last"] == 1 and first_conv["g_in_last"] == 0 and not first_conv["stride2"]
     # Two pixels: 49 outputs in 25 pixel groups; pixel 1 starts at (0, 1); a group moves 2 right.
     assert first_conv["pg_last"] == 24
@@ -160,3 +164,53 @@ def test_a_wide_image_is_spread_exactly_over_narrow_lanes():
     for o in range(16):
         for j in range(3 * k):
             assert (first >> (o * 32 + j)) & 1 == int(signs[o, j // k, 0, 0] > 0)
+
+
+def _conv_from_words(words, stored, lanes, rows, cols, pad_y, pad_x):
+    """sum_j (sign ? +x : -x) over one group of `lanes` stored channels, tap by tap, the way the
+    engine walks a step with one input and one output group (the bits of `words`, in order)."""
+    _, h, w = stored.shape
+    padded = np.zeros((lanes, h + 2 * pad_y, w + 2 * pad_x), np.int64)
+    padded[:stored.shape[0], pad_y:pad_y + h, pad_x:pad_x + w] = stored
+    out = np.zeros((lanes, h, w), np.int64)
+    for tap, word in enumerate(words):
+        ky, kx = divmod(tap, cols)
+        bits = np.array([(word >> i) & 1 for i in range(lanes * lanes)]).reshape(lanes, lanes)
+        signs = 2 * bits - 1                                            # out o, lane j
+        window = padded[:, ky:ky + h, kx:kx + w]
+        out += np.einsum("oj,jyx->oyx", signs, window)
+    return out
+
+
+def test_the_image_as_kernel_columns_gives_the_first_conv_exactly():
+    """Stored as its 3x3 kernel's columns (lane block t: the image moved left by t - 1, zero past
+    the edges), the image's first conv walks 3 rows x 1 column with the weights of column t on
+    block t, and its sums are the 3x3 conv's, spread image included; other convs walk 3 x 3."""
+    rng = np.random.default_rng(3)
+    for input_bits, lanes in ((None, 8), (6, 8), (8, 16)):
+        model = random_qmodel(depth=8, width=1, input_size=7, num_classes=10, act_bits=4,
+                              residual_bits=8, input_bits=input_bits, seed=6)
+        schedule = build_schedule(model, lanes, 2)
+        conv0 = next(s for s in schedule.steps if s.kind == CONV)
+        k = schedule.spread
+        assert schedule.columns == conv0.columns == 3 and conv0.src_shape == (3 * k, 7, 7)
+        assert (conv0.tap_rows, conv0.tap_columns, conv0.padding_x) == (3, 1, 0)
+        image = rng.integers(-2 ** 5, 2 ** 5, (1, 7, 7))
+        stored = schedule.stored_tensor(schedule.image, image)
+        assert stored.shape == (3 * k, 7, 7)
+        assert np.array_equal(stored[k:2 * k].sum(0), image[0])              # the centre block
+        assert np.array_equal(stored[:k, :, 1:].sum(0), image[0, :, :-1])    # moved right by 1
+        assert not stored[:k, :, 0].any() and not stored[2 * k:, :, -1].any()
+        signs = model.conv_signs(model.op(conv0.weights))[:lanes]          # out, 1, 3, 3
+        want = np.zeros((lanes, 7, 7), np.int64)
+        padded = np.pad(image[0], 1)
+        for ky in range(3):
+            for kx in range(3):
+                want += signs[:, 0, ky, kx, None, None] * padded[None, ky:ky + 7, kx:kx + 7]
+        words = weight_words(model, conv0, lanes)[:3]                      # output group 0
+        # Lanes past the 3k used meet zeros: whatever their weights, they add nothing.
+        got = _conv_from_words(words, stored, lanes, 3, 1, 1, 0)
+        assert np.array_equal(got[:len(signs)], want[:len(signs)])
+    rgb = random_qmodel(depth=8, width=1, in_channels=3, input_size=7, num_classes=10, seed=4)
+    assert build_schedule(rgb, 8).columns == 1 and build_schedule(rgb, 16).columns == 3
+    assert build_schedule(model, 16, image_columns_allowed=False).columns == 1
