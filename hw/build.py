@@ -102,7 +102,10 @@ def estimate(accel, folder, timeout_s=None, progress_s=15.0, netlist=False):
     """
     from amaranth.back import verilog
     os.makedirs(folder, exist_ok=True)
-    write_text(os.path.join(folder, "core.v"), verilog.convert(accel, name="core"))
+    # Elaborated for a 7-series platform, as the board build's files are: the parts that use
+    # the family's hard blocks (hw/accumulators.py) build them.
+    platform = BOARDS["arty_a7"].make_platform()
+    write_text(os.path.join(folder, "core.v"), verilog.convert(accel, name="core", platform=platform))
     script = (f"read_verilog core.v; proc; {KEEP_OWN_COPIES}; "
               "synth_xilinx -family xc7 -top core -flatten -noiopad; "
               "tee -q -o stat.json stat -json" + (f"; {JSON_SCRIPT}" if netlist else ""))
@@ -141,24 +144,31 @@ def yosys_stage(log, before="starting"):
 def bound_message(plan, board, memory):
     """None, or one line when the design cannot fit however synthesis maps it: block RAM (the
     weight ROM and the feature-map RAMs, one copy per two pixels, at full 36 Kbit per RAMB36)
-    and DSPs (one per DSP requantizer). Lower bounds: computed in a moment, before synthesis."""
+    and DSPs (one per DSP requantizer; on a 7-series part one per two of the conv engine's
+    accumulators, hw/accumulators.py). Lower bounds: computed in a moment, before synthesis."""
+    from hw.accumulators import SIMD_BITS, SIMD_LANES
     copies = -(-plan.pixels // 2)
     bits = memory["weight_rom_bits"] + memory["activation_ram_bits"] * copies
     bram = bits / RAMB36_BITS
-    dsp = 0 if plan.requantizers == "shift-add" else 2 * plan.lanes + plan.head_requant
+    requantizers = 0 if plan.requantizers == "shift-add" else 2 * plan.lanes + plan.head_requant
+    pairs = (plan.pixels * -(-plan.lanes // SIMD_LANES)
+             if board.family == "xc7" and plan.acc_bits <= SIMD_BITS else 0)
+    dsp = requantizers + pairs
     over = []
     if bram > board.bram36:
         over.append(f"at least {bram:.1f} RAMB36 of block RAM ({bits:,} bits: weights "
                     f"{memory['weight_rom_bits']:,}, feature maps {memory['activation_ram_bits']:,} "
                     f"x {copies}) > {board.bram36}")
     if dsp > board.dsp:
-        over.append(f"at least {dsp} DSP48 (one per requantizer) > {board.dsp}")
+        over.append(f"at least {dsp} DSP48 ({requantizers} requantizers"
+                    + (f", {pairs} accumulator pairs" if pairs else "") + f") > {board.dsp}")
     if not over:
         return None
     bigger = [b.name for b in BOARDS.values() if b.bram36 > board.bram36 and b.dsp > board.dsp]
     fixes = ["a smaller model (fewer --width or --depth at training)",
              "--pixels 2 or 1" if plan.pixels > 2 and bram > board.bram36 else None,
              f"--lanes {plan.lanes // 2}" if dsp > board.dsp else None,
+             f"--pixels {plan.pixels - 1}" if pairs and plan.pixels > 1 and dsp > board.dsp else None,
              "--requantizers shift-add (srelu models)" if dsp > board.dsp else None,
              f"--board {bigger[0]}" if bigger else None]
     return (f"the design cannot fit the {board.title} ({board.device}): {'; '.join(over)}; "

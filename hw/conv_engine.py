@@ -10,14 +10,16 @@ the same, since a block RAM's clock-to-out leaves no room for logic. Stage B (`R
 activations (zero outside the map) go into `lanes` add/subtract trees against the weight word's
 `lanes` x `lanes` bits, shared by the pixels; a pool step (depthwise) takes lane o of the input
 for output o instead. The trees' sums accumulate over the taps of a word; after its last tap the
-word is final (`result.valid`) for one cycle; `finishing` names its output group the cycle
-before, so the epilogue's parameter read can start early.
+word is final (`result.valid`) for one cycle (hw/accumulators.py: DSP48E1s on a 7-series part);
+`finishing` names its output group the cycle before, so the epilogue's parameter read can start
+early.
 """
-from amaranth import Const, Module, Mux, Signal, signed, unsigned
+from amaranth import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.addsub_tree import AddSubTree, add_or_subtract
+from hw.accumulators import Accumulators
+from hw.addsub_tree import AddSubTree
 from hw.banked_rom import BankedRom
 from hw.feature_maps import FeatureMaps, word_address
 from hw.layouts import COUNT, PIXEL, TAG, TAP, finished_words
@@ -97,16 +99,18 @@ class ConvEngine(wiring.Component):
                 x = Signal(signed(plan.lane_bits), name=f"x{p}_{j}")
                 m.d.comb += x.eq(v)
                 lane_in.append(x)
+            accumulators = Accumulators(lanes, plan.acc_bits,
+                                        signed(AddSubTree.out_width_for(lanes, plan.lane_bits)),
+                                        signed(a + 1))
+            m.submodules[f"acc{p}"] = accumulators
+            m.d.comb += [accumulators.depthwise.eq(f.depthwise), accumulators.first.eq(c_first),
+                         accumulators.enable.eq(c_valid)]
             for o in range(lanes):
                 tree = AddSubTree(lanes, plan.lane_bits)
                 m.submodules[f"tree{p}_{o}"] = tree
                 m.d.comb += [tree.x[j].eq(lane_in[j]) for j in range(lanes)]
                 m.d.comb += tree.w.eq(weight_bits[o * lanes:(o + 1) * lanes])
-                acc = Signal(signed(plan.acc_bits), name=f"acc{p}_{o}")
                 through = delay(m, full_in[o], tree_latency, f"dw{p}_{o}")    # depthwise
-                term = Mux(f.depthwise, through, tree.sum)
-                total = add_or_subtract(m, acc, term, Const(0), f"sum{p}_{o}")     # acc + term
-                with m.If(c_valid):
-                    m.d.sync += acc.eq(Mux(c_first, term, total))
-                m.d.comb += self.result.pixels[p].acc[o].eq(acc)
+                m.d.comb += [accumulators.sums[o].eq(tree.sum), accumulators.terms[o].eq(through),
+                             self.result.pixels[p].acc[o].eq(accumulators.acc[o])]
         return m

@@ -9,6 +9,7 @@ import numpy as np
 
 from hw.accelerator import Accelerator
 from hw.plan import CorePlan
+from hw.requant import ANY_MULTIPLIER
 from hw.latency import latency_report
 from hw.layer_tests import layer_test_schedule
 from hw.schedule import DUMP, HEAD, base_name, build_schedule
@@ -110,14 +111,15 @@ def _head_verdict(name, golden, beats, plan, n):
 
 
 def check_network(qmodel, lanes, images, build_dir, in_stall=0.0, out_stall=0.0, seed=0,
-                  pixels=1, requantizers="dsp"):
-    """Whole network: pixels in, logits and class out for each image, vs the golden model."""
+                  pixels=1, requantizers="dsp", platform=None, multiplier=ANY_MULTIPLIER):
+    """Whole network: pixels in, logits and class out for each image, vs the golden model
+    (`platform`, `multiplier`: the core as built for a board, sim.harness.simulate)."""
     schedule = build_schedule(qmodel, lanes, pixels)
-    plan = CorePlan(schedule, requantizers)
+    plan = CorePlan(schedule, requantizers, multiplier)
     golden = run(qmodel, images, keep=False)
     job = schedule_job(plan, images, golden)
     job.in_stall, job.out_stall, job.seed = in_stall, out_stall, seed
-    result = simulate(Accelerator(plan), job, build_dir)
+    result = simulate(Accelerator(plan), job, build_dir, platform=platform)
     groups = _split(result.beats, plan.out_bits)
     verdicts = [_head_verdict(f"image {n}", golden, groups[n] if n < len(groups) else None, plan, n)
                 for n in range(len(images))]

@@ -18,9 +18,31 @@ class SimResult:
     message: str = ""
 
 
-def simulate(accel, job, build_dir, log_file=None):
+def platform_sources(accel, build_dir, platform):
+    """The accelerator's Verilog as elaborated for `platform` (its hard-block instances), and
+    the simulation models those instances need (sim/xilinx_cells.py)."""
+    from amaranth.back import verilog
+    from sim.xilinx_cells import dsp48e1_model
+    text = verilog.convert(accel, name=TOPLEVEL, platform=platform)
+    sources = [build_dir / f"{TOPLEVEL}.v"]
+    if "DSP48E1 #(" in text:
+        sources.append(build_dir / "dsp48e1.v")
+        models = {sources[-1]: dsp48e1_model()}
+    else:
+        models = {}
+    for path, content in {sources[0]: text, **models}.items():
+        if not path.exists() or path.read_text() != content:     # unchanged: no rebuild
+            path.write_text(content)
+    return sources
+
+
+def simulate(accel, job, build_dir, log_file=None, platform=None):
+    """`platform`: elaborate for it (a 7-series one builds DSP48E1s, simulated with yosys's
+    model); default: none, every part its Amaranth twin."""
     build_dir = Path(build_dir).resolve()  # the simulator runs inside it: no relative paths
     build_dir.mkdir(parents=True, exist_ok=True)
+    if platform is not None:
+        accel = platform_sources(accel, build_dir, platform)
     job_path, result_path = build_dir / "job.npz", build_dir / "result.npz"
     job.save(job_path)
     if result_path.exists():

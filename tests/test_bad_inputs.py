@@ -204,6 +204,23 @@ def test_14_a_model_that_cannot_fit_is_refused_before_synthesis(tmp_path, capsys
     one_line(err, "cannot fit the Digilent Arty A7-35T", "RAMB36", "> 50", "--board arty_a7_100")
 
 
+def test_14b_more_dsps_than_the_part_has_are_refused_before_synthesis(tmp_path, capsys, monkeypatch):
+    """32 lanes x 4 pixels: 65 requantizers and, on the Arty, 64 DSP48E1s of accumulators."""
+    q = random_qmodel(depth=8, width=1, input_size=12, seed=0, calib_images=4)
+    model = tmp_path / "small"
+    write_qmodel(model / "qmodel.npz", q.manifest, q.tensors)
+
+    def no_synthesis(*args, **kwargs):
+        raise AssertionError("synthesis started")
+    monkeypatch.setattr(hw.build, "estimate", no_synthesis)
+    out = tmp_path / "b"
+    status, err = run(hw.build.main, ["--model", model, "--lanes", "32", "--pixels", "4",
+                                      "--out", out], capsys)
+    assert status == 1 and not out.exists()
+    one_line(err, "cannot fit the Digilent Arty A7-35T",
+             "at least 129 DSP48 (65 requantizers, 64 accumulator pairs) > 90", "--pixels 3")
+
+
 def test_15_a_failed_rebuild_keeps_the_old_build_and_a_rebuild_is_a_whole_set(model_dir, tmp_path,
                                                                              capsys, monkeypatch):
     out = tmp_path / "b"

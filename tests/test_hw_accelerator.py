@@ -246,3 +246,21 @@ def test_the_image_as_kernel_columns_bit_exact_and_a_third_of_the_taps(tmp_path_
     assert stalled.exact == 2, "\n".join(v.line() for v in stalled.verdicts)
     free, _ = check_network(model, LANES, images, build, pixels=4)
     assert free.exact == 2 and free.cycles[1] == free.model_cycles
+
+
+def test_the_arty_core_with_dsp48e1_accumulators_bit_exact(bn_model, tmp_path_factory):
+    """The core as the Arty build elaborates it: every pair of accumulators a DSP48E1 in SIMD mode
+    (hw/accumulators.py), the requantizers cut for its 25 x 18 multiplier, simulated with
+    yosys's own DSP48E1 model: two images bit-exact through the whole network with stalls, and
+    the cycles the model says."""
+    from amaranth_boards.arty_a7 import ArtyA7_35Platform
+    from hw.requant import MULTIPLIERS
+    build = tmp_path_factory.mktemp("net_dsp48e1")
+    images = random_images(2, bn_model.input_shape, seed=23)
+    arty = dict(pixels=2, platform=ArtyA7_35Platform(), multiplier=MULTIPLIERS["xc7"])
+    stalled, _ = check_network(bn_model, LANES, images, build, in_stall=0.3, out_stall=0.3,
+                               seed=3, **arty)
+    assert stalled.exact == 2, "\n".join(v.line() for v in stalled.verdicts)
+    assert (build / "accelerator.v").read_text().count("DSP48E1 #(") == LANES * 2 // 2
+    free, _ = check_network(bn_model, LANES, images, build, **arty)
+    assert free.exact == 2 and free.cycles[1] == free.model_cycles

@@ -9,8 +9,10 @@ import re
 
 import numpy as np
 import pytest
+from amaranth import signed
 from amaranth.back import rtlil, verilog
 
+from hw.accumulators import DSP48E1_CONFIGURATION, Accumulators
 from hw.addsub_tree import AddSubTree
 from hw.banked_rom import BankedRom
 from hw.requant import ANY_MULTIPLIER, MULTIPLIERS, HardMultiplier, Requantizer, ShiftAddRequantizer, fixed_shift_operands
@@ -20,6 +22,8 @@ from quantize.qmodel import QModel
 from sim.ecp5_cells import MULT18X18D_CONFIGURATION, instance_parameters, model_verilog, strip_parameters
 from sim.models import REQUANT_LATENCY, addsub_dot, requant_golden, tree_latency, tree_out_width
 from sim.runner import CocotbFailure, run_cocotb
+from sim.xilinx_cells import dsp48e1_model
+from sim.xilinx_cells import instance_parameters as dsp48e1_parameters
 from training.bundle import pack_signs
 
 # Components built only to read their attributes are never elaborated: Amaranth warns.
@@ -181,6 +185,50 @@ def _run_requant(build_root, test_dir, params, testcase=None, unit=ANY_MULTIPLIE
 @pytest.mark.parametrize("lanes,width", TREES)
 def test_tree_sim(build_root, tmp_path, lanes, width):
     assert _run_tree(build_root, tmp_path, lanes, width).is_file()
+
+
+# 5 accumulators: two DSP48E1s and one with a single lane; 14 bits, so they wrap in the bench.
+ACCUMULATORS = dict(count=5, width=14, sum_bits=9, term_bits=5)
+
+
+def _accumulators(platform=None):
+    p = ACCUMULATORS
+    dut = Accumulators(p["count"], p["width"], signed(p["sum_bits"]), signed(p["term_bits"]))
+    return verilog.convert(dut, name="accumulators", platform=platform)
+
+
+def _run_accumulators(folder, test_dir, sources, **extra):
+    return run_cocotb(sources, "accumulators", "sim.benches.accumulators", folder,
+                      test_dir=test_dir, seed=SEED, params={**ACCUMULATORS, **extra},
+                      log_file=test_dir / "sim.log")
+
+
+def test_accumulators_sim(build_root, tmp_path):
+    folder = build_root / "accumulators"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "accumulators.v").write_text(_accumulators())
+    assert "DSP48E1" not in (folder / "accumulators.v").read_text()
+    assert _run_accumulators(folder, tmp_path, [folder / "accumulators.v"]).is_file()
+    with pytest.raises(CocotbFailure):
+        _run_accumulators(folder, tmp_path, [folder / "accumulators.v"], break_model=True)
+
+
+def test_dsp48e1_accumulators_sim(build_root, tmp_path):
+    """On a 7-series part, each pair of accumulators is a DSP48E1 in SIMD mode TWO24: its Verilog
+    for the Arty, run against yosys's own model of the DSP48E1 (sim/xilinx_cells.py), keeps
+    every accumulator bit for bit as the reference, wraps included."""
+    from amaranth_boards.arty_a7 import ArtyA7_35Platform
+    design = _accumulators(ArtyA7_35Platform())
+    instances = dsp48e1_parameters(design)
+    assert len(instances) == 3 and " + " not in design           # no adder left in the fabric
+    for params in instances:
+        assert {k: v.strip('"') for k, v in params.items()} == {
+            k: str(v) if isinstance(v, str) else f"32'd{v}" for k, v in DSP48E1_CONFIGURATION.items()}
+    folder = build_root / "accumulators_dsp48e1"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "accumulators.v").write_text(design)
+    (folder / "dsp48e1.v").write_text(dsp48e1_model())
+    assert _run_accumulators(folder, tmp_path, [folder / "accumulators.v", folder / "dsp48e1.v"]).is_file()
 
 
 def test_tree_broken_twin_fails(build_root, tmp_path):
