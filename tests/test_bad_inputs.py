@@ -190,33 +190,31 @@ def test_13_build_out_is_a_file_or_read_only(model_dir, tmp_path, read_only, cap
     one_line(err, "cannot write in")
 
 
-def test_14_a_model_that_cannot_fit_is_refused_before_synthesis(tmp_path, capsys, monkeypatch):
-    q = random_qmodel(depth=8, width=4, input_size=28, seed=0, calib_images=4)
-    model = tmp_path / "wide"
+def refused_before_synthesis(q, options, tmp_path, capsys, monkeypatch):
+    """hw.build of model `q` with `options`: exit 1, nothing written, no synthesis; its stderr."""
+    model = tmp_path / "model"
     write_qmodel(model / "qmodel.npz", q.manifest, q.tensors)
 
     def no_synthesis(*args, **kwargs):
         raise AssertionError("synthesis started")
     monkeypatch.setattr(hw.build, "estimate", no_synthesis)
     out = tmp_path / "b"
-    status, err = run(hw.build.main, ["--model", model, "--out", out], capsys)
+    status, err = run(hw.build.main, ["--model", model, *options, "--out", out], capsys)
     assert status == 1 and not out.exists()
+    return err
+
+
+def test_14_a_model_that_cannot_fit_is_refused_before_synthesis(tmp_path, capsys, monkeypatch):
+    q = random_qmodel(depth=8, width=4, input_size=28, seed=0, calib_images=4)
+    err = refused_before_synthesis(q, [], tmp_path, capsys, monkeypatch)
     one_line(err, "cannot fit the Digilent Arty A7-35T", "RAMB36", "> 50", "--board arty_a7_100")
 
 
 def test_14b_more_dsps_than_the_part_has_are_refused_before_synthesis(tmp_path, capsys, monkeypatch):
     """32 lanes x 4 pixels: 65 requantizers and, on the Arty, 64 DSP48E1s of accumulators."""
     q = random_qmodel(depth=8, width=1, input_size=12, seed=0, calib_images=4)
-    model = tmp_path / "small"
-    write_qmodel(model / "qmodel.npz", q.manifest, q.tensors)
-
-    def no_synthesis(*args, **kwargs):
-        raise AssertionError("synthesis started")
-    monkeypatch.setattr(hw.build, "estimate", no_synthesis)
-    out = tmp_path / "b"
-    status, err = run(hw.build.main, ["--model", model, "--lanes", "32", "--pixels", "4",
-                                      "--out", out], capsys)
-    assert status == 1 and not out.exists()
+    err = refused_before_synthesis(q, ["--lanes", "32", "--pixels", "4"], tmp_path, capsys,
+                                   monkeypatch)
     one_line(err, "cannot fit the Digilent Arty A7-35T",
              "at least 129 DSP48 (65 requantizers, 64 accumulator pairs) > 90", "--pixels 3")
 
