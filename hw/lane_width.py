@@ -74,8 +74,8 @@ def image_columns(qmodel, lanes):
 
 
 def columns_tensor(t, columns):
-    """(C, H, W) -> (columns*C, H, W): block t holds the map moved left by t - columns // 2
-    (channel t*C + c at x is t[c] at x + t - columns // 2, zero past the edges)."""
+    """(C, H, W) -> (columns*C, H, W): block i holds the map moved left by i - columns // 2
+    (channel i*C + c at x is the map's channel c at x + i - columns // 2, zero past the edges)."""
     t = np.asarray(t, np.int64)
     if columns == 1:
         return t
