@@ -1,7 +1,12 @@
 """Check the generated accelerator against the golden model in Verilator, from the command line.
 
     python -m sim --model RUN_DIR/quant --images N [--layer NAME] [--lanes 16] [--pixels 2]
-                  [--requantizers dsp|shift-add] [--stall 0.2]
+                  [--requantizers dsp|shift-add] [--stall 0.2] [--board arty_a7]
+
+With --board, the core is elaborated as that board's build elaborates it: on the Arty, the
+requantizers cut for the DSP48E1's multiplier and the accumulators as DSP48E1 instances,
+simulated with yosys's own model of the primitive (sim/xilinx_cells.py); without it, every
+part is its Amaranth twin.
 
 Prints every layer's verdict (`bit-exact`, or the first mismatch: index, expected, got) on the
 first test image, then runs N test images through the whole network and prints the cycles per
@@ -17,15 +22,20 @@ import time
 
 from common.cli import OneLineParser, UsageError, run_main
 from common.files import check_output_folder, folder_lock
+from hw.boards import BOARDS
 from hw.latency import latency_report
 from hw.memory_images import REQUANTIZERS
 from hw.plan import CorePlan
+from hw.requant import ANY_MULTIPLIER, MULTIPLIERS
 from hw.schedule import build_schedule
 from quantize.qmodel import QModelError, read_qmodel
 from training.data import DatasetError, load_dataset
 
 
 PROG = "python -m sim"
+# Boards whose hard blocks have a simulation model here (the ECP5's MULT18X18D is simulated in
+# tests/test_hw_blocks.py only, in the requantizer's one configuration).
+SIM_BOARDS = [name for name, board in BOARDS.items() if board.family == "xc7"]
 
 
 def build_parser():
@@ -44,7 +54,19 @@ def build_parser():
     p.add_argument("--build-dir", default="build/sim",
                    help="a folder for the simulator builds (its layers/ and network/)")
     p.add_argument("--no-layers", action="store_true", help="skip the layer-by-layer check")
+    p.add_argument("--board", default=None,
+                   help=f"elaborate the core as this board's build does ({', '.join(SIM_BOARDS)}), "
+                        "its hard blocks simulated with yosys's models (default: none, every part "
+                        "its twin)")
     return p
+
+
+def board_options(name):
+    """check_layers / check_network options for --board: its platform and multiplier."""
+    if name is None:
+        return {}
+    board = BOARDS[name]
+    return dict(platform=board.make_platform(), multiplier=MULTIPLIERS[board.family])
 
 
 def check_arguments(args):
@@ -57,6 +79,9 @@ def check_arguments(args):
         raise UsageError(f"--lanes must be a power of two, got {args.lanes}")
     if not (math.isfinite(args.stall) and 0 <= args.stall <= 0.9):
         raise UsageError(f"--stall must be a probability within 0..0.9, got {args.stall}")
+    if args.board is not None and args.board not in SIM_BOARDS:
+        raise UsageError(f"--board {args.board}: no simulation model of its hard blocks here; give "
+                         f"{' or '.join(SIM_BOARDS)}, or leave --board out (every part its twin)")
     if args.layer and args.no_layers:
         raise UsageError(f"--layer {args.layer[0]} selects a layer of the layer-by-layer check, "
                          f"which --no-layers skips: give one or the other")
@@ -100,8 +125,9 @@ def run(args):
         raise DatasetError(f"{args.model} does not name its dataset; quantize a trained run")
     images = load_dataset(dataset, args.data_dir).test_x[:args.images]
     schedule = build_schedule(qmodel, args.lanes, args.pixels)
+    board = board_options(args.board)
     try:
-        CorePlan(schedule, args.requantizers)
+        CorePlan(schedule, args.requantizers, board.get("multiplier", ANY_MULTIPLIER))
     except ValueError as e:                 # the model and options the core cannot take
         raise UsageError(str(e)) from e
     from sim.runner import SimulatorError, ensure_simulator
@@ -110,10 +136,10 @@ def run(args):
     except (SimulatorError, RuntimeError) as e:
         raise UsageError(str(e)) from None
     with folder_lock(args.build_dir, "--build-dir"):
-        return simulate_all(args, qmodel, schedule, images, subfolders)
+        return simulate_all(args, qmodel, schedule, images, subfolders, board)
 
 
-def simulate_all(args, qmodel, schedule, images, subfolders):
+def simulate_all(args, qmodel, schedule, images, subfolders, board):
     """The layer-by-layer check and the whole network, in --build-dir (locked)."""
     from sim.runner import CocotbFailure
     layers_dir = os.path.join(args.build_dir, "layers")
@@ -130,7 +156,7 @@ def simulate_all(args, qmodel, schedule, images, subfolders):
         t0 = time.time()
         try:
             verdicts, _ = check_layers(qmodel, args.lanes, images[0], layers_dir, args.layer,
-                                       args.pixels, args.requantizers)
+                                       args.pixels, args.requantizers, **board)
         except ValueError as e:
             raise UsageError(str(e)) from e
         except CocotbFailure as e:
@@ -145,7 +171,7 @@ def simulate_all(args, qmodel, schedule, images, subfolders):
     try:
         result, _ = check_network(qmodel, args.lanes, images, network_dir,
                                   in_stall=args.stall, out_stall=args.stall, pixels=args.pixels,
-                                  requantizers=args.requantizers)
+                                  requantizers=args.requantizers, **board)
     except CocotbFailure as e:
         return simulation_failed(e, network_dir)
     for v, cycles in zip(result.verdicts, result.cycles + [None] * len(result.verdicts)):

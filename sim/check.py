@@ -62,18 +62,20 @@ def _split(beats, out_bits):
     return groups
 
 
-def check_layers(qmodel, lanes, image, build_dir, names=None, pixels=1, requantizers="dsp"):
-    """Feed every step (or the named ones) the golden input of its layer, compare its outputs."""
+def check_layers(qmodel, lanes, image, build_dir, names=None, pixels=1, requantizers="dsp",
+                 platform=None, multiplier=ANY_MULTIPLIER):
+    """Feed every step (or the named ones) the golden input of its layer, compare its outputs
+    (`platform`, `multiplier`: the core as built for a board, sim.harness.simulate)."""
     schedule = build_schedule(qmodel, lanes, pixels)
     indices = [i for i, s in enumerate(schedule.steps)
                if names is None or s.name in names or any(base_name(w) in names for w in s.writes)]
     if not indices:
         raise ValueError(f"no layer named {', '.join(names)}; layers: "
                          f"{', '.join(s.name for s in schedule.steps)}")
-    plan = CorePlan(layer_test_schedule(schedule, indices), requantizers)
+    plan = CorePlan(layer_test_schedule(schedule, indices), requantizers, multiplier)
     golden = run(qmodel, image[None], keep=True)
     job = schedule_job(plan, image[None], golden)
-    result = simulate(Accelerator(plan), job, build_dir)
+    result = simulate(Accelerator(plan), job, build_dir, platform=platform)
     groups = _split(result.beats, plan.out_bits)
     verdicts, g = [], 0
     for step in plan.steps:

@@ -47,6 +47,8 @@ def no_simulator(monkeypatch):
     (["--stall=-inf"], ["--stall", "0..0.9", "-inf"]),
     (["--layer", "s1b1_add", "--no-layers"], ["--layer s1b1_add", "--no-layers", "one or the other"]),
     (["--requantizers", "shift-add"], ["per-channel multipliers, as in a bn model): use --requantizers dsp"]),
+    (["--board", "ulx3s_85f"], ["--board ulx3s_85f: no simulation model", "give arty_a7 or",
+                                "leave --board out"]),
 ])
 def test_bad_arguments(tiny, tmp_path, capsys, monkeypatch, no_simulator, args, words):
     monkeypatch.chdir(tmp_path)
@@ -124,6 +126,20 @@ def test_real_run_prints_verdicts_and_summary(tiny, tmp_path, capsys, monkeypatc
     assert code == 0
     assert any(line.strip() == "s1b1_add: bit-exact" for line in out)
     assert out[-1] == "2/2 images bit-exact"
+
+
+@pytest.mark.slow      # the same DSP48E1 core runs in tests/test_hw_accelerator.py
+def test_a_real_run_of_the_arty_core(tiny, tmp_path, capsys, monkeypatch):
+    """--board arty_a7: the layer and the network as the Arty build elaborates them (the
+    accumulators DSP48E1s, simulated with yosys's model), bit-exact."""
+    monkeypatch.chdir(tmp_path)
+    code = main(["--model", str(tiny / "quant"), "--data-dir", str(tiny), "--images", "1",
+                 "--lanes", "8", "--layer", "s1b1_add", "--board", "arty_a7"])
+    out = capsys.readouterr().out.splitlines()
+    assert code == 0 and out[-1] == "1/1 images bit-exact"
+    assert any(line.strip() == "s1b1_add: bit-exact" for line in out)
+    for part in ("layers", "network"):
+        assert "DSP48E1 #(" in (tmp_path / "build" / "sim" / part / "accelerator.v").read_text()
 
 
 def test_an_unknown_simulator_is_one_line(tiny, capsys, monkeypatch):
