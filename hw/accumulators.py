@@ -31,6 +31,12 @@ DSP48E1_CONFIGURATION = dict(
     CARRYINSELREG=0)
 
 
+def simd_blocks(count, width):
+    """DSP48E1s that hold `count` accumulators of `width` bits: one per pair, none (the fabric)
+    where they do not fit a SIMD lane."""
+    return -(-count // SIMD_LANES) if width <= SIMD_BITS else 0
+
+
 def is_xilinx_7series(platform):
     from amaranth.vendor import XilinxPlatform
     return isinstance(platform, XilinxPlatform) and platform.family == "series7"
@@ -50,7 +56,7 @@ class Accumulators(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        if is_xilinx_7series(platform) and self.width <= SIMD_BITS:
+        if is_xilinx_7series(platform) and simd_blocks(self.count, self.width):
             self.dsp_blocks(m)
             return m
         for o in range(self.count):
@@ -63,7 +69,7 @@ class Accumulators(wiring.Component):
     def dsp_blocks(self, m):
         opmode = Signal(7)
         m.d.comb += opmode.eq(Mux(self.depthwise, Y_C, X_AB) | Mux(self.first, 0, Z_P))
-        for block in range(-(-self.count // SIMD_LANES)):
+        for block in range(simd_blocks(self.count, self.width)):
             lanes = range(block * SIMD_LANES, min((block + 1) * SIMD_LANES, self.count))
             ab, c, p = Signal(48, name=f"ab{block}"), Signal(48, name=f"c{block}"), Signal(48, name=f"p{block}")
             for k, o in enumerate(lanes):

@@ -146,13 +146,12 @@ def bound_message(plan, board, memory):
     weight ROM and the feature-map RAMs, one copy per two pixels, at full 36 Kbit per RAMB36)
     and DSPs (one per DSP requantizer; on a 7-series part one per two of the conv engine's
     accumulators, hw/accumulators.py). Lower bounds: computed in a moment, before synthesis."""
-    from hw.accumulators import SIMD_BITS, SIMD_LANES
+    from hw.accumulators import simd_blocks
     copies = -(-plan.pixels // 2)
     bits = memory["weight_rom_bits"] + memory["activation_ram_bits"] * copies
     bram = bits / RAMB36_BITS
     requantizers = 0 if plan.requantizers == "shift-add" else 2 * plan.lanes + plan.head_requant
-    pairs = (plan.pixels * -(-plan.lanes // SIMD_LANES)
-             if board.family == "xc7" and plan.acc_bits <= SIMD_BITS else 0)
+    pairs = plan.pixels * simd_blocks(plan.lanes, plan.acc_bits) if board.family == "xc7" else 0
     dsp = requantizers + pairs
     over = []
     if bram > board.bram36:

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sim.runner import CocotbFailure, run_cocotb
+from sim.runner import CocotbFailure, export_verilog, run_cocotb, write_if_changed
 
 TOPLEVEL = "accelerator"
 
@@ -21,18 +21,10 @@ class SimResult:
 def platform_sources(accel, build_dir, platform):
     """The accelerator's Verilog as elaborated for `platform` (its hard-block instances), and
     the simulation models those instances need (sim/xilinx_cells.py)."""
-    from amaranth.back import verilog
     from sim.xilinx_cells import dsp48e1_model
-    text = verilog.convert(accel, name=TOPLEVEL, platform=platform)
-    sources = [build_dir / f"{TOPLEVEL}.v"]
-    if "DSP48E1 #(" in text:
-        sources.append(build_dir / "dsp48e1.v")
-        models = {sources[-1]: dsp48e1_model()}
-    else:
-        models = {}
-    for path, content in {sources[0]: text, **models}.items():
-        if not path.exists() or path.read_text() != content:     # unchanged: no rebuild
-            path.write_text(content)
+    sources = [export_verilog(accel, TOPLEVEL, build_dir, platform)]
+    if "DSP48E1 #(" in sources[0].read_text():
+        sources.append(write_if_changed(build_dir / "dsp48e1.v", dsp48e1_model()))
     return sources
 
 

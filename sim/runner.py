@@ -108,21 +108,26 @@ def ensure_verilator_on_path() -> str:
     return exe
 
 
-def export_verilog(top, toplevel: str, build_dir: str | os.PathLike) -> Path:
+def write_if_changed(path: Path, text: str) -> Path:
+    """Write `text` to `path` unless it holds it already, so Verilator can skip rebuilding."""
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
+    return path
+
+
+def export_verilog(top, toplevel: str, build_dir: str | os.PathLike, platform=None) -> Path:
     """Convert an Amaranth ``wiring.Component`` to ``<build_dir>/<toplevel>.v`` and return its path.
 
     Ports come from the component's signature; the default ``sync`` domain adds ``clk`` and
-    ``rst``. The file is only rewritten when its text changes, so Verilator can skip rebuilding.
+    ``rst``. ``platform``: elaborate for it (its hard-block instances); default none. The file
+    is only rewritten when its text changes, so Verilator can skip rebuilding.
     """
     from amaranth.back import verilog
 
     build_dir = Path(build_dir)
     build_dir.mkdir(parents=True, exist_ok=True)
-    text = verilog.convert(top, name=toplevel)
-    out = build_dir / f"{toplevel}.v"
-    if not out.exists() or out.read_text() != text:
-        out.write_text(text)
-    return out
+    return write_if_changed(build_dir / f"{toplevel}.v",
+                            verilog.convert(top, name=toplevel, platform=platform))
 
 
 @contextlib.contextmanager
