@@ -92,8 +92,9 @@ class Controller(wiring.Component):
                              ly.eq(0), lx.eq(0), lg.eq(0), lc.eq(0), dump_data_phase.eq(0), k.eq(0)]
                 m.next = "RUN"
             with m.State("RUN"):
-                m.d.comb += [self.issue.eq(engine), self.take_pixels.eq(f.kind == INPUT),
-                             self.take_words.eq(f.kind == LOAD)]
+                m.d.comb += [self.issue.eq(engine), self.take_pixels.eq(f.kind == INPUT)]
+                if LOAD in plan.kinds:
+                    m.d.comb += self.take_words.eq(f.kind == LOAD)
                 with m.If(engine):
                     done = count_nested(m, [(kx, at_kx), (ky, at_ky), (ig, at_ig), (og, at_og),
                                             (pg, at_pg)])
@@ -110,22 +111,24 @@ class Controller(wiring.Component):
                     with m.If(advance_stream(f.c_in_last)):
                         m.d.sync += drain.eq(InputStage.pixel_latency_for(plan.schedule.columns))
                         m.next = "DRAIN"
-                with m.Elif(self.word_taken):
-                    with m.If(advance_stream(0)):
-                        m.d.sync += drain.eq(InputStage.word_latency)
-                        m.next = "DRAIN"
-                with m.Elif(f.kind == DUMP):
-                    with m.If(dump_data_phase != FeatureMaps.read_latency):
-                        m.d.sync += dump_data_phase.eq(dump_data_phase + 1)
-                    with m.Else():
-                        m.d.comb += [out.valid.eq(1), out.payload.data.eq(self.dump_word),
-                                     out.payload.last.eq((lx == f.w_in_last) & (ly == f.h_in_last)
-                                                         & (lg == f.g_src_last))]
-                        with m.If(out.ready):
-                            m.d.sync += dump_data_phase.eq(0)
-                            with m.If(count_nested(m, [(lx, lx == f.w_in_last), (ly, ly == f.h_in_last),
-                                                       (lg, lg == f.g_src_last)])):
-                                m.next = "NEXT"
+                if LOAD in plan.kinds:        # nor LOAD steps
+                    with m.Elif(self.word_taken):
+                        with m.If(advance_stream(0)):
+                            m.d.sync += drain.eq(InputStage.word_latency)
+                            m.next = "DRAIN"
+                if DUMP in plan.kinds:        # a board's table has no DUMP steps
+                    with m.Elif(f.kind == DUMP):
+                        with m.If(dump_data_phase != FeatureMaps.read_latency):
+                            m.d.sync += dump_data_phase.eq(dump_data_phase + 1)
+                        with m.Else():
+                            m.d.comb += [out.valid.eq(1), out.payload.data.eq(self.dump_word),
+                                         out.payload.last.eq((lx == f.w_in_last) & (ly == f.h_in_last)
+                                                             & (lg == f.g_src_last))]
+                            with m.If(out.ready):
+                                m.d.sync += dump_data_phase.eq(0)
+                                with m.If(count_nested(m, [(lx, lx == f.w_in_last), (ly, ly == f.h_in_last),
+                                                           (lg, lg == f.g_src_last)])):
+                                    m.next = "NEXT"
             with m.State("DRAIN"):
                 m.d.sync += drain.eq(drain - 1)
                 with m.If(drain == 0):

@@ -106,17 +106,17 @@ class FeatureMaps(wiring.Component):
         src, shortcut = delay(m, f.src, 2, "data_src"), delay(m, f.shortcut, 2, "data_shortcut")
         for p in range(pixels):
             m.d.sync += self.read_data[p].eq(Array([pixel_data(b, p) for b in range(plan.buffers)])[src])
-        m.d.sync += [self.shortcut_data.eq(Array(first_ports + [Const(0, plan.word_bits)])[shortcut]),
-                     self.dump_data.eq(Array(first_ports)[src])]
-
-        pos = self.position
-        dump_addr = Signal(ab)
-        m.d.comb += dump_addr.eq(word_address(pos.g, pos.y, pos.x, f.hb_in, f.wb_in))
+        m.d.sync += self.shortcut_data.eq(Array(first_ports + [Const(0, plan.word_bits)])[shortcut])
+        engine_addr = self.read_addr[0]
+        if DUMP in plan.kinds:        # a board's table has no DUMP steps: no DUMP mux
+            m.d.sync += self.dump_data.eq(Array(first_ports)[src])
+            pos, dump_addr = self.position, Signal(ab)
+            m.d.comb += dump_addr.eq(word_address(pos.g, pos.y, pos.x, f.hb_in, f.wb_in))
+            engine_addr = Mux(f.kind == DUMP, dump_addr, engine_addr)
         requests = [(self.epilogue_write, f.dst), (self.second_write, f.dst2),
                     (self.word_write, f.dst), (self.pixel_write, f.dst)]
         for b, per_copy in enumerate(copies):
-            read_addr = Mux(f.src == b, Mux(f.kind == DUMP, dump_addr, self.read_addr[0]),
-                            self.shortcut_addr)
+            read_addr = Mux(f.src == b, engine_addr, self.shortcut_addr)
             chosen = Signal(write_request(plan), name=f"chosen{b}")
             write = Signal(write_request(plan), name=f"write{b}")
             m.d.sync += write.eq(chosen)

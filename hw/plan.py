@@ -15,7 +15,7 @@ from hw.lane_width import lane_bits
 from hw.latency import pipeline_depth
 from hw.memory_images import build_images, signed_width
 from hw.requant import ANY_MULTIPLIER
-from hw.schedule import HEAD, ceil_log2
+from hw.schedule import DUMP, HEAD, ceil_log2
 from hw.step_table import check_records_fit, step_layout, step_records
 
 
@@ -32,6 +32,9 @@ class CorePlan:
         qmodel = schedule.qmodel
         self.schedule, self.qmodel = schedule, qmodel
         self.steps = schedule.steps
+        # The step kinds the table holds: the core builds only their logic (a board's core
+        # has no LOAD or DUMP steps, so neither the words stream's path nor the DUMP mux).
+        self.kinds = frozenset(s.kind for s in self.steps)
         # act_bits: a stored activation's slot in a feature-map word (the residual stream may be
         # wider than what the convs read); lane_bits: a conv lane's input, signed, as wide as
         # the widest tensor a conv reads (an unsigned b-bit tensor takes b + 1), the image aside
@@ -62,7 +65,7 @@ class CorePlan:
             self.sum_bits = self.logit_bits = 2
             self.head_requant = False
             self.num_classes = self.padded_classes = 1
-        self.out_bits = max(self.word_bits, self.logit_bits, 8)
+        self.out_bits = max(self.word_bits if DUMP in self.kinds else 0, self.logit_bits, 8)
         self.pipeline_depth = pipeline_depth(lanes, pixels)
         self.records = step_records(self)
         check_records_fit(self)
@@ -88,7 +91,8 @@ class CorePlan:
 
     @property
     def out_layout(self):
-        """A beat of the `out` stream: DUMP words, or the logits then the class with `last`."""
+        """A beat of the `out` stream: DUMP words (where the table has DUMP steps), or the
+        logits then the class with `last`."""
         return data.StructLayout({"data": unsigned(self.out_bits), "last": 1})
 
     @property
