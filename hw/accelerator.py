@@ -8,13 +8,16 @@ and head steps issue one tap per cycle to the conv engine (hw/conv_engine.py), w
 `pixels` source words from the feature-map buffers (hw/feature_maps.py) and the weight word,
 and hands finished words to the epilogue (hw/epilogue.py: requantize, residual add, write,
 requantize, write, with parameters from hw/param_store.py) and, in the head step, to the head
-(hw/head.py: global sums, logits, argmax). INPUT and LOAD steps write what the input stage
-(hw/input_stage.py) takes from its streams; DUMP steps and the head's EMIT go out on `out`.
+(hw/head.py: global sums, logits, argmax). The input stage (hw/input_stage.py) writes the image
+from the `pixels` stream while its window is open (the INPUT step waits for it, and the next
+image comes in while the last steps of this one run) and LOAD steps' words from `words`; DUMP
+steps and the head's EMIT go out on `out`.
 Every part is built from one `CorePlan` (hw/plan.py). Streams tolerate stalls on both sides.
 
 Ports: `pixels` (one 8-bit channel value per beat, raster order, channels innermost), `words`
 (whole feature-map words for LOAD steps), `out` (DUMP words, or the logits then the class with
-`last`), `step` (the step being run).
+`last`), `step` (the step being run), `image_wait` (the INPUT step waits for its image: the
+link is behind).
 """
 from amaranth import Module, unsigned
 from amaranth.lib import stream, wiring
@@ -38,6 +41,7 @@ class Accelerator(wiring.Component):
             "words": In(stream.Signature(plan.word)),
             "out": Out(stream.Signature(plan.out_layout)),
             "step": Out(range(max(2, len(plan.steps)))),
+            "image_wait": Out(1),
         })
 
     def elaborate(self, platform):
@@ -53,11 +57,13 @@ class Accelerator(wiring.Component):
         m.submodules.feature_maps = maps = FeatureMaps(plan)
         for part in (ctrl, inputs, engine, params, epilogue, head, maps):
             m.d.comb += part.fields.eq(table.fields)
-        m.d.comb += [table.advance.eq(ctrl.advance), self.step.eq(ctrl.step)]
+        m.d.comb += [table.advance.eq(ctrl.advance), self.step.eq(ctrl.step),
+                     self.image_wait.eq(ctrl.image_wait)]
 
         wiring.connect(m, wiring.flipped(self.pixels), inputs.pixels)
         wiring.connect(m, wiring.flipped(self.words), inputs.words)
-        m.d.comb += [inputs.take_pixels.eq(ctrl.take_pixels), ctrl.pixel_taken.eq(inputs.pixel_taken),
+        m.d.comb += [inputs.step.eq(ctrl.step), inputs.advance.eq(ctrl.advance),
+                     ctrl.image_ready.eq(inputs.image_ready),
                      inputs.take_words.eq(ctrl.take_words), ctrl.word_taken.eq(inputs.word_taken),
                      inputs.position.eq(ctrl.position)]
 

@@ -1,14 +1,14 @@
 """The controller: walks the step table and runs each step's loops.
 
-States: START (load the loop counters), RUN (engine steps issue one tap per cycle; INPUT and
-LOAD steps take their stream; DUMP steps stream a tensor out), DRAIN (wait for the pipeline),
-LOGITS (the head's classes through the logit requantizer), EMIT (the logits and the class out),
+States: START (load the loop counters), RUN (engine steps issue one tap per cycle; INPUT steps
+wait for the input stage's image; LOAD steps take their stream; DUMP steps stream a tensor
+out), DRAIN (wait for the pipeline), LOGITS (the head's classes through the logit requantizer), EMIT (the logits and the class out),
 NEXT (the next step; after the last, the first again).
 
 An engine step's taps run along (pixel group, output group, input group, ky, kx), kx
 innermost; the weight words run along the same order and start over for every pixel group.
 """
-from amaranth import Const, Module, Mux, Signal
+from amaranth import Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -16,19 +16,8 @@ from hw.feature_maps import FeatureMaps
 from hw.head import Head
 from hw.input_stage import InputStage
 from hw.layouts import COUNT, PIXEL, POSITION, TAP
+from hw.pipeline import count_nested
 from hw.schedule import CONV, DUMP, HEAD, INPUT, LOAD, POOL
-
-
-def count_nested(m, digits):
-    """Advance an odometer of (counter, at_last) digits, innermost first: each digit steps when
-    every digit inside it is at its last value, and wraps to 0 after its own last. Returns the
-    condition 'every digit at its last value' (the final count of the loop nest)."""
-    inner_done = Const(1)
-    for counter, at_last in digits:
-        with m.If(inner_done):
-            m.d.sync += counter.eq(Mux(at_last, 0, counter + 1))
-        inner_done = inner_done & at_last
-    return inner_done
 
 
 class Controller(wiring.Component):
@@ -42,8 +31,9 @@ class Controller(wiring.Component):
             "tap": Out(TAP),
             "pixels": Out(data.ArrayLayout(PIXEL, plan.pixels)),
             "weight_addr": Out(range(max(2, len(plan.images.weights)))),
-            "position": Out(POSITION),                          # of INPUT / LOAD / DUMP beats
-            "take_pixels": Out(1), "pixel_taken": In(1),
+            "position": Out(POSITION),                          # of LOAD / DUMP beats
+            "image_ready": In(1),                               # the input stage's
+            "image_wait": Out(1),                               # the INPUT step waits for it
             "take_words": Out(1), "word_taken": In(1),
             "logits": Out(1),                                   # in the LOGITS state
             "class_index": Out(range(plan.padded_classes + 8)),
@@ -59,7 +49,7 @@ class Controller(wiring.Component):
         oy = [Signal(PIXEL["y"].shape, name=f"oy{p}") for p in range(plan.pixels)]
         ox = [Signal(COUNT, name=f"ox{p}") for p in range(plan.pixels)]
         waddr = Signal.like(self.weight_addr)
-        lg, ly, lx, lc = (Signal(COUNT, name=n) for n in ("lg", "ly", "lx", "lc"))
+        lg, ly, lx = (Signal(COUNT, name=n) for n in ("lg", "ly", "lx"))
         # DUMP: the address out at phase 0, the feature maps' read (`FeatureMaps.read_latency`
         # cycles), the word offered on `out` at the last phase.
         dump_data_phase = Signal(range(FeatureMaps.read_latency + 1))
@@ -67,8 +57,7 @@ class Controller(wiring.Component):
         drain = Signal(range(64))
         m.d.comb += [self.tap.og.eq(og), self.tap.ig.eq(ig), self.tap.ky.eq(ky), self.tap.kx.eq(kx),
                      self.weight_addr.eq(waddr), self.class_index.eq(k),
-                     self.position.g.eq(lg), self.position.y.eq(ly), self.position.x.eq(lx),
-                     self.position.c.eq(lc)]
+                     self.position.g.eq(lg), self.position.y.eq(ly), self.position.x.eq(lx)]
         m.d.comb += [self.pixels[p].y.eq(oy[p]) for p in range(plan.pixels)]
         m.d.comb += [self.pixels[p].x.eq(ox[p]) for p in range(plan.pixels)]
 
@@ -79,20 +68,15 @@ class Controller(wiring.Component):
         word_last = tap_last & at_og         # the pixels move on after this tap
         m.d.comb += [self.tap.first.eq((ig == 0) & (ky == 0) & (kx == 0)), self.tap.last.eq(tap_last)]
 
-        def advance_stream(last_channel):
-            """Count (g, y, x, c) with c innermost; returns the 'last beat' condition."""
-            return count_nested(m, [(lc, lc == last_channel), (lx, lx == f.w_out_last),
-                                    (ly, ly == f.h_out_last), (lg, lg == f.g_out_last)])
-
         with m.FSM():
             with m.State("START"):
                 m.d.sync += [y.eq(start) for y, start in zip(oy, f.start_y)]
                 m.d.sync += [x.eq(start) for x, start in zip(ox, f.start_x)]
                 m.d.sync += [pg.eq(0), og.eq(0), ig.eq(0), ky.eq(0), kx.eq(0), waddr.eq(f.wbase),
-                             ly.eq(0), lx.eq(0), lg.eq(0), lc.eq(0), dump_data_phase.eq(0), k.eq(0)]
+                             ly.eq(0), lx.eq(0), lg.eq(0), dump_data_phase.eq(0), k.eq(0)]
                 m.next = "RUN"
             with m.State("RUN"):
-                m.d.comb += [self.issue.eq(engine), self.take_pixels.eq(f.kind == INPUT)]
+                m.d.comb += self.issue.eq(engine)
                 if LOAD in plan.kinds:
                     m.d.comb += self.take_words.eq(f.kind == LOAD)
                 with m.If(engine):
@@ -107,13 +91,14 @@ class Controller(wiring.Component):
                     with m.If(done):
                         m.d.sync += drain.eq(plan.pipeline_depth)
                         m.next = "DRAIN"
-                with m.Elif(self.pixel_taken):
-                    with m.If(advance_stream(f.c_in_last)):
-                        m.d.sync += drain.eq(InputStage.pixel_latency_for(plan.schedule.columns))
-                        m.next = "DRAIN"
+                with m.Elif(f.kind == INPUT):
+                    m.d.comb += self.image_wait.eq(~self.image_ready)
+                    with m.If(self.image_ready):
+                        m.next = "NEXT"
                 if LOAD in plan.kinds:        # nor LOAD steps
                     with m.Elif(self.word_taken):
-                        with m.If(advance_stream(0)):
+                        with m.If(count_nested(m, [(lx, lx == f.w_out_last), (ly, ly == f.h_out_last),
+                                                   (lg, lg == f.g_out_last)])):
                             m.d.sync += drain.eq(InputStage.word_latency)
                             m.next = "DRAIN"
                 if DUMP in plan.kinds:        # a board's table has no DUMP steps

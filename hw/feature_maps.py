@@ -7,7 +7,8 @@ A buffer is one RAM per two pixels, the copies written together. Port A of a cop
 writes through one address (a step never reads a buffer it writes: one block-RAM port); copy
 0's port A also serves the shortcut and DUMP reads. Pixel p reads copy p // 2, on port A (even
 p) or port B (odd p). Writes, by priority: the epilogue's word (to dst), its second word (to
-dst2), a LOAD word and an INPUT word (to dst).
+dst2), a LOAD word (to dst) and an image word (to the INPUT step's dst, in whatever step:
+hw/input_stage.py).
 
 Every read port's address and data are registered right at the block RAM, after the address
 muxes and before any data mux: an ECP5 block RAM's clock-to-out is 5.8 ns, which leaves no room
@@ -113,8 +114,10 @@ class FeatureMaps(wiring.Component):
             pos, dump_addr = self.position, Signal(ab)
             m.d.comb += dump_addr.eq(word_address(pos.g, pos.y, pos.x, f.hb_in, f.wb_in))
             engine_addr = Mux(f.kind == DUMP, dump_addr, engine_addr)
+        # The image's words go to the INPUT step's buffer while the step may be another.
+        image = plan.steps[plan.input_step].dst if plan.input_step is not None else plan.buffers
         requests = [(self.epilogue_write, f.dst), (self.second_write, f.dst2),
-                    (self.word_write, f.dst), (self.pixel_write, f.dst)]
+                    (self.word_write, f.dst), (self.pixel_write, image)]
         for b, per_copy in enumerate(copies):
             read_addr = Mux(f.src == b, engine_addr, self.shortcut_addr)
             chosen = Signal(write_request(plan), name=f"chosen{b}")

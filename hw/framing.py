@@ -13,10 +13,10 @@ is complete) the next frame may follow at once.
 
 The host may keep one frame ahead: send frame n + 1 while the board computes image n. The
 frame buffer has two slots, so one frame can be received while the other waits to be fed to
-the accelerator (which takes pixels only in its INPUT step); a good frame holds its slot until
-its answer has gone out, and a frame that starts while both are held is refused (code 5). The
-pixels stay in the buffer until the checksum is checked, so a bad frame never reaches the
-accelerator.
+the accelerator (which takes the next image while it finishes one); a good frame holds its
+slot until its answer has gone out, and a frame that starts while both are held is refused
+(code 5). The pixels stay in the buffer until the checksum is checked, so a bad frame never
+reaches the accelerator.
 
 `FrameReceiver` (header, pixels, checksum, errors) and `Answerer` (the replies) are joined by a
 FIFO of outcomes, so replies go out in the order the frames ended and an error reply never cuts
@@ -277,8 +277,9 @@ class ImageCycles(wiring.Component):
     as the answer's tail, class | cycles << 8.
 
     cycles: the clock cycles since the previous class beat, less those in which the accelerator
-    waited for a pixel (`starved`: the link had not brought the frame yet). With no such waits
-    that is hw.latency's cycles per image exactly; a class beat held up by a full result FIFO
+    waited for its image (`starved`: the link had not brought the frame yet). That is
+    hw.latency's cycles per image back to back, wherever the next image can come in while the
+    last steps of one run (the model's INPUT step then costs its 3 cycles); a class beat held up by a full result FIFO
     (`beats` not ready) is counted, so such stalls show. The controller leaves reset at the
     INPUT step's START, which every later image reaches from the head's NEXT cycle: that one
     cycle is counted in advance (init=1).
@@ -365,12 +366,12 @@ class FramedAccelerator(wiring.Component):
         # The pixels reach the accelerator through a FIFO whose ready is a register: the
         # controller's take no longer runs through the framer's read address to its block RAM
         # (the routed `make train` model's worst path, 11.9 ns). It fills while the accelerator
-        # works on the image before, so the INPUT step takes a pixel every cycle as before.
+        # works on the image before, so the image comes in a pixel every cycle as before.
         m.submodules.pixel_fifo = pixel_fifo = fifo.SyncFIFOBuffered(width=8, depth=PIXEL_FIFO_DEPTH)
         wiring.connect(m, fr.pix, pixel_fifo.w_stream)
         wiring.connect(m, pixel_fifo.r_stream, acc.pixels)
         wiring.connect(m, acc.out, cycles.beats)
-        m.d.comb += [cycles.starved.eq(acc.pixels.ready & ~acc.pixels.valid),
+        m.d.comb += [cycles.starved.eq(acc.image_wait),
                      results.w_data.eq(cycles.results.payload), results.w_en.eq(cycles.results.valid),
                      cycles.results.ready.eq(results.w_rdy),
                      fr.res.payload.eq(results.r_data), fr.res.valid.eq(results.r_rdy),

@@ -7,7 +7,10 @@ it), from the latencies the components declare: every step costs START + NEXT (2
   epilogue, one cycle per extra pixel queued for the epilogue, the feature maps' registered
   write, a spare cycle, and the cycle that leaves DRAIN); the head adds the logits (classes +
   `Head.logit_latency` + 1 cycles) and streams classes + 1 beats;
-- input: one pixel channel per cycle (C*H*W) + `InputStage.pixel_latency_for(columns)` + 1;
+- input: the image's beats (C*H*W, one per cycle from the step's START) +
+  `InputStage.pixel_latency_for(columns)`; but image to image, the next image comes in from
+  step `schedule.input_opens` on, while the last steps of this one run: then the INPUT step
+  costs 3 cycles (START, RUN finding the image in, NEXT) plus what the image still lacks;
   load: one word per cycle + `InputStage.word_latency` + 1 (both latencies end with the
   registered write);
 - dump: `DUMP_CYCLES` per word (the address, the feature maps' read, the beat).
@@ -57,8 +60,7 @@ def step_cycles(step, lanes, pixels=1):
             cycles += logits + classes + 1                 # EMIT: the logits, then the class
         return cycles + STEP_OVERHEAD
     if step.kind == INPUT:
-        c, h, w = step.src_shape
-        return c * h * w + InputStage.pixel_latency_for(step.columns) + DRAIN_EXIT + STEP_OVERHEAD
+        return input_cycles(step, 0)
     if step.kind == LOAD:
         c, h, w = step.out_shape
         return groups(c, lanes) * h * w + InputStage.word_latency + DRAIN_EXIT + STEP_OVERHEAD
@@ -66,6 +68,14 @@ def step_cycles(step, lanes, pixels=1):
         c, h, w = step.src_shape
         return DUMP_CYCLES * groups(c, lanes) * h * w + STEP_OVERHEAD
     raise ValueError(step.kind)
+
+
+def input_cycles(step, window):
+    """The INPUT step when the image's beats began `window` cycles before its START (0: at
+    its START, as for the first image)."""
+    c, h, w = step.src_shape
+    image = c * h * w + InputStage.pixel_latency_for(step.columns)    # first beat -> last word
+    return STEP_OVERHEAD + 1 + max(0, image - 1 - window)
 
 
 def useful_ops(step):
@@ -83,8 +93,9 @@ class LatencyReport:
     lanes: int
     pixels: int
     clock_mhz: float
-    steps: list            # dicts: name, kind, cycles, useful_ops, utilization
-    cycles_per_image: int
+    steps: list            # dicts: name, kind, cycles (image to image), useful_ops, utilization
+    cycles_per_image: int  # image to image, back to back
+    latency_cycles: int    # an image alone: its first pixel to its class
 
     @property
     def add_sub_lanes(self):
@@ -105,18 +116,23 @@ class LatencyReport:
 
     def as_dict(self):
         return dict(lanes=self.lanes, pixels=self.pixels, add_sub_lanes=self.add_sub_lanes,
-                    clock_mhz=self.clock_mhz,
-                    cycles_per_image=self.cycles_per_image, images_per_s=self.images_per_s,
+                    clock_mhz=self.clock_mhz, cycles_per_image=self.cycles_per_image,
+                    latency_cycles=self.latency_cycles, images_per_s=self.images_per_s,
                     conv_utilization=self.conv_utilization, utilization=self.utilization,
                     layers=self.steps)
 
 
 def latency_report(schedule, clock_mhz=100.0):
+    """Cycles per step image to image (the INPUT step overlapped, `input_cycles`), per image,
+    and an image's latency."""
     lanes, pixels = schedule.lanes, schedule.pixels
+    cycles = [step_cycles(s, lanes, pixels) for s in schedule.steps]
+    alone = sum(cycles)
+    window = sum(cycles[schedule.input_opens:])
+    cycles = [input_cycles(s, window) if s.kind == INPUT else n for s, n in zip(schedule.steps, cycles)]
     rows = []
-    for s in schedule.steps:
-        cycles = step_cycles(s, lanes, pixels)
+    for s, n in zip(schedule.steps, cycles):
         ops = useful_ops(s)
-        rows.append(dict(name=s.name, kind=s.kind.label, cycles=cycles, useful_ops=ops,
-                         utilization=ops / (lanes ** 2 * pixels * cycles)))
-    return LatencyReport(lanes, pixels, clock_mhz, rows, sum(r["cycles"] for r in rows))
+        rows.append(dict(name=s.name, kind=s.kind.label, cycles=n, useful_ops=ops,
+                         utilization=ops / (lanes ** 2 * pixels * n)))
+    return LatencyReport(lanes, pixels, clock_mhz, rows, sum(cycles), alone)

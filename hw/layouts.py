@@ -8,8 +8,8 @@ COUNT = range(1 << 10)      # loop counters, map coordinates, channel groups
 TAP = data.StructLayout({"og": COUNT, "ig": COUNT, "ky": COUNT, "kx": COUNT, "first": 1, "last": 1})
 # An output pixel the engine works on (y runs past the last row when the pixel is unused).
 PIXEL = data.StructLayout({"y": range(1 << 11), "x": COUNT})
-# Where an INPUT, LOAD or DUMP beat belongs: channel group, row, column, channel.
-POSITION = data.StructLayout({"g": COUNT, "y": COUNT, "x": COUNT, "c": COUNT})
+# Where a LOAD or DUMP word belongs: channel group, row, column.
+POSITION = data.StructLayout({"g": COUNT, "y": COUNT, "x": COUNT})
 # What an engine output word is: its group and pixel, and whether the pixel exists.
 TAG = data.StructLayout({"og": 10, "y": 10, "x": 10, "valid": 1})
 

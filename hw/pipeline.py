@@ -1,5 +1,5 @@
-"""Pipeline registers shared by the core's components."""
-from amaranth import Signal
+"""Registers shared by the core's components: pipeline delays, own copies, nested counters."""
+from amaranth import Const, Mux, Signal
 
 # Synthesis merges registers that hold the same value (yosys opt_merge, Vivado's equivalent
 # register removal): the bounds every requantizer delays alike become one register driving every
@@ -25,3 +25,15 @@ def own_copy(m, value, name):
     register = Signal.like(value, name=name, attrs={"keep": 1})
     m.d.sync += register.eq(value)
     return register
+
+
+def count_nested(m, digits):
+    """Advance an odometer of (counter, at_last) digits, innermost first: each digit steps when
+    every digit inside it is at its last value, and wraps to 0 after its own last. Returns the
+    condition 'every digit at its last value' (the final count of the loop nest)."""
+    inner_done = Const(1)
+    for counter, at_last in digits:
+        with m.If(inner_done):
+            m.d.sync += counter.eq(Mux(at_last, 0, counter + 1))
+        inner_done = inner_done & at_last
+    return inner_done

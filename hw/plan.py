@@ -15,7 +15,7 @@ from hw.lane_width import lane_bits
 from hw.latency import pipeline_depth
 from hw.memory_images import build_images, signed_width
 from hw.requant import ANY_MULTIPLIER
-from hw.schedule import DUMP, HEAD, ceil_log2
+from hw.schedule import DUMP, HEAD, INPUT, ceil_log2
 from hw.step_table import check_records_fit, step_layout, step_records
 
 
@@ -35,6 +35,7 @@ class CorePlan:
         # The step kinds the table holds: the core builds only their logic (a board's core
         # has no LOAD or DUMP steps, so neither the words stream's path nor the DUMP mux).
         self.kinds = frozenset(s.kind for s in self.steps)
+        self.input_step = next((i for i, s in enumerate(self.steps) if s.kind == INPUT), None)
         # act_bits: a stored activation's slot in a feature-map word (the residual stream may be
         # wider than what the convs read); lane_bits: a conv lane's input, signed, as wide as
         # the widest tensor a conv reads (an unsigned b-bit tensor takes b + 1), the image aside

@@ -77,7 +77,8 @@ def summary(rep):
     """For the terminal: one line with the core's resources (when estimated), latency and the
     link; then one line with the netlist's deepest path where it was measured, and one with
     Vivado's timing and LUTs where it ran."""
-    line = (f"{rep['cycles_per_image']:,} cycles/image, {rep['images_per_s']:,.1f} images/s at "
+    line = (f"{rep['cycles_per_image']:,} cycles image to image ({rep['latency_cycles']:,} alone), "
+            f"{rep['images_per_s']:,.1f} images/s at "
             f"{rep['clock_mhz']:g} MHz; link {rep['link_images_per_s']:,.1f} images/s at "
             f"{rep['baud']} baud (one frame ahead); end to end {rep['end_to_end_images_per_s']:,.1f} images/s")
     if rep.get("post_route"):
@@ -139,7 +140,8 @@ def render_markdown(rep):
         lines += ["Resource estimate skipped (--no-estimate).", ""]
     lines += depth_markdown(rep) + vivado_markdown(rep)
     lines += ["## Throughput", "",
-              f"- accelerator: {rep['cycles_per_image']:,} cycles per image, "
+              f"- accelerator: {rep['cycles_per_image']:,} cycles per image back to back (the next "
+              f"image comes in while one finishes; an image alone takes {rep['latency_cycles']:,}), "
               f"{rep['images_per_s']:,.1f} images/s at {rep['clock_mhz']:g} MHz, "
               f"lane utilization {100 * rep['utilization']:.1f}% (conv {100 * rep['conv_utilization']:.1f}%)",
               f"- UART link: {rep['frame_bytes']['in']} bytes in, {rep['frame_bytes']['out']} out per image, "

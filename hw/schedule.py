@@ -152,29 +152,54 @@ class Schedule:
         return groups(c, self.lanes) << (ceil_log2(h) + ceil_log2(w))
 
     def _allocate(self):
+        """Buffers for the stored tensors (a tensor no step reads is not stored: its step's
+        write goes nowhere), and `input_opens`: the step from which the next image may be
+        written while this one finishes. The image's buffer is kept free from that step to the
+        end; the earliest such step that needs no more buffers than none at all."""
+        reads_image = [i for i, s in enumerate(self.steps) for n in s.reads if self._is_input(n)]
+        unshared = self._allocate_from(len(self.steps))
+        self.input_opens = len(self.steps)
+        if self.steps and self.steps[0].kind == INPUT:     # a table that starts with the image
+            for opens in range(max(reads_image, default=0) + 1, len(self.steps)):
+                if self._allocate_from(opens)[0] <= unshared[0]:
+                    self.input_opens = opens
+                    break
+        self.buffers, self.where = self._allocate_from(self.input_opens)
+        for s in self.steps:
+            s.src = self.where.get(s.reads[0]) if s.reads else None
+            s.shortcut = self.where.get(s.reads[1]) if len(s.reads) > 1 else None
+            s.dst = self.where.get(s.writes[0]) if s.writes else None
+            s.dst2 = self.where.get(s.writes[1]) if len(s.writes) > 1 else None
+        self.buffer_depth = max([self.depth_of(self.tensor_shapes[n]) for n in self.where] + [1])
+
+    def _is_input(self, name):
+        return any(s.kind == INPUT and name in s.writes for s in self.steps)
+
+    def _allocate_from(self, opens):
+        """(buffers, tensor -> buffer) by a greedy allocator, keeping the image's buffer free in
+        steps `opens`..end (for the next image)."""
         last_read = {}
         for i, s in enumerate(self.steps):
             for name in s.reads:
                 last_read[name] = i
         where, free_after = {}, {}   # tensor -> buffer; buffer -> step index it frees at
-        buffers = 0
+        image_buffer, buffers = None, 0
         for i, s in enumerate(self.steps):
             busy = {where[n] for n in s.reads}
             for name in s.writes:
-                choice = next((b for b in range(buffers)
-                               if free_after.get(b, -1) < i and b not in busy), None)
+                if name not in last_read:
+                    continue
+                clashes = i >= opens or last_read[name] >= opens     # with the next image
+                choice = next((b for b in range(buffers) if free_after.get(b, -1) < i
+                               and b not in busy and not (b == image_buffer and clashes)), None)
                 if choice is None:
                     choice, buffers = buffers, buffers + 1
+                if self._is_input(name):
+                    image_buffer = choice
                 where[name] = choice
                 busy.add(choice)
-                free_after[choice] = last_read.get(name, len(self.steps))
-            s.src = where.get(s.reads[0]) if s.reads else None
-            s.shortcut = where.get(s.reads[1]) if len(s.reads) > 1 else None
-            s.dst = where.get(s.writes[0]) if s.writes else None
-            s.dst2 = where.get(s.writes[1]) if len(s.writes) > 1 else None
-        self.buffers = max(buffers, 1)
-        self.where = where
-        self.buffer_depth = max([self.depth_of(self.tensor_shapes[n]) for n in where] + [1])
+                free_after[choice] = last_read[name]
+        return max(buffers, 1), where
 
 
 def _requant(qmodel, op, channels_padded):

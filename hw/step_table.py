@@ -48,7 +48,7 @@ def _record(plan, index, step):
     return dict(
         kind=step.kind,
         # buffers: read, written, shortcut and second output (nb: none)
-        src=step.src or 0, dst=step.dst or 0,
+        src=step.src or 0, dst=nb if step.dst is None else step.dst,
         shortcut=nb if step.shortcut is None else step.shortcut,
         dst2=nb if step.dst2 is None else step.dst2,
         # shapes and loops
@@ -94,7 +94,7 @@ def step_layout(plan):
     pixels = data.ArrayLayout(DIM, plan.pixels)
     return data.StructLayout({
         "kind": StepKind,
-        "src": range(nb), "dst": range(nb),
+        "src": range(nb), "dst": range(nb + 1),
         "shortcut": range(nb + 1), "dst2": range(nb + 1),
         "h_in": DIM, "w_in": DIM, "hb_in": BITS, "wb_in": BITS,
         "h_out": DIM, "w_out": DIM, "hb_out": BITS, "wb_out": BITS,

@@ -35,8 +35,10 @@ class Verdict:
 @dataclass
 class NetworkCheck:
     verdicts: list                      # one per image
-    cycles: list                        # measured cycles per image
-    model_cycles: int                   # analytic cycles per image
+    cycles: list                        # measured: the first image from its first pixel, then
+                                        # class to class
+    model_cycles: int                   # analytic cycles per image, back to back
+    model_latency: int                  # analytic cycles of an image alone
 
     @property
     def exact(self):
@@ -129,5 +131,5 @@ def check_network(qmodel, lanes, images, build_dir, in_stall=0.0, out_stall=0.0,
     ends = [int(result.seen_at[i]) for i, b in enumerate(result.beats) if b >> plan.out_bits]
     starts = [int(result.accepted_at[0])] + ends[:-1] if len(result.accepted_at) else []
     cycles = [e - s for s, e in zip(starts, ends)]
-    model = latency_report(schedule).cycles_per_image
-    return NetworkCheck(verdicts, cycles, model), plan
+    model = latency_report(schedule)
+    return NetworkCheck(verdicts, cycles, model.cycles_per_image, model.latency_cycles), plan

@@ -9,11 +9,13 @@ from hw.conv_engine import ConvEngine
 from hw.epilogue import Epilogue
 from hw.head import Head
 from hw.lane_width import spread_tensor
-from hw.latency import pipeline_depth
+from hw.input_stage import InputStage
+from hw.latency import latency_report, pipeline_depth
 from hw.param_store import ParamStore
 from hw.plan import CorePlan
 from hw.requant import Requantizer
-from hw.schedule import CONV, HEAD, INPUT, POOL, StepKind, build_schedule
+from hw.layer_tests import layer_test_schedule
+from hw.schedule import CONV, DUMP, HEAD, INPUT, POOL, StepKind, build_schedule
 from hw.memory_images import weight_words
 from hw.step_table import StepTable, step_records
 from quantize.random_model import random_qmodel
@@ -61,7 +63,7 @@ def test_records_describe_each_step(plan):
     pool = records[kinds.index(POOL)]
     assert pool["depthwise"] and pool["g_in_last"] == 0 and pool["stride2"]
     for r, step in zip(records, plan.steps):
-        assert r["dst"] == (step.dst or 0)
+        assert r["dst"] == (plan.buffers if step.dst is None else step.dst)
         assert r["dst2"] == (plan.buffers if step.dst2 is None else step.dst2)
         assert r["shortcut"] == (plan.buffers if step.shortcut is None else step.shortcut)
 
@@ -118,7 +120,10 @@ def test_pipeline_depth_is_the_sum_of_the_parts(lanes, pixels):
 def test_plan_widths_and_refusals(model, plan):
     assert plan.word_bits == LANES * model.act_bits and plan.pixels == 2
     assert plan.num_classes == 10 and plan.padded_classes == 16
-    assert plan.out_bits >= max(plan.word_bits, plan.logit_bits)
+    # `out` carries the logits, and feature-map words only where the table DUMPs them.
+    assert plan.out_bits == max(plan.logit_bits, 8) < plan.word_bits
+    tests = CorePlan(layer_test_schedule(plan.schedule, [1]))
+    assert tests.out_bits >= tests.word_bits and DUMP in tests.kinds and DUMP not in plan.kinds
     assert plan.step_layout["kind"].shape is StepKind
     with pytest.raises(ValueError, match="pixels must be at least 1"):
         CorePlan(build_schedule(model, LANES, 0))
@@ -214,3 +219,30 @@ def test_the_image_as_kernel_columns_gives_the_first_conv_exactly():
     rgb = random_qmodel(depth=8, width=1, in_channels=3, input_size=7, num_classes=10, seed=4)
     assert build_schedule(rgb, 8).columns == 1 and build_schedule(rgb, 16).columns == 3
     assert build_schedule(model, 16, image_columns_allowed=False).columns == 1
+
+
+def test_the_next_image_comes_in_while_the_last_steps_run():
+    """The make-train network (WRN-20-1, 28x28) at 16 lanes x 4 pixels: from step
+    `input_opens` to the end no step touches the image's buffer, so the next image can be
+    written there meanwhile; four buffers still do (step s3b2_add reads two tensors and writes
+    two); the last add's sum, which no step reads, is not stored."""
+    model = random_qmodel(depth=20, width=1, in_channels=1, num_classes=10, input_size=28, seed=0)
+    schedule = build_schedule(model, 16, 4)
+    steps, image = schedule.steps, schedule.steps[0].dst
+    names = [s.name for s in steps]
+    assert steps[0].kind == INPUT and schedule.buffers == 4
+    assert schedule.input_opens == names.index("s3b2_add") + 1
+    for s in steps[schedule.input_opens:]:
+        assert image not in {s.src, s.shortcut, s.dst, s.dst2}, s.name
+    conv0 = steps[1]
+    assert conv0.reads == [schedule.image] and image not in {conv0.dst, conv0.dst2}
+    last_add = steps[names.index("logits") - 1]
+    assert last_add.dst is None and last_add.dst2 is not None
+    assert step_records(CorePlan(schedule))[steps.index(last_add)]["dst"] == schedule.buffers
+    # The window is long enough: image to image, the INPUT step costs START, RUN and NEXT; an
+    # image alone takes its 784 beats and the input stage's latency in it (+ START and NEXT).
+    report = latency_report(schedule)
+    window = sum(row["cycles"] for row in report.steps[schedule.input_opens:])
+    assert window > 28 * 28 + InputStage.pixel_latency_for(3)
+    assert report.steps[0]["cycles"] == 3
+    assert report.latency_cycles - report.cycles_per_image == 28 * 28 + InputStage.pixel_latency_for(3) - 1
