@@ -1,7 +1,7 @@
 """Board build: the accelerator behind a UART on an Arty A7 (Vivado project files) or an ECP5
 board (a bitstream, placed and routed with the YoWASP tools), and a report.
 
-    python -m hw.build --board arty_a7 [--model RUN_DIR/quant] [--lanes 16] [--pixels 2]
+    python -m hw.build --board arty_a7 [--model RUN_DIR/quant] [--lanes 16] [--pixels 4]
                        [--requantizers dsp|shift-add] [--clock-mhz 100] [--baud B]
                        [--out build/arty_a7] [--no-estimate] [--estimate-timeout 1800]
     python -m hw.build --board ulx3s_85f [--clock-mhz 100] [--seed 1] [--program] ...
@@ -53,8 +53,9 @@ def build_parser():
     p.add_argument("--board", default="arty_a7", help="one of " + ", ".join(BOARDS))
     p.add_argument("--model", default=None, help=f"quantized model folder (default {DEFAULT_MODEL})")
     p.add_argument("--lanes", type=int, default=16, help="channels per word (a power of two)")
-    p.add_argument("--pixels", type=int, default=2,
-                   help="output pixels per cycle (each adds lanes x lanes add/sub lanes)")
+    p.add_argument("--pixels", type=int, default=None,
+                   help="output pixels per cycle (each adds lanes x lanes add/sub lanes; default: "
+                        + ", ".join(f"{b.name} {b.pixels}" for b in BOARDS.values()) + ")")
     p.add_argument("--requantizers", default="dsp", choices=REQUANTIZERS,
                    help="dsp: a DSP multiplier each; shift-add: no multiplier, for models whose "
                         "multipliers are a few per-layer constants (srelu)")
@@ -221,6 +222,7 @@ def build(args):
     board = BOARDS[args.board]
     if args.lanes < 1 or args.lanes & (args.lanes - 1):
         raise UsageError(f"--lanes must be a power of two, got {args.lanes}")
+    args.pixels = board.pixels if args.pixels is None else args.pixels
     if args.pixels < 1:
         raise UsageError(f"--pixels must be at least 1, got {args.pixels}")
     if not (math.isfinite(args.clock_mhz) and args.clock_mhz > 0):

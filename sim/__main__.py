@@ -179,7 +179,8 @@ def simulate_all(args, qmodel, schedule, images, subfolders, board):
     print(f"cycles per image: model {report.latency_cycles} for the first, {report.cycles_per_image} "
           f"back to back ({report.images_per_s:.0f} images/s at 100 MHz, "
           f"{report.add_sub_lanes} add/sub lanes, conv utilization {report.conv_utilization:.1%}); "
-          f"measured {', '.join(map(str, result.cycles))} with stalls ({time.time() - t0:.0f} s)")
+          f"measured {', '.join(map(str, result.cycles))} with {args.stall:.0%} stalls "
+          f"({time.time() - t0:.0f} s)")
     exact = result.exact
     print(f"{exact}/{len(images)} images bit-exact" +
           ("" if exact == len(images) else f" ({len(images) - exact} not)"))

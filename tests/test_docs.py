@@ -77,7 +77,8 @@ def test_options_table_defaults_are_the_parsers():
     # What the code does with the options whose parser default is None (hw/build.py).
     none_means = {"--model": hw.build.DEFAULT_MODEL,
                   "--out": hw.build.default_out(SimpleNamespace(name="BOARD")),
-                  "--baud": "board's maximum"}
+                  "--baud": "board's maximum",
+                  "--pixels": "the board's: " + ", ".join(f"{b.name} {b.pixels}" for b in BOARDS.values())}
     actions = parser_options()
     for option, (doc, _) in documented_options().items():
         action = actions[option]
@@ -105,8 +106,9 @@ def test_board_option_names_every_board():
     assert set(re.findall(r"`(\w+)`", meaning)) == set(BOARDS)
 
 
-def test_baud_option_gives_every_boards_default(tmp_path, monkeypatch):
-    """The --baud row names each board's rate, and a build without --baud uses it."""
+def test_baud_and_pixels_options_give_every_boards_default(tmp_path, monkeypatch):
+    """The --baud row names each board's rate, and a build without --baud uses it; the same
+    for --pixels."""
     import hw.build
     meaning = documented_options()["--baud"][1]
     assert dict(re.findall(r"`(\w+)` (\d+)", meaning)) == {b.name: str(b.max_baud) for b in BOARDS.values()}
@@ -118,7 +120,7 @@ def test_baud_option_gives_every_boards_default(tmp_path, monkeypatch):
         args = hw.build.build_parser().parse_args(["--board", board.name, "--out", str(tmp_path / board.name)])
         with pytest.raises(hw.build.UsageError, match="stopped at the model"):
             hw.build.build(args)
-        assert args.baud == board.max_baud
+        assert args.baud == board.max_baud and args.pixels == board.pixels
 
 
 def test_module_usage_names_every_option():
