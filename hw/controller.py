@@ -2,8 +2,9 @@
 
 States: START (load the loop counters), RUN (engine steps issue one tap per cycle; INPUT steps
 wait for the input stage's image; LOAD steps take their stream; DUMP steps stream a tensor
-out), DRAIN (wait for the pipeline), LOGITS (the head's classes through the logit requantizer), EMIT (the logits and the class out),
-NEXT (the next step; after the last, the first again).
+out), DRAIN (wait for the pipeline), LOGITS (the head's classes through the logit
+requantizer), EMIT (the logits and the class out), NEXT (the next step; after the last, the
+first again). Only the step kinds the table holds get their logic (`CorePlan.kinds`).
 
 An engine step's taps run along (pixel group, output group, input group, ky, kx), kx
 innermost; the weight words run along the same order and start over for every pixel group.

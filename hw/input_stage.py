@@ -2,8 +2,7 @@
 
 The image (`pixels`: one 8-bit pixel channel per beat, raster order, channels innermost) is
 taken while its window is open: in the INPUT step, and from step `schedule.input_opens` to the
-end, while the step before it finishes the image before (hw/schedule.py keeps the image's
-buffer free then). The stage counts the beats itself; after an image's last beat it takes no
+end, while the image before it finishes (hw/schedule.py keeps the image's buffer free then). The stage counts the beats itself; after an image's last beat it takes no
 more until the controller has moved past the INPUT step (`advance` there), and `image_ready`
 says the image's last word is written. Each beat maps through the input table (the folded input
 BN: entry c*256 + pixel); the channels of a pixel are gathered into one word, written when its
@@ -22,6 +21,7 @@ from amaranth.lib.wiring import In, Out
 from hw.feature_maps import FeatureMaps, word_address
 from hw.layouts import POSITION, write_request
 from hw.pipeline import count_nested, delay
+from hw.schedule import LOAD
 
 
 class InputStage(wiring.Component):
@@ -54,11 +54,12 @@ class InputStage(wiring.Component):
         plan, f, pos = self.plan, self.fields, self.position
         if plan.input_step is not None:
             self.take_image(m)
-        m.d.comb += [self.words.ready.eq(self.take_words),
-                     self.word_taken.eq(self.words.valid & self.take_words)]
-        m.d.sync += [self.word_write.en.eq(self.word_taken),
-                     self.word_write.addr.eq(word_address(pos.g, pos.y, pos.x, f.hb_out, f.wb_out)),
-                     self.word_write.data.eq(self.words.payload)]
+        if LOAD in plan.kinds:        # a board's table has none
+            m.d.comb += [self.words.ready.eq(self.take_words),
+                         self.word_taken.eq(self.words.valid & self.take_words)]
+            m.d.sync += [self.word_write.en.eq(self.word_taken),
+                         self.word_write.addr.eq(word_address(pos.g, pos.y, pos.x, f.hb_out, f.wb_out)),
+                         self.word_write.data.eq(self.words.payload)]
         return m
 
     def take_image(self, m):
@@ -71,8 +72,7 @@ class InputStage(wiring.Component):
         full = Signal()                       # the last beat taken, the INPUT step not passed
         take = Signal()
         m.d.comb += [take.eq(self.pixels.valid & window & ~full), self.pixels.ready.eq(window & ~full)]
-        counters = [Signal(range(n), name=name) for n, name in zip(shape, ("c_in", "y_in", "x_in"))]
-        beat_c, beat_y, beat_x = counters
+        beat_c, beat_y, beat_x = (Signal(range(n), name=f"{axis}_in") for n, axis in zip(shape, "cyx"))
         with m.If(take):
             with m.If(count_nested(m, [(beat_c, beat_c == shape[0] - 1), (beat_x, beat_x == shape[2] - 1),
                                        (beat_y, beat_y == shape[1] - 1)])):
