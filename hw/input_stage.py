@@ -2,9 +2,10 @@
 
 The image (`pixels`: one 8-bit pixel channel per beat, raster order, channels innermost) is
 taken while its window is open: in the INPUT step, and from step `schedule.input_opens` to the
-end, while the image before it finishes (hw/schedule.py keeps the image's buffer free then). The stage counts the beats itself; after an image's last beat it takes no
-more until the controller has moved past the INPUT step (`advance` there), and `image_ready`
-says the image's last word is written. Each beat maps through the input table (the folded input
+end, while the image before it finishes (hw/schedule.py keeps the image's buffer free then).
+The stage counts the beats itself; after an image's last beat it takes no more until the
+controller has moved past the INPUT step (`advance` there), and `image_ready` says the image's
+last word is written. Each beat maps through the input table (the folded input
 BN: entry c*256 + pixel); the channels of a pixel are gathered into one word, written when its
 last channel arrives. An image wider than the lanes is spread: channel c's value x fills lanes
 c*k + l with floor((x + l) / k) (hw/lane_width.py), k = `schedule.spread`. Where the image is

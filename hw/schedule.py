@@ -156,34 +156,34 @@ class Schedule:
         write goes nowhere), and `input_opens`: the step from which the next image may be
         written while this one finishes. The image's buffer is kept free from that step to the
         end; the earliest such step that needs no more buffers than none at all."""
-        reads_image = [i for i, s in enumerate(self.steps) for n in s.reads if self._is_input(n)]
-        unshared = self._allocate_from(len(self.steps))
-        self.input_opens = len(self.steps)
-        if self.steps and self.steps[0].kind == INPUT:     # a table that starts with the image
-            for opens in range(max(reads_image, default=0) + 1, len(self.steps)):
-                if self._allocate_from(opens)[0] <= unshared[0]:
-                    self.input_opens = opens
+        steps = self.steps
+        # Only a table that starts with the image can take the next one while it finishes.
+        image = steps[0].writes[0] if steps and steps[0].kind == INPUT else None
+        self.input_opens = len(steps)
+        self.buffers, self.where = self._allocate_from(self.input_opens, image)
+        if image is not None:
+            after_reads = max((i for i, s in enumerate(steps) if image in s.reads), default=0) + 1
+            for opens in range(after_reads, len(steps)):
+                buffers, where = self._allocate_from(opens, image)
+                if buffers <= self.buffers:
+                    self.input_opens, self.buffers, self.where = opens, buffers, where
                     break
-        self.buffers, self.where = self._allocate_from(self.input_opens)
-        for s in self.steps:
+        for s in steps:
             s.src = self.where.get(s.reads[0]) if s.reads else None
             s.shortcut = self.where.get(s.reads[1]) if len(s.reads) > 1 else None
             s.dst = self.where.get(s.writes[0]) if s.writes else None
             s.dst2 = self.where.get(s.writes[1]) if len(s.writes) > 1 else None
         self.buffer_depth = max([self.depth_of(self.tensor_shapes[n]) for n in self.where] + [1])
 
-    def _is_input(self, name):
-        return any(s.kind == INPUT and name in s.writes for s in self.steps)
-
-    def _allocate_from(self, opens):
-        """(buffers, tensor -> buffer) by a greedy allocator, keeping the image's buffer free in
-        steps `opens`..end (for the next image)."""
+    def _allocate_from(self, opens, image):
+        """(buffers, tensor -> buffer) by a greedy allocator, keeping the buffer of tensor
+        `image` free in steps `opens`..end (for the next image)."""
         last_read = {}
         for i, s in enumerate(self.steps):
             for name in s.reads:
                 last_read[name] = i
         where, free_after = {}, {}   # tensor -> buffer; buffer -> step index it frees at
-        image_buffer, buffers = None, 0
+        buffers = 0
         for i, s in enumerate(self.steps):
             busy = {where[n] for n in s.reads}
             for name in s.writes:
@@ -191,11 +191,9 @@ class Schedule:
                     continue
                 clashes = i >= opens or last_read[name] >= opens     # with the next image
                 choice = next((b for b in range(buffers) if free_after.get(b, -1) < i
-                               and b not in busy and not (b == image_buffer and clashes)), None)
+                               and b not in busy and not (b == where.get(image) and clashes)), None)
                 if choice is None:
                     choice, buffers = buffers, buffers + 1
-                if self._is_input(name):
-                    image_buffer = choice
                 where[name] = choice
                 busy.add(choice)
                 free_after[choice] = last_read[name]
