@@ -12,8 +12,8 @@ import argparse
 import os
 
 from common.files import atomic_path, write_json
-from hw.latency import latency_report
-from hw.schedule import CONV, build_schedule
+from hw.core.latency import latency_report
+from hw.compiler.schedule import CONV, build_schedule
 from quantize.qmodel import read_qmodel
 from quantize.random_model import random_qmodel
 

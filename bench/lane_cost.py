@@ -17,11 +17,11 @@ import os
 import tempfile
 
 from common.files import figure_png, write_bytes, write_json
-from hw.accelerator import Accelerator
+from hw.core.accelerator import Accelerator
 from hw.build import estimate
-from hw.plan import CorePlan
-from hw.requant import MULTIPLIERS
-from hw.schedule import build_schedule
+from hw.core.plan import CorePlan
+from hw.blocks.requant import MULTIPLIERS
+from hw.compiler.schedule import build_schedule
 from quantize.random_model import random_qmodel
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")

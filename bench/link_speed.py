@@ -8,9 +8,9 @@ The model: --model, else runs/default/quant when it exists, else a random WRN-20
 (the `make train` architecture; a note says so). For each baud rate (default the Arty's
 12 Mbaud and the ULX3S's 3 Mbaud) it sends --images random images, frame n + 1 before reply n
 is read (sim/benches/framed.py), and prints the images/s measured between the first and the
-last reply, the cycle counts in the replies against hw.latency's cycles per image, whether
+last reply, the cycle counts in the replies against hw.core.latency's cycles per image, whether
 every answer is bit-exact with the golden model, the UART's rate error, and what the report
-predicts (hw.report: link_images_per_s, end_to_end_images_per_s). Writes
+predicts (hw.flow.report: link_images_per_s, end_to_end_images_per_s). Writes
 bench/results/link_speed.json. The Verilator builds are kept in build/link_speed/BAUD.
 """
 import argparse
@@ -20,13 +20,13 @@ import os
 import time
 
 from common.files import write_json
-from hw.client import encode_frame, frame_bytes, link_images_per_s, read_reply
-from hw.framing import FramedAccelerator
-from hw.latency import latency_report
-from hw.plan import CorePlan
-from hw.report import end_to_end_images_per_s
-from hw.schedule import build_schedule
-from hw.uart import bit_timing
+from hw.host.client import encode_frame, frame_bytes, link_images_per_s, read_reply
+from hw.link.framing import FramedAccelerator
+from hw.core.latency import latency_report
+from hw.core.plan import CorePlan
+from hw.flow.report import end_to_end_images_per_s
+from hw.compiler.schedule import build_schedule
+from hw.link.uart import bit_timing
 from quantize.golden import run
 from quantize.qmodel import read_qmodel
 from quantize.random_model import random_images, random_qmodel
@@ -107,7 +107,7 @@ def report(r):
     print(f"  predicted: link {r['predicted_link_images_per_s']:,.1f} images/s, end to end "
           f"{r['predicted_end_to_end_images_per_s']:,.1f} images/s")
     same = all(c == r["model_cycles_per_image"] for c in r["reply_cycles"])
-    print(f"  cycles in the replies {', '.join(f'{c:,}' for c in r['reply_cycles'])}; hw.latency "
+    print(f"  cycles in the replies {', '.join(f'{c:,}' for c in r['reply_cycles'])}; hw.core.latency "
           f"{r['model_cycles_per_image']:,} ({'equal' if same else 'DIFFERENT'}); answers "
           f"{'bit-exact' if r['bit_exact'] else 'NOT bit-exact'} with the golden model; "
           f"simulated in {r['wall_seconds']:.0f} s")

@@ -15,13 +15,13 @@ import os
 import tempfile
 
 from common.files import figure_png, write_bytes, write_json
-from hw.accelerator import Accelerator
+from hw.core.accelerator import Accelerator
 from hw.build import estimate
-from hw.latency import latency_report
-from hw.memory_images import REQUANTIZERS
-from hw.plan import CorePlan
-from hw.requant import MULTIPLIERS
-from hw.schedule import build_schedule
+from hw.core.latency import latency_report
+from hw.compiler.memory_images import REQUANTIZERS
+from hw.core.plan import CorePlan
+from hw.blocks.requant import MULTIPLIERS
+from hw.compiler.schedule import build_schedule
 from quantize.qmodel import read_qmodel
 from quantize.random_model import random_qmodel
 

@@ -12,9 +12,9 @@ import tempfile
 import time
 
 from common.files import write_json
-from hw.accelerator import Accelerator
-from hw.plan import CorePlan
-from hw.schedule import build_schedule
+from hw.core.accelerator import Accelerator
+from hw.core.plan import CorePlan
+from hw.compiler.schedule import build_schedule
 from quantize.golden import run
 from quantize.qmodel import read_qmodel
 from quantize.random_model import random_images, random_qmodel

@@ -18,13 +18,13 @@ import os
 import tempfile
 
 from common.files import figure_png, write_bytes, write_json
-from hw.accelerator import Accelerator
-from hw.boards import BOARDS
+from hw.core.accelerator import Accelerator
+from hw.board.boards import BOARDS
 from hw.build import estimate
-from hw.latency import latency_report
-from hw.plan import CorePlan
-from hw.requant import MULTIPLIERS
-from hw.schedule import build_schedule
+from hw.core.latency import latency_report
+from hw.core.plan import CorePlan
+from hw.blocks.requant import MULTIPLIERS
+from hw.compiler.schedule import build_schedule
 from quantize.qmodel import read_qmodel
 from quantize.random_model import random_qmodel
 

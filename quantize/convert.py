@@ -305,7 +305,7 @@ def quantize_bundle(bundle, calib_images, act_bits=8, percentile=100.0, bounds=N
     (the bundle's `activations`); else calibrated on `calib_images` at `percentile`.
     `multiplier_bits`: the signed width of every requant multiplier M. Fewer bits round the
     real multipliers more coarsely, and a per-layer constant then has fewer signed digits:
-    cheaper shift-add requantizers (hw.requant.ShiftAddRequantizer)."""
+    cheaper shift-add requantizers (hw.blocks.requant.ShiftAddRequantizer)."""
     lo, hi = WIDTHS
     if not lo <= act_bits <= hi:
         raise ValueError(f"act_bits must be {lo}..{hi}, got {act_bits}")

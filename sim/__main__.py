@@ -22,12 +22,12 @@ import time
 
 from common.cli import OneLineParser, UsageError, run_main
 from common.files import check_output_folder, folder_lock
-from hw.boards import BOARDS
-from hw.latency import latency_report
-from hw.memory_images import REQUANTIZERS
-from hw.plan import CorePlan
-from hw.requant import ANY_MULTIPLIER, MULTIPLIERS
-from hw.schedule import build_schedule
+from hw.board.boards import BOARDS
+from hw.core.latency import latency_report
+from hw.compiler.memory_images import REQUANTIZERS
+from hw.core.plan import CorePlan
+from hw.blocks.requant import ANY_MULTIPLIER, MULTIPLIERS
+from hw.compiler.schedule import build_schedule
 from quantize.qmodel import QModelError, read_qmodel
 from training.data import DatasetError, load_dataset
 

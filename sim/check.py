@@ -7,12 +7,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hw.accelerator import Accelerator
-from hw.plan import CorePlan
-from hw.requant import ANY_MULTIPLIER
-from hw.latency import latency_report
-from hw.layer_tests import layer_test_schedule
-from hw.schedule import DUMP, HEAD, base_name, build_schedule
+from hw.core.accelerator import Accelerator
+from hw.core.plan import CorePlan
+from hw.blocks.requant import ANY_MULTIPLIER
+from hw.core.latency import latency_report
+from hw.compiler.layer_tests import layer_test_schedule
+from hw.compiler.schedule import DUMP, HEAD, base_name, build_schedule
 from quantize.golden import run
 from sim.harness import simulate
 from sim.jobs import schedule_job

@@ -9,7 +9,7 @@ primitive's name and port names, so the core's own Verilog runs against it uncha
 parameter list, which the caller checks is that configuration and then removes
 (`strip_parameters`): the model has no parameters to take.
 
-It is written apart from `hw.registered_multiplier`'s Amaranth twin on purpose: a test of the
+It is written apart from `hw.blocks.registered_multiplier`'s Amaranth twin on purpose: a test of the
 instance's wiring against this model does not reuse the code it checks.
 """
 import re

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hw.schedule import DUMP, HEAD, INPUT, LOAD, base_name
+from hw.compiler.schedule import DUMP, HEAD, INPUT, LOAD, base_name
 from sim.protocol import encode_pixels, encode_tensor
 
 

@@ -11,7 +11,7 @@ import numpy as np
 from quantize.fixed_point import int_range, requantize
 
 
-# -- add/sub tree (hw.addsub_tree.AddSubTree) --------------------------------------------------
+# -- add/sub tree (hw.blocks.addsub_tree.AddSubTree) --------------------------------------------------
 
 def tree_latency(lanes):
     """Cycles from input to `sum`: one register for the +-x select, one per tree level."""
@@ -35,7 +35,7 @@ def addsub_dot(x, w):
     return np.where(w != 0, x, -x).sum(axis=-1, dtype=np.int64)
 
 
-# -- requantizer (hw.requant.Requantizer) ------------------------------------------------------
+# -- requantizer (hw.blocks.requant.Requantizer) ------------------------------------------------------
 
 REQUANT_LATENCY = 8
 

@@ -2,7 +2,7 @@
 status, before any long work, and whatever was already on disk left as it was.
 
 One test per row of the robustness table (issue 13) for `training.train`, `quantize` and
-`hw.build`; the bundle's value checks are in test_bundle.py, `sim` and `hw.client` in
+`hw.build`; the bundle's value checks are in test_bundle.py, `sim` and `hw.host.client` in
 test_sim_cli.py and test_hw_client.py.
 """
 import hashlib

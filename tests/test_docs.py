@@ -1,9 +1,9 @@
 """Docs that cannot rot: docs/board.md's tables against the code they describe, and the doctests.
 
 - the options table against hw.build's argument parser (names and defaults);
-- the protocol tables against hw/framing.py's constants and hw/client.py's frames, and the
+- the protocol tables against hw/link/framing.py's constants and hw/host/client.py's frames, and the
   link-rate figures recomputed from the code;
-- the report fields table against hw.report.build_report's keys;
+- the report fields table against hw.flow.report.build_report's keys;
 - every docstring example (doctest) in the modules that have them.
 """
 import argparse
@@ -17,10 +17,10 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from hw import framing
-from hw.boards import BOARDS
-from hw.client import ERROR_NAMES, encode_frame, frame_bytes, link_images_per_s, read_reply
-from hw.uart import bit_timing
+from hw.link import framing
+from hw.board.boards import BOARDS
+from hw.host.client import ERROR_NAMES, encode_frame, frame_bytes, link_images_per_s, read_reply
+from hw.link.uart import bit_timing
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BOARD_MD = os.path.join(ROOT, "docs", "board.md")
@@ -186,9 +186,9 @@ def test_error_table_is_the_framings_error_codes():
 
 
 def test_every_protocol_byte_in_the_docs_is_a_framing_constant():
-    import hw.client
+    import hw.host.client
     constants = {framing.START, framing.ANSWER, framing.ERROR}
-    for text in (protocol(), framing.__doc__, hw.client.__doc__):
+    for text in (protocol(), framing.__doc__, hw.host.client.__doc__):
         found = {int(h, 16) for h in re.findall(r"0x([0-9A-Fa-f]{2})\b", text)}
         assert found and found <= constants, found - constants
 
@@ -199,11 +199,11 @@ def number(text):
 
 def test_link_rate_sentences():
     """The figures of the link-rate sentences, recomputed: the frames' bytes, the link's rate
-    with the host one frame ahead, the core's images/s (hw.latency, the make-train
+    with the host one frame ahead, the core's images/s (hw.core.latency, the make-train
     architecture: WRN-20-1 on 1x28x28, 10 classes) and what the two make end to end."""
-    from hw.latency import latency_report
-    from hw.report import end_to_end_images_per_s
-    from hw.schedule import build_schedule
+    from hw.core.latency import latency_report
+    from hw.flow.report import end_to_end_images_per_s
+    from hw.compiler.schedule import build_schedule
     from quantize.random_model import random_qmodel
     text = " ".join(read_doc().split())
     m = re.search(r"At ([\d,]+) baud \(the Arty's default\) the link carries ([\d,.]+) images/s of "
@@ -227,11 +227,11 @@ def test_link_rate_sentences():
 
 # -- report fields -----------------------------------------------------------------------------
 def test_ecp5_report_fields_table_is_what_routing_adds():
-    from hw.latency import latency_report
-    from hw.memory_images import memory_bits
-    from hw.plan import CorePlan
-    from hw.report import build_report
-    from hw.schedule import build_schedule
+    from hw.core.latency import latency_report
+    from hw.compiler.memory_images import memory_bits
+    from hw.core.plan import CorePlan
+    from hw.flow.report import build_report
+    from hw.compiler.schedule import build_schedule
     from quantize.random_model import random_qmodel
     qm = random_qmodel(depth=8, width=1, input_size=8, act_bits=8, seed=0)
     schedule = build_schedule(qm, 4, 1)
@@ -246,11 +246,11 @@ def test_ecp5_report_fields_table_is_what_routing_adds():
 
 
 def test_report_fields_table_is_build_reports_keys():
-    from hw.latency import latency_report
-    from hw.memory_images import memory_bits
-    from hw.plan import CorePlan
-    from hw.report import build_report
-    from hw.schedule import build_schedule
+    from hw.core.latency import latency_report
+    from hw.compiler.memory_images import memory_bits
+    from hw.core.plan import CorePlan
+    from hw.flow.report import build_report
+    from hw.compiler.schedule import build_schedule
     from quantize.random_model import random_qmodel
     qm = random_qmodel(depth=8, width=1, input_size=8, act_bits=8, seed=0)
     schedule = build_schedule(qm, 4, 1)
@@ -271,19 +271,21 @@ def test_report_fields_table_is_build_reports_keys():
 # -- doctests ----------------------------------------------------------------------------------
 PACKAGES = ("common", "training", "quantize", "hw", "sim", "bench")
 # Modules known to hold examples: the scan below must find at least these.
-WITH_EXAMPLES = {"common.cli", "common.files", "hw.client", "hw.report", "hw.latency",
+WITH_EXAMPLES = {"common.cli", "common.files", "hw.host.client", "hw.flow.report", "hw.core.latency",
                  "training.graph", "training.lr_schedule"}
 
 
 def modules_with_examples():
     found = []
     for package in PACKAGES:
-        for name in sorted(os.listdir(os.path.join(ROOT, package))):
-            if not name.endswith(".py"):
-                continue
-            with open(os.path.join(ROOT, package, name)) as f:
-                if ">>> " in f.read():
-                    found.append(package if name == "__init__.py" else f"{package}.{name[:-3]}")
+        for folder, _, names in sorted(os.walk(os.path.join(ROOT, package))):
+            dotted = os.path.relpath(folder, ROOT).replace(os.sep, ".")
+            for name in sorted(names):
+                if not name.endswith(".py"):
+                    continue
+                with open(os.path.join(folder, name)) as f:
+                    if ">>> " in f.read():
+                        found.append(dotted if name == "__init__.py" else f"{dotted}.{name[:-3]}")
     return found
 
 
@@ -319,15 +321,15 @@ def test_doc_examples(name):
 
 # -- the core's block diagram ------------------------------------------------------------------
 def test_block_diagram_names_the_classes_the_accelerator_joins():
-    """docs/hardware.md's diagram carries exactly the component classes hw/accelerator.py uses."""
+    """docs/hardware.md's diagram carries exactly the component classes hw/core/accelerator.py uses."""
     import inspect
 
     from amaranth.lib import wiring
 
-    import hw.accelerator
+    import hw.core.accelerator
     text = open(os.path.join(ROOT, "docs", "hardware.md")).read()
     block = text.split("## The core, as its classes", 1)[1].split("```")[1]
     drawn = set(re.findall(r"\b[A-Z][A-Za-z]+\b", block))
-    parts = {name for name, obj in vars(hw.accelerator).items()
-             if inspect.isclass(obj) and issubclass(obj, wiring.Component) and obj is not hw.accelerator.Accelerator}
+    parts = {name for name, obj in vars(hw.core.accelerator).items()
+             if inspect.isclass(obj) and issubclass(obj, wiring.Component) and obj is not hw.core.accelerator.Accelerator}
     assert parts == drawn, (parts ^ drawn)

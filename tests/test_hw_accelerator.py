@@ -8,10 +8,10 @@ import os
 
 import pytest
 
-from hw.accelerator import Accelerator
-from hw.latency import latency_report, pipeline_depth
-from hw.plan import CorePlan
-from hw.schedule import CONV, HEAD, POOL, Step, build_schedule, step_pixels
+from hw.core.accelerator import Accelerator
+from hw.core.latency import latency_report, pipeline_depth
+from hw.core.plan import CorePlan
+from hw.compiler.schedule import CONV, HEAD, POOL, Step, build_schedule, step_pixels
 from quantize.golden import run
 from quantize.qmodel import read_qmodel
 from quantize.random_model import random_images, random_qmodel
@@ -198,7 +198,7 @@ def test_trained_model_layers_and_images(tmp_path_factory):
 
 def test_a_wide_image_spread_over_narrow_lanes_bit_exact(tmp_path_factory):
     """An 8-bit image with 4-bit conv inputs: the trees stay 5 bits wide, the image is spread
-    over the lanes (hw/lane_width.py) at no cost in cycles, and every layer and the whole
+    over the lanes (hw/compiler/image_layout.py) at no cost in cycles, and every layer and the whole
     network are bit-exact. Its 4 lanes per pixel leave no room for the kernel's 3 columns in a
     word of 8 (the image one pixel per word, as a 5-bit image without columns)."""
     model = random_qmodel(depth=8, width=1, input_size=7, num_classes=10, act_bits=4,
@@ -250,11 +250,11 @@ def test_the_image_as_kernel_columns_bit_exact_and_a_third_of_the_taps(tmp_path_
 
 def test_the_arty_core_with_dsp48e1_accumulators_bit_exact(bn_model, tmp_path_factory):
     """The core as the Arty build elaborates it: every pair of accumulators a DSP48E1 in SIMD mode
-    (hw/accumulators.py), the requantizers cut for its 25 x 18 multiplier, simulated with
+    (hw/blocks/accumulators.py), the requantizers cut for its 25 x 18 multiplier, simulated with
     yosys's own DSP48E1 model: two images bit-exact through the whole network with stalls, and
     the cycles the model says."""
     from amaranth_boards.arty_a7 import ArtyA7_35Platform
-    from hw.requant import MULTIPLIERS
+    from hw.blocks.requant import MULTIPLIERS
     build = tmp_path_factory.mktemp("net_dsp48e1")
     images = random_images(2, bn_model.input_shape, seed=23)
     arty = dict(pixels=2, platform=ArtyA7_35Platform(), multiplier=MULTIPLIERS["xc7"])

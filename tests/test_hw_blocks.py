@@ -1,7 +1,7 @@
 """Block-level hardware tests: each block alone, on random data, against its golden twin.
 
-hw.addsub_tree.AddSubTree vs sim.models.addsub_dot (itself checked here against
-quantize.golden's conv), and hw.requant.Requantizer vs quantize.fixed_point.requantize, both
+hw.blocks.addsub_tree.AddSubTree vs sim.models.addsub_dot (itself checked here against
+quantize.golden's conv), and hw.blocks.requant.Requantizer vs quantize.fixed_point.requantize, both
 simulated in Verilator through sim.runner.run_cocotb with one new input vector per cycle
 (benches: sim/benches/addsub_tree.py, sim/benches/requant.py). Every output is compared as an integer.
 """
@@ -12,10 +12,10 @@ import pytest
 from amaranth import signed
 from amaranth.back import rtlil, verilog
 
-from hw.accumulators import DSP48E1_CONFIGURATION, Accumulators
-from hw.addsub_tree import AddSubTree
-from hw.banked_rom import BankedRom
-from hw.requant import ANY_MULTIPLIER, MULTIPLIERS, HardMultiplier, Requantizer, ShiftAddRequantizer, fixed_shift_operands
+from hw.blocks.accumulators import DSP48E1_CONFIGURATION, Accumulators
+from hw.blocks.addsub_tree import AddSubTree
+from hw.blocks.banked_rom import BankedRom
+from hw.blocks.requant import ANY_MULTIPLIER, MULTIPLIERS, HardMultiplier, Requantizer, ShiftAddRequantizer, fixed_shift_operands
 from quantize.fixed_point import MAX_SHIFT, int_range, requantize
 from quantize.golden import _Prepared, run_op
 from quantize.qmodel import QModel

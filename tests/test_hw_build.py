@@ -1,7 +1,7 @@
 """Board build (hw/build.py): CLI errors, generated files and report, resource estimate and the
 Arty's netlist path depth, Vivado's reports (a stand-in `vivado`), run_stage's time limit and
-progress lines (hw/open_flow.py), the UART's bit timing (hw/uart.py, in Amaranth's simulator),
-and the UART + framing path in Verilator against the golden model and hw.latency."""
+progress lines (hw/flow/open_flow.py), the UART's bit timing (hw/link/uart.py, in Amaranth's simulator),
+and the UART + framing path in Verilator against the golden model and hw.core.latency."""
 import json
 import os
 import random
@@ -17,13 +17,13 @@ from amaranth import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import Out
 
-from hw.client import encode_frame
-from hw.framing import (ANSWER, ERR_BUSY, ERR_CHECKSUM, ERR_LENGTH, ERR_START, ERR_TIMEOUT, ERROR,
+from hw.host.client import encode_frame
+from hw.link.framing import (ANSWER, ERR_BUSY, ERR_CHECKSUM, ERR_LENGTH, ERR_START, ERR_TIMEOUT, ERROR,
                         FramedAccelerator)
-from hw.latency import latency_report
-from hw.plan import CorePlan
-from hw.schedule import build_schedule
-from hw.uart import UARTRx, UARTTx, bit_timing
+from hw.core.latency import latency_report
+from hw.core.plan import CorePlan
+from hw.compiler.schedule import build_schedule
+from hw.link.uart import UARTRx, UARTTx, bit_timing
 from quantize.golden import run
 from quantize.qmodel import write_qmodel
 from quantize.random_model import random_images, random_qmodel
@@ -200,7 +200,7 @@ def test_arty_build_reports_the_netlists_path_depth(model_dir, tmp_path):
     assert f"deepest path: {deepest['lut_levels']} LUT levels" in (out / "report.md").read_text()
 
 
-# -- run_stage (hw/open_flow.py), which runs the estimate's yosys --------------------------------
+# -- run_stage (hw/flow/open_flow.py), which runs the estimate's yosys --------------------------------
 class Toggle(wiring.Component):
     o: Out(1)
 
@@ -211,7 +211,7 @@ class Toggle(wiring.Component):
 
 
 def test_run_stage_stops_a_tool_at_its_time_limit(tmp_path):
-    from hw.open_flow import StageTimeout, run_stage
+    from hw.flow.open_flow import StageTimeout, run_stage
     code = "import os, time; open('pid', 'w').write(str(os.getpid())); time.sleep(30)"
     t0 = time.monotonic()
     with pytest.raises(StageTimeout, match="sleeper ran past its time limit of 2 s and was stopped"):
@@ -224,7 +224,7 @@ def test_run_stage_stops_a_tool_at_its_time_limit(tmp_path):
 
 
 def test_run_stage_progress_lines_carry_the_status(tmp_path, capsys):
-    from hw.open_flow import run_stage
+    from hw.flow.open_flow import run_stage
     calls = []
 
     def status():
@@ -241,7 +241,7 @@ def test_run_stage_progress_lines_carry_the_status(tmp_path, capsys):
 
 
 def test_run_stage_failure_names_the_log_and_its_last_line(tmp_path):
-    from hw.open_flow import StageFailed, run_stage
+    from hw.flow.open_flow import StageFailed, run_stage
     code = "import sys; print('working'); print('ERROR: the last words'); sys.exit(3)"
     with pytest.raises(StageFailed) as e:
         run_stage("tool", [sys.executable, "-c", code], str(tmp_path), "tool.log")
@@ -279,7 +279,7 @@ def test_estimate_names_yosys_error_and_its_log(tmp_path, monkeypatch):
 
 def test_estimate_parser_and_fit_verdict():
     from hw.build import fit_message, resources_from_stat
-    from hw.boards import BOARDS
+    from hw.board.boards import BOARDS
     stat = {"modules": {"\\core": {"num_cells_by_type": {
         "LUT2": 10, "LUT6": 5, "FDRE": 7, "FDSE": 1, "RAMB36E1": 2, "RAMB18E1": 3,
         "DSP48E1": 1, "CARRY4": 4, "MUXF7": 2}}}}

@@ -8,7 +8,7 @@ import gzip
 import numpy as np
 import pytest
 
-from hw.client import FrameError, classify, classify_stream, encode_frame, read_reply
+from hw.host.client import FrameError, classify, classify_stream, encode_frame, read_reply
 from tests.cli_checks import one_stderr_line
 from tests.formats import write_idx_set
 
@@ -86,8 +86,8 @@ def test_errors_and_truncated_replies(answer, code, text):
 
 # -- the command line: every bad input is one line on stderr, exit 2, before the port opens ----
 def one_line(capsys, *words):
-    """stderr is exactly one line, `python -m hw.client: error: ...`, holding every word."""
-    return one_stderr_line(capsys.readouterr().err, *words, prefix="python -m hw.client: error: ")
+    """stderr is exactly one line, `python -m hw.host.client: error: ...`, holding every word."""
+    return one_stderr_line(capsys.readouterr().err, *words, prefix="python -m hw.host.client: error: ")
 
 
 @pytest.fixture
@@ -124,8 +124,8 @@ def snapshot(folder):
 
 
 def client(*args):
-    """The exit status of `python -m hw.client --port loop:// ARGS` (argparse's errors exit)."""
-    from hw.client import main
+    """The exit status of `python -m hw.host.client --port loop:// ARGS` (argparse's errors exit)."""
+    from hw.host.client import main
     try:
         return main(["--port", "loop://", *map(str, args)])
     except SystemExit as e:
@@ -222,7 +222,7 @@ def test_dataset_of_another_shape(tmp_path, capsys, no_port):
 
 
 def test_port_that_cannot_open(pngs, capsys):
-    from hw.client import main
+    from hw.host.client import main
     assert main(["--port", str(pngs / "ttyUSB9"), "--shape", "1x8x8", str(pngs / "gray8.png")]) == 2
     one_line(capsys, "cannot open", "ttyUSB9", "--port")
 
@@ -296,7 +296,7 @@ def test_docs_table_lists_the_clients_options():
     import os
     import re
 
-    from hw.client import DEFAULT_MODEL, build_parser
+    from hw.host.client import DEFAULT_MODEL, build_parser
     text = open(os.path.join(os.path.dirname(__file__), "..", "docs", "board.md")).read()
     host = text[text.index("## Host client\n"):]
     rows = [line.split("|")[1:3] for line in host.splitlines()

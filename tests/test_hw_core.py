@@ -4,20 +4,20 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from hw.addsub_tree import AddSubTree
-from hw.conv_engine import ConvEngine
-from hw.epilogue import Epilogue
-from hw.head import Head
-from hw.lane_width import spread_tensor
-from hw.input_stage import InputStage
-from hw.latency import latency_report, pipeline_depth
-from hw.param_store import ParamStore
-from hw.plan import CorePlan
-from hw.requant import Requantizer
-from hw.layer_tests import layer_test_schedule
-from hw.schedule import CONV, DUMP, HEAD, INPUT, POOL, StepKind, build_schedule
-from hw.memory_images import weight_words
-from hw.step_table import StepTable, step_records
+from hw.blocks.addsub_tree import AddSubTree
+from hw.core.conv_engine import ConvEngine
+from hw.core.epilogue import Epilogue
+from hw.core.head import Head
+from hw.compiler.image_layout import spread_tensor
+from hw.core.input_stage import InputStage
+from hw.core.latency import latency_report, pipeline_depth
+from hw.core.param_store import ParamStore
+from hw.core.plan import CorePlan
+from hw.blocks.requant import Requantizer
+from hw.compiler.layer_tests import layer_test_schedule
+from hw.compiler.schedule import CONV, DUMP, HEAD, INPUT, POOL, StepKind, build_schedule
+from hw.compiler.memory_images import weight_words
+from hw.core.step_table import StepTable, step_records
 from quantize.random_model import random_qmodel
 
 LANES = 8

@@ -1,4 +1,4 @@
-"""hw.pipeline.own_copy: registers that synthesis must not merge. Two requantizers take the same
+"""hw.blocks.pipeline.own_copy: registers that synthesis must not merge. Two requantizers take the same
 bounds; through real yosys (the ECP5 flow's read_rtlil + synth_ecp5 and the estimate's
 read_verilog + synth_xilinx), each keeps its own bound registers with KEEP_OWN_COPIES, and
 without it they become one (the merge the command exists to stop)."""
@@ -12,10 +12,10 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.build import estimate
-from hw.netlist_depth import NETLIST
-from hw.open_flow import tool
-from hw.pipeline import KEEP_OWN_COPIES
-from hw.requant import Requantizer
+from hw.flow.netlist_depth import NETLIST
+from hw.flow.open_flow import tool
+from hw.blocks.pipeline import KEEP_OWN_COPIES
+from hw.blocks.requant import Requantizer
 
 
 class TwoRequantizers(wiring.Component):

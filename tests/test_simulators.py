@@ -13,7 +13,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from hw.addsub_tree import AddSubTree
+from hw.blocks.addsub_tree import AddSubTree
 from sim.runner import (SIM_ENV, SIMULATORS, CocotbFailure, SimulatorError, run_cocotb,
                         simulator)
 

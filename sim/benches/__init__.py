@@ -1,10 +1,10 @@
 """cocotb-side code: imported only inside the simulator, never by the host.
 
 Benches (cocotb test modules, run by `sim.runner.run_cocotb(..., "sim.benches.NAME", ...)`):
-    accelerator   hw.accelerator.Accelerator: plays a job of sim.jobs through its streams
-    addsub_tree   hw.addsub_tree.AddSubTree alone, a new vector every cycle
-    requant       hw.requant.Requantizer alone, a new vector every cycle
-    framed        hw.framing.FramedAccelerator through a bit-level UART
+    accelerator   hw.core.accelerator.Accelerator: plays a job of sim.jobs through its streams
+    addsub_tree   hw.blocks.addsub_tree.AddSubTree alone, a new vector every cycle
+    requant       hw.blocks.requant.Requantizer alone, a new vector every cycle
+    framed        hw.link.framing.FramedAccelerator through a bit-level UART
     smoke         sim.smoke_design.SmokeAccumulator: the simulator path itself
 
 Helpers:

@@ -1,4 +1,4 @@
-"""cocotb bench for hw.accumulators.Accumulators alone (run through sim.runner.run_cocotb).
+"""cocotb bench for hw.blocks.accumulators.Accumulators alone (run through sim.runner.run_cocotb).
 
 Every cycle new sums, terms and controls go in (driven on the falling edge), and after the
 rising edge every accumulator is compared with the reference: acc <- (first ? 0 : acc) +

@@ -1,4 +1,4 @@
-"""cocotb bench for hw.addsub_tree.AddSubTree alone (run through sim.runner.run_cocotb).
+"""cocotb bench for hw.blocks.addsub_tree.AddSubTree alone (run through sim.runner.run_cocotb).
 
 A new input vector goes in on EVERY cycle (full throughput), so a register missing, doubled or
 shared between pipeline slots shows up. Inputs are driven on the falling edge; `sum` is read on

@@ -1,4 +1,4 @@
-"""cocotb bench for hw.banked_rom.BankedRom alone (run through sim.runner.run_cocotb).
+"""cocotb bench for hw.blocks.banked_rom.BankedRom alone (run through sim.runner.run_cocotb).
 
 A new address on EVERY cycle (sim.benches.pipeline): `data` must be the word at the address
 driven `latency` cycles earlier. The addresses visit every word, each bank's first and last and

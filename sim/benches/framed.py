@@ -1,4 +1,4 @@
-"""cocotb bench for hw.framing.FramedAccelerator: the host's UART at the real baud rate.
+"""cocotb bench for hw.link.framing.FramedAccelerator: the host's UART at the real baud rate.
 
 Parameters: `frames`, the path of a JSON plan; `result` (optional), a path where the bench
 writes what came back. The plan: `clock_ps` (the clock period: 10000 for 100 MHz), `baud`,

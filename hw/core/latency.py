@@ -1,6 +1,6 @@
 """Analytic latency of the accelerator: cycles per step, per image, images/s, lane utilization.
 
-Counts the controller's cycles exactly as hw/controller.py spends them (the simulation checks
+Counts the controller's cycles exactly as hw/core/controller.py spends them (the simulation checks
 it), from the latencies the components declare: every step costs START + NEXT (2 cycles) plus
 - engine steps (conv, pool, head): one tap per cycle for P pixels at once (P = step_pixels),
   ceil(H_out*W_out / P)*G_out*G_in*(kernel rows)*(kernel columns walked), then the drain (`pipeline_depth`: the conv engine, the
@@ -17,12 +17,12 @@ it), from the latencies the components declare: every step costs START + NEXT (2
 """
 from dataclasses import dataclass
 
-from hw.conv_engine import ConvEngine
-from hw.epilogue import Epilogue
-from hw.feature_maps import FeatureMaps
-from hw.head import Head
-from hw.input_stage import InputStage
-from hw.schedule import CONV, DUMP, HEAD, INPUT, LOAD, POOL, groups, step_pixels, taps_per_output
+from hw.core.conv_engine import ConvEngine
+from hw.core.epilogue import Epilogue
+from hw.core.feature_maps import FeatureMaps
+from hw.core.head import Head
+from hw.core.input_stage import InputStage
+from hw.compiler.schedule import CONV, DUMP, HEAD, INPUT, LOAD, POOL, groups, step_pixels, taps_per_output
 
 STEP_OVERHEAD = 2          # START and NEXT
 DRAIN_EXIT = 1             # DRAIN counts its start value down to 0 inclusive
@@ -34,7 +34,7 @@ def pipeline_depth(lanes, pixels=1):
     """Drain after the last tap: the engine, the epilogue, the words of the other pixels queued
     for the epilogue (one per cycle), the feature maps' registered write, and a spare cycle.
 
-    >>> from hw.addsub_tree import AddSubTree
+    >>> from hw.blocks.addsub_tree import AddSubTree
     >>> AddSubTree.latency_for(16), ConvEngine.latency_for(16), Epilogue.latency
     (5, 12, 19)
     >>> pipeline_depth(16, 2)

@@ -13,12 +13,12 @@ from amaranth import Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.feature_maps import FeatureMaps
-from hw.head import Head
-from hw.input_stage import InputStage
-from hw.layouts import COUNT, PIXEL, POSITION, TAP
-from hw.pipeline import count_nested
-from hw.schedule import CONV, DUMP, HEAD, INPUT, LOAD, POOL
+from hw.core.feature_maps import FeatureMaps
+from hw.core.head import Head
+from hw.core.input_stage import InputStage
+from hw.core.layouts import COUNT, PIXEL, POSITION, TAP
+from hw.blocks.pipeline import count_nested
+from hw.compiler.schedule import CONV, DUMP, HEAD, INPUT, LOAD, POOL
 
 
 class Controller(wiring.Component):

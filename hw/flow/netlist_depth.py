@@ -35,7 +35,7 @@ import subprocess
 from collections import deque
 from dataclasses import asdict, dataclass
 
-from hw.open_flow import tool
+from hw.flow.open_flow import tool
 
 # The yosys command to add after synth_xilinx; -selected leaves out the cell library's
 # blackbox modules, which would make the file 100 times larger.

@@ -10,20 +10,20 @@ from functools import cached_property
 from amaranth import signed, unsigned
 from amaranth.lib import data
 
-from hw.addsub_tree import AddSubTree
-from hw.lane_width import lane_bits
-from hw.latency import pipeline_depth
-from hw.memory_images import build_images, signed_width
-from hw.requant import ANY_MULTIPLIER
-from hw.schedule import DUMP, HEAD, INPUT, ceil_log2
-from hw.step_table import check_records_fit, step_layout, step_records
+from hw.blocks.addsub_tree import AddSubTree
+from hw.compiler.image_layout import lane_bits
+from hw.core.latency import pipeline_depth
+from hw.compiler.memory_images import build_images, signed_width
+from hw.blocks.requant import ANY_MULTIPLIER
+from hw.compiler.schedule import DUMP, HEAD, INPUT, ceil_log2
+from hw.core.step_table import check_records_fit, step_layout, step_records
 
 
 class CorePlan:
     def __init__(self, schedule, requantizers="dsp", multiplier=ANY_MULTIPLIER):
         """`requantizers`: "dsp" (hardware multipliers) or "shift-add" (no multiplier: shifts and
-        adds of the model's few per-layer constants; hw/requant.py). `multiplier`: the target's
-        hardware multiplier (`hw.requant.MULTIPLIERS`)."""
+        adds of the model's few per-layer constants; hw/blocks/requant.py). `multiplier`: the target's
+        hardware multiplier (`hw.blocks.requant.MULTIPLIERS`)."""
         lanes, pixels = schedule.lanes, schedule.pixels
         if lanes < 1 or lanes & (lanes - 1):
             raise ValueError(f"lanes must be a power of two, got {lanes}")
@@ -39,7 +39,7 @@ class CorePlan:
         # act_bits: a stored activation's slot in a feature-map word (the residual stream may be
         # wider than what the convs read); lane_bits: a conv lane's input, signed, as wide as
         # the widest tensor a conv reads (an unsigned b-bit tensor takes b + 1), the image aside
-        # (it is spread over lanes, `schedule.spread` of them per channel: hw/lane_width.py).
+        # (it is spread over lanes, `schedule.spread` of them per channel: hw/compiler/image_layout.py).
         self.lanes, self.pixels, self.act_bits = lanes, pixels, qmodel.storage_bits
         self.lane_bits = lane_bits(qmodel)
         a = self.act_bits

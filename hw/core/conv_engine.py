@@ -4,13 +4,13 @@ lanes per pixel.
 Stage A (the tap's cycle): per pixel, the input position and whether it is inside the map, and
 the address of its source word, registered (the position's adders, the address's shifts and the
 buffers' address muxes did not fit one 10 ns cycle with it). The feature maps register it again
-at their block RAMs, and the words as they leave them; the weight ROM (hw/banked_rom.py) does
+at their block RAMs, and the words as they leave them; the weight ROM (hw/blocks/banked_rom.py) does
 the same, since a block RAM's clock-to-out leaves no room for logic. Stage B (`READ_LATENCY` =
 6 cycles after the tap): each pixel's `lanes`
 activations (zero outside the map) go into `lanes` add/subtract trees against the weight word's
 `lanes` x `lanes` bits, shared by the pixels; a pool step (depthwise) takes lane o of the input
 for output o instead. The trees' sums accumulate over the taps of a word; after its last tap the
-word is final (`result.valid`) for one cycle (hw/accumulators.py: DSP48E1s on a 7-series part);
+word is final (`result.valid`) for one cycle (hw/blocks/accumulators.py: DSP48E1s on a 7-series part);
 `finishing` names its output group the cycle before, so the epilogue's parameter read can start
 early.
 """
@@ -18,12 +18,12 @@ from amaranth import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.accumulators import Accumulators
-from hw.addsub_tree import AddSubTree
-from hw.banked_rom import BankedRom
-from hw.feature_maps import FeatureMaps, word_address
-from hw.layouts import COUNT, PIXEL, TAG, TAP, finished_words
-from hw.pipeline import delay
+from hw.blocks.accumulators import Accumulators
+from hw.blocks.addsub_tree import AddSubTree
+from hw.blocks.banked_rom import BankedRom
+from hw.core.feature_maps import FeatureMaps, word_address
+from hw.core.layouts import COUNT, PIXEL, TAG, TAP, finished_words
+from hw.blocks.pipeline import delay
 
 READ_LATENCY = 1 + FeatureMaps.read_latency     # the engine's address register, the feature maps' read
 

@@ -7,7 +7,7 @@ rendered. The keys are listed in docs/board.md ("Report fields").
 """
 
 from common.files import figure_png, write_report_files
-from hw.client import frame_bytes, link_images_per_s
+from hw.host.client import frame_bytes, link_images_per_s
 
 # The resources the estimate counts against a board's capacity, as people call them.
 LABELS = dict(luts="LUT", ffs="FF", bram36="BRAM36", dsp="DSP48E1")
@@ -39,14 +39,14 @@ def build_report(board, qmodel, latency, memory, *, bit_timing, requantizers,
                  vivado=None, vivado_note=None):
     """The report dict.
 
-    latency: hw.latency's LatencyReport at the requested clock; bit_timing: the UART's
-    (hw.uart.bit_timing); memory: hw.memory_images' memory_bits; requantizers:
+    latency: hw.core.latency's LatencyReport at the requested clock; bit_timing: the UART's
+    (hw.link.uart.bit_timing); memory: hw.compiler.memory_images' memory_bits; requantizers:
     CorePlan.requantizer_summary(); resources: the yosys estimate (luts, ffs, bram36, dsp,
     carry4), None when skipped; then `fits`, the resource fields and `estimate_seconds` are
-    None. post_route: an ECP5 board's place-and-route figures (hw.open_flow.place_and_route plus
+    None. post_route: an ECP5 board's place-and-route figures (hw.flow.open_flow.place_and_route plus
     the PLL's), which also give `fits`, `fmax_mhz`, `timing_met` and the images/s at the clock
-    routing met. path_depth: hw.netlist_depth's NetlistDepth.to_dict() of the estimate's
-    netlist (`xc7_path_depth`), None without one. vivado: hw.vivado_report.read_reports' figures
+    routing met. path_depth: hw.flow.netlist_depth's NetlistDepth.to_dict() of the estimate's
+    netlist (`xc7_path_depth`), None without one. vivado: hw.flow.vivado_report.read_reports' figures
     where Vivado ran, else None and `vivado_note` says why.
     """
     frames = frame_bytes(qmodel.input_shape, qmodel.num_classes)
@@ -167,11 +167,11 @@ def render_markdown(rep):
 
 
 def depth_markdown(rep):
-    """The estimate's netlist depth (hw.netlist_depth's lines), or nothing without one."""
+    """The estimate's netlist depth (hw.flow.netlist_depth's lines), or nothing without one."""
     depth = rep.get("xc7_path_depth")
     if depth is None:
         return []
-    from hw.netlist_depth import NetlistDepth
+    from hw.flow.netlist_depth import NetlistDepth
     return (["## Register-to-register logic depth (yosys netlist)", "",
              "Cells in series between clocked elements in the estimate's netlist "
              "(`core/netlist.json`): a measure of timing risk, not a timing analysis (no delays, "

@@ -31,8 +31,8 @@ from amaranth import Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.accelerator import Accelerator
-from hw.uart import BITS_PER_BYTE, UARTRx, UARTTx
+from hw.core.accelerator import Accelerator
+from hw.link.uart import BITS_PER_BYTE, UARTRx, UARTTx
 
 START, ANSWER, ERROR = 0xA5, 0x5A, 0xEE
 ERR_START, ERR_LENGTH, ERR_CHECKSUM, ERR_TIMEOUT, ERR_BUSY = 1, 2, 3, 4, 5
@@ -278,7 +278,7 @@ class ImageCycles(wiring.Component):
 
     cycles: the clock cycles since the previous class beat, less those in which the accelerator
     waited for its image (`starved`: the link had not brought the frame yet). That is
-    hw.latency's cycles per image back to back, wherever the next image can come in while the
+    hw.core.latency's cycles per image back to back, wherever the next image can come in while the
     last steps of one run (the model's INPUT step then costs its 3 cycles); a class beat held up by a full result FIFO
     (`beats` not ready) is counted, so such stalls show. The controller leaves reset at the
     INPUT step's START, which every later image reaches from the head's NEXT cycle: that one
@@ -334,7 +334,7 @@ class ImageCycles(wiring.Component):
 class FramedAccelerator(wiring.Component):
     """UART pins in and out, the accelerator behind the framing; `last_class` for LEDs.
 
-    `timing`: hw.uart.bit_timing(clock_hz, baud). A frame times out after `timeout_bytes` byte
+    `timing`: hw.link.uart.bit_timing(clock_hz, baud). A frame times out after `timeout_bytes` byte
     times without a byte."""
     rx: In(1, init=1)
     tx: Out(1, init=1)

@@ -6,7 +6,7 @@ layer with the golden model's tensor of the same name.
 """
 from dataclasses import replace
 
-from hw.schedule import DUMP, LOAD, Schedule, Step
+from hw.compiler.schedule import DUMP, LOAD, Schedule, Step
 
 
 def layer_schedule(schedule, index):

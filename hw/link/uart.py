@@ -121,7 +121,7 @@ class _Ticks:
 
 def _check(timing):
     if not isinstance(timing, BitTiming):
-        raise TypeError(f"a UART takes a BitTiming (hw.uart.bit_timing), got {timing!r}")
+        raise TypeError(f"a UART takes a BitTiming (hw.link.uart.bit_timing), got {timing!r}")
     return timing
 
 

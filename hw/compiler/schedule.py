@@ -9,7 +9,7 @@ gives every stored tensor a buffer no step input of the same step uses.
 Memory layout of a stored tensor (C, H, W) with `lanes` channels per word: word address
 (g << (hb + wb)) | (y << wb) | x, g = channel group, hb/wb = bits of H and W; lane l of group
 g is channel g*lanes + l. Lanes past the last channel hold zeros. The image may be stored
-spread over lanes and as its first conv's kernel columns (hw/lane_width.py).
+spread over lanes and as its first conv's kernel columns (hw/compiler/image_layout.py).
 
 Pixel parallelism: a conv or pool step computes up to `pixels` output pixels per cycle
 (neighbours in raster order, sharing every weight word), no more than each output takes taps,
@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 
 from amaranth.lib import enum
 
-from hw.lane_width import columns_tensor, image_columns, image_spread, image_tensor, spread_tensor
+from hw.compiler.image_layout import columns_tensor, image_columns, image_spread, image_tensor, spread_tensor
 
 
 class StepKind(enum.Enum, shape=3):
-    """What a step does; the hardware's step table holds it in 3 bits (hw/step_table.py)."""
+    """What a step does; the hardware's step table holds it in 3 bits (hw/core/step_table.py)."""
     INPUT = 0    # pixels in through the input table
     LOAD = 1     # feature-map words in (layer tests)
     CONV = 2
@@ -84,7 +84,7 @@ class Step:
     add_hi: int = 0
     shortcut_groups: int = 0        # groups of the shortcut tensor; later groups are zeros
     requant2: Requant = None
-    spread: int = 1                 # lanes per input channel (the image, hw/lane_width.py)
+    spread: int = 1                 # lanes per input channel (the image, hw/compiler/image_layout.py)
     columns: int = 1                # the kernel's columns stored as channels (the image)
     reads: list = field(default_factory=list)    # tensor names read from buffers
     writes: list = field(default_factory=list)   # tensor names written to buffers
@@ -212,7 +212,7 @@ def _requant(qmodel, op, channels_padded):
 def build_schedule(qmodel, lanes, pixels=1, image_columns_allowed=True):
     """The accelerator's steps for the whole network: pixels in, logits and class out
     (`image_columns_allowed=False`: the image one pixel per word even where its first conv's
-    columns would fit, hw/lane_width.py)."""
+    columns would fit, hw/compiler/image_layout.py)."""
     ops = {op["name"]: op for op in qmodel.ops}
     consumers = {}
     for op in qmodel.ops:

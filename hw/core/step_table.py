@@ -14,7 +14,7 @@ from amaranth import Array, Const, Module, Mux, Shape, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.schedule import DUMP, HEAD, POOL, StepKind, ceil_log2, groups, step_pixels
+from hw.compiler.schedule import DUMP, HEAD, POOL, StepKind, ceil_log2, groups, step_pixels
 
 DIM = range(1 << 10)      # sizes, counts and loop bounds
 BITS = range(16)          # address bits of a map's height or width

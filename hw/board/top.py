@@ -9,8 +9,8 @@ from fractions import Fraction
 from amaranth import Elaboratable, Module
 from amaranth.lib import io
 
-from hw.framing import FramedAccelerator
-from hw.uart import bit_timing
+from hw.link.framing import FramedAccelerator
+from hw.link.uart import bit_timing
 
 NUM_LEDS = 4
 
@@ -18,7 +18,7 @@ NUM_LEDS = 4
 class BoardTop(Elaboratable):
     def __init__(self, plan, clock_hz, baud):
         """`clock_hz`: the design's clock, exact (an int or a Fraction); the UART's bit time is
-        clock_hz / baud cycles as an exact fraction (hw/uart.py). ValueError below 4 cycles."""
+        clock_hz / baud cycles as an exact fraction (hw/link/uart.py). ValueError below 4 cycles."""
         self.bit_timing = bit_timing(clock_hz, baud)
         self.core = FramedAccelerator(plan, self.bit_timing)
 
@@ -46,7 +46,7 @@ class PllBoardTop(Elaboratable):
         self.core, self.bit_timing = self.board.core, self.board.bit_timing
 
     def elaborate(self, platform):
-        from hw.ecp5_pll import Ecp5Pll
+        from hw.board.ecp5_pll import Ecp5Pll
         m = Module()
         m.submodules.clk_pin = clk = io.Buffer("i", platform.request(platform.default_clk, dir="-"))
         m.submodules.pll = Ecp5Pll(self.pll_params, clk.i)

@@ -8,7 +8,7 @@ writes through one address (a step never reads a buffer it writes: one block-RAM
 0's port A also serves the shortcut and DUMP reads. Pixel p reads copy p // 2, on port A (even
 p) or port B (odd p). Writes, by priority: the epilogue's word (to dst), its second word (to
 dst2), a LOAD word (to dst) and an image word (to the INPUT step's dst, in whatever step:
-hw/input_stage.py).
+hw/core/input_stage.py).
 
 Every read port's address and data are registered right at the block RAM, after the address
 muxes and before any data mux: an ECP5 block RAM's clock-to-out is 5.8 ns, which leaves no room
@@ -39,9 +39,9 @@ from amaranth import Array, Const, Module, Mux, Signal
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.layouts import POSITION, write_request
-from hw.pipeline import delay
-from hw.schedule import DUMP
+from hw.core.layouts import POSITION, write_request
+from hw.blocks.pipeline import delay
+from hw.compiler.schedule import DUMP
 
 
 def word_address(group, y, x, hb, wb):

@@ -30,8 +30,8 @@ from amaranth import Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.pipeline import delay, own_copy
-from hw.registered_multiplier import OPERAND_BITS, RegisteredMultiplier
+from hw.blocks.pipeline import delay, own_copy
+from hw.blocks.registered_multiplier import OPERAND_BITS, RegisteredMultiplier
 from quantize.fixed_point import adder_plan, csd_digits, odd_part
 
 

@@ -2,17 +2,17 @@
 
 (Block diagram with these class names: docs/hardware.md, "The core, as its classes".)
 
-The controller walks the step table (hw/step_table.py, built from hw/schedule.py) and runs each
-step's loops (hw/controller.py); every component reads the current step's record. Conv, pool
-and head steps issue one tap per cycle to the conv engine (hw/conv_engine.py), which reads
-`pixels` source words from the feature-map buffers (hw/feature_maps.py) and the weight word,
-and hands finished words to the epilogue (hw/epilogue.py: requantize, residual add, write,
-requantize, write, with parameters from hw/param_store.py) and, in the head step, to the head
-(hw/head.py: global sums, logits, argmax). The input stage (hw/input_stage.py) writes the image
+The controller walks the step table (hw/core/step_table.py, built from hw/compiler/schedule.py) and runs each
+step's loops (hw/core/controller.py); every component reads the current step's record. Conv, pool
+and head steps issue one tap per cycle to the conv engine (hw/core/conv_engine.py), which reads
+`pixels` source words from the feature-map buffers (hw/core/feature_maps.py) and the weight word,
+and hands finished words to the epilogue (hw/core/epilogue.py: requantize, residual add, write,
+requantize, write, with parameters from hw/core/param_store.py) and, in the head step, to the head
+(hw/core/head.py: global sums, logits, argmax). The input stage (hw/core/input_stage.py) writes the image
 from the `pixels` stream while its window is open (the INPUT step waits for it, and the next
 image comes in while the last steps of this one run) and LOAD steps' words from `words`; DUMP
 steps and the head's EMIT go out on `out`.
-Every part is built from one `CorePlan` (hw/plan.py). Streams tolerate stalls on both sides.
+Every part is built from one `CorePlan` (hw/core/plan.py). Streams tolerate stalls on both sides.
 
 Ports: `pixels` (one 8-bit channel value per beat, raster order, channels innermost), `words`
 (whole feature-map words for LOAD steps), `out` (DUMP words, or the logits then the class with
@@ -23,14 +23,14 @@ from amaranth import Module, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.controller import Controller
-from hw.conv_engine import ConvEngine
-from hw.epilogue import Epilogue
-from hw.feature_maps import FeatureMaps
-from hw.head import Head
-from hw.input_stage import InputStage
-from hw.param_store import ParamStore
-from hw.step_table import StepTable
+from hw.core.controller import Controller
+from hw.core.conv_engine import ConvEngine
+from hw.core.epilogue import Epilogue
+from hw.core.feature_maps import FeatureMaps
+from hw.core.head import Head
+from hw.core.input_stage import InputStage
+from hw.core.param_store import ParamStore
+from hw.core.step_table import StepTable
 
 
 class Accelerator(wiring.Component):

@@ -12,12 +12,12 @@ from amaranth import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.feature_maps import FeatureMaps, word_address
-from hw.layouts import COUNT, TAG, finished_words, write_request
-from hw.param_store import ParamStore, bank_word, operands, requantizer_for
-from hw.pipeline import delay, own_copy
-from hw.requant import Requantizer
-from hw.schedule import CONV, POOL
+from hw.core.feature_maps import FeatureMaps, word_address
+from hw.core.layouts import COUNT, TAG, finished_words, write_request
+from hw.core.param_store import ParamStore, bank_word, operands, requantizer_for
+from hw.blocks.pipeline import delay, own_copy
+from hw.blocks.requant import Requantizer
+from hw.compiler.schedule import CONV, POOL
 
 QUEUE_LATENCY = 1       # a finished word into the queue's head
 ADD_LATENCY = 2         # the residual add, then its clamp

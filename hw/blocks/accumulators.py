@@ -17,7 +17,7 @@ from amaranth import ClockSignal, Const, Instance, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.addsub_tree import add_or_subtract
+from hw.blocks.addsub_tree import add_or_subtract
 
 SIMD_BITS = 24          # a DSP48E1 lane in USE_SIMD = "TWO24"
 SIMD_LANES = 2

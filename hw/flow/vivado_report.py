@@ -13,7 +13,7 @@ after place_design), and the same two after synthesis (`{name}_timing_synth.rpt`
   constraints are not met.", None when the design has no timing constraints.
 * from the utilization report: `used`, `available` and `percent` of `luts` (Slice LUTs), `ffs`
   (Slice Registers), `bram36` (Block RAM Tile: a RAMB18 counts half) and `dsp` (DSPs), the keys
-  of the yosys estimate (hw.report).
+  of the yosys estimate (hw.flow.report).
 
 A missing file, or a report whose tables are not laid out as Vivado writes them, raises
 ReportError naming the file.

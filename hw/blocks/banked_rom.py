@@ -14,8 +14,8 @@ from amaranth import Array, Module, Shape
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.pipeline import delay
-from hw.schedule import ceil_log2
+from hw.blocks.pipeline import delay
+from hw.compiler.schedule import ceil_log2
 
 BLOCK_RAM_BITS = 16384                   # an ECP5 DP16KD without its parity bits
 BLOCK_RAM_WIDTHS = (1, 2, 4, 9, 18, 36)  # its data widths; depth = BLOCK_RAM_BITS // (width - parity)

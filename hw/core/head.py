@@ -12,11 +12,11 @@ from amaranth import Array, Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.layouts import finished_words
-from hw.param_store import ParamStore, bank_field, bank_word, operands, requantizer_for
-from hw.pipeline import delay
-from hw.requant import Requantizer
-from hw.schedule import HEAD, ceil_log2
+from hw.core.layouts import finished_words
+from hw.core.param_store import ParamStore, bank_field, bank_word, operands, requantizer_for
+from hw.blocks.pipeline import delay
+from hw.blocks.requant import Requantizer
+from hw.compiler.schedule import HEAD, ceil_log2
 
 
 class Head(wiring.Component):

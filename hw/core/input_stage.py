@@ -2,13 +2,13 @@
 
 The image (`pixels`: one 8-bit pixel channel per beat, raster order, channels innermost) is
 taken while its window is open: in the INPUT step, and from step `schedule.input_opens` to the
-end, while the image before it finishes (hw/schedule.py keeps the image's buffer free then).
+end, while the image before it finishes (hw/compiler/schedule.py keeps the image's buffer free then).
 The stage counts the beats itself; after an image's last beat it takes no more until the
 controller has moved past the INPUT step (`advance` there), and `image_ready` says the image's
 last word is written. Each beat maps through the input table (the folded input
 BN: entry c*256 + pixel); the channels of a pixel are gathered into one word, written when its
 last channel arrives. An image wider than the lanes is spread: channel c's value x fills lanes
-c*k + l with floor((x + l) / k) (hw/lane_width.py), k = `schedule.spread`. Where the image is
+c*k + l with floor((x + l) / k) (hw/compiler/image_layout.py), k = `schedule.spread`. Where the image is
 stored as its first conv's kernel columns (`schedule.columns` = 3), the word of pixel (y, x - 1)
 is written when pixel (y, x) arrives: the pixels x - 2, x - 1 and x side by side, kept in two
 registers of the row so far; the word of a row's last pixel follows a cycle after it (the next
@@ -19,10 +19,10 @@ from amaranth import Module, Mux, Signal, unsigned
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.feature_maps import FeatureMaps, word_address
-from hw.layouts import POSITION, write_request
-from hw.pipeline import count_nested, delay
-from hw.schedule import LOAD
+from hw.core.feature_maps import FeatureMaps, word_address
+from hw.core.layouts import POSITION, write_request
+from hw.blocks.pipeline import count_nested, delay
+from hw.compiler.schedule import LOAD
 
 
 class InputStage(wiring.Component):

@@ -1,7 +1,7 @@
 """The boards `python -m hw.build` targets: amaranth-boards platform and FPGA capacity.
 
 Xilinx boards (family "xc7") get Vivado project files and a yosys estimate; Lattice ECP5 boards
-("ecp5") are placed and routed with the YoWASP tools (hw/open_flow.py), clocked by a PLL.
+("ecp5") are placed and routed with the YoWASP tools (hw/flow/open_flow.py), clocked by a PLL.
 Capacities are in the family's own primitives: LUT6 or LUT4, RAMB36 or 18-Kbit EBR halves
 (`bram36`: 36-Kbit equivalents, for the block-RAM bound), DSP48E1 or MULT18X18D."""
 from dataclasses import dataclass

@@ -1,6 +1,6 @@
 """The requant parameter ROMs and how a requantizer reads its operands from them.
 
-Two banks (hw/memory_images.py): `params` serves every step's first requantizers and the
+Two banks (hw/compiler/memory_images.py): `params` serves every step's first requantizers and the
 logits, `params2` the second requantizers; each holds one word per output group, lane l the
 (M', C) of channel g*lanes + l. They are wide and shallow: as block RAM each would take ~10
 RAMB36 for a few dozen words, so they carry no `rom_style` and synthesis chooses (yosys finds no
@@ -12,10 +12,10 @@ from amaranth import Module, Mux, Shape, Signal, signed
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.layouts import COUNT
-from hw.pipeline import own_copy
-from hw.requant import Requantizer, ShiftAddRequantizer
-from hw.schedule import ceil_log2
+from hw.core.layouts import COUNT
+from hw.blocks.pipeline import own_copy
+from hw.blocks.requant import Requantizer, ShiftAddRequantizer
+from hw.compiler.schedule import ceil_log2
 
 
 def bank_field(bank):

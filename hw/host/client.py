@@ -1,0 +1,363 @@
+"""Host client for the board: send images over the Arty's USB-UART, read back class and logits.
+
+    python -m hw.host.client --port /dev/ttyUSB1 [--board arty_a7] [--baud B] [--timeout 5]
+                        [--model RUN_DIR/quant | --shape CxHxW] [--channels 1|3] IMAGE.png
+    python -m hw.host.client --port /dev/ttyUSB1 [--model RUN_DIR/quant | --shape CxHxW]
+                        --dataset fashion-mnist [--data-dir DIR] [--count 100]
+
+The image (or the dataset's test images) must have the input shape C x H x W of the model the
+board was built from: `--model` (default runs/default/quant, as python -m hw.build) or `--shape`.
+`--baud` defaults to the rate python -m hw.build gives `--board`. With `--dataset` the client
+keeps one frame ahead (frame n + 1 goes out before reply n is read) and prints the images/s it
+measured and the board's mean cycles per image.
+The command line, the image and the dataset are checked before the port is opened. Exit status:
+0 done, 1 the board or the link failed (no reply, an error code), 2 a bad command line or input.
+
+The framing is hw/link/framing.py's (docs/board.md): 0xA5, length (2 bytes LE), pixels, checksum
+(sum of pixels mod 256) out; 0x5A, classes, logits (4 bytes LE each), class, the board's clock
+cycles for the image (4 bytes LE) back, or 0xEE and an error code.
+"""
+import argparse
+import math
+import os
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from common.cli import OneLineParser, UsageError, run_main
+from hw.board.boards import BOARDS
+from hw.link.framing import (ANSWER, CYCLE_BYTES, ERR_BUSY, ERR_CHECKSUM, ERR_LENGTH, ERR_START,
+                        ERR_TIMEOUT, ERROR, LOGIT_BYTES, START)
+from hw.link.uart import BITS_PER_BYTE
+
+PROG = "python -m hw.host.client"
+DEFAULT_MODEL = os.path.join("runs", "default", "quant")     # python -m hw.build's default
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+MAX_PIXELS = (1 << 16) - 1                                     # the frame's 16-bit length
+
+ERROR_NAMES = {ERR_START: "bad start byte", ERR_LENGTH: "bad length", ERR_CHECKSUM: "bad checksum",
+               ERR_TIMEOUT: "frame timed out", ERR_BUSY: "busy: more than one frame ahead"}
+
+
+class FrameError(Exception):
+    """The board answered with an error code (or something that is not a reply)."""
+
+    def __init__(self, message, code=None):
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class Reply:
+    logits: list
+    cls: int
+    cycles: int         # the accelerator's clock cycles for the image (framing.ImageCycles)
+
+
+def encode_frame(image):
+    """(C, H, W) uint8 -> request bytes: pixels in raster order, channels innermost."""
+    pixels = np.asarray(image, np.uint8).transpose(1, 2, 0).reshape(-1)
+    n = len(pixels)
+    if n >= 1 << 16:
+        raise ValueError(f"{n} pixels do not fit the 16-bit frame length")
+    return bytes([START, n & 0xFF, n >> 8]) + pixels.tobytes() + bytes([int(pixels.sum()) & 0xFF])
+
+
+def read_reply(read):
+    """Parse one reply; `read(n)` returns exactly n bytes (or fewer on a timeout)."""
+    def take(n):
+        data = read(n)
+        if len(data) != n:
+            raise FrameError(f"timed out: expected {n} more byte(s) from the board")
+        return data
+
+    head = take(1)[0]
+    if head == ERROR:
+        code = take(1)[0]
+        raise FrameError(f"board reported error {code} ({ERROR_NAMES.get(code, 'unknown')})", code)
+    if head != ANSWER:
+        raise FrameError(f"unexpected reply byte {head:#04x}")
+    classes = take(1)[0]
+    raw = take(LOGIT_BYTES * classes)
+    logits = [int.from_bytes(raw[LOGIT_BYTES * i:LOGIT_BYTES * (i + 1)], "little", signed=True)
+              for i in range(classes)]
+    cls = take(1)[0]
+    return Reply(logits, cls, int.from_bytes(take(CYCLE_BYTES), "little"))
+
+
+def frame_bytes(input_shape, num_classes):
+    """Bytes per image on the link: `in` = start, length (2), pixels, checksum;
+    `out` = answer, class count, the logits, class, cycles.
+
+    >>> frame_bytes((1, 28, 28), 10)
+    {'in': 788, 'out': 47}
+    """
+    c, h, w = input_shape
+    return {"in": 1 + 2 + c * h * w + 1, "out": 1 + 1 + LOGIT_BYTES * num_classes + 1 + CYCLE_BYTES}
+
+
+def link_images_per_s(frames, baud):
+    """Images/s the UART carries with the host one frame ahead: the frames in and the replies
+    out share no wire, so the longer of the two sets the pace (8N1: 10 bits a byte).
+
+    >>> round(link_images_per_s(frame_bytes((1, 28, 28), 10), 12_000_000), 1)
+    1522.8
+    """
+    return baud / (BITS_PER_BYTE * max(frames["in"], frames["out"]))
+
+
+def classify(port, image):
+    port.write(encode_frame(image))
+    return read_reply(port.read)
+
+
+def classify_stream(port, images):
+    """The replies to `images`, in order, keeping one frame ahead: frame n + 1 is sent before
+    reply n is read, so the link brings the next image while the board computes this one (the
+    board refuses a second frame ahead: error 5)."""
+    if len(images):
+        port.write(encode_frame(images[0]))
+    for n in range(len(images)):
+        if n + 1 < len(images):
+            port.write(encode_frame(images[n + 1]))
+        yield read_reply(port.read)
+
+
+# -- checking the command line and the input, before the port is opened ------------------------
+def positive_int(text):
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+    return value
+
+
+def positive_seconds(text):
+    """argparse type: a finite number of seconds > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds > 0, got {text!r}")
+    return value
+
+
+def parse_shape(text):
+    """argparse type: `CxHxW` -> (C, H, W), each >= 1, at most 65535 pixels (the frame length).
+
+    >>> parse_shape("1x28x28")
+    (1, 28, 28)
+    """
+    try:
+        shape = tuple(int(part) for part in text.lower().split("x"))
+    except ValueError:
+        shape = ()
+    if len(shape) != 3 or min(shape) < 1:
+        raise argparse.ArgumentTypeError(f"must be CxHxW, three integers >= 1 such as 1x28x28, "
+                                         f"got {text!r}")
+    if math.prod(shape) > MAX_PIXELS:
+        raise argparse.ArgumentTypeError(f"{text} is {math.prod(shape)} pixels, more than the "
+                                         f"{MAX_PIXELS} a frame's 16-bit length allows")
+    return shape
+
+
+def shape_text(shape):
+    return "x".join(map(str, shape))
+
+
+def expected_shape(args):
+    """The model's input shape (C, H, W): --shape, else --model's, else the default model's."""
+    if args.shape is not None:
+        return args.shape
+    if args.model is None and not os.path.exists(DEFAULT_MODEL):
+        raise UsageError(f"no model at {DEFAULT_MODEL} to take the input shape from: give --model "
+                         f"RUN_DIR/quant (the model the board was built from) or --shape CxHxW "
+                         f"(e.g. 1x28x28)")
+    from quantize.qmodel import read_qmodel
+    qmodel = read_qmodel(args.model or DEFAULT_MODEL)
+    shape = qmodel.input_shape
+    if math.prod(shape) > MAX_PIXELS:
+        raise UsageError(f"{qmodel.path}: the input {shape_text(shape)} is {math.prod(shape)} pixels, "
+                         f"more than the {MAX_PIXELS} a frame's 16-bit length allows")
+    return shape
+
+
+# PNG modes (as Pillow opens them) -> colour channels; an alpha channel is ignored.
+GRAY_MODES = {"1": "1-bit gray", "L": "gray", "LA": "gray + alpha", "I": "16-bit gray",
+              "I;16": "16-bit gray", "I;16B": "16-bit gray", "I;16L": "16-bit gray"}
+COLOUR_MODES = {"RGB": "RGB", "RGBA": "RGBA", "P": "palette colour"}
+
+
+def load_png(path, shape, channels=None):
+    """A PNG as (C, H, W) uint8, checked against the model's input `shape` (C, H, W).
+
+    Alpha is ignored; `channels` (None or C) converts: 1 averages colour to gray, 3 repeats gray
+    into RGB. Raises
+    UsageError (one line: what was expected, what was found, the fix) for a missing file, a file
+    that is not a PNG, or a PNG of another size or channel count; the size and the channels are
+    checked from the header, before the pixels are decoded.
+    """
+    from PIL import Image
+    c, h, w = shape
+    if not os.path.isfile(path):
+        what = "is a folder" if os.path.isdir(path) else "does not exist"
+        raise UsageError(f"IMAGE {path} {what}; give a {h}x{w} PNG")
+    with open(path, "rb") as f:
+        signature = f.read(len(PNG_SIGNATURE))
+    if signature != PNG_SIGNATURE:
+        raise UsageError(f"IMAGE {path} is not a PNG (no PNG signature); give a {h}x{w} PNG "
+                         f"with {c} channel(s)")
+    try:
+        with warnings.catch_warnings():     # a huge PNG: the size check below says it in one line
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(path)
+        with img:
+            found_w, found_h = img.size
+            mode = img.mode
+            kind = GRAY_MODES.get(mode) or COLOUR_MODES.get(mode)
+            found_c = 1 if mode in GRAY_MODES else 3
+            found = f"{found_h}x{found_w} {kind or mode} ({found_c} channel{'s' * (found_c > 1)}" + \
+                (", alpha ignored)" if "A" in mode else ")")
+            expected = f"the model takes {shape_text(shape)} (C x H x W)"
+            if kind is None:
+                raise UsageError(f"IMAGE {path}: PNG mode {mode} is not supported; save it as "
+                                 f"8-bit gray or RGB")
+            if (found_h, found_w) != (h, w):
+                raise UsageError(f"IMAGE {path} is {found}, {expected}: resize it to {h}x{w}")
+            if channels is None and found_c != c:
+                raise UsageError(f"IMAGE {path} is {found}, {expected}: give --channels {c} to "
+                                 f"convert it")
+            if mode in GRAY_MODES and mode.startswith("I"):
+                pixels = np.rint(np.asarray(img, np.float64) / 257)[:, :, None]
+            elif mode in GRAY_MODES:
+                pixels = np.asarray(img.convert("L"))[:, :, None]
+            else:
+                pixels = np.asarray(img.convert("RGBA"))[:, :, :3]
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise UsageError(f"IMAGE {path}: cannot read the PNG ({e}); give a valid {h}x{w} PNG") from e
+    pixels = np.clip(pixels, 0, 255).astype(np.uint8)
+    if c == 1 and pixels.shape[2] == 3:
+        pixels = np.rint(pixels.mean(axis=2, keepdims=True)).astype(np.uint8)
+    elif c == 3 and pixels.shape[2] == 1:
+        pixels = np.repeat(pixels, 3, axis=2)
+    return pixels.transpose(2, 0, 1)
+
+
+def load_test_images(args, shape):
+    """The dataset's first --count test images and labels, checked against `shape`."""
+    from training.data import load_dataset
+    data = load_dataset(args.dataset, args.data_dir)
+    found = tuple(data.test_x.shape[1:])
+    if found != tuple(shape):
+        raise UsageError(f"{args.dataset} test images are {shape_text(found)}, the model takes "
+                         f"{shape_text(shape)} (C x H x W): give the dataset the board's model "
+                         f"was trained on")
+    n = min(args.count, len(data.test_x))
+    return data.test_x[:n], data.test_y[:n]
+
+
+def check_arguments(args):
+    if (args.image is None) == (args.dataset is None):
+        raise UsageError("give either IMAGE.png or --dataset NAME")
+    if args.image is not None:
+        for option, value in (("--count", args.count), ("--data-dir", args.data_dir)):
+            if value is not None:
+                raise UsageError(f"{option} goes with --dataset, not with IMAGE.png")
+    elif args.channels is not None:
+        raise UsageError("--channels converts IMAGE.png, not --dataset images")
+
+
+def build_parser():
+    p = OneLineParser(prog=PROG, description=__doc__.split("\n")[0])
+    p.add_argument("image", nargs="?", help="a PNG to classify, of the model's input shape")
+    p.add_argument("--port", required=True, help="serial port (or a pyserial URL such as loop://)")
+    p.add_argument("--board", default="arty_a7", choices=list(BOARDS),
+                   help="the board, for the default --baud (python -m hw.build's)")
+    p.add_argument("--baud", type=positive_int, default=None,
+                   help="UART rate (>= 1; default the board's: " +
+                        ", ".join(f"{b.name} {b.max_baud}" for b in BOARDS.values()) + ")")
+    p.add_argument("--timeout", type=positive_seconds, default=5.0,
+                   help="seconds to wait for the board's reply bytes (> 0)")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--model", default=None,
+                        help=f"the quantized model the board runs, for its input shape "
+                             f"(default {DEFAULT_MODEL})")
+    source.add_argument("--shape", type=parse_shape, default=None, metavar="CxHxW",
+                        help="the model's input shape, when the model is not at hand (e.g. 1x28x28)")
+    p.add_argument("--channels", type=int, choices=(1, 3), default=None,
+                   help="convert the PNG: 1 averages colour to gray, 3 repeats gray into RGB")
+    p.add_argument("--dataset", default=None, help="stream this dataset's test images instead")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--count", type=positive_int, default=None,
+                   help="test images to stream with --dataset (>= 1; default 100)")
+    return p
+
+
+def link_failed(e, what):
+    print(f"{PROG}: error: {what}: {' '.join(str(e).split())}; check the board (programmed, "
+          f"reset), --port and --baud", file=sys.stderr)
+    return 1
+
+
+def work(args):
+    check_arguments(args)
+    shape = expected_shape(args)
+    if args.channels not in (None, shape[0]):
+        raise UsageError(f"--channels {args.channels} does not match the model's input "
+                         f"{shape_text(shape)} (C x H x W): give --channels {shape[0]} or leave it out")
+    if args.image is not None:
+        image = load_png(args.image, shape, args.channels)
+    else:
+        args.count = 100 if args.count is None else args.count
+        images, labels = load_test_images(args, shape)
+    baud = BOARDS[args.board].max_baud if args.baud is None else args.baud
+    try:
+        import serial
+    except ImportError:
+        raise UsageError("pyserial is missing: pip install pyserial") from None
+    try:
+        port = serial.serial_for_url(args.port, baud, timeout=args.timeout)
+    except (serial.SerialException, OSError, ValueError) as e:
+        raise UsageError(f"cannot open {args.port} ({e}); check the cable and --port") from e
+    with port:
+        if args.image is not None:
+            try:
+                reply = classify(port, image)
+            except (FrameError, serial.SerialException, OSError) as e:
+                return link_failed(e, args.image)
+            print(f"class {reply.cls}, logits {reply.logits}, {reply.cycles} cycles")
+            return 0
+        t0 = time.perf_counter()
+        right, cycles = 0, []
+        replies = classify_stream(port, images)
+        for i, y in enumerate(labels):
+            try:
+                reply = next(replies)
+            except (FrameError, serial.SerialException, OSError) as e:
+                return link_failed(e, f"test image {i} (after {i} answered)")
+            right += reply.cls == y
+            cycles.append(reply.cycles)
+        seconds = time.perf_counter() - t0
+        n = len(images)
+        print(f"{n} images: accuracy {right / n:.2%}, {n / seconds:.1f} images/s over the link "
+              f"(one frame ahead, {baud} baud); the board: {sum(cycles) / n:,.0f} cycles per "
+              "image (mean)")
+    return 0
+
+
+def main(argv=None):
+    from quantize.qmodel import QModelError
+    from training.data import DatasetError
+    args = build_parser().parse_args(argv)
+    return run_main(PROG, lambda: work(args), errors=(QModelError, DatasetError))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
