@@ -20,7 +20,7 @@ import os
 import time
 
 from common.files import write_json
-from hw.host.client import encode_frame, frame_bytes, link_images_per_s, read_reply
+from hw.link.protocol import encode_frame, frame_bytes, link_images_per_s, read_reply
 from hw.link.framing import FramedAccelerator
 from hw.core.latency import latency_report
 from hw.core.plan import CorePlan

@@ -1,7 +1,7 @@
 """Docs that cannot rot: docs/board.md's tables against the code they describe, and the doctests.
 
 - the options table against hw.build's argument parser (names and defaults);
-- the protocol tables against hw/link/framing.py's constants and hw/host/client.py's frames, and the
+- the protocol tables against hw/link/protocol.py's constants and frames, and the
   link-rate figures recomputed from the code;
 - the report fields table against hw.flow.report.build_report's keys;
 - every docstring example (doctest) in the modules that have them.
@@ -17,9 +17,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from hw.link import framing
 from hw.board.boards import BOARDS
-from hw.host.client import ERROR_NAMES, encode_frame, frame_bytes, link_images_per_s, read_reply
+from hw.link import protocol as wire_protocol
+from hw.link.protocol import ERROR_NAMES, encode_frame, frame_bytes, link_images_per_s, read_reply
 from hw.link.uart import bit_timing
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -144,24 +144,24 @@ def protocol():
 def test_request_table_is_the_clients_frame():
     rows = table_after(protocol().split("Host to board")[1], "| bytes | value |")
     assert [r[0] for r in rows] == ["1", "2", "length", "1"]
-    assert byte(rows[0][1]) == framing.START
+    assert byte(rows[0][1]) == wire_protocol.START
     assert "little-endian" in rows[1][1] and "mod 256" in rows[3][1]
     image = (5 * np.arange(2 * 3 * 4) % 256).astype(np.uint8).reshape(2, 3, 4)
     data = encode_frame(image)
-    assert data[0] == framing.START and data[1] | data[2] << 8 == 24 and data[-1] == int(image.sum()) % 256
+    assert data[0] == wire_protocol.START and data[1] | data[2] << 8 == 24 and data[-1] == int(image.sum()) % 256
     assert len(data) == 1 + 2 + 24 + 1 == frame_bytes(image.shape, 10)["in"]
 
 
 def test_answer_table_is_the_framings_answer():
     rows = table_after(protocol().split("Board to host")[1], "| bytes | value |")
-    assert [r[0] for r in rows] == ["1", "1", f"{framing.LOGIT_BYTES} x N", "1", str(framing.CYCLE_BYTES)]
-    assert byte(rows[0][1]) == framing.ANSWER
-    assert f"each {framing.LOGIT_BYTES} bytes little-endian two's complement" in rows[2][1]
+    assert [r[0] for r in rows] == ["1", "1", f"{wire_protocol.LOGIT_BYTES} x N", "1", str(wire_protocol.CYCLE_BYTES)]
+    assert byte(rows[0][1]) == wire_protocol.ANSWER
+    assert f"each {wire_protocol.LOGIT_BYTES} bytes little-endian two's complement" in rows[2][1]
     assert "clock cycles" in rows[4][1] and "unsigned little-endian" in rows[4][1]
     logits = [-3, 70000, 0]
     reply = bytes([byte(rows[0][1]), 3]) + b"".join(
-        v.to_bytes(framing.LOGIT_BYTES, "little", signed=True) for v in logits) + bytes([1]) + \
-        (66_638).to_bytes(framing.CYCLE_BYTES, "little")
+        v.to_bytes(wire_protocol.LOGIT_BYTES, "little", signed=True) for v in logits) + bytes([1]) + \
+        (66_638).to_bytes(wire_protocol.CYCLE_BYTES, "little")
     assert len(reply) == frame_bytes((1, 1, 1), 3)["out"]
     got = read_reply(io.BytesIO(reply).read)
     assert got.logits == logits and got.cls == 1 and got.cycles == 66_638
@@ -170,14 +170,14 @@ def test_answer_table_is_the_framings_answer():
 def test_error_table_is_the_framings_error_codes():
     text = protocol()
     m = re.search(r"the board answers `(0x[0-9A-Fa-f]{2})` and a code byte", text)
-    assert m and byte(m.group(1)) == framing.ERROR
+    assert m and byte(m.group(1)) == wire_protocol.ERROR
     rows = table_after(text, "| code | error | when the answer comes |")
     documented = {int(r[0]): r[1] for r in rows}
     # Each constant and the words its row must contain.
-    meaning = {"ERR_START": f"first byte is not `0x{framing.START:02X}`",
+    meaning = {"ERR_START": f"first byte is not `0x{wire_protocol.START:02X}`",
                "ERR_LENGTH": "length is not C x H x W", "ERR_CHECKSUM": "checksum mismatch",
                "ERR_TIMEOUT": "no byte for", "ERR_BUSY": "more than one frame ahead"}
-    codes = {name: getattr(framing, name) for name in dir(framing) if name.startswith("ERR_")}
+    codes = {name: getattr(wire_protocol, name) for name in dir(wire_protocol) if name.startswith("ERR_")}
     assert set(codes) == set(meaning)
     assert set(documented) == set(codes.values())
     for name, code in codes.items():
@@ -186,11 +186,19 @@ def test_error_table_is_the_framings_error_codes():
 
 
 def test_every_protocol_byte_in_the_docs_is_a_framing_constant():
-    import hw.host.client
-    constants = {framing.START, framing.ANSWER, framing.ERROR}
-    for text in (protocol(), framing.__doc__, hw.host.client.__doc__):
+    constants = {wire_protocol.START, wire_protocol.ANSWER, wire_protocol.ERROR}
+    for text in (protocol(), wire_protocol.__doc__):
         found = {int(h, 16) for h in re.findall(r"0x([0-9A-Fa-f]{2})\b", text)}
         assert found and found <= constants, found - constants
+
+
+def test_the_frame_layout_is_written_in_one_module():
+    """The gateware and the client point at hw/link/protocol.py instead of restating its bytes."""
+    import hw.host.client
+    import hw.link.framing
+    for module in (hw.link.framing, hw.host.client):
+        assert "hw/link/protocol.py" in module.__doc__
+        assert not re.findall(r"0x[0-9A-Fa-f]{2}\b", module.__doc__), module.__name__
 
 
 def number(text):
@@ -271,7 +279,7 @@ def test_report_fields_table_is_build_reports_keys():
 # -- doctests ----------------------------------------------------------------------------------
 PACKAGES = ("common", "training", "quantize", "hw", "sim", "bench")
 # Modules known to hold examples: the scan below must find at least these.
-WITH_EXAMPLES = {"common.cli", "common.files", "hw.host.client", "hw.flow.report", "hw.core.latency",
+WITH_EXAMPLES = {"common.cli", "common.files", "hw.link.protocol", "hw.flow.report", "hw.core.latency",
                  "training.graph", "training.lr_schedule"}
 
 

@@ -17,9 +17,9 @@ from amaranth import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import Out
 
-from hw.host.client import encode_frame
-from hw.link.framing import (ANSWER, ERR_BUSY, ERR_CHECKSUM, ERR_LENGTH, ERR_START, ERR_TIMEOUT, ERROR,
-                        FramedAccelerator)
+from hw.link.framing import FramedAccelerator
+from hw.link.protocol import (ANSWER, ERR_BUSY, ERR_CHECKSUM, ERR_LENGTH, ERR_START, ERR_TIMEOUT, ERROR,
+                              encode_frame)
 from hw.core.latency import latency_report
 from hw.core.plan import CorePlan
 from hw.compiler.schedule import build_schedule

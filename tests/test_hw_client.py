@@ -8,7 +8,8 @@ import gzip
 import numpy as np
 import pytest
 
-from hw.host.client import FrameError, classify, classify_stream, encode_frame, read_reply
+from hw.host.client import classify, classify_stream
+from hw.link.protocol import FrameError, encode_frame, read_reply
 from tests.cli_checks import one_stderr_line
 from tests.formats import write_idx_set
 
@@ -86,8 +87,8 @@ def test_errors_and_truncated_replies(answer, code, text):
 
 # -- the command line: every bad input is one line on stderr, exit 2, before the port opens ----
 def one_line(capsys, *words):
-    """stderr is exactly one line, `python -m hw.host.client: error: ...`, holding every word."""
-    return one_stderr_line(capsys.readouterr().err, *words, prefix="python -m hw.host.client: error: ")
+    """stderr is exactly one line, `python -m hw.client: error: ...`, holding every word."""
+    return one_stderr_line(capsys.readouterr().err, *words, prefix="python -m hw.client: error: ")
 
 
 @pytest.fixture
@@ -124,7 +125,7 @@ def snapshot(folder):
 
 
 def client(*args):
-    """The exit status of `python -m hw.host.client --port loop:// ARGS` (argparse's errors exit)."""
+    """The exit status of `python -m hw.client --port loop:// ARGS` (argparse's errors exit)."""
     from hw.host.client import main
     try:
         return main(["--port", "loop://", *map(str, args)])
@@ -308,3 +309,18 @@ def test_docs_table_lists_the_clients_options():
     assert documented["--board"] == options["--board"] and documented["--count"] == "100"
     assert documented["--baud"] == "the board's" and options["--baud"] is None
     assert documented["--model"] == DEFAULT_MODEL.replace(os.sep, "/")
+
+
+def test_the_client_imports_no_hdl():
+    """`python -m hw.client --help` on a laptop: neither Amaranth, the core nor torch is loaded
+    (python -X importtime lists every module imported)."""
+    import subprocess
+    import sys
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "hw.client", "--help"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "--port" in done.stdout
+    loaded = {line.split("|")[-1].strip() for line in done.stderr.splitlines() if "|" in line}
+    assert "hw.link.protocol" in loaded                     # the scan sees what it imports
+    heavy = {m for m in loaded if m.split(".")[0] in ("amaranth", "torch")
+             or m.startswith(("hw.core", "hw.blocks", "hw.link.framing", "hw.link.uart"))}
+    assert not heavy, sorted(heavy)

@@ -6,6 +6,8 @@ Capacities are in the family's own primitives: LUT6 or LUT4, RAMB36 or 18-Kbit E
 (`bram36`: 36-Kbit equivalents, for the block-RAM bound), DSP48E1 or MULT18X18D."""
 from dataclasses import dataclass
 
+from hw.link.protocol import LINK_RATES
+
 
 @dataclass(frozen=True)
 class Board:
@@ -17,11 +19,15 @@ class Board:
     ffs: int
     bram36: int
     dsp: int
-    max_baud: int          # the USB-UART's fastest rate: python -m hw.build's default --baud, and its limit
     clock_mhz: float = 100.0   # the board's oscillator (xc7: it clocks the design; ecp5: the PLL's input)
     pixels: int = 2            # python -m hw.build's default --pixels
     family: str = "xc7"
     module: str = "arty_a7"
+
+    @property
+    def max_baud(self):
+        """The USB-UART's fastest rate: python -m hw.build's default --baud, and its limit."""
+        return LINK_RATES[self.name]
 
     @property
     def capacity(self):
@@ -41,11 +47,10 @@ def nextpnr_options(platform):
 
 BOARDS = {
     "arty_a7": Board("arty_a7", "Digilent Arty A7-35T", "XC7A35T", "ArtyA7_35Platform",
-                     20_800, 41_600, 50, 90, max_baud=12_000_000,           # FT2232H
+                     20_800, 41_600, 50, 90,
                      pixels=4),          # the make-train model (5 / 8 / 8 bits) at 3,000 images/s
     "arty_a7_100": Board("arty_a7_100", "Digilent Arty A7-100T", "XC7A100T", "ArtyA7_100Platform",
-                         63_400, 126_800, 135, 240, max_baud=12_000_000, pixels=4),   # FT2232H
+                         63_400, 126_800, 135, 240, pixels=4),
     "ulx3s_85f": Board("ulx3s_85f", "Radiona ULX3S (85F)", "LFE5U-85F", "ULX3S_85F_Platform",
-                       83_640, 83_640, 104, 156, max_baud=3_000_000,        # FT231X
-                       clock_mhz=25.0, family="ecp5", module="ulx3s"),
+                       83_640, 83_640, 104, 156, clock_mhz=25.0, family="ecp5", module="ulx3s"),
 }

@@ -7,7 +7,7 @@ rendered. The keys are listed in docs/board.md ("Report fields").
 """
 
 from common.files import figure_png, write_report_files
-from hw.host.client import frame_bytes, link_images_per_s
+from hw.link.protocol import frame_bytes, link_images_per_s
 
 # The resources the estimate counts against a board's capacity, as people call them.
 LABELS = dict(luts="LUT", ffs="FF", bram36="BRAM36", dsp="DSP48E1")

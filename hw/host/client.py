@@ -1,8 +1,8 @@
 """Host client for the board: send images over the Arty's USB-UART, read back class and logits.
 
-    python -m hw.host.client --port /dev/ttyUSB1 [--board arty_a7] [--baud B] [--timeout 5]
+    python -m hw.client --port /dev/ttyUSB1 [--board arty_a7] [--baud B] [--timeout 5]
                         [--model RUN_DIR/quant | --shape CxHxW] [--channels 1|3] IMAGE.png
-    python -m hw.host.client --port /dev/ttyUSB1 [--model RUN_DIR/quant | --shape CxHxW]
+    python -m hw.client --port /dev/ttyUSB1 [--model RUN_DIR/quant | --shape CxHxW]
                         --dataset fashion-mnist [--data-dir DIR] [--count 100]
 
 The image (or the dataset's test images) must have the input shape C x H x W of the model the
@@ -13,9 +13,8 @@ measured and the board's mean cycles per image.
 The command line, the image and the dataset are checked before the port is opened. Exit status:
 0 done, 1 the board or the link failed (no reply, an error code), 2 a bad command line or input.
 
-The framing is hw/link/framing.py's (docs/board.md): 0xA5, length (2 bytes LE), pixels, checksum
-(sum of pixels mod 256) out; 0x5A, classes, logits (4 bytes LE each), class, the board's clock
-cycles for the image (4 bytes LE) back, or 0xEE and an error code.
+The frames are hw/link/protocol.py's (docs/board.md), the only part of hw/ this program imports:
+it runs where neither Amaranth nor the core is installed.
 """
 import argparse
 import math
@@ -23,90 +22,15 @@ import os
 import sys
 import time
 import warnings
-from dataclasses import dataclass
 
 import numpy as np
 
 from common.cli import OneLineParser, UsageError, run_main
-from hw.board.boards import BOARDS
-from hw.link.framing import (ANSWER, CYCLE_BYTES, ERR_BUSY, ERR_CHECKSUM, ERR_LENGTH, ERR_START,
-                        ERR_TIMEOUT, ERROR, LOGIT_BYTES, START)
-from hw.link.uart import BITS_PER_BYTE
+from hw.link.protocol import LINK_RATES, MAX_PIXELS, FrameError, encode_frame, read_reply
 
-PROG = "python -m hw.host.client"
+PROG = "python -m hw.client"
 DEFAULT_MODEL = os.path.join("runs", "default", "quant")     # python -m hw.build's default
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-MAX_PIXELS = (1 << 16) - 1                                     # the frame's 16-bit length
-
-ERROR_NAMES = {ERR_START: "bad start byte", ERR_LENGTH: "bad length", ERR_CHECKSUM: "bad checksum",
-               ERR_TIMEOUT: "frame timed out", ERR_BUSY: "busy: more than one frame ahead"}
-
-
-class FrameError(Exception):
-    """The board answered with an error code (or something that is not a reply)."""
-
-    def __init__(self, message, code=None):
-        super().__init__(message)
-        self.code = code
-
-
-@dataclass
-class Reply:
-    logits: list
-    cls: int
-    cycles: int         # the accelerator's clock cycles for the image (framing.ImageCycles)
-
-
-def encode_frame(image):
-    """(C, H, W) uint8 -> request bytes: pixels in raster order, channels innermost."""
-    pixels = np.asarray(image, np.uint8).transpose(1, 2, 0).reshape(-1)
-    n = len(pixels)
-    if n >= 1 << 16:
-        raise ValueError(f"{n} pixels do not fit the 16-bit frame length")
-    return bytes([START, n & 0xFF, n >> 8]) + pixels.tobytes() + bytes([int(pixels.sum()) & 0xFF])
-
-
-def read_reply(read):
-    """Parse one reply; `read(n)` returns exactly n bytes (or fewer on a timeout)."""
-    def take(n):
-        data = read(n)
-        if len(data) != n:
-            raise FrameError(f"timed out: expected {n} more byte(s) from the board")
-        return data
-
-    head = take(1)[0]
-    if head == ERROR:
-        code = take(1)[0]
-        raise FrameError(f"board reported error {code} ({ERROR_NAMES.get(code, 'unknown')})", code)
-    if head != ANSWER:
-        raise FrameError(f"unexpected reply byte {head:#04x}")
-    classes = take(1)[0]
-    raw = take(LOGIT_BYTES * classes)
-    logits = [int.from_bytes(raw[LOGIT_BYTES * i:LOGIT_BYTES * (i + 1)], "little", signed=True)
-              for i in range(classes)]
-    cls = take(1)[0]
-    return Reply(logits, cls, int.from_bytes(take(CYCLE_BYTES), "little"))
-
-
-def frame_bytes(input_shape, num_classes):
-    """Bytes per image on the link: `in` = start, length (2), pixels, checksum;
-    `out` = answer, class count, the logits, class, cycles.
-
-    >>> frame_bytes((1, 28, 28), 10)
-    {'in': 788, 'out': 47}
-    """
-    c, h, w = input_shape
-    return {"in": 1 + 2 + c * h * w + 1, "out": 1 + 1 + LOGIT_BYTES * num_classes + 1 + CYCLE_BYTES}
-
-
-def link_images_per_s(frames, baud):
-    """Images/s the UART carries with the host one frame ahead: the frames in and the replies
-    out share no wire, so the longer of the two sets the pace (8N1: 10 bits a byte).
-
-    >>> round(link_images_per_s(frame_bytes((1, 28, 28), 10), 12_000_000), 1)
-    1522.8
-    """
-    return baud / (BITS_PER_BYTE * max(frames["in"], frames["out"]))
 
 
 def classify(port, image):
@@ -278,11 +202,11 @@ def build_parser():
     p = OneLineParser(prog=PROG, description=__doc__.split("\n")[0])
     p.add_argument("image", nargs="?", help="a PNG to classify, of the model's input shape")
     p.add_argument("--port", required=True, help="serial port (or a pyserial URL such as loop://)")
-    p.add_argument("--board", default="arty_a7", choices=list(BOARDS),
+    p.add_argument("--board", default="arty_a7", choices=list(LINK_RATES),
                    help="the board, for the default --baud (python -m hw.build's)")
     p.add_argument("--baud", type=positive_int, default=None,
                    help="UART rate (>= 1; default the board's: " +
-                        ", ".join(f"{b.name} {b.max_baud}" for b in BOARDS.values()) + ")")
+                        ", ".join(f"{name} {baud}" for name, baud in LINK_RATES.items()) + ")")
     p.add_argument("--timeout", type=positive_seconds, default=5.0,
                    help="seconds to wait for the board's reply bytes (> 0)")
     source = p.add_mutually_exclusive_group()
@@ -317,7 +241,7 @@ def work(args):
     else:
         args.count = 100 if args.count is None else args.count
         images, labels = load_test_images(args, shape)
-    baud = BOARDS[args.board].max_baud if args.baud is None else args.baud
+    baud = LINK_RATES[args.board] if args.baud is None else args.baud
     try:
         import serial
     except ImportError:

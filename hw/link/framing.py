@@ -1,12 +1,7 @@
-"""Framing between a byte link (UART) and the accelerator's streams (docs/board.md).
+"""Framing between a byte link (UART) and the accelerator's streams: the gateware side of
+hw/link/protocol.py (its frames, codes and the rule of one frame ahead; docs/board.md).
 
-Host -> board:  0xA5, length (2 bytes, little-endian, must equal C*H*W), the pixels (uint8,
-                raster order, channels innermost), checksum (sum of the pixels mod 256).
-Board -> host:  0x5A, num_classes, the logits (4 bytes each, little-endian two's complement),
-                the class byte, the accelerator's clock cycles for the image (4 bytes LE).
-On an error:    0xEE, code: 1 bad start byte, 2 bad length, 3 bad checksum, 4 frame timed out
-                (no byte for `timeout` cycles in the middle of a frame), 5 busy (a frame that
-                starts while two good frames are waiting for their answers).
+A frame times out after `timeout` cycles without a byte in its middle (error 4).
 After a bad start byte, a bad length or a busy refusal the rest of the frame is skipped: bytes
 are dropped until the line has been quiet for `timeout` cycles. After a bad checksum (the frame
 is complete) the next frame may follow at once.
@@ -32,14 +27,12 @@ from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.core.accelerator import Accelerator
-from hw.link.uart import BITS_PER_BYTE, UARTRx, UARTTx
+from hw.link.protocol import (ANSWER, BITS_PER_BYTE, CYCLE_BYTES, ERR_BUSY, ERR_CHECKSUM, ERR_LENGTH,
+                              ERR_START, ERR_TIMEOUT, ERROR, LOGIT_BYTES, START)
+from hw.link.uart import UARTRx, UARTTx
 
-START, ANSWER, ERROR = 0xA5, 0x5A, 0xEE
-ERR_START, ERR_LENGTH, ERR_CHECKSUM, ERR_TIMEOUT, ERR_BUSY = 1, 2, 3, 4, 5
 FRAME_GOOD = 0          # the outcome of a frame that gets an answer
 CODE = unsigned(3)      # an outcome: FRAME_GOOD or an error code
-LOGIT_BYTES = 4
-CYCLE_BYTES = 4
 SLOTS = 2               # frames in the buffer: the host may be one frame ahead
 PIXEL_FIFO_DEPTH = 4    # between the framer and the accelerator: one pixel a cycle through it
 OUTCOME_DEPTH = 4       # outcomes waiting: the answers of both slots and two error replies

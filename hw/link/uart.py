@@ -23,11 +23,12 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.cdc import FFSynchronizer
 from amaranth.lib.wiring import In, Out
 
+from hw.link.protocol import BITS_PER_BYTE
+
 MIN_CYCLES_PER_BIT = 4
 # The bit time's denominator bounds the remainder register (12 bits); a finer one costs logic
 # for a rate error of a few ppm at most (`rate_error_ppm`).
 MAX_DENOMINATOR = 4096
-BITS_PER_BYTE = 10          # 8N1 on the line
 
 
 @dataclass(frozen=True)

@@ -26,10 +26,11 @@ from cocotb.clock import Clock
 from cocotb.simtime import get_sim_time
 from cocotb.triggers import ClockCycles, FallingEdge, Timer
 
+from hw.link.protocol import BITS_PER_BYTE
 from sim.benches.params import bench_params
 
-START_BIT, DATA_BITS, STOP_BIT = 0, 8, 1
-BITS_PER_BYTE = 1 + DATA_BITS + 1
+START_BIT, STOP_BIT = 0, 1
+DATA_BITS = BITS_PER_BYTE - 2       # 8N1: between the start and the stop bit
 
 
 def now_ps():

@@ -1,0 +1,100 @@
+"""The board's wire protocol, in plain Python: what the host client, the reports and the gateware
+(hw/link/framing.py) all take their bytes and codes from. It imports no HDL.
+
+Host -> board:  0xA5, length (2 bytes, little-endian, must equal C*H*W), the pixels (uint8,
+                raster order, channels innermost), checksum (sum of the pixels mod 256).
+Board -> host:  0x5A, num_classes, the logits (4 bytes each, little-endian two's complement),
+                the class byte, the accelerator's clock cycles for the image (4 bytes LE).
+On an error:    0xEE, code: 1 bad start byte, 2 bad length, 3 bad checksum, 4 frame timed out
+                (no byte for the framer's timeout in the middle of a frame), 5 busy (a frame
+                that starts while two good frames are waiting for their answers).
+The host may keep one frame ahead: send frame n + 1 while the board computes image n.
+The line is 8N1 (`BITS_PER_BYTE`); each board's USB-UART sets the fastest rate (`LINK_RATES`).
+"""
+from dataclasses import dataclass
+
+import numpy as np
+
+START, ANSWER, ERROR = 0xA5, 0x5A, 0xEE
+ERR_START, ERR_LENGTH, ERR_CHECKSUM, ERR_TIMEOUT, ERR_BUSY = 1, 2, 3, 4, 5
+ERROR_NAMES = {ERR_START: "bad start byte", ERR_LENGTH: "bad length", ERR_CHECKSUM: "bad checksum",
+               ERR_TIMEOUT: "frame timed out", ERR_BUSY: "busy: more than one frame ahead"}
+LOGIT_BYTES = 4
+CYCLE_BYTES = 4
+MAX_PIXELS = (1 << 16) - 1       # the frame's 16-bit length
+BITS_PER_BYTE = 10               # 8N1 on the line: start bit, 8 data bits, stop bit
+
+# The fastest rate each board's USB-UART carries: the default --baud of python -m hw.build and
+# of the client, and hw.build's limit.
+LINK_RATES = {
+    "arty_a7": 12_000_000,       # FT2232H
+    "arty_a7_100": 12_000_000,   # FT2232H
+    "ulx3s_85f": 3_000_000,      # FT231X
+}
+
+
+class FrameError(Exception):
+    """The board answered with an error code (or something that is not a reply)."""
+
+    def __init__(self, message, code=None):
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class Reply:
+    logits: list
+    cls: int
+    cycles: int         # the accelerator's clock cycles for the image (framing.ImageCycles)
+
+
+def encode_frame(image):
+    """(C, H, W) uint8 -> request bytes: pixels in raster order, channels innermost."""
+    pixels = np.asarray(image, np.uint8).transpose(1, 2, 0).reshape(-1)
+    n = len(pixels)
+    if n > MAX_PIXELS:
+        raise ValueError(f"{n} pixels do not fit the 16-bit frame length")
+    return bytes([START, n & 0xFF, n >> 8]) + pixels.tobytes() + bytes([int(pixels.sum()) & 0xFF])
+
+
+def read_reply(read):
+    """Parse one reply; `read(n)` returns exactly n bytes (or fewer on a timeout)."""
+    def take(n):
+        data = read(n)
+        if len(data) != n:
+            raise FrameError(f"timed out: expected {n} more byte(s) from the board")
+        return data
+
+    head = take(1)[0]
+    if head == ERROR:
+        code = take(1)[0]
+        raise FrameError(f"board reported error {code} ({ERROR_NAMES.get(code, 'unknown')})", code)
+    if head != ANSWER:
+        raise FrameError(f"unexpected reply byte {head:#04x}")
+    classes = take(1)[0]
+    raw = take(LOGIT_BYTES * classes)
+    logits = [int.from_bytes(raw[LOGIT_BYTES * i:LOGIT_BYTES * (i + 1)], "little", signed=True)
+              for i in range(classes)]
+    cls = take(1)[0]
+    return Reply(logits, cls, int.from_bytes(take(CYCLE_BYTES), "little"))
+
+
+def frame_bytes(input_shape, num_classes):
+    """Bytes per image on the link: `in` = start, length (2), pixels, checksum;
+    `out` = answer, class count, the logits, class, cycles.
+
+    >>> frame_bytes((1, 28, 28), 10)
+    {'in': 788, 'out': 47}
+    """
+    c, h, w = input_shape
+    return {"in": 1 + 2 + c * h * w + 1, "out": 1 + 1 + LOGIT_BYTES * num_classes + 1 + CYCLE_BYTES}
+
+
+def link_images_per_s(frames, baud):
+    """Images/s the UART carries with the host one frame ahead: the frames in and the replies
+    out share no wire, so the longer of the two sets the pace.
+
+    >>> round(link_images_per_s(frame_bytes((1, 28, 28), 10), 12_000_000), 1)
+    1522.8
+    """
+    return baud / (BITS_PER_BYTE * max(frames["in"], frames["out"]))
