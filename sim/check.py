@@ -7,12 +7,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hw.core.accelerator import Accelerator
-from hw.core.plan import CorePlan
-from hw.blocks.requant import ANY_MULTIPLIER
-from hw.core.latency import latency_report
 from hw.compiler.layer_tests import layer_test_schedule
-from hw.compiler.schedule import DUMP, HEAD, base_name, build_schedule
+from hw.compiler.schedule import DUMP, HEAD, base_name
+from hw.core.accelerator import Accelerator
+from hw.core.latency import latency_report
+from hw.core.plan import CorePlan
 from quantize.golden import run
 from sim.harness import simulate
 from sim.jobs import schedule_job
@@ -64,17 +63,17 @@ def _split(beats, out_bits):
     return groups
 
 
-def check_layers(qmodel, lanes, image, build_dir, names=None, pixels=1, requantizers="dsp",
-                 platform=None, multiplier=ANY_MULTIPLIER):
-    """Feed every step (or the named ones) the golden input of its layer, compare its outputs
-    (`platform`, `multiplier`: the core as built for a board, sim.harness.simulate)."""
-    schedule = build_schedule(qmodel, lanes, pixels)
+def check_layers(network, image, build_dir, names=None, platform=None):
+    """Feed every step of the `network` plan (or the named ones) the golden input of its layer,
+    compare its outputs; returns (verdicts, the layer-test plan). `platform`: the core as built
+    for a board (sim.harness.simulate)."""
+    qmodel, lanes, schedule = network.qmodel, network.lanes, network.schedule
     indices = [i for i, s in enumerate(schedule.steps)
                if names is None or s.name in names or any(base_name(w) in names for w in s.writes)]
     if not indices:
         raise ValueError(f"no layer named {', '.join(names)}; layers: "
                          f"{', '.join(s.name for s in schedule.steps)}")
-    plan = CorePlan(layer_test_schedule(schedule, indices), requantizers, multiplier)
+    plan = CorePlan(layer_test_schedule(schedule, indices), network.options)
     golden = run(qmodel, image[None], keep=True)
     job = schedule_job(plan, image[None], golden)
     result = simulate(Accelerator(plan), job, build_dir, platform=platform)
@@ -114,12 +113,11 @@ def _head_verdict(name, golden, beats, plan, n):
     return Verdict(name, m is None, m)
 
 
-def check_network(qmodel, lanes, images, build_dir, in_stall=0.0, out_stall=0.0, seed=0,
-                  pixels=1, requantizers="dsp", platform=None, multiplier=ANY_MULTIPLIER):
-    """Whole network: pixels in, logits and class out for each image, vs the golden model
-    (`platform`, `multiplier`: the core as built for a board, sim.harness.simulate)."""
-    schedule = build_schedule(qmodel, lanes, pixels)
-    plan = CorePlan(schedule, requantizers, multiplier)
+def check_network(plan, images, build_dir, in_stall=0.0, out_stall=0.0, seed=0, platform=None):
+    """Whole network: pixels in, logits and class out for each image, vs the golden model;
+    returns (NetworkCheck, plan). `platform`: the core as built for a board
+    (sim.harness.simulate)."""
+    qmodel, schedule = plan.qmodel, plan.schedule
     golden = run(qmodel, images, keep=False)
     job = schedule_job(plan, images, golden)
     job.in_stall, job.out_stall, job.seed = in_stall, out_stall, seed

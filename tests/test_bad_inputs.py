@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import hw.build
+import hw.flow.board_build
 import quantize.__main__ as quantize_cli
 import training.train as train_cli
 from quantize.qmodel import write_qmodel
@@ -197,7 +198,7 @@ def refused_before_synthesis(q, options, tmp_path, capsys, monkeypatch):
 
     def no_synthesis(*args, **kwargs):
         raise AssertionError("synthesis started")
-    monkeypatch.setattr(hw.build, "estimate", no_synthesis)
+    monkeypatch.setattr(hw.flow.board_build, "estimate", no_synthesis)
     out = tmp_path / "b"
     status, err = run(hw.build.main, ["--model", model, *options, "--out", out], capsys)
     assert status == 1 and not out.exists()
@@ -230,7 +231,7 @@ def test_15_a_failed_rebuild_keeps_the_old_build_and_a_rebuild_is_a_whole_set(mo
 
     def killed(*a, **k):
         raise KeyboardInterrupt
-    monkeypatch.setattr(hw.build, "write_report", killed)     # Ctrl-C while writing
+    monkeypatch.setattr(hw.flow.board_build, "write_report", killed)     # Ctrl-C while writing
     status, err = run(hw.build.main, args, capsys)
     assert status == 130 and snapshot(out) == before
     one_line(err, "interrupted", "--out holds the previous build")

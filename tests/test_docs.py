@@ -78,7 +78,7 @@ def test_options_table_defaults_are_the_parsers():
     none_means = {"--model": hw.build.DEFAULT_MODEL,
                   "--out": hw.build.default_out(SimpleNamespace(name="BOARD")),
                   "--baud": "board's maximum",
-                  "--pixels": "the board's: " + ", ".join(f"{b.name} {b.pixels}" for b in BOARDS.values())}
+                  "--pixels": "the board's: " + ", ".join(f"{b.name} {b.pixels_per_cycle}" for b in BOARDS.values())}
     actions = parser_options()
     for option, (doc, _) in documented_options().items():
         action = actions[option]
@@ -120,7 +120,7 @@ def test_baud_and_pixels_options_give_every_boards_default(tmp_path, monkeypatch
         args = hw.build.build_parser().parse_args(["--board", board.name, "--out", str(tmp_path / board.name)])
         with pytest.raises(hw.build.UsageError, match="stopped at the model"):
             hw.build.build(args)
-        assert args.baud == board.max_baud and args.pixels == board.pixels
+        assert args.baud == board.max_baud and args.pixels == board.pixels_per_cycle
 
 
 def test_module_usage_names_every_option():

@@ -10,7 +10,7 @@ import pytest
 
 from hw.core.accelerator import Accelerator
 from hw.core.latency import latency_report, pipeline_depth
-from hw.core.plan import CorePlan
+from hw.core.plan import CoreOptions, CorePlan
 from hw.compiler.schedule import CONV, HEAD, POOL, Step, build_schedule, step_pixels
 from quantize.golden import run
 from quantize.qmodel import read_qmodel
@@ -43,7 +43,8 @@ def srelu_model():
 
 def test_every_layer_bit_exact_bn(bn_model, tmp_path_factory):
     image = random_images(1, bn_model.input_shape, seed=11)[0]
-    verdicts, accel = check_layers(bn_model, LANES, image, tmp_path_factory.mktemp("layers_bn"))
+    verdicts, accel = check_layers(CoreOptions(LANES).plan(bn_model), image,
+                                   tmp_path_factory.mktemp("layers_bn"))
     names = [v.name for v in verdicts]
     # Every stored tensor of the integer graph is dumped and compared, and the logits.
     stored = {op["name"] for op in bn_model.ops if op["op"] in ("lut", "add", "avgpool")}
@@ -54,11 +55,12 @@ def test_every_layer_bit_exact_bn(bn_model, tmp_path_factory):
 def test_whole_network_bit_exact_with_stalls_and_cycles_match_the_model(bn_model, bn_network_build):
     images = random_images(3, bn_model.input_shape, seed=12)
     build = bn_network_build
-    result, accel = check_network(bn_model, LANES, images, build, in_stall=0.3, out_stall=0.3, seed=5)
+    result, accel = check_network(CoreOptions(LANES).plan(bn_model), images, build, in_stall=0.3,
+                                  out_stall=0.3, seed=5)
     assert result.exact == 3, "\n".join(v.line() for v in result.verdicts)
     # Stalls only add cycles; without them the model is exact (checked below).
     assert all(abs(c - result.model_cycles) / result.model_cycles < 0.05 for c in result.cycles)
-    free, _ = check_network(bn_model, LANES, images[:2], build)
+    free, _ = check_network(CoreOptions(LANES).plan(bn_model), images[:2], build)
     assert free.exact == 2
     assert free.cycles[1] == free.model_cycles          # image to image, back to back
     assert abs(free.cycles[0] - free.model_latency) <= 3  # first image: from its first pixel
@@ -78,11 +80,12 @@ def test_a_wrong_expectation_is_caught(bn_model, bn_network_build):
 @pytest.mark.parametrize("requantizers", [pytest.param("dsp", marks=pytest.mark.slow), "shift-add"])
 def test_srelu_network_bit_exact(srelu_model, tmp_path_factory, requantizers):
     images = random_images(2, srelu_model.input_shape, seed=14)
-    result, plan = check_network(srelu_model, LANES, images, tmp_path_factory.mktemp("net_srelu"),
-                                 in_stall=0.2, out_stall=0.2, seed=3, requantizers=requantizers)
+    result, plan = check_network(CoreOptions(LANES, requantizers=requantizers).plan(srelu_model),
+                                 images, tmp_path_factory.mktemp("net_srelu"), in_stall=0.2,
+                                 out_stall=0.2, seed=3)
     assert result.exact == 2, "\n".join(v.line() for v in result.verdicts)
-    free, _ = check_network(srelu_model, LANES, images[:2], tmp_path_factory.mktemp("net_srelu_free"),
-                            requantizers=requantizers)
+    free, _ = check_network(CoreOptions(LANES, requantizers=requantizers).plan(srelu_model),
+                            images[:2], tmp_path_factory.mktemp("net_srelu_free"))
     assert free.cycles[1] == free.model_cycles      # the same latency model either way
     if requantizers == "shift-add":
         # A few per-layer constants, not a multiplier per channel.
@@ -92,8 +95,8 @@ def test_srelu_network_bit_exact(srelu_model, tmp_path_factory, requantizers):
 @pytest.mark.slow
 def test_srelu_shift_add_every_layer_bit_exact(srelu_model, tmp_path_factory):
     image = random_images(1, srelu_model.input_shape, seed=15)[0]
-    verdicts, _ = check_layers(srelu_model, LANES, image, tmp_path_factory.mktemp("layers_srelu"),
-                               requantizers="shift-add")
+    verdicts, _ = check_layers(CoreOptions(LANES, requantizers="shift-add").plan(srelu_model),
+                               image, tmp_path_factory.mktemp("layers_srelu"))
     assert all(v.ok for v in verdicts), "\n".join(v.line() for v in verdicts if not v.ok)
 
 
@@ -106,18 +109,20 @@ def test_narrow_convs_on_a_wide_residual_stream_bit_exact(variant, tmp_path_fact
     plan = CorePlan(build_schedule(model, LANES))
     assert plan.act_bits == 8 and plan.lane_bits == (4 if variant == "srelu" else 5)
     image = random_images(1, model.input_shape, seed=17)
-    verdicts, _ = check_layers(model, LANES, image[0], tmp_path_factory.mktemp(f"layers_mix_{variant}"))
+    verdicts, _ = check_layers(CoreOptions(LANES).plan(model), image[0],
+                               tmp_path_factory.mktemp(f"layers_mix_{variant}"))
     assert all(v.ok for v in verdicts), "\n".join(v.line() for v in verdicts if not v.ok)
-    result, _ = check_network(model, LANES, random_images(2, model.input_shape, seed=18),
-                              tmp_path_factory.mktemp(f"net_mix_{variant}"), in_stall=0.2, seed=2)
+    result, _ = check_network(CoreOptions(LANES).plan(model), random_images(2, model.input_shape,
+                              seed=18), tmp_path_factory.mktemp(f"net_mix_{variant}"),
+                              in_stall=0.2, seed=2)
     assert result.exact == 2, "\n".join(v.line() for v in result.verdicts)
 
 
 def test_shift_add_refuses_per_channel_multipliers(bn_model):
     with pytest.raises(ValueError, match="distinct multipliers.*use --requantizers dsp"):
-        CorePlan(build_schedule(bn_model, LANES), "shift-add")
+        CorePlan(build_schedule(bn_model, LANES), CoreOptions(LANES, requantizers="shift-add"))
     with pytest.raises(ValueError, match="requantizers must be one of dsp, shift-add"):
-        CorePlan(build_schedule(bn_model, LANES), "lut")
+        CorePlan(build_schedule(bn_model, LANES), CoreOptions(LANES, requantizers="lut"))
 
 
 def test_latency_model_counts_conv_taps(bn_model):
@@ -140,8 +145,8 @@ def odd_model():
 
 def test_two_pixels_every_layer_bit_exact(odd_model, tmp_path_factory):
     image = random_images(1, odd_model.input_shape, seed=15)[0]
-    verdicts, accel = check_layers(odd_model, LANES, image, tmp_path_factory.mktemp("layers_px2"),
-                                   pixels=2)
+    verdicts, accel = check_layers(CoreOptions(LANES, 2).plan(odd_model), image,
+                                   tmp_path_factory.mktemp("layers_px2"))
     stored = {op["name"] for op in odd_model.ops if op["op"] in ("lut", "add", "avgpool")}
     assert accel.pixels == 2 and stored <= {v.name for v in verdicts}
     assert all(v.ok for v in verdicts), "\n".join(v.line() for v in verdicts if not v.ok)
@@ -150,10 +155,10 @@ def test_two_pixels_every_layer_bit_exact(odd_model, tmp_path_factory):
 def test_two_pixels_whole_network_bit_exact_and_twice_as_fast(odd_model, tmp_path_factory):
     images = random_images(2, odd_model.input_shape, seed=16)
     build = tmp_path_factory.mktemp("net_px2")
-    stalled, _ = check_network(odd_model, LANES, images, build, in_stall=0.3, out_stall=0.3,
-                               seed=7, pixels=2)
+    stalled, _ = check_network(CoreOptions(LANES, 2).plan(odd_model), images, build, in_stall=0.3,
+                               out_stall=0.3, seed=7)
     assert stalled.exact == 2, "\n".join(v.line() for v in stalled.verdicts)
-    free, _ = check_network(odd_model, LANES, images, build, pixels=2)
+    free, _ = check_network(CoreOptions(LANES, 2).plan(odd_model), images, build)
     assert free.exact == 2 and free.cycles[1] == free.model_cycles
     one = latency_report(build_schedule(odd_model, LANES)).cycles_per_image
     assert 0.5 < free.model_cycles / one < 0.6
@@ -164,10 +169,10 @@ def test_four_pixels_whole_network_bit_exact(odd_model, tmp_path_factory):
     the last of 13 groups has one pixel; 2x2: one group of two rows)."""
     images = random_images(2, odd_model.input_shape, seed=17)
     build = tmp_path_factory.mktemp("net_px4")
-    result, accel = check_network(odd_model, LANES, images, build, in_stall=0.3, out_stall=0.3,
-                                  seed=9, pixels=4)
+    result, accel = check_network(CoreOptions(LANES, 4).plan(odd_model), images, build,
+                                  in_stall=0.3, out_stall=0.3, seed=9)
     assert accel.pixels == 4 and result.exact == 2, "\n".join(v.line() for v in result.verdicts)
-    free, _ = check_network(odd_model, LANES, images, build, pixels=4)
+    free, _ = check_network(CoreOptions(LANES, 4).plan(odd_model), images, build)
     assert free.exact == 2 and free.cycles[1] == free.model_cycles
 
 
@@ -189,10 +194,11 @@ def test_trained_model_layers_and_images(tmp_path_factory):
     from training.data import load_dataset
     qmodel = read_qmodel(TRAINED)
     images = load_dataset(qmodel.manifest["source"]["metadata"]["dataset"]).test_x[:2]
-    verdicts, _ = check_layers(qmodel, 16, images[0], tmp_path_factory.mktemp("trained_layers"))
+    verdicts, _ = check_layers(CoreOptions(16).plan(qmodel), images[0],
+                               tmp_path_factory.mktemp("trained_layers"))
     assert all(v.ok for v in verdicts), "\n".join(v.line() for v in verdicts if not v.ok)
-    result, _ = check_network(qmodel, 16, images, tmp_path_factory.mktemp("trained_net"),
-                              in_stall=0.2, out_stall=0.2)
+    result, _ = check_network(CoreOptions(16).plan(qmodel), images,
+                              tmp_path_factory.mktemp("trained_net"), in_stall=0.2, out_stall=0.2)
     assert result.exact == len(images)
 
 
@@ -212,11 +218,12 @@ def test_a_wide_image_spread_over_narrow_lanes_bit_exact(tmp_path_factory):
     assert latency_report(schedule).cycles_per_image == latency_report(
         build_schedule(narrow, LANES, pixels=2, image_columns_allowed=False)).cycles_per_image
     image = random_images(1, model.input_shape, seed=19)
-    verdicts, _ = check_layers(model, LANES, image[0], tmp_path_factory.mktemp("layers_spread"),
-                               pixels=2)
+    verdicts, _ = check_layers(CoreOptions(LANES, 2).plan(model), image[0],
+                               tmp_path_factory.mktemp("layers_spread"))
     assert all(v.ok for v in verdicts), "\n".join(v.line() for v in verdicts if not v.ok)
-    result, _ = check_network(model, LANES, random_images(2, model.input_shape, seed=20),
-                              tmp_path_factory.mktemp("net_spread"), pixels=2, in_stall=0.2, seed=4)
+    result, _ = check_network(CoreOptions(LANES, 2).plan(model), random_images(2,
+                              model.input_shape, seed=20), tmp_path_factory.mktemp("net_spread"),
+                              in_stall=0.2, seed=4)
     assert result.exact == 2, "\n".join(v.line() for v in result.verdicts)
 
 
@@ -236,15 +243,15 @@ def test_the_image_as_kernel_columns_bit_exact_and_a_third_of_the_taps(tmp_path_
     # 49 pixels, 16 outputs (2 groups): 13 groups of 4 pixels x 9 taps -> 17 groups of 3 x 3.
     assert without[conv0.name] - rows[conv0.name] == 13 * 2 * 9 - 17 * 2 * 3
     image = random_images(1, model.input_shape, seed=21)
-    verdicts, _ = check_layers(model, LANES, image[0], tmp_path_factory.mktemp("layers_columns"),
-                               pixels=4)
+    verdicts, _ = check_layers(CoreOptions(LANES, 4).plan(model), image[0],
+                               tmp_path_factory.mktemp("layers_columns"))
     assert all(v.ok for v in verdicts), "\n".join(v.line() for v in verdicts if not v.ok)
     build = tmp_path_factory.mktemp("net_columns")
     images = random_images(2, model.input_shape, seed=22)
-    stalled, _ = check_network(model, LANES, images, build, pixels=4, in_stall=0.3,
+    stalled, _ = check_network(CoreOptions(LANES, 4).plan(model), images, build, in_stall=0.3,
                                out_stall=0.3, seed=5)
     assert stalled.exact == 2, "\n".join(v.line() for v in stalled.verdicts)
-    free, _ = check_network(model, LANES, images, build, pixels=4)
+    free, _ = check_network(CoreOptions(LANES, 4).plan(model), images, build)
     assert free.exact == 2 and free.cycles[1] == free.model_cycles
 
 
@@ -254,13 +261,13 @@ def test_the_arty_core_with_dsp48e1_accumulators_bit_exact(bn_model, tmp_path_fa
     yosys's own DSP48E1 model: two images bit-exact through the whole network with stalls, and
     the cycles the model says."""
     from amaranth_boards.arty_a7 import ArtyA7_35Platform
-    from hw.blocks.requant import MULTIPLIERS
+    from hw.board.families import XC7
     build = tmp_path_factory.mktemp("net_dsp48e1")
     images = random_images(2, bn_model.input_shape, seed=23)
-    arty = dict(pixels=2, platform=ArtyA7_35Platform(), multiplier=MULTIPLIERS["xc7"])
-    stalled, _ = check_network(bn_model, LANES, images, build, in_stall=0.3, out_stall=0.3,
+    plan, arty = XC7.core_options(LANES, 2).plan(bn_model), dict(platform=ArtyA7_35Platform())
+    stalled, _ = check_network(plan, images, build, in_stall=0.3, out_stall=0.3,
                                seed=3, **arty)
     assert stalled.exact == 2, "\n".join(v.line() for v in stalled.verdicts)
     assert (build / "accelerator.v").read_text().count("DSP48E1 #(") == LANES * 2 // 2
-    free, _ = check_network(bn_model, LANES, images, build, **arty)
+    free, _ = check_network(plan, images, build, **arty)
     assert free.exact == 2 and free.cycles[1] == free.model_cycles

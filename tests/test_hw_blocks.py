@@ -15,7 +15,8 @@ from amaranth.back import rtlil, verilog
 from hw.blocks.accumulators import DSP48E1_CONFIGURATION, Accumulators
 from hw.blocks.addsub_tree import AddSubTree
 from hw.blocks.banked_rom import BankedRom
-from hw.blocks.requant import ANY_MULTIPLIER, MULTIPLIERS, HardMultiplier, Requantizer, ShiftAddRequantizer, fixed_shift_operands
+from hw.board.families import ECP5, XC7
+from hw.blocks.requant import ANY_MULTIPLIER, HardMultiplier, Requantizer, ShiftAddRequantizer, fixed_shift_operands
 from quantize.fixed_point import MAX_SHIFT, int_range, requantize
 from quantize.golden import _Prepared, run_op
 from quantize.qmodel import QModel
@@ -246,7 +247,7 @@ def test_requant_sim(build_root, tmp_path, params):
 def test_dsp48_requant_sim(build_root, tmp_path):
     """Cut for the 7-series DSP48's 25 x 18 multiplier (fewer, wider partial products, each
     registered once for its post-adder): the same results at the same latency."""
-    assert _run_requant(build_root, tmp_path, "accel", unit=MULTIPLIERS["xc7"]).is_file()
+    assert _run_requant(build_root, tmp_path, "accel", unit=XC7.multiplier).is_file()
 
 
 def test_ecp5_multiplier_instances_sim(build_root, tmp_path):
@@ -256,7 +257,7 @@ def test_ecp5_multiplier_instances_sim(build_root, tmp_path):
     latency, so the instances are wired bit for bit and cycle for cycle as the twin that every
     other simulation runs."""
     from amaranth_boards.ulx3s import ULX3S_85F_Platform
-    rq = _requantizer(**ACCEL_REQUANT, unit=MULTIPLIERS["ecp5"])
+    rq = _requantizer(**ACCEL_REQUANT, unit=ECP5.multiplier)
     design = verilog.convert(rq, name="requant", platform=ULX3S_85F_Platform())
     instances = instance_parameters(design)
     assert len(instances) == 6 and " * " not in design       # no multiply left in the fabric
@@ -282,8 +283,8 @@ def test_operands_are_cut_to_the_multiplier():
     6), the DSP48's 25 x 18 takes x whole against 3 parts of M' (the other way round: 2 x 2)."""
     def multipliers(unit):
         return rtlil.convert(_requantizer(**ACCEL_REQUANT, unit=unit), name="requant").count("cell $mul ")
-    assert multipliers(MULTIPLIERS["ecp5"]) == multipliers(ANY_MULTIPLIER) == 6
-    assert multipliers(MULTIPLIERS["xc7"]) == 3
+    assert multipliers(ECP5.multiplier) == multipliers(ANY_MULTIPLIER) == 6
+    assert multipliers(XC7.multiplier) == 3
 
 
 def test_shift_add_requant_sim(build_root, tmp_path_factory, tmp_path):

@@ -1,6 +1,6 @@
 """Board build (hw/build.py): CLI errors, generated files and report, resource estimate and the
 Arty's netlist path depth, Vivado's reports (a stand-in `vivado`), run_stage's time limit and
-progress lines (hw/flow/open_flow.py), the UART's bit timing (hw/link/uart.py, in Amaranth's simulator),
+progress lines (hw/flow/run.py), the UART's bit timing (hw/link/uart.py, in Amaranth's simulator),
 and the UART + framing path in Verilator against the golden model and hw.core.latency."""
 import json
 import os
@@ -18,7 +18,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import Out
 
 from hw.link.framing import FramedAccelerator
-from hw.link.protocol import (ANSWER, ERR_BUSY, ERR_CHECKSUM, ERR_LENGTH, ERR_START, ERR_TIMEOUT, ERROR,
+from hw.link.protocol import (ANSWER, BITS_PER_BYTE, ERR_BUSY, ERR_CHECKSUM, ERR_LENGTH, ERR_START, ERR_TIMEOUT, ERROR,
                               encode_frame)
 from hw.core.latency import latency_report
 from hw.core.plan import CorePlan
@@ -200,7 +200,7 @@ def test_arty_build_reports_the_netlists_path_depth(model_dir, tmp_path):
     assert f"deepest path: {deepest['lut_levels']} LUT levels" in (out / "report.md").read_text()
 
 
-# -- run_stage (hw/flow/open_flow.py), which runs the estimate's yosys --------------------------------
+# -- run_stage (hw/flow/run.py), which runs the estimate's yosys --------------------------------
 class Toggle(wiring.Component):
     o: Out(1)
 
@@ -211,7 +211,7 @@ class Toggle(wiring.Component):
 
 
 def test_run_stage_stops_a_tool_at_its_time_limit(tmp_path):
-    from hw.flow.open_flow import StageTimeout, run_stage
+    from hw.flow.run import StageTimeout, run_stage
     code = "import os, time; open('pid', 'w').write(str(os.getpid())); time.sleep(30)"
     t0 = time.monotonic()
     with pytest.raises(StageTimeout, match="sleeper ran past its time limit of 2 s and was stopped"):
@@ -224,7 +224,7 @@ def test_run_stage_stops_a_tool_at_its_time_limit(tmp_path):
 
 
 def test_run_stage_progress_lines_carry_the_status(tmp_path, capsys):
-    from hw.flow.open_flow import run_stage
+    from hw.flow.run import run_stage
     calls = []
 
     def status():
@@ -241,7 +241,7 @@ def test_run_stage_progress_lines_carry_the_status(tmp_path, capsys):
 
 
 def test_run_stage_failure_names_the_log_and_its_last_line(tmp_path):
-    from hw.flow.open_flow import StageFailed, run_stage
+    from hw.flow.run import StageFailed, run_stage
     code = "import sys; print('working'); print('ERROR: the last words'); sys.exit(3)"
     with pytest.raises(StageFailed) as e:
         run_stage("tool", [sys.executable, "-c", code], str(tmp_path), "tool.log")
@@ -257,28 +257,29 @@ def fake_yosys(tmp_path, body):
 
 
 def test_estimate_past_its_time_limit_is_a_usage_error(tmp_path, monkeypatch, capsys):
-    import hw.build
+    import hw.flow.yosys
     from common.cli import UsageError
-    monkeypatch.setattr(hw.build, "tool", lambda name: fake_yosys(tmp_path, "exec sleep 30"))
+    monkeypatch.setattr(hw.flow.yosys, "tool", lambda name: fake_yosys(tmp_path, "exec sleep 30"))
     with pytest.raises(UsageError, match="ran past --estimate-timeout 1.5 s and was stopped; raise "
                                          "it, pass --no-estimate"):
-        hw.build.estimate(Toggle(), str(tmp_path / "core"), timeout_s=1.5, progress_s=0.5)
+        hw.flow.yosys.estimate(Toggle(), str(tmp_path / "core"), timeout_s=1.5, progress_s=0.5)
     lines = capsys.readouterr().out.splitlines()
     assert lines and all(re.fullmatch(r"  yosys: \d+ s, starting", line) for line in lines)
 
 
 def test_estimate_names_yosys_error_and_its_log(tmp_path, monkeypatch):
-    import hw.build
-    monkeypatch.setattr(hw.build, "tool", lambda name: fake_yosys(
+    import hw.flow.yosys
+    monkeypatch.setattr(hw.flow.yosys, "tool", lambda name: fake_yosys(
         tmp_path, "echo 'core.v:3: ERROR: syntax error'; exit 1"))
     folder = tmp_path / "core"
     with pytest.raises(RuntimeError) as e:
-        hw.build.estimate(Toggle(), str(folder))
+        hw.flow.yosys.estimate(Toggle(), str(folder))
     assert str(e.value) == f"yosys failed (core.v:3: ERROR: syntax error); see {folder / 'yosys.log'}"
 
 
 def test_estimate_parser_and_fit_verdict():
-    from hw.build import fit_message, resources_from_stat
+    from hw.flow.fit import fit_message
+    from hw.flow.yosys import resources_from_stat
     from hw.board.boards import BOARDS
     stat = {"modules": {"\\core": {"num_cells_by_type": {
         "LUT2": 10, "LUT6": 5, "FDRE": 7, "FDSE": 1, "RAMB36E1": 2, "RAMB18E1": 3,
@@ -295,7 +296,6 @@ def test_estimate_parser_and_fit_verdict():
 
 # -- the UART's bit timing, in Amaranth's simulator ---------------------------------------------
 CLOCK_HZ, BAUD = 100_000_000, 12_000_000      # 25/3 cycles per bit
-BITS_PER_BYTE = 10                            # 8N1
 
 
 def test_bit_timing_is_the_exact_fraction_and_states_its_error():
@@ -445,6 +445,7 @@ def test_framed_accelerator_answers_like_the_golden_model(tmp_path):
 
 def test_a_core_that_does_not_fit_exits_1_with_the_numbers(model_dir, tmp_path, monkeypatch, capsys):
     import hw.build
+    import hw.flow.board_build
     huge = dict(luts=25000, ffs=1000, bram36=60, dsp=0, carry4=9)
 
     def fake_estimate(accel, folder, timeout_s=None, netlist=False):
@@ -454,7 +455,7 @@ def test_a_core_that_does_not_fit_exits_1_with_the_numbers(model_dir, tmp_path, 
             with open(os.path.join(folder, "netlist.json"), "w") as f:
                 json.dump({"modules": {"core": {"ports": {}, "cells": {}, "netnames": {}}}}, f)
         return huge, 1.0
-    monkeypatch.setattr(hw.build, "estimate", fake_estimate)
+    monkeypatch.setattr(hw.flow.board_build, "estimate", fake_estimate)
     status = hw.build.main(["--model", str(model_dir), "--lanes", "4", "--out", str(tmp_path)])
     err = capsys.readouterr().err.strip()
     assert status == 1 and "\n" not in err

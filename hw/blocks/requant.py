@@ -9,7 +9,7 @@ saturation is logic. The memory images store M' and C.
 Registered stages, so that no path runs through more than one multiplier or adder (a block-RAM
 read or a wide mux into a multiplier into a carry chain made the slowest path on an ECP5,
 docs/board.md): the operands; the partial products, each operand cut into parts no wider than
-the family's multiplier takes (`MULTIPLIERS`), so that each product is one hardware multiplier;
+the family's multiplier takes (`HardMultiplier`, hw/board/families.py), so that each product is one hardware multiplier;
 a balanced tree of adds over the partial products and the offset, one register per level, at
 most `SUM_LEVELS` levels; the saturation. The operands are registered twice and, on a
 multiplier without a post-adder (the ECP5's), the products too: there the second operand
@@ -57,10 +57,9 @@ class HardMultiplier(NamedTuple):
     post_adder: bool
 
 
-# ECP5 MULT18X18D (yosys uses no ALU54), 7-series DSP48E1. The first fits both: the default
-# where no board is named.
-MULTIPLIERS = {"ecp5": HardMultiplier(18, 18, False), "xc7": HardMultiplier(25, 18, True)}
-ANY_MULTIPLIER = MULTIPLIERS["ecp5"]
+# An 18 x 18 multiplier without a post-adder, which every family here has (each family's own:
+# hw/board/families.py): the default where no board is named.
+ANY_MULTIPLIER = HardMultiplier(18, 18, False)
 SUM_LEVELS = 3          # the add tree: up to 7 partial products and the offset
 
 

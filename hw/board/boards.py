@@ -1,11 +1,12 @@
-"""The boards `python -m hw.build` targets: amaranth-boards platform and FPGA capacity.
+"""The boards `python -m hw.build` targets: amaranth-boards platform, FPGA family and capacity.
 
-Xilinx boards (family "xc7") get Vivado project files and a yosys estimate; Lattice ECP5 boards
-("ecp5") are placed and routed with the YoWASP tools (hw/flow/open_flow.py), clocked by a PLL.
-Capacities are in the family's own primitives: LUT6 or LUT4, RAMB36 or 18-Kbit EBR halves
-(`bram36`: 36-Kbit equivalents, for the block-RAM bound), DSP48E1 or MULT18X18D."""
+What a board's family means for the build (its multiplier, its flow, its clocking) is the
+family's (hw/board/families.py). Capacities are in the family's own primitives: LUT6 or LUT4,
+RAMB36 or 18-Kbit EBR halves (`bram36`: 36-Kbit equivalents, for the block-RAM bound), DSP48E1
+or MULT18X18D."""
 from dataclasses import dataclass
 
+from hw.board.families import ECP5, XC7, Family
 from hw.link.protocol import LINK_RATES
 
 
@@ -19,9 +20,9 @@ class Board:
     ffs: int
     bram36: int
     dsp: int
-    clock_mhz: float = 100.0   # the board's oscillator (xc7: it clocks the design; ecp5: the PLL's input)
-    pixels: int = 2            # python -m hw.build's default --pixels
-    family: str = "xc7"
+    clock_mhz: float = 100.0   # the board's oscillator: the design's clock, or the PLL's input
+    pixels_per_cycle: int = 2  # python -m hw.build's default --pixels
+    family: Family = XC7
     module: str = "arty_a7"
 
     @property
@@ -38,19 +39,12 @@ class Board:
         return getattr(importlib.import_module(f"amaranth_boards.{self.module}"), self.platform)()
 
 
-def nextpnr_options(platform):
-    """nextpnr-ecp5's device, package and speed options for an amaranth ECP5 platform."""
-    return [platform._nextpnr_device_options[platform.device], "--package",
-            platform._nextpnr_package_options[platform.package].upper(), "--speed",
-            str(platform.speed)]
-
-
 BOARDS = {
     "arty_a7": Board("arty_a7", "Digilent Arty A7-35T", "XC7A35T", "ArtyA7_35Platform",
                      20_800, 41_600, 50, 90,
-                     pixels=4),          # the make-train model (5 / 8 / 8 bits) at 3,000 images/s
+                     pixels_per_cycle=4),  # the make-train model (5 / 8 / 8 bits) at 3,000 images/s
     "arty_a7_100": Board("arty_a7_100", "Digilent Arty A7-100T", "XC7A100T", "ArtyA7_100Platform",
-                         63_400, 126_800, 135, 240, pixels=4),
+                         63_400, 126_800, 135, 240, pixels_per_cycle=4),
     "ulx3s_85f": Board("ulx3s_85f", "Radiona ULX3S (85F)", "LFE5U-85F", "ULX3S_85F_Platform",
-                       83_640, 83_640, 104, 156, clock_mhz=25.0, family="ecp5", module="ulx3s"),
+                       83_640, 83_640, 104, 156, clock_mhz=25.0, family=ECP5, module="ulx3s"),
 }

