@@ -21,6 +21,7 @@ import time
 import numpy as np
 from tqdm import tqdm
 
+from common.bits import ceil_div
 from common.cli import OneLineParser, UsageError, run_main
 from common.files import check_output_folder, folder_lock, replace_folder
 from quantize.convert import (CALIB_CHUNK, calibrate, quantize_bundle, trained_bounds,
@@ -144,7 +145,7 @@ def calibration_bounds(bundle, images, percentile):
         return calibrate(bundle, images, percentile)
     bounds = {}
     for start in _bar(range(0, len(images), CALIB_STEP), "calibrate",
-                      -(-len(images) // CALIB_STEP)):
+                      ceil_div(len(images), CALIB_STEP)):
         for k, v in calibrate(bundle, images[start:start + CALIB_STEP]).items():
             bounds[k] = max(bounds.get(k, 0.0), v)
     return bounds
@@ -152,13 +153,13 @@ def calibration_bounds(bundle, images, percentile):
 
 def float_classes(bundle, images, step):
     out = [run_float(bundle, images[i:i + step]).argmax(1)
-           for i in _bar(range(0, len(images), step), "float", -(-len(images) // step))]
+           for i in _bar(range(0, len(images), step), "float", ceil_div(len(images), step))]
     return np.concatenate(out)
 
 
 def golden_classes(qmodel, images, step, bits):
     out = [run_golden(qmodel, images[i:i + step]).classes
-           for i in _bar(range(0, len(images), step), f"int{bits}", -(-len(images) // step))]
+           for i in _bar(range(0, len(images), step), f"int{bits}", ceil_div(len(images), step))]
     return np.concatenate(out)
 
 

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from quantize.fixed_point import (MULTIPLIER_BITS, adder_plan, bits_for, csd_terms, int_range,
-                                  integer_multiplier, odd_part, reduce_power_of_two, requantize,
-                                  shift_round)
+from common.bits import bits_for, int_range
+from quantize.fixed_point import (MULTIPLIER_BITS, adder_plan, csd_terms, integer_multiplier, odd_part,
+                                  reduce_power_of_two, requantize, shift_round)
 from quantize.float_reference import run_float
 from training.act_points import LOGIT_BITS, WIDTHS, power_of_two_frac
 from training.bundle import pack_signs

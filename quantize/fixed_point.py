@@ -9,18 +9,9 @@ from functools import lru_cache
 
 import numpy as np
 
-from training.act_points import int_range  # noqa: F401  (one definition, shared with training)
 
 MULTIPLIER_BITS = 16   # signed requant multipliers fit in int16 (one DSP48 port is 18/25 bits)
 MAX_SHIFT = 40         # keeps acc * multiplier + bias well inside int64
-
-
-def bits_for(lo, hi):
-    """Smallest two's complement width holding every integer in [lo, hi]."""
-    bits = 1
-    while not (-(1 << (bits - 1)) <= lo and hi <= (1 << (bits - 1)) - 1):
-        bits += 1
-    return bits
 
 
 def shift_round(x, shift):

@@ -8,7 +8,8 @@ import math
 
 import numpy as np
 
-from quantize.fixed_point import int_range, requantize
+from common.bits import int_range
+from quantize.fixed_point import requantize
 
 
 # -- add/sub tree (hw.blocks.addsub_tree.AddSubTree) --------------------------------------------------

@@ -8,11 +8,13 @@
 """
 import numpy as np
 
+from common.bits import ceil_div
+
 
 def encode_tensor(t, lanes, act_bits):
     """(C, H, W) integers -> words, zero channels padding the last group."""
     c, h, w = t.shape
-    groups = -(-c // lanes)
+    groups = ceil_div(c, lanes)
     padded = np.zeros((groups * lanes, h, w), np.int64)
     padded[:c] = t
     mask = (1 << act_bits) - 1
@@ -28,7 +30,7 @@ def encode_tensor(t, lanes, act_bits):
 def decode_tensor(words, shape, lanes, act_bits, signed):
     """Words -> (C, H, W) int64 (lanes past C are dropped)."""
     c, h, w = shape
-    groups = -(-c // lanes)
+    groups = ceil_div(c, lanes)
     if len(words) != groups * h * w:
         raise ValueError(f"expected {groups * h * w} words for {shape}, got {len(words)}")
     out = np.zeros((groups * lanes, h, w), np.int64)

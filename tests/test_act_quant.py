@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from quantize.convert import calibrate, quantize_bundle
-from quantize.fixed_point import int_range, shift_round
+from common.bits import int_range
+from quantize.fixed_point import shift_round
 from quantize.golden import run as run_golden
 from quantize.qmodel import make_qmodel
 from quantize.random_model import random_bundle, random_images

@@ -16,6 +16,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
+from common.bits import bits_for
 from quantize import fixed_point as fp
 from quantize.convert import divide_by_nine, multiplier_kind, quantize_bundle
 from quantize.float_reference import run_float
@@ -303,7 +304,7 @@ def test_bits_for_is_minimal():
     for lo in range(-40, 1):
         for hi in range(0, 40):
             want = next(b for b in range(1, 64) if -2 ** (b - 1) <= lo and hi <= 2 ** (b - 1) - 1)
-            assert fp.bits_for(lo, hi) == want, (lo, hi)
+            assert bits_for(lo, hi) == want, (lo, hi)
 
 
 @pytest.mark.parametrize("lo,hi", [(0, 1), (-8, 7), (0, 255), (-128, 127), (-16, 127),

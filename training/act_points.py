@@ -9,13 +9,10 @@ ranges and the same scale rule; tests/test_act_quant.py checks it against the co
 import math
 from dataclasses import dataclass
 
+from common.bits import int_range
+
 LOGIT_BITS = 16      # the integer logits' width when they are requantized (quantize/convert.py)
 WIDTHS = (2, 16)     # the activation and residual widths a bundle or quantized model may hold
-
-
-def int_range(bits, signed):
-    """(lo, hi) of a two's complement (signed) or plain binary (unsigned) number of `bits`."""
-    return (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
 
 
 def power_of_two_frac(bound, bits, signed):

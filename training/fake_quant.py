@@ -20,7 +20,8 @@ import math
 import torch
 from torch import nn
 
-from training.act_points import act_plan, int_range
+from common.bits import int_range
+from training.act_points import act_plan
 
 SCALE_MODES = ("calibrated", "learned")
 BOUND_MOMENTUM = 0.1

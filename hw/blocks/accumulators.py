@@ -17,6 +17,7 @@ from amaranth import ClockSignal, Const, Instance, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from common.bits import ceil_div
 from hw.blocks.addsub_tree import add_or_subtract
 
 SIMD_BITS = 24          # a DSP48E1 lane in USE_SIMD = "TWO24"
@@ -34,7 +35,7 @@ DSP48E1_CONFIGURATION = dict(
 def simd_blocks(count, width):
     """DSP48E1s that hold `count` accumulators of `width` bits: one per pair, none (the fabric)
     where they do not fit a SIMD lane."""
-    return -(-count // SIMD_LANES) if width <= SIMD_BITS else 0
+    return ceil_div(count, SIMD_LANES) if width <= SIMD_BITS else 0
 
 
 def is_xilinx_7series(platform):

@@ -12,7 +12,7 @@ from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.compiler.schedule import ceil_log2
+from amaranth.utils import ceil_log2
 
 
 def add_or_subtract(m, va, vb, subtract, name):

@@ -14,8 +14,9 @@ from amaranth import Array, Module, Shape
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
+from common.bits import ceil_div
 from hw.blocks.pipeline import delay
-from hw.compiler.schedule import ceil_log2
+from amaranth.utils import ceil_log2
 
 BLOCK_RAM_BITS = 16384                   # an ECP5 DP16KD without its parity bits
 BLOCK_RAM_WIDTHS = (1, 2, 4, 9, 18, 36)  # its data widths; depth = BLOCK_RAM_BITS // (width - parity)
@@ -44,7 +45,7 @@ class BankedRom(wiring.Component):
 
     @property
     def banks(self):
-        return -(-max(1, len(self.words)) // self.bank_depth)
+        return ceil_div(max(1, len(self.words)), self.bank_depth)
 
     def elaborate(self, platform):
         m = Module()

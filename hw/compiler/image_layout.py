@@ -19,7 +19,7 @@ the edges, and the conv runs as a 3x1 kernel (its rows) over them, 3 taps per ou
 """
 import numpy as np
 
-from training.act_points import int_range
+from common.bits import ceil_div, int_range
 
 
 def image_tensor(qmodel):
@@ -52,7 +52,7 @@ def image_spread(qmodel, lanes):
     lane_lo, lane_hi = int_range(lane_bits(qmodel), True)
     slot_lo, slot_hi = int_range(qmodel.storage_bits, out["signed"])
     k = 1
-    while not (max(lane_lo, slot_lo) <= out["lo"] // k and -(-out["hi"] // k) <= min(lane_hi, slot_hi)):
+    while not (max(lane_lo, slot_lo) <= out["lo"] // k and ceil_div(out["hi"], k) <= min(lane_hi, slot_hi)):
         k *= 2
     channels = qmodel.input_shape[0]
     if channels * k > lanes:

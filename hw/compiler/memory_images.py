@@ -21,6 +21,8 @@ import numpy as np
 
 from amaranth import signed, unsigned
 
+from common.bits import ceil_div, signed_width
+
 from hw.blocks.requant import fixed_shift_operands
 from hw.compiler.schedule import CONV, HEAD
 
@@ -68,7 +70,7 @@ def weight_words(qmodel, step, lanes):
         c_out, c_in, rows, cols = signs.shape
         signs = signs.transpose(0, 3, 1, 2).reshape(c_out, cols * c_in, rows, 1)
     c_out, c_in, rows, cols = signs.shape
-    g_out, g_in = -(-c_out // lanes), -(-c_in // lanes)
+    g_out, g_in = ceil_div(c_out, lanes), ceil_div(c_in, lanes)
     padded = np.ones((g_out * lanes, g_in * lanes, rows, cols), np.int8)
     padded[:c_out, :c_in] = signs
     words = []
@@ -99,11 +101,6 @@ def param_words(pairs, lanes, mult_bits, offset_bits):
             word |= field << (lane * (mult_bits + offset_bits))
         words.append(word)
     return words
-
-
-def signed_width(values):
-    """The two's-complement width holding every value (at least 2 bits)."""
-    return max([int(v).bit_length() + 1 for v in values] + [2])
 
 
 def param_bank(schedule, requant_of, requantizers="dsp"):

@@ -16,11 +16,12 @@ Pixel parallelism: a conv or pool step computes up to `pixels` output pixels per
 so that one epilogue can requantize the finished words one after the other; other steps compute
 one pixel per cycle (`step_pixels`).
 """
-import math
 from dataclasses import dataclass, field
 
 from amaranth.lib import enum
+from amaranth.utils import ceil_log2
 
+from common.bits import ceil_div
 from hw.compiler.image_layout import columns_tensor, image_columns, image_spread, image_tensor, spread_tensor
 
 
@@ -42,13 +43,9 @@ class StepKind(enum.Enum, shape=3):
 INPUT, LOAD, CONV, POOL, HEAD, DUMP = StepKind
 
 
-def ceil_log2(n):
-    return math.ceil(math.log2(n)) if n > 1 else 0
-
-
 def groups(channels, lanes):
     """Words of `lanes` channels that hold `channels` (the last one zero-padded)."""
-    return -(-channels // lanes)
+    return ceil_div(channels, lanes)
 
 
 @dataclass
@@ -224,7 +221,7 @@ def build_schedule(qmodel, lanes, pixels=1, image_columns_allowed=True):
         return users[0] if len(users) == 1 and users[0]["op"] == kind else None
 
     def padded(c):
-        return -(-c // lanes) * lanes
+        return groups(c, lanes) * lanes
 
     def signed(name):
         return name == "image" or ops[name]["out"]["signed"]

@@ -39,6 +39,7 @@ from amaranth import Array, Const, Module, Mux, Signal
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
+from common.bits import ceil_div
 from hw.core.layouts import POSITION, write_request
 from hw.blocks.pipeline import delay
 from hw.compiler.schedule import DUMP
@@ -84,7 +85,7 @@ class FeatureMaps(wiring.Component):
         data_a, data_b = [], []     # per buffer, per copy: the registered data of port A, B
         for b in range(plan.buffers):
             per_copy, words_a, words_b = [], [], []
-            for c in range(-(-pixels // 2)):
+            for c in range(ceil_div(pixels, 2)):
                 mem = memory.Memory(shape=plan.word_bits, depth=plan.buffer_depth, init=[],
                                     attrs={"ram_style": "block", "no_rw_check": 1})
                 m.submodules[f"buffer{b}" if c == 0 else f"buffer{b}_copy{c}"] = mem

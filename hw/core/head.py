@@ -11,12 +11,14 @@ lower class). EMIT sends the logits in class order, then the class.
 from amaranth import Array, Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
 
+from common.bits import ceil_div
 from hw.core.layouts import finished_words
 from hw.core.param_store import ParamStore, bank_field, bank_word, operands, requantizer_for
 from hw.blocks.pipeline import delay
 from hw.blocks.requant import Requantizer
-from hw.compiler.schedule import HEAD, ceil_log2
+from hw.compiler.schedule import HEAD
 
 
 class Head(wiring.Component):
@@ -45,7 +47,7 @@ class Head(wiring.Component):
         # ns). The sums are final long before LOGITS: the head step drains for the epilogue's
         # latency too, which it does not use.
         word = self.words.pixels[0]
-        groups = -(-plan.padded_classes // lanes)
+        groups = ceil_div(plan.padded_classes, lanes)
         adds, first_pixel = Signal(), Signal()
         group = Signal(groups)
         acc = Signal.like(word.acc)

@@ -17,6 +17,7 @@ it), from the latencies the components declare: every step costs START + NEXT (2
 """
 from dataclasses import dataclass
 
+from common.bits import ceil_div
 from hw.core.conv_engine import ConvEngine
 from hw.core.epilogue import Epilogue
 from hw.core.feature_maps import FeatureMaps
@@ -47,7 +48,7 @@ def pipeline_depth(lanes, pixels=1):
 def taps(step, lanes, pixels=1):
     """Engine cycles of a step: taps of all its outputs, `step_pixels` pixels at a time."""
     c_out, h, w = step.out_shape if step.kind != HEAD else (step.out_shape[0],) + step.src_shape[1:]
-    pixel_groups = -(-h * w // step_pixels(step, lanes, pixels))
+    pixel_groups = ceil_div(h * w, step_pixels(step, lanes, pixels))
     return pixel_groups * groups(c_out, lanes) * taps_per_output(step, lanes)
 
 

@@ -15,7 +15,7 @@ from amaranth.lib.wiring import In, Out
 from hw.core.layouts import COUNT
 from hw.blocks.pipeline import own_copy
 from hw.blocks.requant import Requantizer, ShiftAddRequantizer
-from hw.compiler.schedule import ceil_log2
+from amaranth.utils import ceil_log2
 
 
 def bank_field(bank):

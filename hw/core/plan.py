@@ -23,7 +23,8 @@ from amaranth.utils import ceil_log2
 from hw.blocks.addsub_tree import AddSubTree
 from hw.blocks.requant import ANY_MULTIPLIER, HardMultiplier
 from hw.compiler.image_layout import lane_bits
-from hw.compiler.memory_images import REQUANTIZERS, build_images, signed_width
+from common.bits import ceil_div, signed_width
+from hw.compiler.memory_images import REQUANTIZERS, build_images
 from hw.compiler.schedule import DUMP, HEAD, INPUT, build_schedule
 from hw.core.latency import pipeline_depth
 from hw.core.step_table import check_records_fit, step_layout, step_records
@@ -96,7 +97,7 @@ class CorePlan:
             self.head_requant = rq is not None
             self.logit_bits = signed_width([rq.lo, rq.hi]) if rq else self.sum_bits
             self.num_classes = head.out_shape[0]
-            self.padded_classes = -(-self.num_classes // lanes) * lanes
+            self.padded_classes = ceil_div(self.num_classes, lanes) * lanes
         else:
             self.sum_bits = self.logit_bits = 2
             self.head_requant = False

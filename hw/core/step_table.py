@@ -13,8 +13,10 @@ from enum import Enum
 from amaranth import Array, Const, Module, Mux, Shape, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
 
-from hw.compiler.schedule import DUMP, HEAD, POOL, StepKind, ceil_log2, groups, step_pixels
+from common.bits import ceil_div
+from hw.compiler.schedule import DUMP, HEAD, POOL, StepKind, groups, step_pixels
 
 DIM = range(1 << 10)      # sizes, counts and loop bounds
 BITS = range(16)          # address bits of a map's height or width
@@ -66,7 +68,7 @@ def _record(plan, index, step):
         depthwise=step.kind == POOL, src_signed=step.src_signed,
         # Pixel p starts at raster index p and advances by the pixels per cycle: (y, x) +=
         # divmod(pixels, W) with a carry; past the last row it is not valid.
-        pg_last=-(-h_out * w_out // per_cycle) - 1,
+        pg_last=ceil_div(h_out * w_out, per_cycle) - 1,
         adv_x=per_cycle % width, adv_y=per_cycle // width,
         start_y=[p // width if p < per_cycle else height for p in range(plan.pixels)],
         start_x=[p % width for p in range(plan.pixels)],

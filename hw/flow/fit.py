@@ -2,6 +2,7 @@
 synthesis (`bound_message`), and the yosys estimate against the board's capacity
 (`fit_message`, `over_capacity`).
 """
+from common.bits import ceil_div
 from hw.blocks.accumulators import simd_blocks
 from hw.board.boards import BOARDS
 
@@ -25,7 +26,7 @@ def bound_message(plan, board, memory):
     weight ROM and the feature-map RAMs, one copy per two pixels, at full 36 Kbit per RAMB36)
     and DSPs (one per DSP requantizer; on a 7-series part one per two of the conv engine's
     accumulators, hw/blocks/accumulators.py). Lower bounds: computed in a moment, before synthesis."""
-    copies = -(-plan.pixels // 2)
+    copies = ceil_div(plan.pixels, 2)
     bits = memory["weight_rom_bits"] + memory["activation_ram_bits"] * copies
     bram = bits / RAMB36_BITS
     requantizers = 0 if plan.requantizers == "shift-add" else 2 * plan.lanes + plan.head_requant
