@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hw.compiler.layer_tests import layer_test_schedule
-from hw.compiler.schedule import DUMP, HEAD, base_name
+from hw.compiler.schedule import DUMP, HEAD
 from hw.core.accelerator import Accelerator
 from hw.core.latency import latency_report
 from hw.core.plan import CorePlan
@@ -69,7 +69,7 @@ def check_layers(network, image, build_dir, names=None, platform=None):
     for a board (sim.harness.simulate)."""
     qmodel, lanes, schedule = network.qmodel, network.lanes, network.schedule
     indices = [i for i, s in enumerate(schedule.steps)
-               if names is None or s.name in names or any(base_name(w) in names for w in s.writes)]
+               if names is None or s.name in names or any(w in names for w in s.writes)]
     if not indices:
         raise ValueError(f"no layer named {', '.join(names)}; layers: "
                          f"{', '.join(s.name for s in schedule.steps)}")
@@ -81,7 +81,7 @@ def check_layers(network, image, build_dir, names=None, platform=None):
     verdicts, g = [], 0
     for step in plan.steps:
         if step.kind == DUMP:
-            name = base_name(step.reads[0])
+            name = step.reads[0]
             want = plan.schedule.stored_tensor(name, golden.tensors[name][0])
             got = None
             if g < len(groups):

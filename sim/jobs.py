@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hw.compiler.schedule import DUMP, HEAD, INPUT, LOAD, base_name
+from hw.compiler.schedule import DUMP, HEAD, INPUT, LOAD
 from sim.protocol import encode_pixels, encode_tensor
 
 
@@ -40,14 +40,14 @@ def schedule_job(plan, images, golden):
     job = Job([], [], [])
     for n, image in enumerate(images):
         for step in sched.steps:
-            name = base_name(step.writes[0]) if step.writes else step.name
+            name = step.writes[0] if step.writes else step.name
             if step.kind == INPUT:
                 job.pixels += encode_pixels(image)
             elif step.kind == LOAD:
                 job.words += encode_tensor(sched.stored_tensor(name, golden.tensors[name][n]),
                                            lanes, a)
             elif step.kind == DUMP:
-                src = base_name(step.reads[0])
+                src = step.reads[0]
                 words = encode_tensor(sched.stored_tensor(src, golden.tensors[src][n]), lanes, a)
                 beats = words[:-1] + [words[-1] | (1 << ob)]
                 job.expected += beats

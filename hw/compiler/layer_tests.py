@@ -10,17 +10,15 @@ from hw.compiler.schedule import DUMP, LOAD, Schedule, Step
 
 
 def layer_schedule(schedule, index):
-    """The table that checks step `index` alone; tensors are renamed "NAME@index" so that each
+    """The table that checks step `index` alone: its steps are segment `index`, so that each
     segment of a combined table has buffers of its own."""
     step = replace(schedule.steps[index], reads=list(schedule.steps[index].reads),
-                   writes=list(schedule.steps[index].writes))
+                   writes=list(schedule.steps[index].writes), segment=index)
     shape = schedule.stored_shape
-    loads = [Step(LOAD, name, out_shape=shape(name), writes=[f"{name}@{index}"])
+    loads = [Step(LOAD, name, out_shape=shape(name), writes=[name], segment=index)
              for name in step.reads]
-    dumps = [Step(DUMP, name, src_shape=shape(name), reads=[f"{name}@{index}"])
+    dumps = [Step(DUMP, name, src_shape=shape(name), reads=[name], segment=index)
              for name in step.writes]
-    step.reads = [f"{n}@{index}" for n in step.reads]
-    step.writes = [f"{n}@{index}" for n in step.writes]
     return loads + [step] + dumps
 
 
@@ -28,4 +26,4 @@ def layer_test_schedule(schedule, indices=None):
     """Every step (or those in `indices`) checked alone, one after the other, in one table."""
     indices = range(len(schedule.steps)) if indices is None else indices
     steps = [s for i in indices for s in layer_schedule(schedule, i)]
-    return Schedule(schedule.qmodel, schedule.lanes, steps, schedule.pixels)
+    return Schedule(schedule.qmodel, schedule.lanes, steps, schedule.layout, schedule.pixels)

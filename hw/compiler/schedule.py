@@ -22,7 +22,7 @@ from amaranth.lib import enum
 from amaranth.utils import ceil_log2
 
 from common.bits import ceil_div
-from hw.compiler.image_layout import columns_tensor, image_columns, image_spread, image_tensor, spread_tensor
+from hw.compiler.image_layout import columns_tensor, image_layout, spread_tensor
 
 
 class StepKind(enum.Enum, shape=3):
@@ -85,6 +85,7 @@ class Step:
     columns: int = 1                # the kernel's columns stored as channels (the image)
     reads: list = field(default_factory=list)    # tensor names read from buffers
     writes: list = field(default_factory=list)   # tensor names written to buffers
+    segment: int = None             # a layer-test table's: the step it checks (its own buffers)
 
     @property
     def fused_add(self):
@@ -120,17 +121,27 @@ def step_pixels(step, lanes, pixels):
 
 class Schedule:
     """Steps + buffers for a qmodel at `lanes` channels per feature-map word and up to
-    `pixels` output pixels per cycle."""
+    `pixels` output pixels per cycle, its image stored as `layout` says.
 
-    def __init__(self, qmodel, lanes, steps, pixels=1):
+    A stored tensor is known by (segment, name): the steps of one layer test (`Step.segment`)
+    share their tensors, and no other segment's."""
+
+    def __init__(self, qmodel, lanes, steps, layout, pixels=1):
         self.qmodel, self.lanes, self.steps, self.pixels = qmodel, lanes, steps, pixels
-        self.image, self.spread = image_tensor(qmodel), image_spread(qmodel, lanes)
-        self.columns = next((s.columns for s in steps if s.columns > 1), 1)
-        self.tensor_shapes = {}
-        for s in steps:
-            for name in s.writes:
-                self.tensor_shapes[name] = self.stored_shape(base_name(name))
+        self.layout = layout
         self._allocate()
+
+    @property
+    def image(self):
+        return self.layout.tensor
+
+    @property
+    def spread(self):
+        return self.layout.spread
+
+    @property
+    def columns(self):
+        return self.layout.columns
 
     def stored_shape(self, name):
         """(C, H, W) of tensor `name` as the feature maps hold it (the image spread over lanes,
@@ -155,45 +166,46 @@ class Schedule:
         end; the earliest such step that needs no more buffers than none at all."""
         steps = self.steps
         # Only a table that starts with the image can take the next one while it finishes.
-        image = steps[0].writes[0] if steps and steps[0].kind == INPUT else None
+        image = (steps[0].segment, steps[0].writes[0]) if steps and steps[0].kind == INPUT else None
         self.input_opens = len(steps)
         self.buffers, self.where = self._allocate_from(self.input_opens, image)
         if image is not None:
-            after_reads = max((i for i, s in enumerate(steps) if image in s.reads), default=0) + 1
+            after_reads = max((i for i, s in enumerate(steps) if image in reads(s)), default=0) + 1
             for opens in range(after_reads, len(steps)):
                 buffers, where = self._allocate_from(opens, image)
                 if buffers <= self.buffers:
                     self.input_opens, self.buffers, self.where = opens, buffers, where
                     break
         for s in steps:
-            s.src = self.where.get(s.reads[0]) if s.reads else None
-            s.shortcut = self.where.get(s.reads[1]) if len(s.reads) > 1 else None
-            s.dst = self.where.get(s.writes[0]) if s.writes else None
-            s.dst2 = self.where.get(s.writes[1]) if len(s.writes) > 1 else None
-        self.buffer_depth = max([self.depth_of(self.tensor_shapes[n]) for n in self.where] + [1])
+            read, written = reads(s), writes(s)
+            s.src = self.where.get(read[0]) if read else None
+            s.shortcut = self.where.get(read[1]) if len(read) > 1 else None
+            s.dst = self.where.get(written[0]) if written else None
+            s.dst2 = self.where.get(written[1]) if len(written) > 1 else None
+        self.buffer_depth = max([self.depth_of(self.stored_shape(name)) for _, name in self.where] + [1])
 
     def _allocate_from(self, opens, image):
         """(buffers, tensor -> buffer) by a greedy allocator, keeping the buffer of tensor
         `image` free in steps `opens`..end (for the next image)."""
         last_read = {}
         for i, s in enumerate(self.steps):
-            for name in s.reads:
-                last_read[name] = i
+            for tensor in reads(s):
+                last_read[tensor] = i
         where, free_after = {}, {}   # tensor -> buffer; buffer -> step index it frees at
         buffers = 0
         for i, s in enumerate(self.steps):
-            busy = {where[n] for n in s.reads}
-            for name in s.writes:
-                if name not in last_read:
+            busy = {where[t] for t in reads(s)}
+            for tensor in writes(s):
+                if tensor not in last_read:
                     continue
-                clashes = i >= opens or last_read[name] >= opens     # with the next image
+                clashes = i >= opens or last_read[tensor] >= opens     # with the next image
                 choice = next((b for b in range(buffers) if free_after.get(b, -1) < i
                                and b not in busy and not (b == where.get(image) and clashes)), None)
                 if choice is None:
                     choice, buffers = buffers, buffers + 1
-                where[name] = choice
+                where[tensor] = choice
                 busy.add(choice)
-                free_after[choice] = last_read[name]
+                free_after[choice] = last_read[tensor]
         return max(buffers, 1), where
 
 
@@ -226,8 +238,8 @@ def build_schedule(qmodel, lanes, pixels=1, image_columns_allowed=True):
     def signed(name):
         return name == "image" or ops[name]["out"]["signed"]
 
-    image, spread = image_tensor(qmodel), image_spread(qmodel, lanes)
-    columns = image_columns(qmodel, lanes) if image_columns_allowed else 1
+    layout = image_layout(qmodel, lanes, image_columns_allowed)
+    image, spread, columns = layout.tensor, layout.spread, layout.columns
     steps = []
     for op in qmodel.ops:
         kind, name = op["op"], op["name"]
@@ -250,7 +262,7 @@ def build_schedule(qmodel, lanes, pixels=1, image_columns_allowed=True):
                 step.src_shape = (c * spread * columns, h, w)
                 step.spread, step.columns = spread, columns
             steps.append(step)
-    return Schedule(qmodel, lanes, _dependency_order(steps), pixels)
+    return Schedule(qmodel, lanes, _dependency_order(steps), layout, pixels)
 
 
 def _dependency_order(steps):
@@ -308,6 +320,11 @@ def _conv_step(qmodel, op, consumers, only_consumer, padded, signed):
     return step
 
 
-def base_name(name):
-    """Tensor name without the "@segment" tag that layer-test tables add."""
-    return name.split("@")[0]
+def reads(step):
+    """The stored tensors `step` reads, as (segment, name)."""
+    return [(step.segment, name) for name in step.reads]
+
+
+def writes(step):
+    """The stored tensors `step` writes, as (segment, name)."""
+    return [(step.segment, name) for name in step.writes]

@@ -22,7 +22,6 @@ from amaranth.utils import ceil_log2
 
 from hw.blocks.addsub_tree import AddSubTree
 from hw.blocks.requant import ANY_MULTIPLIER, HardMultiplier
-from hw.compiler.image_layout import lane_bits
 from common.bits import ceil_div, signed_width
 from hw.compiler.memory_images import REQUANTIZERS, build_images
 from hw.compiler.schedule import DUMP, HEAD, INPUT, build_schedule
@@ -77,7 +76,7 @@ class CorePlan:
         # the widest tensor a conv reads (an unsigned b-bit tensor takes b + 1), the image aside
         # (it is spread over lanes, `schedule.spread` of them per channel: hw/compiler/image_layout.py).
         self.lanes, self.pixels, self.act_bits = lanes, pixels, qmodel.storage_bits
-        self.lane_bits = lane_bits(qmodel)
+        self.lane_bits = schedule.layout.lane_bits
         a = self.act_bits
         self.word_bits = lanes * a
         self.buffers, self.buffer_depth = schedule.buffers, schedule.buffer_depth
