@@ -37,8 +37,8 @@ def main(argv=None):
         rows.append(r.as_dict())
         print(f"{lanes:5d} {pixels:6d} {r.add_sub_lanes:7d} {r.cycles_per_image:10d} "
               f"{r.images_per_s:8.0f} {r.conv_utilization:9.1%} {r.utilization:8.1%}")
-    best = max(rows, key=lambda r: (r["lanes"] == 16, r["pixels"]))
-    print(f"\nper layer at {best['lanes']} lanes x {best['pixels']} pixels:")
+    best = max(rows, key=lambda r: (r["lanes"] == 16, r["pixels_per_cycle"]))
+    print(f"\nper layer at {best['lanes']} lanes x {best['pixels_per_cycle']} pixels:")
     for s in best["layers"]:
         util = f"{s['utilization']:6.1%}" if s["kind"] == CONV.label else "     -"
         print(f"  {s['name']:16s} {s['kind']:6s} {s['cycles']:8d} cycles  util {util}")
@@ -55,7 +55,7 @@ def plot(rows, path):
     fig, (ax_c, ax_u) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
     for r in rows:
         names = [s["name"] for s in r["layers"]]
-        ax_c.plot(names, [s["cycles"] for s in r["layers"]], "o-", label=f"{r['lanes']} lanes x {r['pixels']} px")
+        ax_c.plot(names, [s["cycles"] for s in r["layers"]], "o-", label=f"{r['lanes']} lanes x {r['pixels_per_cycle']} px")
         ax_u.plot(names, [100 * s["utilization"] for s in r["layers"]], "o-")
     ax_c.set_yscale("log")
     ax_c.set_ylabel("cycles")

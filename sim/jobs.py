@@ -10,7 +10,7 @@ from sim.protocol import encode_pixels, encode_tensor
 
 @dataclass
 class Job:
-    pixels: list        # beats of the `pixels` stream (INPUT steps)
+    image: list         # beats of the `image` stream (INPUT steps)
     words: list         # beats of the `words` stream (LOAD steps)
     expected: list
     in_stall: float = 0.0
@@ -19,7 +19,7 @@ class Job:
     timeout_cycles: int = 10_000_000
 
     def save(self, path):
-        np.savez(path, pixels=np.array(self.pixels, np.int64),
+        np.savez(path, image=np.array(self.image, np.int64),
                  words=np.array([str(v) for v in self.words], dtype=str),
                  expected=np.array([str(v) for v in self.expected]), in_stall=self.in_stall,
                  out_stall=self.out_stall, seed=self.seed, timeout_cycles=self.timeout_cycles)
@@ -42,7 +42,7 @@ def schedule_job(plan, images, golden):
         for step in sched.steps:
             name = step.writes[0] if step.writes else step.name
             if step.kind == INPUT:
-                job.pixels += encode_pixels(image)
+                job.image += encode_pixels(image)
             elif step.kind == LOAD:
                 job.words += encode_tensor(sched.stored_tensor(name, golden.tensors[name][n]),
                                            lanes, a)

@@ -148,7 +148,7 @@ def test_two_pixels_every_layer_bit_exact(odd_model, tmp_path_factory):
     verdicts, accel = check_layers(CoreOptions(LANES, 2).plan(odd_model), image,
                                    tmp_path_factory.mktemp("layers_px2"))
     stored = {op["name"] for op in odd_model.ops if op["op"] in ("lut", "add", "avgpool")}
-    assert accel.pixels == 2 and stored <= {v.name for v in verdicts}
+    assert accel.pixels_per_cycle == 2 and stored <= {v.name for v in verdicts}
     assert all(v.ok for v in verdicts), "\n".join(v.line() for v in verdicts if not v.ok)
 
 
@@ -171,7 +171,7 @@ def test_four_pixels_whole_network_bit_exact(odd_model, tmp_path_factory):
     build = tmp_path_factory.mktemp("net_px4")
     result, accel = check_network(CoreOptions(LANES, 4).plan(odd_model), images, build,
                                   in_stall=0.3, out_stall=0.3, seed=9)
-    assert accel.pixels == 4 and result.exact == 2, "\n".join(v.line() for v in result.verdicts)
+    assert accel.pixels_per_cycle == 4 and result.exact == 2, "\n".join(v.line() for v in result.verdicts)
     free, _ = check_network(CoreOptions(LANES, 4).plan(odd_model), images, build)
     assert free.exact == 2 and free.cycles[1] == free.model_cycles
 
@@ -211,12 +211,12 @@ def test_a_wide_image_spread_over_narrow_lanes_bit_exact(tmp_path_factory):
                           residual_bits=8, input_bits=8, seed=6)
     narrow = random_qmodel(depth=8, width=1, input_size=7, num_classes=10, act_bits=4,
                            residual_bits=8, seed=6)
-    schedule = build_schedule(model, LANES, pixels=2)
+    schedule = build_schedule(model, LANES, pixels_per_cycle=2)
     plan = CorePlan(schedule)
     assert model.op("input_bn")["out"]["bits"] > 5 == plan.lane_bits and schedule.spread > 1
     assert schedule.columns == 1
     assert latency_report(schedule).cycles_per_image == latency_report(
-        build_schedule(narrow, LANES, pixels=2, image_columns_allowed=False)).cycles_per_image
+        build_schedule(narrow, LANES, pixels_per_cycle=2, image_columns_allowed=False)).cycles_per_image
     image = random_images(1, model.input_shape, seed=19)
     verdicts, _ = check_layers(CoreOptions(LANES, 2).plan(model), image[0],
                                tmp_path_factory.mktemp("layers_spread"))
@@ -234,12 +234,12 @@ def test_the_image_as_kernel_columns_bit_exact_and_a_third_of_the_taps(tmp_path_
     network bit-exact, with stalls, cycles as the model says."""
     model = random_qmodel(depth=8, width=1, input_size=7, num_classes=10, act_bits=4,
                           residual_bits=8, input_bits=7, seed=6)      # a 6-bit signed image
-    schedule = build_schedule(model, LANES, pixels=4)
+    schedule = build_schedule(model, LANES, pixels_per_cycle=4)
     conv0 = next(s for s in schedule.steps if s.kind == CONV)
     assert (schedule.spread, schedule.columns, step_pixels(conv0, LANES, 4)) == (2, 3, 3)
     rows = {r["name"]: r["cycles"] for r in latency_report(schedule).steps}
     without = {r["name"]: r["cycles"] for r in latency_report(
-        build_schedule(model, LANES, pixels=4, image_columns_allowed=False)).steps}
+        build_schedule(model, LANES, pixels_per_cycle=4, image_columns_allowed=False)).steps}
     # 49 pixels, 16 outputs (2 groups): 13 groups of 4 pixels x 9 taps -> 17 groups of 3 x 3.
     assert without[conv0.name] - rows[conv0.name] == 13 * 2 * 9 - 17 * 2 * 3
     image = random_images(1, model.input_shape, seed=21)

@@ -107,7 +107,7 @@ def test_build_writes_board_files_and_report(model_dir, tmp_path):
     report = json.loads((out / "report.json").read_text())
     assert REPORT_KEYS <= set(report)
     assert report["board"] == "arty_a7" and report["estimated"] is False
-    assert report["pixels"] == 4 and report["add_sub_lanes"] == 4 * 4 * 4     # the Arty's default
+    assert report["pixels_per_cycle"] == 4 and report["add_sub_lanes"] == 4 * 4 * 4     # the Arty's default
     mem = report["memory"]
     assert mem["weight_rom_bits"] >= mem["model_weight_bits"] > 0
     # Deepest tensor: 16 channels of 8x8 = 4 groups x 64 pixels; a word: 4 lanes x 8 bits.

@@ -118,7 +118,7 @@ def test_pipeline_depth_is_the_sum_of_the_parts(lanes, pixels):
 
 
 def test_plan_widths_and_refusals(model, plan):
-    assert plan.word_bits == LANES * model.act_bits and plan.pixels == 2
+    assert plan.word_bits == LANES * model.act_bits and plan.pixels_per_cycle == 2
     assert plan.num_classes == 10 and plan.padded_classes == 16
     # `out` carries the logits, and feature-map words only where the table DUMPs them.
     assert plan.out_bits == max(plan.logit_bits, 8) < plan.word_bits

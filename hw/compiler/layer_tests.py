@@ -26,4 +26,4 @@ def layer_test_schedule(schedule, indices=None):
     """Every step (or those in `indices`) checked alone, one after the other, in one table."""
     indices = range(len(schedule.steps)) if indices is None else indices
     steps = [s for i in indices for s in layer_schedule(schedule, i)]
-    return Schedule(schedule.qmodel, schedule.lanes, steps, schedule.layout, schedule.pixels)
+    return Schedule(schedule.qmodel, schedule.lanes, steps, schedule.layout, schedule.pixels_per_cycle)

@@ -11,7 +11,7 @@ Memory layout of a stored tensor (C, H, W) with `lanes` channels per word: word 
 g is channel g*lanes + l. Lanes past the last channel hold zeros. The image may be stored
 spread over lanes and as its first conv's kernel columns (hw/compiler/image_layout.py).
 
-Pixel parallelism: a conv or pool step computes up to `pixels` output pixels per cycle
+Pixel parallelism: a conv or pool step computes up to `pixels_per_cycle` output pixels per cycle
 (neighbours in raster order, sharing every weight word), no more than each output takes taps,
 so that one epilogue can requantize the finished words one after the other; other steps compute
 one pixel per cycle (`step_pixels`).
@@ -111,23 +111,24 @@ def taps_per_output(step, lanes):
     return g_in * step.tap_rows * step.tap_columns
 
 
-def step_pixels(step, lanes, pixels):
+def step_pixels(step, lanes, pixels_per_cycle):
     """Output pixels the step computes per cycle: as many as its output words take taps, up to
-    `pixels` (the epilogue takes one word per cycle)."""
+    `pixels_per_cycle` (the epilogue takes one word per cycle)."""
     if step.kind in (CONV, POOL):
-        return max(1, min(pixels, taps_per_output(step, lanes)))
+        return max(1, min(pixels_per_cycle, taps_per_output(step, lanes)))
     return 1
 
 
 class Schedule:
     """Steps + buffers for a qmodel at `lanes` channels per feature-map word and up to
-    `pixels` output pixels per cycle, its image stored as `layout` says.
+    `pixels_per_cycle` output pixels per cycle, its image stored as `layout` says.
 
     A stored tensor is known by (segment, name): the steps of one layer test (`Step.segment`)
     share their tensors, and no other segment's."""
 
-    def __init__(self, qmodel, lanes, steps, layout, pixels=1):
-        self.qmodel, self.lanes, self.steps, self.pixels = qmodel, lanes, steps, pixels
+    def __init__(self, qmodel, lanes, steps, layout, pixels_per_cycle=1):
+        self.qmodel, self.lanes, self.steps = qmodel, lanes, steps
+        self.pixels_per_cycle = pixels_per_cycle
         self.layout = layout
         self._allocate()
 
@@ -218,7 +219,7 @@ def _requant(qmodel, op, channels_padded):
     return Requant(mult, bias, int(op["shift"]), int(op["lo"]), int(op["hi"]))
 
 
-def build_schedule(qmodel, lanes, pixels=1, image_columns_allowed=True):
+def build_schedule(qmodel, lanes, pixels_per_cycle=1, image_columns_allowed=True):
     """The accelerator's steps for the whole network: pixels in, logits and class out
     (`image_columns_allowed=False`: the image one pixel per word even where its first conv's
     columns would fit, hw/compiler/image_layout.py)."""
@@ -262,7 +263,7 @@ def build_schedule(qmodel, lanes, pixels=1, image_columns_allowed=True):
                 step.src_shape = (c * spread * columns, h, w)
                 step.spread, step.columns = spread, columns
             steps.append(step)
-    return Schedule(qmodel, lanes, _dependency_order(steps), layout, pixels)
+    return Schedule(qmodel, lanes, _dependency_order(steps), layout, pixels_per_cycle)
 
 
 def _dependency_order(steps):

@@ -5,16 +5,16 @@
 The controller walks the step table (hw/core/step_table.py, built from hw/compiler/schedule.py) and runs each
 step's loops (hw/core/controller.py); every component reads the current step's record. Conv, pool
 and head steps issue one tap per cycle to the conv engine (hw/core/conv_engine.py), which reads
-`pixels` source words from the feature-map buffers (hw/core/feature_maps.py) and the weight word,
+`pixels_per_cycle` source words from the feature-map buffers (hw/core/feature_maps.py) and the weight word,
 and hands finished words to the epilogue (hw/core/epilogue.py: requantize, residual add, write,
 requantize, write, with parameters from hw/core/param_store.py) and, in the head step, to the head
 (hw/core/head.py: global sums, logits, argmax). The input stage (hw/core/input_stage.py) writes the image
-from the `pixels` stream while its window is open (the INPUT step waits for it, and the next
+from the `image` stream while its window is open (the INPUT step waits for it, and the next
 image comes in while the last steps of this one run) and LOAD steps' words from `words`; DUMP
 steps and the head's EMIT go out on `out`.
 Every part is built from one `CorePlan` (hw/core/plan.py). Streams tolerate stalls on both sides.
 
-Ports: `pixels` (one 8-bit channel value per beat, raster order, channels innermost), `words`
+Ports: `image` (one 8-bit channel value per beat, raster order, channels innermost), `words`
 (whole feature-map words for LOAD steps), `out` (DUMP words, or the logits then the class with
 `last`), `step` (the step being run), `image_wait` (the INPUT step waits for its image: the
 link is behind).
@@ -37,7 +37,7 @@ class Accelerator(wiring.Component):
     def __init__(self, plan):
         self.plan = plan
         super().__init__({
-            "pixels": In(stream.Signature(unsigned(8))),
+            "image": In(stream.Signature(unsigned(8))),
             "words": In(stream.Signature(plan.word)),
             "out": Out(stream.Signature(plan.out_layout)),
             "step": Out(range(max(2, len(plan.steps)))),
@@ -60,7 +60,7 @@ class Accelerator(wiring.Component):
         m.d.comb += [table.advance.eq(ctrl.advance), self.step.eq(ctrl.step),
                      self.image_wait.eq(ctrl.image_wait)]
 
-        wiring.connect(m, wiring.flipped(self.pixels), inputs.pixels)
+        wiring.connect(m, wiring.flipped(self.image), inputs.image)
         wiring.connect(m, wiring.flipped(self.words), inputs.words)
         m.d.comb += [inputs.step.eq(ctrl.step), inputs.advance.eq(ctrl.advance),
                      ctrl.image_ready.eq(inputs.image_ready),
@@ -68,7 +68,7 @@ class Accelerator(wiring.Component):
                      inputs.position.eq(ctrl.position)]
 
         m.d.comb += [engine.issue.eq(ctrl.issue), engine.tap.eq(ctrl.tap),
-                     engine.pixels.eq(ctrl.pixels), engine.weight_addr.eq(ctrl.weight_addr),
+                     engine.out_pixels.eq(ctrl.out_pixels), engine.weight_addr.eq(ctrl.weight_addr),
                      maps.read_addr.eq(engine.read_addr), engine.read_data.eq(maps.read_data)]
 
         m.d.comb += [epilogue.words.eq(engine.result), epilogue.finishing.eq(engine.finishing),

@@ -16,7 +16,7 @@ from amaranth.lib.wiring import In, Out
 from hw.core.feature_maps import FeatureMaps
 from hw.core.head import Head
 from hw.core.input_stage import InputStage
-from hw.core.layouts import COUNT, PIXEL, POSITION, TAP
+from hw.core.layouts import COUNT, OUTPUT_PIXEL, POSITION, TAP
 from hw.blocks.pipeline import count_nested
 from hw.compiler.schedule import CONV, DUMP, HEAD, INPUT, LOAD, POOL
 
@@ -30,7 +30,7 @@ class Controller(wiring.Component):
             "advance": Out(1),                                  # NEXT: the next step from the next cycle on
             "issue": Out(1),                                    # a tap this cycle
             "tap": Out(TAP),
-            "pixels": Out(data.ArrayLayout(PIXEL, plan.pixels)),
+            "out_pixels": Out(data.ArrayLayout(OUTPUT_PIXEL, plan.pixels_per_cycle)),
             "weight_addr": Out(range(max(2, len(plan.images.weights)))),
             "position": Out(POSITION),                          # of LOAD / DUMP beats
             "image_ready": In(1),                               # the input stage's
@@ -47,8 +47,8 @@ class Controller(wiring.Component):
         m = Module()
         f, plan, out = self.fields, self.plan, self.out
         og, ig, ky, kx, pg = (Signal(COUNT, name=n) for n in ("og", "ig", "ky", "kx", "pg"))
-        oy = [Signal(PIXEL["y"].shape, name=f"oy{p}") for p in range(plan.pixels)]
-        ox = [Signal(COUNT, name=f"ox{p}") for p in range(plan.pixels)]
+        oy = [Signal(OUTPUT_PIXEL["y"].shape, name=f"oy{p}") for p in range(plan.pixels_per_cycle)]
+        ox = [Signal(COUNT, name=f"ox{p}") for p in range(plan.pixels_per_cycle)]
         waddr = Signal.like(self.weight_addr)
         lg, ly, lx = (Signal(COUNT, name=n) for n in ("lg", "ly", "lx"))
         # DUMP: the address out at phase 0, the feature maps' read (`FeatureMaps.read_latency`
@@ -59,8 +59,8 @@ class Controller(wiring.Component):
         m.d.comb += [self.tap.og.eq(og), self.tap.ig.eq(ig), self.tap.ky.eq(ky), self.tap.kx.eq(kx),
                      self.weight_addr.eq(waddr), self.class_index.eq(k),
                      self.position.g.eq(lg), self.position.y.eq(ly), self.position.x.eq(lx)]
-        m.d.comb += [self.pixels[p].y.eq(oy[p]) for p in range(plan.pixels)]
-        m.d.comb += [self.pixels[p].x.eq(ox[p]) for p in range(plan.pixels)]
+        m.d.comb += [self.out_pixels[p].y.eq(oy[p]) for p in range(plan.pixels_per_cycle)]
+        m.d.comb += [self.out_pixels[p].x.eq(ox[p]) for p in range(plan.pixels_per_cycle)]
 
         engine = (f.kind == CONV) | (f.kind == POOL) | (f.kind == HEAD)
         at_kx, at_ky = kx == f.kx_last, ky == f.ky_last

@@ -22,7 +22,7 @@ from hw.blocks.accumulators import Accumulators
 from hw.blocks.addsub_tree import AddSubTree
 from hw.blocks.banked_rom import BankedRom
 from hw.core.feature_maps import FeatureMaps, word_address
-from hw.core.layouts import COUNT, PIXEL, TAG, TAP, finished_words
+from hw.core.layouts import COUNT, OUTPUT_PIXEL, TAG, TAP, finished_words
 from hw.blocks.pipeline import delay
 
 READ_LATENCY = 1 + FeatureMaps.read_latency     # the engine's address register, the feature maps' read
@@ -40,10 +40,10 @@ class ConvEngine(wiring.Component):
         self.latency = self.latency_for(plan.lanes)
         super().__init__({
             "fields": In(plan.step_layout),
-            "issue": In(1), "tap": In(TAP), "pixels": In(data.ArrayLayout(PIXEL, plan.pixels)),
+            "issue": In(1), "tap": In(TAP), "out_pixels": In(data.ArrayLayout(OUTPUT_PIXEL, plan.pixels_per_cycle)),
             "weight_addr": In(range(max(2, len(plan.images.weights)))),
-            "read_addr": Out(data.ArrayLayout(plan.addr_bits, plan.pixels)),
-            "read_data": In(data.ArrayLayout(plan.word, plan.pixels)),
+            "read_addr": Out(data.ArrayLayout(plan.addr_bits, plan.pixels_per_cycle)),
+            "read_data": In(data.ArrayLayout(plan.word, plan.pixels_per_cycle)),
             "result": Out(finished_words(plan)),
             "finishing": Out(data.StructLayout({"valid": 1, "og": COUNT})),     # result, a cycle early
         })
@@ -60,7 +60,7 @@ class ConvEngine(wiring.Component):
         # -- stage A: positions and addresses ------------------------------------------------
         group = Mux(f.depthwise, tap.og, tap.ig)
         inside, tags = [], []
-        for p, pixel in enumerate(self.pixels):
+        for p, pixel in enumerate(self.out_pixels):
             iy, ix = Signal(signed(13), name=f"iy{p}"), Signal(signed(12), name=f"ix{p}")
             m.d.comb += [iy.eq(Mux(f.stride2, pixel.y << 1, pixel.y) + tap.ky - f.pad_y),
                          ix.eq(Mux(f.stride2, pixel.x << 1, pixel.x) + tap.kx - f.pad_x)]
@@ -87,7 +87,7 @@ class ConvEngine(wiring.Component):
             m.d.sync += final_tag.eq(c_tag)
             if p == 0:                   # the pixels of a step share their output group
                 m.d.comb += self.finishing.og.eq(c_tag.og)
-            m.d.comb += self.result.pixels[p].tag.eq(final_tag)
+            m.d.comb += self.result.out_pixels[p].tag.eq(final_tag)
             lane_in, full_in = [], []
             for j in range(lanes):
                 raw = word[j]
@@ -112,5 +112,5 @@ class ConvEngine(wiring.Component):
                 m.d.comb += tree.w.eq(weight_bits[o * lanes:(o + 1) * lanes])
                 through = delay(m, full_in[o], tree_latency, f"dw{p}_{o}")    # depthwise
                 m.d.comb += [accumulators.sums[o].eq(tree.sum), accumulators.terms[o].eq(through),
-                             self.result.pixels[p].acc[o].eq(accumulators.acc[o])]
+                             self.result.out_pixels[p].acc[o].eq(accumulators.acc[o])]
         return m

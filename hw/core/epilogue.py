@@ -1,7 +1,7 @@
 """The epilogue: finished words -> requantize -> residual add -> write -> requantize -> write.
 
 The pixels' finished words queue here and leave one per cycle (every output takes at least
-`pixels` taps, so the queue is empty when the next words finish). For the word at the head of
+`pixels_per_cycle` taps, so the queue is empty when the next words finish). For the word at the head of
 the queue (E1) the parameter word and the shortcut word have been read; `lanes` requantizers
 (E1 -> E3) while the shortcut word is registered and shifted to the sum's binary point (output
 groups past the stored shortcut add zero, the zero channels of a downsampling block), the
@@ -47,17 +47,17 @@ class Epilogue(wiring.Component):
         m = Module()
         plan, f, words = self.plan, self.fields, self.words
         a, vb, images = plan.act_bits, plan.val_bits, plan.images
-        entry = words.pixels.shape().elem_shape
-        queue = [Signal(entry, name=f"queue{p}") for p in range(plan.pixels)]
+        entry = words.out_pixels.shape().elem_shape
+        queue = [Signal(entry, name=f"queue{p}") for p in range(plan.pixels_per_cycle)]
         with m.If(words.valid):
-            m.d.sync += [q.eq(w) for q, w in zip(queue, words.pixels)]
+            m.d.sync += [q.eq(w) for q, w in zip(queue, words.out_pixels)]
         with m.Else():
             m.d.sync += [q.eq(n) for q, n in zip(queue, queue[1:])]
             m.d.sync += queue[-1].tag.valid.eq(0)
         # The word entering E1 next cycle: the first pixel of new words, else the queue's second.
         following = Signal(TAG)
-        new = words.pixels[0].tag.as_value()
-        m.d.comb += following.eq(Mux(words.valid, new, queue[1].tag.as_value()) if plan.pixels > 1 else new)
+        new = words.out_pixels[0].tag.as_value()
+        m.d.comb += following.eq(Mux(words.valid, new, queue[1].tag.as_value()) if plan.pixels_per_cycle > 1 else new)
         out_addr = Signal(plan.addr_bits)
         m.d.comb += [out_addr.eq(word_address(following.og, following.y, following.x, f.hb_out, f.wb_out)),
                      self.shortcut_addr.eq(out_addr)]

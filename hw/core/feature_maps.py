@@ -64,7 +64,7 @@ class FeatureMaps(wiring.Component):
 
     def __init__(self, plan):
         self.plan = plan
-        pixels, word, request = plan.pixels, plan.word, write_request(plan)
+        pixels, word, request = plan.pixels_per_cycle, plan.word, write_request(plan)
         super().__init__({
             "fields": In(plan.step_layout),
             "read_addr": In(data.ArrayLayout(plan.addr_bits, pixels)),     # the engine's, per pixel
@@ -80,7 +80,7 @@ class FeatureMaps(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         plan, f = self.plan, self.fields
-        pixels, ab = plan.pixels, plan.addr_bits
+        pixels, ab = plan.pixels_per_cycle, plan.addr_bits
         copies = []        # per buffer, per copy: (port A read, write port, port B read or None)
         data_a, data_b = [], []     # per buffer, per copy: the registered data of port A, B
         for b in range(plan.buffers):

@@ -46,7 +46,7 @@ class Head(wiring.Component):
         # the decode left no room for the add (the routed `make train` model's worst path, 12.1
         # ns). The sums are final long before LOGITS: the head step drains for the epilogue's
         # latency too, which it does not use.
-        word = self.words.pixels[0]
+        word = self.words.out_pixels[0]
         groups = ceil_div(plan.padded_classes, lanes)
         adds, first_pixel = Signal(), Signal()
         group = Signal(groups)

@@ -1,6 +1,6 @@
-"""The input stage: the `pixels` and `words` streams into feature-map write requests.
+"""The input stage: the `image` and `words` streams into feature-map write requests.
 
-The image (`pixels`: one 8-bit pixel channel per beat, raster order, channels innermost) is
+The image (`image`: one 8-bit pixel channel per beat, raster order, channels innermost) is
 taken while its window is open: in the INPUT step, and from step `schedule.input_opens` to the
 end, while the image before it finishes (hw/compiler/schedule.py keeps the image's buffer free then).
 The stage counts the beats itself; after an image's last beat it takes no more until the
@@ -40,7 +40,7 @@ class InputStage(wiring.Component):
         self.plan = plan
         super().__init__({
             "fields": In(plan.step_layout),
-            "pixels": In(stream.Signature(unsigned(8))),
+            "image": In(stream.Signature(unsigned(8))),
             "words": In(stream.Signature(plan.word)),
             "step": In(range(max(2, len(plan.steps)))), "advance": In(1),   # the controller's
             "image_ready": Out(1),
@@ -72,7 +72,7 @@ class InputStage(wiring.Component):
             window |= self.step >= plan.schedule.input_opens
         full = Signal()                       # the last beat taken, the INPUT step not passed
         take = Signal()
-        m.d.comb += [take.eq(self.pixels.valid & window & ~full), self.pixels.ready.eq(window & ~full)]
+        m.d.comb += [take.eq(self.image.valid & window & ~full), self.image.ready.eq(window & ~full)]
         beat_c, beat_y, beat_x = (Signal(range(n), name=f"{axis}_in") for n, axis in zip(shape, "cyx"))
         with m.If(take):
             with m.If(count_nested(m, [(beat_c, beat_c == shape[0] - 1), (beat_x, beat_x == shape[2] - 1),
@@ -87,7 +87,7 @@ class InputStage(wiring.Component):
                               init=plan.images.lut, attrs={"rom_style": "block"})
         m.submodules.table = table
         lookup = table.read_port()
-        m.d.comb += [lookup.en.eq(1), lookup.addr.eq((beat_c << 8) | self.pixels.payload)]
+        m.d.comb += [lookup.en.eq(1), lookup.addr.eq((beat_c << 8) | self.image.payload)]
 
         # The looked-up value, registered as it leaves the block RAM (its clock-to-out leaves no
         # room for logic in a 10 ns cycle), arrives two cycles later, with its position.

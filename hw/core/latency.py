@@ -31,7 +31,7 @@ DUMP_CYCLES = 1 + FeatureMaps.read_latency     # per word: the address, the read
 SPARE = 1                  # a cycle of slack after the last write of an engine step
 
 
-def pipeline_depth(lanes, pixels=1):
+def pipeline_depth(lanes, pixels_per_cycle=1):
     """Drain after the last tap: the engine, the epilogue, the words of the other pixels queued
     for the epilogue (one per cycle), the feature maps' registered write, and a spare cycle.
 
@@ -41,20 +41,21 @@ def pipeline_depth(lanes, pixels=1):
     >>> pipeline_depth(16, 2)
     34
     """
-    return (ConvEngine.latency_for(lanes) + Epilogue.latency + pixels - 1
+    return (ConvEngine.latency_for(lanes) + Epilogue.latency + pixels_per_cycle - 1
             + FeatureMaps.write_latency + SPARE)
 
 
-def taps(step, lanes, pixels=1):
+def taps(step, lanes, pixels_per_cycle=1):
     """Engine cycles of a step: taps of all its outputs, `step_pixels` pixels at a time."""
     c_out, h, w = step.out_shape if step.kind != HEAD else (step.out_shape[0],) + step.src_shape[1:]
-    pixel_groups = ceil_div(h * w, step_pixels(step, lanes, pixels))
+    pixel_groups = ceil_div(h * w, step_pixels(step, lanes, pixels_per_cycle))
     return pixel_groups * groups(c_out, lanes) * taps_per_output(step, lanes)
 
 
-def step_cycles(step, lanes, pixels=1):
+def step_cycles(step, lanes, pixels_per_cycle=1):
     if step.kind in (CONV, POOL, HEAD):
-        cycles = taps(step, lanes, pixels) + pipeline_depth(lanes, pixels) + DRAIN_EXIT
+        cycles = (taps(step, lanes, pixels_per_cycle) + pipeline_depth(lanes, pixels_per_cycle)
+                  + DRAIN_EXIT)
         if step.kind == HEAD:
             classes = step.out_shape[0]
             logits = classes + Head.logit_latency + 1      # + the cycle the last logit is kept
@@ -92,7 +93,7 @@ def useful_ops(step):
 @dataclass
 class LatencyReport:
     lanes: int
-    pixels: int
+    pixels_per_cycle: int
     clock_mhz: float
     steps: list            # dicts: name, kind, cycles (image to image), useful_ops, utilization
     cycles_per_image: int  # image to image, back to back
@@ -100,7 +101,7 @@ class LatencyReport:
 
     @property
     def add_sub_lanes(self):
-        return self.lanes ** 2 * self.pixels
+        return self.lanes ** 2 * self.pixels_per_cycle
 
     @property
     def images_per_s(self):
@@ -116,7 +117,7 @@ class LatencyReport:
         return sum(s["useful_ops"] for s in self.steps) / (self.add_sub_lanes * self.cycles_per_image)
 
     def as_dict(self):
-        return dict(lanes=self.lanes, pixels=self.pixels, add_sub_lanes=self.add_sub_lanes,
+        return dict(lanes=self.lanes, pixels_per_cycle=self.pixels_per_cycle, add_sub_lanes=self.add_sub_lanes,
                     clock_mhz=self.clock_mhz, cycles_per_image=self.cycles_per_image,
                     latency_cycles=self.latency_cycles, images_per_s=self.images_per_s,
                     conv_utilization=self.conv_utilization, utilization=self.utilization,
@@ -126,7 +127,7 @@ class LatencyReport:
 def latency_report(schedule, clock_mhz=100.0):
     """Cycles per step image to image (the INPUT step overlapped, `input_cycles`), per image,
     and an image's latency."""
-    lanes, pixels = schedule.lanes, schedule.pixels
+    lanes, pixels = schedule.lanes, schedule.pixels_per_cycle
     cycles = [step_cycles(s, lanes, pixels) for s in schedule.steps]
     alone = sum(cycles)
     window = sum(cycles[schedule.input_opens:])

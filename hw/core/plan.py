@@ -58,8 +58,8 @@ class CorePlan:
     def __init__(self, schedule, options=None):
         """`options`: a CoreOptions of the schedule's lanes and pixels per cycle (None: those
         with the default requantizers and multiplier)."""
-        options = options or CoreOptions(schedule.lanes, schedule.pixels)
-        lanes, pixels = schedule.lanes, schedule.pixels
+        options = options or CoreOptions(schedule.lanes, schedule.pixels_per_cycle)
+        lanes, pixels = schedule.lanes, schedule.pixels_per_cycle
         if (options.lanes, options.pixels_per_cycle) != (lanes, pixels):
             raise ValueError(f"the options are for {options.lanes} lanes x {options.pixels_per_cycle} "
                              f"pixels, the schedule for {lanes} x {pixels}")
@@ -75,7 +75,7 @@ class CorePlan:
         # wider than what the convs read); lane_bits: a conv lane's input, signed, as wide as
         # the widest tensor a conv reads (an unsigned b-bit tensor takes b + 1), the image aside
         # (it is spread over lanes, `schedule.spread` of them per channel: hw/compiler/image_layout.py).
-        self.lanes, self.pixels, self.act_bits = lanes, pixels, qmodel.storage_bits
+        self.lanes, self.pixels_per_cycle, self.act_bits = lanes, pixels, qmodel.storage_bits
         self.lane_bits = schedule.layout.lane_bits
         a = self.act_bits
         self.word_bits = lanes * a

@@ -31,10 +31,10 @@ def loop_shape(step):
     return step.out_shape
 
 
-def pixel_walk(step, lanes, pixels):
+def pixel_walk(step, lanes, pixels_per_cycle):
     """(pixels per cycle, width, height) of the step's output raster."""
     _, h, w = loop_shape(step)
-    return step_pixels(step, lanes, pixels), max(1, w), h
+    return step_pixels(step, lanes, pixels_per_cycle), max(1, w), h
 
 
 def _last(count):
@@ -45,7 +45,7 @@ def _record(plan, index, step):
     lanes, nb, images = plan.lanes, plan.buffers, plan.images
     _, h_out, w_out = loop_shape(step)
     c_in, h_in, w_in = step.src_shape
-    per_cycle, width, height = pixel_walk(step, lanes, plan.pixels)
+    per_cycle, width, height = pixel_walk(step, lanes, plan.pixels_per_cycle)
     rq, rq2 = step.requant, step.requant2
     return dict(
         kind=step.kind,
@@ -70,8 +70,8 @@ def _record(plan, index, step):
         # divmod(pixels, W) with a carry; past the last row it is not valid.
         pg_last=ceil_div(h_out * w_out, per_cycle) - 1,
         adv_x=per_cycle % width, adv_y=per_cycle // width,
-        start_y=[p // width if p < per_cycle else height for p in range(plan.pixels)],
-        start_x=[p % width for p in range(plan.pixels)],
+        start_y=[p // width if p < per_cycle else height for p in range(plan.pixels_per_cycle)],
+        start_x=[p % width for p in range(plan.pixels_per_cycle)],
         # memory bases
         wbase=images.weight_base.get(index, 0),
         pbase=images.params.base.get(index, 0),
@@ -93,7 +93,7 @@ def step_records(plan):
 def step_layout(plan):
     nb, vb, images = plan.buffers, plan.val_bits, plan.images
     clamp = signed(max(vb, plan.logit_bits))
-    pixels = data.ArrayLayout(DIM, plan.pixels)
+    per_pixel = data.ArrayLayout(DIM, plan.pixels_per_cycle)
     return data.StructLayout({
         "kind": StepKind,
         "src": range(nb), "dst": range(nb + 1),
@@ -104,7 +104,7 @@ def step_layout(plan):
         "g_out_last": DIM, "g_in_last": DIM, "g_src_last": DIM,
         "ky_last": range(8), "kx_last": range(8), "stride2": 1, "pad_y": range(4),
         "pad_x": range(4), "depthwise": 1, "src_signed": 1,
-        "pg_last": DIM, "adv_x": DIM, "adv_y": DIM, "start_y": pixels, "start_x": pixels,
+        "pg_last": DIM, "adv_x": DIM, "adv_y": DIM, "start_y": per_pixel, "start_x": per_pixel,
         "wbase": range(max(2, len(images.weights))),
         "pbase": range(max(2, len(images.params.words))),
         "p2base": range(max(2, len(images.params2.words))),

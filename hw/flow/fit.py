@@ -26,11 +26,11 @@ def bound_message(plan, board, memory):
     weight ROM and the feature-map RAMs, one copy per two pixels, at full 36 Kbit per RAMB36)
     and DSPs (one per DSP requantizer; on a 7-series part one per two of the conv engine's
     accumulators, hw/blocks/accumulators.py). Lower bounds: computed in a moment, before synthesis."""
-    copies = ceil_div(plan.pixels, 2)
+    copies = ceil_div(plan.pixels_per_cycle, 2)
     bits = memory["weight_rom_bits"] + memory["activation_ram_bits"] * copies
     bram = bits / RAMB36_BITS
     requantizers = 0 if plan.requantizers == "shift-add" else 2 * plan.lanes + plan.head_requant
-    pairs = plan.pixels * simd_blocks(plan.lanes, plan.acc_bits) if board.family.dsp_accumulators else 0
+    pairs = plan.pixels_per_cycle * simd_blocks(plan.lanes, plan.acc_bits) if board.family.dsp_accumulators else 0
     dsp = requantizers + pairs
     over = []
     if bram > board.bram36:
@@ -44,9 +44,9 @@ def bound_message(plan, board, memory):
         return None
     bigger = [b.name for b in BOARDS.values() if b.bram36 > board.bram36 and b.dsp > board.dsp]
     fixes = ["a smaller model (fewer --width or --depth at training)",
-             "--pixels 2 or 1" if plan.pixels > 2 and bram > board.bram36 else None,
+             "--pixels 2 or 1" if plan.pixels_per_cycle > 2 and bram > board.bram36 else None,
              f"--lanes {plan.lanes // 2}" if dsp > board.dsp else None,
-             f"--pixels {plan.pixels - 1}" if pairs and plan.pixels > 1 and dsp > board.dsp else None,
+             f"--pixels {plan.pixels_per_cycle - 1}" if pairs and plan.pixels_per_cycle > 1 and dsp > board.dsp else None,
              "--requantizers shift-add (srelu models)" if dsp > board.dsp else None,
              f"--board {bigger[0]}" if bigger else None]
     return (f"the design cannot fit the {board.title} ({board.device}): {'; '.join(over)}; "

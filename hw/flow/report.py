@@ -93,7 +93,7 @@ def summary(rep):
 def render_markdown(rep):
     cap, mem = rep["capacity"], rep["memory"]
     lines = [f"# Board build: {rep['board_title']}", "",
-             f"Model `{rep['model']}`, {rep['lanes']} lanes x {rep['pixels']} pixel(s) "
+             f"Model `{rep['model']}`, {rep['lanes']} lanes x {rep['pixels_per_cycle']} pixel(s) "
              f"({rep['add_sub_lanes']} add/sub per cycle), "
              f"UART {rep['baud']} baud: {rep['uart_cycles_per_bit']} clock cycles per bit, rate "
              f"error {rep['uart_rate_error_ppm']:g} ppm, bit edges up to {rep['uart_jitter_cycles']:.2f} "
@@ -204,7 +204,7 @@ def render_png(rep):
     ax2.plot(list(x), [100 * layer["utilization"] for layer in layers], "o-", color="tab:red")
     ax2.set_ylabel("lane utilization %", color="tab:red")
     ax2.set_ylim(0, 105)
-    ax.set_title(f"{rep['board']}, {rep['lanes']} lanes x {rep['pixels']} pixel(s), {rep['clock_mhz']:g} MHz")
+    ax.set_title(f"{rep['board']}, {rep['lanes']} lanes x {rep['pixels_per_cycle']} pixel(s), {rep['clock_mhz']:g} MHz")
     return figure_png(fig, dpi=100)
 
 

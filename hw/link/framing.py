@@ -362,7 +362,7 @@ class FramedAccelerator(wiring.Component):
         # works on the image before, so the image comes in a pixel every cycle as before.
         m.submodules.pixel_fifo = pixel_fifo = fifo.SyncFIFOBuffered(width=8, depth=PIXEL_FIFO_DEPTH)
         wiring.connect(m, fr.pix, pixel_fifo.w_stream)
-        wiring.connect(m, pixel_fifo.r_stream, acc.pixels)
+        wiring.connect(m, pixel_fifo.r_stream, acc.image)
         wiring.connect(m, acc.out, cycles.beats)
         m.d.comb += [cycles.starved.eq(acc.image_wait),
                      results.w_data.eq(cycles.results.payload), results.w_en.eq(cycles.results.valid),
