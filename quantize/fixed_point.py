@@ -30,6 +30,19 @@ def requantize(x, multiplier, bias, shift, lo, hi):
     return np.clip(shift_round(x * m + b, shift), lo, hi)
 
 
+def fixed_shift_operands(multiplier, bias, shift, fixed_shift):
+    """(M', C) with (x*M' + C) >> fixed_shift == (x*M + B + 2^(shift-1)) >> shift for all x.
+
+    Exact: the left side is floor((x*M + B + 2^(shift-1)) * 2^d / 2^(shift+d)), d = fixed_shift
+    - shift >= 0 (for shift 0 the added 2^(d-1) stays below one output step).
+    """
+    d = fixed_shift - shift
+    if d < 0:
+        raise ValueError(f"shift {shift} is larger than the requantizer's fixed shift {fixed_shift}")
+    rounding = (1 << (fixed_shift - 1)) if fixed_shift else 0
+    return int(multiplier) << d, (int(bias) << d) + rounding
+
+
 def integer_multiplier(real, limit_bits=MULTIPLIER_BITS):
     """(shift, M) with M = round(real * 2^shift) and |M| < 2^(limit_bits-1), shift maximal.
 

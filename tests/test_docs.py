@@ -341,3 +341,49 @@ def test_block_diagram_names_the_classes_the_accelerator_joins():
     parts = {name for name, obj in vars(hw.core.accelerator).items()
              if inspect.isclass(obj) and issubclass(obj, wiring.Component) and obj is not hw.core.accelerator.Accelerator}
     assert parts == drawn, (parts ^ drawn)
+
+
+# -- the rooms of hw/ ----------------------------------------------------------------------------
+def hw_imports(path):
+    """The hw modules a file imports (at any depth of the file: function-level imports count)."""
+    import ast
+    found = set()
+    for node in ast.walk(ast.parse(open(path).read())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "hw":
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.split(".")[0] == "hw")
+    return found
+
+
+def test_the_rooms_table_is_the_tree_and_its_imports():
+    """docs/hardware.md's table of hw/'s rooms: every room is a folder (or file) that exists,
+    every folder of hw/ is in it, and no room imports from a room its row does not name."""
+    text = open(os.path.join(ROOT, "docs", "hardware.md")).read()
+    rows = table_after(section(text, "Where things live"), "| room |")
+    rooms = {unquote(r[0]).rstrip("/"): r[2] for r in rows}
+    hw_dir = os.path.join(ROOT, "hw")
+    folders = {f"hw/{n}" for n in os.listdir(hw_dir)
+               if os.path.isfile(os.path.join(hw_dir, n, "__init__.py"))}
+    assert folders <= set(rooms) and all(os.path.exists(os.path.join(ROOT, r)) for r in rooms)
+    names = {r.split("/")[1].removesuffix(".py") for r in rooms}
+    for room, allowed in rooms.items():
+        files = [os.path.join(ROOT, room)] if room.endswith(".py") else \
+            [os.path.join(ROOT, room, n) for n in os.listdir(os.path.join(ROOT, room)) if n.endswith(".py")]
+        used = {m.split(".")[1] for f in files for m in hw_imports(f) if m.count(".") >= 1} - {room.split("/")[1]}
+        assert used <= names, (room, used - names)
+        named = {n for n in names if re.search(rf"\b{n}\b", allowed)}
+        assert used <= named, f"{room} imports from {sorted(used - named)}, its row names {allowed!r}"
+
+
+def test_the_host_client_imports_only_the_protocol():
+    modules = hw_imports(os.path.join(ROOT, "hw", "host", "client.py"))
+    assert modules == {"hw.link.protocol"}, modules
+
+
+def test_every_hw_path_in_the_docs_exists():
+    for name in ["README.md"] + [f"docs/{n}" for n in os.listdir(os.path.join(ROOT, "docs"))
+                                 if n.endswith(".md") and n != "history.md"]:
+        text = open(os.path.join(ROOT, name)).read()
+        for path in set(re.findall(r"\bhw/[\w/]+\.py\b", text)):
+            assert os.path.isfile(os.path.join(ROOT, path)), f"{name} names {path}"

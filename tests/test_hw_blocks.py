@@ -16,9 +16,9 @@ from hw.blocks.accumulators import DSP48E1_CONFIGURATION, Accumulators
 from hw.blocks.addsub_tree import AddSubTree
 from hw.blocks.banked_rom import BankedRom
 from hw.board.families import ECP5, XC7
-from hw.blocks.requant import ANY_MULTIPLIER, HardMultiplier, Requantizer, ShiftAddRequantizer, fixed_shift_operands
+from hw.blocks.requant import ANY_MULTIPLIER, HardMultiplier, Requantizer, ShiftAddRequantizer
 from common.bits import int_range
-from quantize.fixed_point import MAX_SHIFT, requantize
+from quantize.fixed_point import MAX_SHIFT, fixed_shift_operands, requantize
 from quantize.golden import _Prepared, run_op
 from quantize.qmodel import QModel
 from sim.ecp5_cells import MULT18X18D_CONFIGURATION, instance_parameters, model_verilog, strip_parameters

@@ -2,9 +2,10 @@
 
 On an ECP5 the requantizers' slowest routed paths ran from a fabric register through the
 MULT18X18D to another fabric register, both registers placed far from the multiplier
-(docs/results.md). The MULT18X18D has registers of its own on its inputs, after the multiply and
-on its output; using all three leaves only routes between the fabric and the block, and makes
-the block what nextpnr's timing model of a registered MULT18X18D describes.
+(docs/history.md, "The 8-bit `make train` model on the ULX3S"). The MULT18X18D has registers of
+its own on its inputs, after the multiply and on its output; using all three leaves only routes
+between the fabric and the block, and makes the block what nextpnr's timing model of a
+registered MULT18X18D describes.
 
 On an ECP5 platform the component is that MULT18X18D instance: A and B signed (SIGNEDA/SIGNEDB
 tied high), the three registers on the domain's clock, always enabled and never reset: a reset

@@ -2,14 +2,15 @@
 
 The golden model's recipe is clamp((x * M + B + 2^(s-1)) >> s, lo, hi) with a shift s per layer.
 Scaling M and B by 2^(S-s) and folding the rounding term into the offset gives exactly the same
-result for every s <= S (`fixed_shift_operands`), so the hardware needs neither a barrel
-shifter nor a rounding adder: one DSP48 computes x * M' + C, the shift is wiring, and only the
-saturation is logic. The memory images store M' and C.
+result for every s <= S (`quantize.fixed_point.fixed_shift_operands`), so the hardware needs
+neither a barrel shifter nor a rounding adder: one DSP48 computes x * M' + C, the shift is
+wiring, and only the saturation is logic. The memory images store M' and C.
 
 Registered stages, so that no path runs through more than one multiplier or adder (a block-RAM
 read or a wide mux into a multiplier into a carry chain made the slowest path on an ECP5,
 docs/board.md): the operands; the partial products, each operand cut into parts no wider than
-the family's multiplier takes (`HardMultiplier`, hw/board/families.py), so that each product is one hardware multiplier;
+the family's multiplier takes (`HardMultiplier`: each family's in hw/board/families.py), so
+that each product is one hardware multiplier;
 a balanced tree of adds over the partial products and the offset, one register per level, at
 most `SUM_LEVELS` levels; the saturation. The operands are registered twice and, on a
 multiplier without a post-adder (the ECP5's), the products too: there the second operand
@@ -33,19 +34,6 @@ from amaranth.lib.wiring import In, Out
 from hw.blocks.pipeline import delay, own_copy
 from hw.blocks.registered_multiplier import OPERAND_BITS, RegisteredMultiplier
 from quantize.fixed_point import adder_plan, csd_digits, odd_part
-
-
-def fixed_shift_operands(multiplier, bias, shift, fixed_shift):
-    """(M', C) with (x*M' + C) >> fixed_shift == (x*M + B + 2^(shift-1)) >> shift for all x.
-
-    Exact: the left side is floor((x*M + B + 2^(shift-1)) * 2^d / 2^(shift+d)), d = fixed_shift
-    - shift >= 0 (for shift 0 the added 2^(d-1) stays below one output step).
-    """
-    d = fixed_shift - shift
-    if d < 0:
-        raise ValueError(f"shift {shift} is larger than the requantizer's fixed shift {fixed_shift}")
-    rounding = (1 << (fixed_shift - 1)) if fixed_shift else 0
-    return int(multiplier) << d, (int(bias) << d) + rounding
 
 
 class HardMultiplier(NamedTuple):
@@ -112,8 +100,9 @@ class Requantizer(wiring.Component):
     # saturation. Without a post-adder, the registers around the multiply are the hard block's
     # own: fabric registers meant to sit beside each multiplier were placed 40-50 rows away
     # from it in the routed ECP5 design, and the route to and from the block made the slowest
-    # path (docs/results.md). A unit with a post-adder gets its products registered once, so
-    # that synthesis can put the first add in it, and the spare register after the add tree.
+    # path (docs/history.md, "The 8-bit `make train` model on the ULX3S"). A unit with a
+    # post-adder gets its products registered once, so that synthesis can put the first add in
+    # it, and the spare register after the add tree.
     latency = 2 + 2 + SUM_LEVELS + 1
 
     def __init__(self, in_width, mult_width, offset_width, shift, out_width, unit=ANY_MULTIPLIER):

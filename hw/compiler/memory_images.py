@@ -5,7 +5,7 @@
   1 = +1. Padding channels get +1 (they meet zero inputs, or a zero multiplier).
 - params: one word per output group of every requant: lane l holds (M', C) of channel
   g*lanes+l, M' in the low `mult_bits`, C above it, both two's complement: the operands of a
-  requantizer with the ROM's fixed shift (hw.blocks.requant.fixed_shift_operands). `params` serves
+  requantizer with the ROM's fixed shift (quantize.fixed_point.fixed_shift_operands). `params` serves
   every step's first requant and the logits, `params2` the second requants; each has its own
   shift (the largest of the requants it holds) and field widths. With shift-add requantizers
   the multiplier field holds a code instead: 0 for M' = 0, k for the bank's k-th distinct M'.
@@ -23,8 +23,8 @@ from amaranth import signed, unsigned
 
 from common.bits import ceil_div, signed_width
 
-from hw.blocks.requant import fixed_shift_operands
 from hw.compiler.schedule import CONV, HEAD
+from quantize.fixed_point import fixed_shift_operands
 
 REQUANTIZERS = ("dsp", "shift-add")
 MAX_SHIFT_ADD_MULTIPLIERS = 15   # distinct M' per bank: each costs a shift-add tree per lane

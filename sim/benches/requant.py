@@ -4,7 +4,7 @@ sim.runner.run_cocotb).
 y = clamp((x*M + B + 2^(s-1)) >> s, lo, hi), checked against quantize.fixed_point.requantize
 (via sim.models.requant_golden). One new vector (x, M, B, s, lo, hi) goes in on EVERY cycle,
 s anywhere in 0..shift, converted to the DUT's operands (M', C) for its fixed shift by
-hw.blocks.requant.fixed_shift_operands, as the memory images do. `y` is read on each falling edge and
+quantize.fixed_point.fixed_shift_operands, as the memory images do. `y` is read on each falling edge and
 compared with the reference of the vector driven `latency` (2) cycles earlier
 (sim.benches.pipeline). After reset the registers hold zeros, whose result is 0.
 
@@ -22,7 +22,7 @@ import random
 import cocotb
 import numpy as np
 
-from hw.blocks.requant import fixed_shift_operands
+from quantize.fixed_point import fixed_shift_operands
 from sim.benches.params import bench_params
 from sim.benches.pipeline import check_pipeline
 from sim.benches.reset import start
