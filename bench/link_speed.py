@@ -2,7 +2,7 @@
 Verilator, the host's UART driven bit by bit in real time, the host one frame ahead.
 
     python -m bench.link_speed [--model RUN_DIR/quant] [--images 4] [--bauds 12000000,3000000]
-                               [--lanes 16] [--pixels 2] [--clock-mhz 100]
+                               [--lanes 16] [--pixels 2] [--clock-mhz 100] [--hosts burst,usb]
 
 The model: --model, else runs/default/quant when it exists, else a random WRN-20-1 on 1x28x28
 (the `make train` architecture; a note says so). For each baud rate (default the Arty's
@@ -10,8 +10,11 @@ The model: --model, else runs/default/quant when it exists, else a random WRN-20
 is read (sim/benches/framed.py), and prints the images/s measured between the first and the
 last reply, the cycle counts in the replies against hw.core.latency's cycles per image, whether
 every answer is bit-exact with the golden model, the UART's rate error, and what the report
-predicts (hw.flow.report: link_images_per_s, end_to_end_images_per_s). Writes
-bench/results/link_speed.json. The Verilator builds are kept in build/link_speed/BAUD.
+predicts (hw.flow.report: link_images_per_s, end_to_end_images_per_s). Each rate runs under
+each of --hosts: `burst`, every frame back to back on the line, and `usb`, the frames in USB
+packets with gaps as a USB-UART delivers them (sim/usb_host.py: high speed, the FT2232H's, above
+3 Mbaud; full speed, the FT231X's, at or below). Writes bench/results/link_speed.json. The
+Verilator builds are kept in build/link_speed/BAUD.
 """
 import argparse
 import io
@@ -30,6 +33,7 @@ from quantize.golden import run
 from quantize.qmodel import read_qmodel
 from quantize.random_model import random_images, random_qmodel
 from sim.runner import CocotbFailure, run_cocotb
+from sim.usb_host import usb_packets
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "bench", "results")
@@ -47,15 +51,25 @@ def load_model(path):
                          seed=0), "random WRN-20-1 1x28x28"
 
 
-def simulate(plan, images, timing, clock_hz, folder):
-    """Send `images` one frame ahead through the framed accelerator at `timing`'s rate; returns
-    (the replies, the simulation times in ps at which they ended, wall seconds)."""
-    out_bytes = frame_bytes(plan.qmodel.input_shape, plan.num_classes)["out"]
+def usb_speed(baud):
+    """The USB speed of the bridge that carries `baud`: the FT2232H (high) above 3 Mbaud."""
+    return "high" if baud > 3_000_000 else "full"
+
+
+def simulate(plan, images, timing, clock_hz, folder, host="burst"):
+    """Send `images` one frame ahead through the framed accelerator at `timing`'s rate, from a
+    `host` ("burst" or "usb"); returns (the replies, the simulation times in ps at which they
+    ended, wall seconds)."""
+    frames_bytes = frame_bytes(plan.qmodel.input_shape, plan.num_classes)
+    out_bytes = frames_bytes["out"]
     os.makedirs(folder, exist_ok=True)
     exchange = dict(name="one frame ahead", frames=[list(encode_frame(x)) for x in images], ahead=1,
                     expect=[[0] * out_bytes for _ in images])     # lengths only: check is off
+    if host == "usb":
+        exchange["packets"] = usb_packets(frames_bytes["in"] * len(images), usb_speed(timing.baud))
     frames = dict(clock_ps=10 ** 12 // clock_hz, baud=timing.baud, check=False,
-                  reply_timeout_cycles=20 * latency_report(plan.schedule).cycles_per_image,
+                  reply_timeout_cycles=20 * latency_report(plan.schedule).cycles_per_image
+                  + (clock_hz // 10 if host == "usb" else 0),     # + 100 ms of USB gaps
                   exchanges=[exchange])
     plan_path, result_path = os.path.join(folder, "frames.json"), os.path.join(folder, "result.json")
     with open(plan_path, "w") as f:
@@ -75,16 +89,17 @@ def simulate(plan, images, timing, clock_hz, folder):
     return replies, result["reply_end_ps"], seconds
 
 
-def measure(plan, images, golden, baud, clock_mhz):
+def measure(plan, images, golden, baud, clock_mhz, host):
     clock_hz = round(clock_mhz * 1e6)
     timing = bit_timing(clock_hz, baud)
     replies, ends, seconds = simulate(plan, images, timing, clock_hz,
-                                      os.path.join(BUILD, str(baud)))
+                                      os.path.join(BUILD, str(baud)), host)
     latency = latency_report(plan.schedule, clock_mhz)
     frames = frame_bytes(plan.qmodel.input_shape, plan.num_classes)
     link = link_images_per_s(frames, baud)
     span_s = (ends[-1] - ends[0]) * 1e-12
-    return dict(baud=baud, cycles_per_bit=str(timing.cycles),
+    return dict(baud=baud, host=host, usb_speed=usb_speed(baud) if host == "usb" else None,
+                cycles_per_bit=str(timing.cycles),
                 rate_error_ppm=timing.rate_error_ppm, jitter_cycles=timing.jitter_cycles,
                 images=len(images), wall_seconds=round(seconds, 1),
                 reply_end_us=[t * 1e-6 for t in ends],
@@ -99,7 +114,8 @@ def measure(plan, images, golden, baud, clock_mhz):
 
 def report(r):
     measured = r["measured_images_per_s"]
-    print(f"{r['baud']:,} baud: {r['cycles_per_bit']} cycles per bit, rate error "
+    host = f"a USB host ({r['usb_speed']} speed)" if r["host"] == "usb" else "frames back to back"
+    print(f"{r['baud']:,} baud, {host}: {r['cycles_per_bit']} cycles per bit, rate error "
           f"{r['rate_error_ppm']:g} ppm, edges up to {r['jitter_cycles']:.2f} cycle early")
     print(f"  measured {measured:,.1f} images/s end to end (first to last of {r['images']} replies)"
           if measured else "  one reply: no rate measured (give --images 2 or more)")
@@ -120,7 +136,11 @@ def main(argv=None):
     p.add_argument("--lanes", type=int, default=16)
     p.add_argument("--pixels", type=int, default=2)
     p.add_argument("--clock-mhz", type=float, default=100.0)
+    p.add_argument("--hosts", default="burst,usb", help="burst, usb or both, comma-separated")
     args = p.parse_args(argv)
+    hosts = args.hosts.split(",")
+    if not set(hosts) <= {"burst", "usb"}:
+        p.error(f"--hosts takes burst and usb, got {args.hosts}")
     if args.images < 1:
         p.error(f"--images must be at least 1, got {args.images}")
     qmodel, name = load_model(args.model)
@@ -131,11 +151,12 @@ def main(argv=None):
           f"{args.images} images, the host one frame ahead", flush=True)
     rows = []
     for baud in (int(b) for b in args.bauds.split(",")):
-        try:
-            rows.append(measure(plan, images, golden, baud, args.clock_mhz))
-        except CocotbFailure as e:
-            p.exit(1, f"python -m bench.link_speed: {baud} baud: {e}\n")
-        report(rows[-1])
+        for host in hosts:
+            try:
+                rows.append(measure(plan, images, golden, baud, args.clock_mhz, host))
+            except CocotbFailure as e:
+                p.exit(1, f"python -m bench.link_speed: {baud} baud, {host} host: {e}\n")
+            report(rows[-1])
     os.makedirs(OUT, exist_ok=True)
     write_json(os.path.join(OUT, "link_speed.json"),
                dict(benchmark="link_speed", model=name, lanes=args.lanes, pixels=args.pixels,

@@ -3,6 +3,7 @@ board (a bitstream, placed and routed with the YoWASP tools), and a report.
 
     python -m hw.build --board arty_a7 [--model RUN_DIR/quant] [--lanes 16] [--pixels 4]
                        [--requantizers dsp|shift-add] [--clock-mhz 100] [--baud B]
+                       [--frame-timeout-ms 20]
                        [--out build/arty_a7] [--no-estimate] [--estimate-timeout 1800]
     python -m hw.build --board ulx3s_85f [--clock-mhz 100] [--seed 1] [--program] ...
 
@@ -32,6 +33,7 @@ from common.cli import OneLineParser, UsageError, run_main
 from common.files import check_output_folder, folder_lock, replace_folder
 from hw.board.boards import BOARDS
 from hw.compiler.memory_images import REQUANTIZERS
+from hw.link.protocol import FRAME_TIMEOUT_MS, MAX_FRAME_TIMEOUT_MS, min_frame_timeout_ms
 from hw.link.uart import MIN_CYCLES_PER_BIT
 
 PROG = "python -m hw.build"
@@ -56,6 +58,9 @@ def build_parser():
     p.add_argument("--baud", type=int, default=None,
                    help="UART rate (default: the board's USB-UART maximum, " +
                         ", ".join(f"{b.name} {b.max_baud}" for b in BOARDS.values()) + ")")
+    p.add_argument("--frame-timeout-ms", type=float, default=FRAME_TIMEOUT_MS, metavar="MS",
+                   help=f"a frame ends in error 4 after the line is quiet this long inside it "
+                        f"(default {FRAME_TIMEOUT_MS:g}: a USB host's gaps are 0.1 to several ms)")
     p.add_argument("--out", default=None, help="output folder (default build/BOARD)")
     p.add_argument("--no-estimate", action="store_true", help="skip the yosys resource estimate")
     p.add_argument("--estimate-timeout", type=float, default=1800.0, metavar="S",
@@ -102,7 +107,8 @@ def build_config(args):
         raise UsageError(f"--clock-mhz must be a positive number, got {args.clock_mhz:g}")
     args.baud = board.max_baud if args.baud is None else args.baud
     config = BuildConfig(board, board.family.core_options(args.lanes, args.pixels, args.requantizers),
-                         clock_mhz=args.clock_mhz, baud=args.baud, seed=args.seed,
+                         clock_mhz=args.clock_mhz, baud=args.baud,
+                         frame_timeout_ms=args.frame_timeout_ms, seed=args.seed,
                          estimate=not args.no_estimate, estimate_timeout_s=args.estimate_timeout,
                          program=args.program)
     uart_mhz = config.uart_clock_mhz
@@ -116,6 +122,11 @@ def build_config(args):
                          f"UART's {uart_mhz:g} MHz clock gives {uart_mhz * 1e6 / args.baud:.2f}: give "
                          f"--baud {int(uart_mhz * 1e6 // MIN_CYCLES_PER_BIT)} or less"
                          + (" or raise --clock-mhz" if board.family.pll_clock else ""))
+    shortest = min_frame_timeout_ms(args.baud)
+    if not (math.isfinite(args.frame_timeout_ms) and shortest <= args.frame_timeout_ms <= MAX_FRAME_TIMEOUT_MS):
+        raise UsageError(f"--frame-timeout-ms must be {shortest:.4g} (4 byte times at --baud "
+                         f"{args.baud}) to {MAX_FRAME_TIMEOUT_MS:g}, got {args.frame_timeout_ms:g}; "
+                         f"the default {FRAME_TIMEOUT_MS:g} suits a USB-UART")
     if not (math.isfinite(args.estimate_timeout) and args.estimate_timeout > 0):
         raise UsageError(f"--estimate-timeout must be a positive number of seconds, got "
                          f"{args.estimate_timeout:g}")

@@ -12,6 +12,7 @@ import importlib
 import io
 import os
 import re
+import zlib
 from types import SimpleNamespace
 
 import numpy as np
@@ -143,25 +144,28 @@ def protocol():
 
 def test_request_table_is_the_clients_frame():
     rows = table_after(protocol().split("Host to board")[1], "| bytes | value |")
-    assert [r[0] for r in rows] == ["1", "2", "length", "1"]
+    assert [r[0] for r in rows] == ["1", "2", "length", "4"]
     assert byte(rows[0][1]) == wire_protocol.START
-    assert "little-endian" in rows[1][1] and "mod 256" in rows[3][1]
+    assert "little-endian" in rows[1][1] and "CRC-32 (zlib's) of the two length bytes and the pixels" in rows[3][1]
     image = (5 * np.arange(2 * 3 * 4) % 256).astype(np.uint8).reshape(2, 3, 4)
     data = encode_frame(image)
-    assert data[0] == wire_protocol.START and data[1] | data[2] << 8 == 24 and data[-1] == int(image.sum()) % 256
-    assert len(data) == 1 + 2 + 24 + 1 == frame_bytes(image.shape, 10)["in"]
+    assert data[0] == wire_protocol.START and data[1] | data[2] << 8 == 24
+    assert data[-4:] == zlib.crc32(data[1:-4]).to_bytes(4, "little")
+    assert len(data) == 1 + 2 + 24 + 4 == frame_bytes(image.shape, 10)["in"]
 
 
 def test_answer_table_is_the_framings_answer():
     rows = table_after(protocol().split("Board to host")[1], "| bytes | value |")
-    assert [r[0] for r in rows] == ["1", "1", f"{wire_protocol.LOGIT_BYTES} x N", "1", str(wire_protocol.CYCLE_BYTES)]
+    assert [r[0] for r in rows] == ["1", "1", f"{wire_protocol.LOGIT_BYTES} x N", "1", str(wire_protocol.CYCLE_BYTES), "4"]
     assert byte(rows[0][1]) == wire_protocol.ANSWER
     assert f"each {wire_protocol.LOGIT_BYTES} bytes little-endian two's complement" in rows[2][1]
     assert "clock cycles" in rows[4][1] and "unsigned little-endian" in rows[4][1]
+    assert "CRC-32 (zlib's) of every byte after `0x5A`" in rows[5][1]
     logits = [-3, 70000, 0]
-    reply = bytes([byte(rows[0][1]), 3]) + b"".join(
+    body = bytes([3]) + b"".join(
         v.to_bytes(wire_protocol.LOGIT_BYTES, "little", signed=True) for v in logits) + bytes([1]) + \
         (66_638).to_bytes(wire_protocol.CYCLE_BYTES, "little")
+    reply = bytes([byte(rows[0][1])]) + body + zlib.crc32(body).to_bytes(4, "little")
     assert len(reply) == frame_bytes((1, 1, 1), 3)["out"]
     got = read_reply(io.BytesIO(reply).read)
     assert got.logits == logits and got.cls == 1 and got.cycles == 66_638

@@ -10,16 +10,18 @@ import shutil
 import subprocess
 import sys
 import time
+import zlib
 from fractions import Fraction
 
+import numpy as np
 import pytest
 from amaranth import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import Out
 
 from hw.link.framing import FramedAccelerator
-from hw.link.protocol import (ANSWER, BITS_PER_BYTE, ERR_BUSY, ERR_CHECKSUM, ERR_LENGTH, ERR_START, ERR_TIMEOUT, ERROR,
-                              encode_frame)
+from hw.link.protocol import (ANSWER, BITS_PER_BYTE, ERR_BUSY, ERR_CHECKSUM, ERR_LENGTH, ERR_START,
+                              ERR_TIMEOUT, ERROR, FRAME_TIMEOUT_MS, encode_frame, min_frame_timeout_ms)
 from hw.core.latency import latency_report
 from hw.core.plan import CorePlan
 from hw.compiler.schedule import build_schedule
@@ -27,7 +29,9 @@ from hw.link.uart import UARTRx, UARTTx, bit_timing
 from quantize.golden import run
 from quantize.qmodel import write_qmodel
 from quantize.random_model import random_images, random_qmodel
+from sim.link_session import noisy_session, tally
 from sim.runner import run_cocotb
+from sim.usb_host import usb_packets
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REPORT_KEYS = {"board", "fits", "luts", "ffs", "bram36", "dsp", "clock_mhz", "cycles_per_image",
@@ -118,12 +122,13 @@ def test_build_writes_board_files_and_report(model_dir, tmp_path):
     assert report["images_per_s"] == pytest.approx(100e6 / report["cycles_per_image"])
     assert report["layers"] and all({"name", "cycles", "utilization"} <= set(l)
                                     for l in report["layers"])
-    # 0xA5 + 2 length + 64 pixels + checksum in, 0x5A + classes + 10 x 4 + class + 4 cycles out.
-    assert report["frame_bytes"] == {"in": 68, "out": 47}
+    # 0xA5 + 2 length + 64 pixels + 4 CRC in, 0x5A + classes + 10 x 4 + class + 4 cycles + 4 CRC out.
+    assert report["frame_bytes"] == {"in": 71, "out": 51}
     # The Arty's default: 12 Mbaud, 25/3 cycles per bit at 100 MHz; the host one frame ahead.
     assert report["baud"] == 12_000_000 and report["uart_cycles_per_bit"] == "25/3"
     assert report["uart_rate_error_ppm"] == 0
-    link_s, core_s = 10 * 68 / 12e6, report["cycles_per_image"] / 100e6
+    assert report["frame_timeout_ms"] == 20 and report["frame_timeout_cycles"] == 2_000_000
+    link_s, core_s = 10 * 71 / 12e6, report["cycles_per_image"] / 100e6
     assert report["link_images_per_s"] == pytest.approx(1 / link_s)
     assert report["end_to_end_images_per_s"] == pytest.approx(1 / max(link_s, core_s))
     assert "vivado" in r.stdout.lower()       # built, or said it is not installed
@@ -381,20 +386,51 @@ def test_the_receiver_takes_bytes_from_a_host_off_by_3_percent(host_rate):
     assert got == data
 
 
+def test_the_framings_crc_is_zlibs():
+    """hw.link.framing.crc_next, byte after byte from CRC_INIT, inverted: zlib.crc32 of the
+    bytes (the host's CRC), on random data and on the frame of an image."""
+    import zlib
+
+    from amaranth import Module, Signal
+    from amaranth.sim import Simulator
+
+    from hw.link.framing import CRC_INIT, crc_next
+    data = bytes(random.Random(5).randrange(256) for _ in range(40)) + encode_frame(
+        np.arange(24, dtype=np.uint8).reshape(1, 4, 6))
+    m = Module()
+    crc, byte = Signal(32, init=CRC_INIT), Signal(8)
+    m.d.sync += crc.eq(crc_next(m, crc, byte, "step"))
+    got = []
+
+    async def bench(ctx):
+        for b in data:
+            ctx.set(byte, b)
+            await ctx.tick()
+            got.append(ctx.get(~crc) & 0xFFFFFFFF)
+
+    sim = Simulator(m)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert got == [zlib.crc32(data[:i + 1]) for i in range(len(data))]
+
+
 # -- the UART + framing path in Verilator ------------------------------------------------------
 def answer(logits, cls, cycles):
-    out = [ANSWER, len(logits)]
+    body = [len(logits)]
     for v in logits:
-        out += list(int(v).to_bytes(4, "little", signed=True))
-    return out + [int(cls)] + list(int(cycles).to_bytes(4, "little"))
+        body += list(int(v).to_bytes(4, "little", signed=True))
+    body += [int(cls)] + list(int(cycles).to_bytes(4, "little"))
+    return [ANSWER] + body + list(zlib.crc32(bytes(body)).to_bytes(4, "little"))
 
 
 def frame(image, checksum_delta=0, length=None):
-    """The host client's request bytes, optionally corrupted."""
+    """The host client's request bytes, optionally corrupted (`checksum_delta` added to the
+    CRC's first byte)."""
     data = list(encode_frame(image))
     if length is not None:
         data[1:3] = [length & 0xFF, length >> 8]
-    data[-1] = (data[-1] + checksum_delta) & 0xFF
+    data[-4] = (data[-4] + checksum_delta) & 0xFF
     return data
 
 
@@ -405,11 +441,12 @@ def one(name, data, expect, **checks):
 
 def test_framed_accelerator_answers_like_the_golden_model(tmp_path):
     """100 MHz, 12 Mbaud (25/3 cycles per bit), the host's UART in real time: every error and
-    its recovery, frames overlapping the computation, and each answer's cycle count."""
+    its recovery, frames overlapping the computation, and each answer's cycle count (the frame
+    timeout at its shortest, 4 byte times, so that the timeouts take little simulated time)."""
     qm = tiny_model(seed=3)
     schedule = build_schedule(qm, 8)
     timing = bit_timing(CLOCK_HZ, BAUD)
-    dut = FramedAccelerator(CorePlan(schedule), timing)
+    dut = FramedAccelerator(CorePlan(schedule), timing, min_frame_timeout_ms(BAUD))
     images = random_images(4, qm.input_shape, seed=21)
     golden = run(qm, images)
     cycles = latency_report(schedule).cycles_per_image
@@ -441,6 +478,71 @@ def test_framed_accelerator_answers_like_the_golden_model(tmp_path):
     (tmp_path / "frames.json").write_text(json.dumps(plan))
     run_cocotb(dut, "framed", "sim.benches.framed", tmp_path / "build", test_dir=tmp_path,
                params={"frames": tmp_path / "frames.json"})
+
+
+def test_a_usb_host_with_ms_gaps_inside_frames_is_answered(tmp_path):
+    """The default frame timeout (20 ms) against a USB-UART's delivery (sim/usb_host.py): frames
+    in 64-byte packets with gaps of up to 4 ms, and one with a 5 ms pause in its middle, answered
+    like the golden model (error 4 after a quiet line: the framed test above, at the shortest
+    timeout, so that it costs little simulated time)."""
+    qm = tiny_model(seed=3)
+    schedule = build_schedule(qm, 8)
+    timing = bit_timing(CLOCK_HZ, BAUD)
+    dut = FramedAccelerator(CorePlan(schedule), timing)
+    assert dut.timeout_cycles == FRAME_TIMEOUT_MS * CLOCK_HZ // 1000
+    images = random_images(3, qm.input_shape, seed=22)
+    golden = run(qm, images)
+    cycles = latency_report(schedule).cycles_per_image
+    good = [answer(golden.logits[i], golden.classes[i], cycles) for i in range(3)]
+    size = len(frame(images[0]))
+    exchanges = [
+        dict(name="5 ms pause inside the frame", frames=[frame(images[0])], expect=[good[0]],
+             packets=usb_packets(size, "full", seed=1, long_pause_ms=5)),
+        dict(name="two frames in USB packets", frames=[frame(i) for i in images[1:]], ahead=1,
+             expect=good[1:], packets=usb_packets(2 * size, "full", seed=2)),
+        one("a third", frame(images[2]), good[2]),
+    ]
+    plan = dict(clock_ps=10 ** 12 // CLOCK_HZ, baud=BAUD, check=True, exchanges=exchanges,
+                reply_timeout_cycles=dut.timeout_cycles + 200_000)
+    (tmp_path / "frames.json").write_text(json.dumps(plan))
+    run_cocotb(dut, "framed", "sim.benches.framed", tmp_path / "build", test_dir=tmp_path,
+               params={"frames": tmp_path / "frames.json"})
+
+
+def test_the_client_over_a_noisy_line_takes_no_wrong_answer(tmp_path):
+    """Bits flipped both ways at 1e-3 and bytes dropped at 1e-4: the client's own retry code
+    (one frame ahead) against the framed accelerator (sim/link_session.py). Every image is
+    answered exactly as the golden model says or reported once as an error; the faults cost
+    retries, not answers."""
+    qm = tiny_model(seed=3)
+    images = random_images(12, qm.input_shape, seed=23)
+    result = noisy_session(qm, images, str(tmp_path), clock_hz=CLOCK_HZ, baud=BAUD,
+                           frame_timeout_ms=0.05, retries=3, seed=4, rx_flip=1e-3, tx_flip=1e-3,
+                           rx_drop=1e-4, reply_timeout_s=0.001)
+    counts = tally(result, run(qm, images))
+    assert counts["images"] == 12 and counts["wrong"] == 0
+    assert counts["correct"] >= 9 and counts["correct"] + counts["failed"] == 12
+    # Retries, bounded: a frame goes out at most 1 + 3 times for its own failures and as often
+    # again beside the frame before it, whose retries resend the frames behind it.
+    assert counts["sent"] > 12 and all(1 <= n <= 2 * (1 + 3) for n in result["sends"])
+
+
+@pytest.mark.slow       # minutes each: cocotb drives every bit; make test's short one: noisy above
+@pytest.mark.parametrize("frames,flip,usb", [(100, 1e-4, True), (2_000, 1e-5, False)])
+def test_a_soak_of_frames_with_gaps_and_faults_is_answered_right(tmp_path, frames, flip, usb):
+    """Frames (in high-speed USB packets with gaps of up to 3 ms, sim/usb_host.py, or back to
+    back), bits flipped both ways at `flip` and bytes dropped at flip / 10, through the client's
+    retries and the framed accelerator (frame timeout 5 ms): every answer the golden model's,
+    none wrong, and no image needs more than its retries."""
+    qm = tiny_model(seed=5)
+    images = random_images(frames, qm.input_shape, seed=24)
+    packets = usb_packets(len(encode_frame(images[0])) * frames * 2, "high", seed=6) if usb else None
+    result = noisy_session(qm, images, str(tmp_path), clock_hz=CLOCK_HZ, baud=BAUD,
+                           frame_timeout_ms=5.0, retries=3, seed=7, rx_flip=flip, tx_flip=flip,
+                           rx_drop=flip / 10, packets=packets, reply_timeout_s=0.01)
+    counts = tally(result, run(qm, images))
+    assert counts["wrong"] == 0 and counts["correct"] + counts["failed"] == frames
+    assert counts["failed"] <= frames // 100 and max(result["sends"]) <= 2 * (1 + 3)
 
 
 def test_a_core_that_does_not_fit_exits_1_with_the_numbers(model_dir, tmp_path, monkeypatch, capsys):

@@ -4,6 +4,7 @@ The end-to-end path (client frames -> UART -> framing -> accelerator -> reply) r
 Verilator in tests/test_hw_build.py; here a loopback port stands in for the serial cable.
 """
 import gzip
+import zlib
 
 import numpy as np
 import pytest
@@ -21,14 +22,15 @@ def test_request_layout():
     assert data[1] | data[2] << 8 == 24
     # Raster order, channels innermost: pixel (y=0, x=1) channel 1 is the 4th byte.
     assert data[3:3 + 4] == bytes([image[0, 0, 0], image[1, 0, 0], image[0, 0, 1], image[1, 0, 1]])
-    assert data[-1] == int(image.sum()) % 256 and len(data) == 3 + 24 + 1
+    assert data[-4:] == zlib.crc32(data[1:-4]).to_bytes(4, "little") and len(data) == 3 + 24 + 4
 
 
 def reply_bytes(logits, cls, cycles=66_638):
-    out = bytes([0x5A, len(logits)])
+    body = bytes([len(logits)])
     for v in logits:
-        out += int(v).to_bytes(4, "little", signed=True)
-    return out + bytes([cls]) + int(cycles).to_bytes(4, "little")
+        body += int(v).to_bytes(4, "little", signed=True)
+    body += bytes([cls]) + int(cycles).to_bytes(4, "little")
+    return bytes([0x5A]) + body + zlib.crc32(body).to_bytes(4, "little")
 
 
 class Loopback:
@@ -54,7 +56,8 @@ def test_classify_sends_one_frame_and_decodes_the_reply():
     reply = classify(port, image)
     assert reply.logits == [-5, 70000, -2 ** 31, 3] and reply.cls == 1
     assert reply.cycles == 2 ** 32 - 1             # unsigned
-    assert port.written == bytes([0xA5, 16, 0]) + bytes([200] * 16) + bytes([(200 * 16) % 256])
+    body = bytes([16, 0]) + bytes([200] * 16)
+    assert port.written == bytes([0xA5]) + body + zlib.crc32(body).to_bytes(4, "little")
 
 
 def test_a_stream_keeps_one_frame_ahead():
@@ -78,6 +81,8 @@ def test_a_stream_keeps_one_frame_ahead():
     (bytes([0x5A, 2, 1, 0]), None, "timed out"),
     (reply_bytes([1, 2], 1)[:-1], None, "timed out"),
     (bytes([0x42]), None, "unexpected"),
+    (reply_bytes([1, 2], 1)[:3] + bytes([reply_bytes([1, 2], 1)[3] ^ 4]) + reply_bytes([1, 2], 1)[4:],
+     None, "CRC does not hold"),
 ])
 def test_errors_and_truncated_replies(answer, code, text):
     with pytest.raises(FrameError, match=text) as info:
@@ -256,7 +261,8 @@ def test_good_image_is_sent(pngs, tiny_model, capsys, board):
     assert capsys.readouterr().out.strip() == "class 1, logits [1, 9, 3], 66638 cycles"
     assert board[0] == ("loop://", 9600, 0.5)
     pixels = np.arange(64, dtype=np.uint8) * 3
-    assert board[1].written == bytes([0xA5, 64, 0]) + pixels.tobytes() + bytes([int(pixels.sum()) % 256])
+    body = bytes([64, 0]) + pixels.tobytes()
+    assert board[1].written == bytes([0xA5]) + body + zlib.crc32(body).to_bytes(4, "little")
 
 
 @pytest.mark.parametrize("name,channels,value", [("rgba8.png", "1", 90), ("rgb8.png", "1", 30)])
@@ -283,7 +289,7 @@ def test_dataset_streams_count_images(tmp_path, capsys, board):
     out = capsys.readouterr().out
     assert out.startswith("2 images: accuracy ") and "images/s over the link" in out
     assert "66,638 cycles per image (mean)" in out
-    assert len(board[1].written) == 2 * (3 + 64 + 1)
+    assert len(board[1].written) == 2 * (3 + 64 + 4)
 
 
 def test_a_board_that_does_not_answer_is_one_line_exit_1(pngs, capsys):
@@ -324,3 +330,86 @@ def test_the_client_imports_no_hdl():
     heavy = {m for m in loaded if m.split(".")[0] in ("amaranth", "torch")
              or m.startswith(("hw.core", "hw.blocks", "hw.link.framing", "hw.link.uart"))}
     assert not heavy, sorted(heavy)
+
+
+# -- retries ----------------------------------------------------------------------------------------
+class Board:
+    """A port double that answers every frame written, in order, with `respond(frame, n)` (n: the
+    how-manyth time this frame is sent); `reset_input_buffer` drops what has not been read."""
+
+    def __init__(self, respond):
+        self.respond, self.buffer, self.sent, self.resyncs = respond, b"", [], 0
+        self.unread, self.most_ahead = [], 0       # the unread replies' lengths
+
+    def write(self, frame):
+        self.sent.append(bytes(frame))
+        reply = self.respond(bytes(frame), self.sent.count(bytes(frame)))
+        self.buffer += reply
+        self.unread.append(len(reply))
+        self.most_ahead = max(self.most_ahead, len(self.unread))
+
+    def read(self, n):
+        out, self.buffer = self.buffer[:n], self.buffer[n:]
+        taken = len(out)
+        while self.unread and taken >= self.unread[0]:
+            taken -= self.unread.pop(0)
+        if self.unread:
+            self.unread[0] -= taken
+        return out
+
+    def reset_input_buffer(self):
+        self.buffer, self.unread, self.resyncs = b"", [], self.resyncs + 1
+
+
+def value_of(frame):
+    return frame[3]                          # the first pixel: which image this is
+
+
+def test_a_failed_frame_is_sent_again_until_it_is_answered():
+    from hw.host.client import Retry, classify
+    image = np.full((1, 2, 2), 7, np.uint8)
+    board = Board(lambda frame, n: bytes([0xEE, 3]) if n < 3 else reply_bytes([7, -7], 0))
+    reply = classify(board, image, Retry(retries=3, quiet_s=0))
+    assert reply.logits == [7, -7] and board.sent == [encode_frame(image)] * 3 and board.resyncs == 2
+
+
+def test_a_frame_that_keeps_failing_is_one_error_after_the_retries():
+    from hw.host.client import Retry, classify
+    board = Board(lambda frame, n: reply_bytes([1, 2], 0)[:-1] + b"\x00")    # a bad CRC, always
+    with pytest.raises(FrameError, match="CRC does not hold"):
+        classify(board, np.zeros((1, 2, 2), np.uint8), Retry(retries=2, quiet_s=0))
+    assert len(board.sent) == 3 and board.resyncs == 3
+
+
+def test_a_stream_reports_each_image_once_in_order():
+    """Image 2 always fails, image 3's first try fails: every other image is answered once, in
+    order, image 2 is one error after its retries, and no frame is ever more than one ahead."""
+    from hw.host.client import Retry, classify_stream
+
+    def respond(frame, n):
+        v = value_of(frame)
+        if v == 2 or (v == 3 and n == 1):
+            return bytes([0xEE, 4])
+        return reply_bytes([v, -v], v % 2)
+    board = Board(respond)
+    images = (np.full((1, 2, 2), v, np.uint8) for v in range(6))        # read as it goes
+    got = list(classify_stream(board, images, Retry(retries=2, quiet_s=0)))
+    assert [r.logits[0] if not isinstance(r, FrameError) else "error" for r in got] == \
+        [0, 1, "error", 3, 4, 5]
+    assert got[2].code == 4
+    assert [value_of(f) for f in board.sent].count(2) == 3                # 1 + 2 retries
+    assert board.most_ahead == 2
+
+
+def test_the_client_soaks_through_a_noisy_pty_with_no_wrong_answer():
+    """The client (pyserial on a real pseudo-terminal) against the fake board (sim/fake_board.py)
+    with bits flipped both ways at 1e-3 and bytes dropped at 1e-4: every image answered right or
+    one error after its retries, none wrong, the faults cost retries, and the client's memory
+    stays small (bench.client_soak runs 100,000 frames)."""
+    from sim.client_soak import soak
+    r = soak(150, rx_flip=1e-3, tx_flip=1e-3, rx_drop=1e-4, seed=2)
+    assert r["wrong"] == 0 and r["correct"] + r["failed"] == 150
+    assert r["correct"] > 100 and r["sent"] > 150
+    assert r["peak_bytes"] < 200_000
+    clean = soak(100, seed=3)
+    assert clean["correct"] == 100 and clean["sent"] == 100

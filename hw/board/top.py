@@ -10,17 +10,19 @@ from amaranth import Elaboratable, Module
 from amaranth.lib import io
 
 from hw.link.framing import FramedAccelerator
+from hw.link.protocol import FRAME_TIMEOUT_MS
 from hw.link.uart import bit_timing
 
 NUM_LEDS = 4
 
 
 class BoardTop(Elaboratable):
-    def __init__(self, plan, clock_hz, baud):
+    def __init__(self, plan, clock_hz, baud, frame_timeout_ms=FRAME_TIMEOUT_MS):
         """`clock_hz`: the design's clock, exact (an int or a Fraction); the UART's bit time is
-        clock_hz / baud cycles as an exact fraction (hw/link/uart.py). ValueError below 4 cycles."""
+        clock_hz / baud cycles as an exact fraction (hw/link/uart.py). ValueError below 4 cycles.
+        `frame_timeout_ms`: the quiet line that ends a frame (hw/link/protocol.py)."""
         self.bit_timing = bit_timing(clock_hz, baud)
-        self.core = FramedAccelerator(plan, self.bit_timing)
+        self.core = FramedAccelerator(plan, self.bit_timing, frame_timeout_ms)
 
     def elaborate(self, platform):
         m = Module()
@@ -38,11 +40,11 @@ class BoardTop(Elaboratable):
 class PllBoardTop(Elaboratable):
     """A board top clocked by an ECP5 PLL from the board's oscillator (`platform.default_clk`)."""
 
-    def __init__(self, plan, pll_params, baud):
+    def __init__(self, plan, pll_params, baud, frame_timeout_ms=FRAME_TIMEOUT_MS):
         self.pll_params = pll_params
         # The PLL's clock exactly: the oscillator x CLKFB_DIV / CLKI_DIV.
         clock_hz = Fraction(pll_params.f_in_mhz) * 1_000_000 * pll_params.clkfb_div / pll_params.clki_div
-        self.board = BoardTop(plan, clock_hz, baud)
+        self.board = BoardTop(plan, clock_hz, baud, frame_timeout_ms)
         self.core, self.bit_timing = self.board.core, self.board.bit_timing
 
     def elaborate(self, platform):

@@ -20,6 +20,7 @@ from hw.flow.netlist_depth import depth_from_file
 from hw.flow.report import build_report, write_report
 from hw.flow.vivado import run_vivado
 from hw.flow.yosys import NETLIST, estimate
+from hw.link.protocol import FRAME_TIMEOUT_MS
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,7 @@ class BuildConfig:
     options: CoreOptions
     clock_mhz: float = 100.0          # the design's clock: the PLL's output on an ECP5 board
     baud: int = None                  # None: the board's USB-UART maximum
+    frame_timeout_ms: float = FRAME_TIMEOUT_MS   # a frame ends after the line is quiet this long
     seed: int = 1                     # nextpnr's placement seed (ECP5 boards)
     estimate: bool = True             # the yosys estimate (Xilinx boards)
     estimate_timeout_s: float = 1800.0
@@ -50,8 +52,14 @@ def board_top(config, plan):
     board = config.board
     if board.family.pll_clock:
         from hw.board.ecp5_pll import pll_parameters
-        return PllBoardTop(plan, pll_parameters(board.clock_mhz, config.clock_mhz), config.link_baud)
-    return BoardTop(plan, board.clock_mhz * 1e6, config.link_baud)
+        return PllBoardTop(plan, pll_parameters(board.clock_mhz, config.clock_mhz), config.link_baud,
+                           config.frame_timeout_ms)
+    return BoardTop(plan, board.clock_mhz * 1e6, config.link_baud, config.frame_timeout_ms)
+
+
+def frame_timeout(config, top):
+    """The report's frame timeout: as asked, and in the framer's clock cycles."""
+    return dict(frame_timeout_ms=config.frame_timeout_ms, frame_timeout_cycles=top.core.timeout_cycles)
 
 
 def build_into(folder, out, config, qmodel, plan, top, memory):
@@ -80,7 +88,7 @@ def build_vivado_files(folder, out, config, qmodel, plan, top, memory):
         print("measuring the netlist's register-to-register logic depth ...", flush=True)
         depth = depth_from_file(os.path.join(core, NETLIST), "core").to_dict()
     rep = build_report(board, qmodel, latency_report(plan.schedule, config.clock_mhz), memory,
-                       bit_timing=top.bit_timing, resources=resources,
+                       bit_timing=top.bit_timing, resources=resources, **frame_timeout(config, top),
                        estimate_seconds=seconds, requantizers=plan.requantizer_summary(),
                        path_depth=depth, vivado=vivado, vivado_note=vivado_note)
     write_report(folder, rep)
@@ -103,7 +111,7 @@ def build_routed(folder, out, config, qmodel, plan, top, memory):
     routed["pll"] = dict(f_in_mhz=p.f_in_mhz, f_out_mhz=clock, f_vco_mhz=p.f_vco_mhz,
                          clki_div=p.clki_div, clkfb_div=p.clkfb_div, clkop_div=p.clkop_div)
     rep = build_report(board, qmodel, latency_report(plan.schedule, clock), memory,
-                       bit_timing=top.bit_timing,
+                       bit_timing=top.bit_timing, **frame_timeout(config, top),
                        requantizers=plan.requantizer_summary(), post_route=routed,
                        vivado_note="not a Vivado board: the open flow's figures are in post_route")
     write_report(folder, rep)

@@ -25,7 +25,7 @@ def end_to_end_images_per_s(link_images_per_s, core_images_per_s):
 
 def build_report(board, qmodel, latency, memory, *, bit_timing, requantizers,
                  resources=None, estimate_seconds=None, post_route=None, path_depth=None,
-                 vivado=None, vivado_note=None):
+                 vivado=None, vivado_note=None, frame_timeout_ms=None, frame_timeout_cycles=None):
     """The report dict.
 
     latency: hw.core.latency's LatencyReport at the requested clock; bit_timing: the UART's
@@ -36,7 +36,8 @@ def build_report(board, qmodel, latency, memory, *, bit_timing, requantizers,
     the PLL's), which also give `fits`, `fmax_mhz`, `timing_met` and the images/s at the clock
     routing met. path_depth: hw.flow.netlist_depth's NetlistDepth.to_dict() of the estimate's
     netlist (`xc7_path_depth`), None without one. vivado: hw.flow.vivado.read_reports' figures
-    where Vivado ran, else None and `vivado_note` says why.
+    where Vivado ran, else None and `vivado_note` says why. frame_timeout_ms, _cycles: the
+    framer's (hw.link.framing.FramedAccelerator).
     """
     frames = frame_bytes(qmodel.input_shape, qmodel.num_classes)
     link = link_images_per_s(frames, bit_timing.baud)
@@ -52,6 +53,7 @@ def build_report(board, qmodel, latency, memory, *, bit_timing, requantizers,
                 uart_cycles_per_bit=str(bit_timing.cycles),
                 uart_rate_error_ppm=bit_timing.rate_error_ppm,
                 uart_jitter_cycles=bit_timing.jitter_cycles, board_clock_mhz=board.clock_mhz,
+                frame_timeout_ms=frame_timeout_ms, frame_timeout_cycles=frame_timeout_cycles,
                 frame_bytes=frames, link_images_per_s=link,
                 end_to_end_images_per_s=end_to_end_images_per_s(link, latency.images_per_s),
                 estimated=estimated,

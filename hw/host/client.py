@@ -1,6 +1,7 @@
 """Host client for the board: send images over the Arty's USB-UART, read back class and logits.
 
     python -m hw.client --port /dev/ttyUSB1 [--board arty_a7] [--baud B] [--timeout 5]
+                        [--retries 3] [--frame-timeout-ms 20]
                         [--model RUN_DIR/quant | --shape CxHxW] [--channels 1|3] IMAGE.png
     python -m hw.client --port /dev/ttyUSB1 [--model RUN_DIR/quant | --shape CxHxW]
                         --dataset fashion-mnist [--data-dir DIR] [--count 100]
@@ -22,32 +23,93 @@ import os
 import sys
 import time
 import warnings
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
 from common.cli import OneLineParser, UsageError, run_main
-from hw.link.protocol import LINK_RATES, MAX_PIXELS, FrameError, encode_frame, read_reply
+from hw.link.protocol import (FRAME_TIMEOUT_MS, LINK_RATES, MAX_FRAME_TIMEOUT_MS, MAX_PIXELS, FrameError,
+                              encode_frame, read_reply)
 
 PROG = "python -m hw.client"
 DEFAULT_MODEL = os.path.join("runs", "default", "quant")     # python -m hw.build's default
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+RETRIES = 3                   # tries after the first, per frame (--retries)
+MAX_RETRIES = 100             # past it a line that fails is better reported than tried again
 
 
-def classify(port, image):
-    port.write(encode_frame(image))
-    return read_reply(port.read)
+def quiet_s(frame_timeout_ms):
+    """The silence after a failed frame: twice the board's frame timeout (it drops the rest of a
+    bad frame until the line has been quiet that long) and 10 ms for the replies still to come."""
+    return 2 * frame_timeout_ms / 1000 + 0.01
 
 
-def classify_stream(port, images):
-    """The replies to `images`, in order, keeping one frame ahead: frame n + 1 is sent before
-    reply n is read, so the link brings the next image while the board computes this one (the
-    board refuses a second frame ahead: error 5)."""
-    if len(images):
-        port.write(encode_frame(images[0]))
-    for n in range(len(images)):
-        if n + 1 < len(images):
-            port.write(encode_frame(images[n + 1]))
-        yield read_reply(port.read)
+@dataclass(frozen=True)
+class Retry:
+    """What the client does when a frame fails (an error code, a byte that starts no reply, a
+    reply that times out or fails its CRC): it sends the frame again, up to `retries` more
+    times, after `quiet_s` of silence, in which the board's framer drops what is left of a bad
+    frame (it waits for the line to be quiet for its frame timeout) and the replies to frames
+    already sent come in; those are dropped, and the frames sent again."""
+    retries: int = RETRIES
+    quiet_s: float = quiet_s(FRAME_TIMEOUT_MS)
+    sleep: Callable = time.sleep         # the simulated board's bench passes simulated time
+
+    def resync(self, port):
+        self.sleep(self.quiet_s)
+        port.reset_input_buffer()
+
+
+def classify(port, image, retry=Retry()):
+    """The board's reply to `image`; FrameError once `retry.retries` more tries have failed."""
+    frame = encode_frame(image)
+    for attempt in range(retry.retries + 1):
+        port.write(frame)
+        try:
+            return read_reply(port.read)
+        except FrameError as e:
+            failed = e
+            retry.resync(port)
+    raise failed
+
+
+def classify_stream(port, images, retry=Retry()):
+    """For each of `images` (any iterable, read as it goes), in order, its Reply or the
+    FrameError of its last try, keeping one frame ahead: frame n + 1 is sent before reply n is
+    read, so the link brings the next image while the board computes this one (the board
+    refuses a second frame ahead: error 5). After a failure the frames whose replies are still
+    to come are sent again (`Retry`)."""
+    images = iter(images)
+    pending = deque()            # [frame, its failed tries]: sent, reply not read, oldest first
+
+    def send_next():
+        image = next(images, None)
+        if image is not None:
+            pending.append([encode_frame(image), 0])
+            port.write(pending[-1][0])
+
+    send_next()
+    send_next()
+    while pending:
+        try:
+            reply = read_reply(port.read)
+        except FrameError as e:
+            retry.resync(port)
+            pending[0][1] += 1
+            given_up = pending[0][1] > retry.retries
+            if given_up:
+                pending.popleft()
+            for frame, _ in pending:
+                port.write(frame)
+            if given_up:
+                send_next()
+                yield e
+            continue
+        pending.popleft()
+        send_next()
+        yield reply
 
 
 # -- checking the command line and the input, before the port is opened ------------------------
@@ -59,6 +121,32 @@ def positive_int(text):
         value = None
     if value is None or value < 1:
         raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+    return value
+
+
+def bounded_int(lo, hi):
+    """argparse type: an integer in lo..hi."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"must be an integer from {lo} to {hi}, got {text!r}")
+        return value
+    return parse
+
+
+def frame_timeout_ms(text):
+    """argparse type: milliseconds within what python -m hw.build accepts (> 0, at most
+    MAX_FRAME_TIMEOUT_MS)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and 0 < value <= MAX_FRAME_TIMEOUT_MS):
+        raise argparse.ArgumentTypeError(f"must be a number of ms > 0 and <= {MAX_FRAME_TIMEOUT_MS:g} "
+                                         f"(the board's, python -m hw.build --frame-timeout-ms), got {text!r}")
     return value
 
 
@@ -209,6 +297,11 @@ def build_parser():
                         ", ".join(f"{name} {baud}" for name, baud in LINK_RATES.items()) + ")")
     p.add_argument("--timeout", type=positive_seconds, default=5.0,
                    help="seconds to wait for the board's reply bytes (> 0)")
+    p.add_argument("--retries", type=bounded_int(0, MAX_RETRIES), default=RETRIES,
+                   help=f"tries after the first for a frame that fails (0..{MAX_RETRIES})")
+    p.add_argument("--frame-timeout-ms", type=frame_timeout_ms, default=FRAME_TIMEOUT_MS,
+                   metavar="MS", help="the board's frame timeout (python -m hw.build "
+                                      "--frame-timeout-ms): the silence before a retry")
     source = p.add_mutually_exclusive_group()
     source.add_argument("--model", default=None,
                         help=f"the quantized model the board runs, for its input shape "
@@ -246,6 +339,7 @@ def work(args):
         import serial
     except ImportError:
         raise UsageError("pyserial is missing: pip install pyserial") from None
+    retry = Retry(args.retries, quiet_s(args.frame_timeout_ms))
     try:
         port = serial.serial_for_url(args.port, baud, timeout=args.timeout)
     except (serial.SerialException, OSError, ValueError) as e:
@@ -253,27 +347,31 @@ def work(args):
     with port:
         if args.image is not None:
             try:
-                reply = classify(port, image)
+                reply = classify(port, image, retry)
             except (FrameError, serial.SerialException, OSError) as e:
-                return link_failed(e, args.image)
+                return link_failed(e, f"{args.image} (after {args.retries} retries)")
             print(f"class {reply.cls}, logits {reply.logits}, {reply.cycles} cycles")
             return 0
         t0 = time.perf_counter()
-        right, cycles = 0, []
-        replies = classify_stream(port, images)
+        right, cycles, failed = 0, [], 0
+        replies = classify_stream(port, images, retry)
         for i, y in enumerate(labels):
             try:
                 reply = next(replies)
-            except (FrameError, serial.SerialException, OSError) as e:
+            except (serial.SerialException, OSError) as e:
                 return link_failed(e, f"test image {i} (after {i} answered)")
+            if isinstance(reply, FrameError):
+                failed += 1
+                print(f"test image {i}: failed after {args.retries} retries: {reply}", file=sys.stderr)
+                continue
             right += reply.cls == y
             cycles.append(reply.cycles)
         seconds = time.perf_counter() - t0
-        n = len(images)
-        print(f"{n} images: accuracy {right / n:.2%}, {n / seconds:.1f} images/s over the link "
-              f"(one frame ahead, {baud} baud); the board: {sum(cycles) / n:,.0f} cycles per "
-              "image (mean)")
-    return 0
+        n, answered = len(images), len(cycles)
+        print(f"{n} images: accuracy {right / max(answered, 1):.2%} of the {answered} answered, "
+              f"{failed} failed; {n / seconds:.1f} images/s over the link (one frame ahead, "
+              f"{baud} baud); the board: {sum(cycles) / max(answered, 1):,.0f} cycles per image (mean)")
+    return 1 if failed else 0
 
 
 def main(argv=None):

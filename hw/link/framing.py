@@ -21,16 +21,19 @@ receiver + Framer + Accelerator + ImageCycles + result FIFO + UART transmitter, 
 pins and the last class for LEDs.
 """
 import math
+from fractions import Fraction
 
 from amaranth import Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.core.accelerator import Accelerator
-from hw.link.protocol import (ANSWER, BITS_PER_BYTE, CYCLE_BYTES, ERR_BUSY, ERR_CHECKSUM, ERR_LENGTH,
-                              ERR_START, ERR_TIMEOUT, ERROR, LOGIT_BYTES, START)
+from hw.link.protocol import (ANSWER, CRC_BYTES, CYCLE_BYTES, ERR_BUSY, ERR_CHECKSUM, ERR_LENGTH,
+                              ERR_START, ERR_TIMEOUT, ERROR, FRAME_TIMEOUT_MS, LOGIT_BYTES, START)
 from hw.link.uart import UARTRx, UARTTx
 
+CRC_POLYNOMIAL = 0xEDB88320   # CRC-32 (zlib's), reflected: bit 0 is shifted out first
+CRC_INIT = 0xFFFFFFFF         # the register before a frame's first byte; the CRC is its inverse
 FRAME_GOOD = 0          # the outcome of a frame that gets an answer
 CODE = unsigned(3)      # an outcome: FRAME_GOOD or an error code
 SLOTS = 2               # frames in the buffer: the host may be one frame ahead
@@ -42,9 +45,21 @@ OUTCOME_DEPTH = 4       # outcomes waiting: the answers of both slots and two er
 RESULT = data.StructLayout({"data": unsigned(8 * max(LOGIT_BYTES, 1 + CYCLE_BYTES)), "last": 1})
 
 
+def crc_next(m, crc, byte, name):
+    """The CRC-32 register after `byte` (least significant bit first), as logic: eight shift and
+    conditional-xor steps, each a signal of its own (an expression would repeat the previous
+    step in each of its three uses: 3^8 copies), which synthesis flattens into one xor network.
+    hw.link.protocol.crc_bytes is the same CRC: its bytes are the final register inverted."""
+    for i in range(8):
+        step = Signal(32, name=f"{name}{i}")
+        m.d.comb += step.eq((crc >> 1) ^ Mux(crc[0] ^ byte[i], CRC_POLYNOMIAL, 0))
+        crc = step
+    return crc
+
+
 class FrameReceiver(wiring.Component):
     """The receiving side: a frame's header, its pixels (`store`, indexed from 0 in the frame),
-    its checksum; one `outcome` per frame that ended (FRAME_GOOD or an error code). While
+    its CRC (of the length and the pixels); one `outcome` per frame that ended (FRAME_GOOD or an error code). While
     `busy` a new frame is refused with ERR_BUSY. A full outcome FIFO holds this side: the bytes
     that arrive meanwhile are lost (the UART receiver keeps one)."""
 
@@ -62,7 +77,10 @@ class FrameReceiver(wiring.Component):
         n = self.num_pixels
         count = Signal(range(max(2, n)))
         length_low = Signal(8)
-        csum = Signal(8)
+        crc = Signal(32)
+        crc_k = Signal(range(CRC_BYTES))
+        crc_wrong = Signal()
+        crc_with_byte = crc_next(m, crc, self.rx.payload, "crc_step")
         code = Signal(CODE)
         quiet = Signal(range(self.timeout + 1))
         got = self.rx.valid & self.rx.ready
@@ -89,7 +107,7 @@ class FrameReceiver(wiring.Component):
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += self.rx.ready.eq(1)
-                m.d.sync += [count.eq(0), csum.eq(0)]
+                m.d.sync += [count.eq(0), crc.eq(CRC_INIT), crc_k.eq(0), crc_wrong.eq(0)]
                 with m.If(got):
                     with m.If(byte != START):
                         end(ERR_START, "SKIP")
@@ -100,11 +118,12 @@ class FrameReceiver(wiring.Component):
             with m.State("LEN0"):
                 take()
                 with m.If(got):
-                    m.d.sync += length_low.eq(byte)
+                    m.d.sync += [length_low.eq(byte), crc.eq(crc_with_byte)]
                     m.next = "LEN1"
             with m.State("LEN1"):
                 take()
                 with m.If(got):
+                    m.d.sync += crc.eq(crc_with_byte)
                     with m.If((byte == n >> 8) & (length_low == n & 0xFF)):
                         m.next = "PIXELS"
                     with m.Else():
@@ -113,13 +132,16 @@ class FrameReceiver(wiring.Component):
                 take()
                 m.d.comb += self.store.en.eq(got)
                 with m.If(got):
-                    m.d.sync += [count.eq(count + 1), csum.eq(csum + byte)]
+                    m.d.sync += [count.eq(count + 1), crc.eq(crc_with_byte)]
                     with m.If(count == n - 1):
                         m.next = "CHECKSUM"
             with m.State("CHECKSUM"):
                 take()
+                wrong = crc_wrong | (byte != (~crc).word_select(crc_k, 8))
                 with m.If(got):
-                    end(Mux(byte == csum, FRAME_GOOD, ERR_CHECKSUM))
+                    m.d.sync += [crc_k.eq(crc_k + 1), crc_wrong.eq(wrong)]
+                    with m.If(crc_k == CRC_BYTES - 1):
+                        end(Mux(wrong, ERR_CHECKSUM, FRAME_GOOD))
             with m.State("SKIP"):
                 # Drop the rest of the frame; it ends once the line has gone quiet.
                 m.d.comb += self.rx.ready.eq(1)
@@ -134,8 +156,8 @@ class FrameReceiver(wiring.Component):
 
 class Answerer(wiring.Component):
     """The answering side: for each outcome, an answer (the header at once, then the results
-    of the next image as they come) or an error reply. `answered` marks the cycle an answer's
-    last byte is handed to the transmitter."""
+    of the next image as they come, then the CRC of what followed the header) or an error
+    reply. `answered` marks the cycle an answer's last byte is handed to the transmitter."""
 
     def __init__(self, num_classes):
         self.num_classes = num_classes
@@ -154,15 +176,24 @@ class Answerer(wiring.Component):
         res = self.results
         byte_k = Signal(range(RESULT["data"].shape.width // 8))
         entry_bytes = Mux(res.payload.last, 1 + CYCLE_BYTES, LOGIT_BYTES)
+        crc = Signal(32)
+        handed = self.tx.valid & self.tx.ready
 
         def send(byte, then):
             m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(byte)]
             with m.If(self.tx.ready):
                 m.next = then
 
+        crc_with_byte = crc_next(m, crc, self.tx.payload, "crc_step")
+
+        def count_in_crc():
+            with m.If(handed):
+                m.d.sync += crc.eq(crc_with_byte)
+
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += self.outcome.ready.eq(1)
+                m.d.sync += [crc.eq(CRC_INIT), byte_k.eq(0)]
                 with m.If(self.outcome.valid):
                     m.d.sync += code.eq(self.outcome.payload)
                     with m.If(self.outcome.payload == FRAME_GOOD):
@@ -172,8 +203,10 @@ class Answerer(wiring.Component):
             with m.State("HEADER"):
                 send(ANSWER, "CLASSES")
             with m.State("CLASSES"):
+                count_in_crc()
                 send(self.num_classes, "RESULTS")
             with m.State("RESULTS"):
+                count_in_crc()
                 m.d.comb += [self.tx.valid.eq(res.valid),
                              self.tx.payload.eq(res.payload.data.word_select(byte_k, 8))]
                 with m.If(res.valid & self.tx.ready):
@@ -182,9 +215,15 @@ class Answerer(wiring.Component):
                         m.d.comb += res.ready.eq(1)
                         m.d.sync += byte_k.eq(0)
                         with m.If(res.payload.last):
-                            m.d.comb += self.answered.eq(1)
                             m.d.sync += self.last_class.eq(res.payload.data[:8])
-                            m.next = "IDLE"
+                            m.next = "CRC"
+            with m.State("CRC"):
+                m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq((~crc).word_select(byte_k, 8))]
+                with m.If(self.tx.ready):
+                    m.d.sync += byte_k.eq(byte_k + 1)
+                    with m.If(byte_k == CRC_BYTES - 1):
+                        m.d.comb += self.answered.eq(1)
+                        m.next = "IDLE"
             with m.State("ERR"):
                 m.d.sync += self.error.eq(code)
                 send(ERROR, "ERR_CODE")
@@ -327,21 +366,22 @@ class ImageCycles(wiring.Component):
 class FramedAccelerator(wiring.Component):
     """UART pins in and out, the accelerator behind the framing; `last_class` for LEDs.
 
-    `timing`: hw.link.uart.bit_timing(clock_hz, baud). A frame times out after `timeout_bytes` byte
-    times without a byte."""
+    `timing`: hw.link.uart.bit_timing(clock_hz, baud). A frame times out after `frame_timeout_ms`
+    without a byte in its middle (counted in whole clock cycles, rounded up)."""
     rx: In(1, init=1)
     tx: Out(1, init=1)
     last_class: Out(8)
     error: Out(range(8))
 
-    def __init__(self, plan, timing, timeout_bytes=4):
+    def __init__(self, plan, timing, frame_timeout_ms=FRAME_TIMEOUT_MS):
         if plan.logit_bits > 8 * LOGIT_BYTES:
             raise ValueError(f"logits are {plan.logit_bits} bits wide; the link sends {8 * LOGIT_BYTES}")
         self.plan, self.timing = plan, timing
         self.accel = Accelerator(plan)
         c, h, w = plan.qmodel.input_shape
-        self.framer = Framer(c * h * w, plan.num_classes,
-                             timeout=math.ceil(timeout_bytes * BITS_PER_BYTE * timing.cycles))
+        # Exact: the clock is a Fraction, and so is the timeout as written.
+        self.timeout_cycles = math.ceil(Fraction(str(frame_timeout_ms)) * timing.clock_hz / 1000)
+        self.framer = Framer(c * h * w, plan.num_classes, timeout=self.timeout_cycles)
         super().__init__()
 
     def elaborate(self, platform):
