@@ -407,9 +407,9 @@ def test_the_client_soaks_through_a_noisy_pty_with_no_wrong_answer():
     one error after its retries, none wrong, the faults cost retries, and the client's memory
     stays small (bench.client_soak runs 100,000 frames)."""
     from sim.client_soak import soak
-    r = soak(150, rx_flip=1e-3, tx_flip=1e-3, rx_drop=1e-4, seed=2)
+    r = soak(150, rx_flip=1e-3, tx_flip=1e-3, rx_drop=1e-4, seed=2, reply_timeout_s=0.2)
     assert r["wrong"] == 0 and r["correct"] + r["failed"] == 150
     assert r["correct"] > 100 and r["sent"] > 150
     assert r["peak_bytes"] < 200_000
-    clean = soak(100, seed=3)
+    clean = soak(100, seed=3, reply_timeout_s=1.0)     # no retry however busy the machine
     assert clean["correct"] == 100 and clean["sent"] == 100
