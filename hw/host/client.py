@@ -64,15 +64,10 @@ class Retry:
 
 def classify(port, image, retry=Retry()):
     """The board's reply to `image`; FrameError once `retry.retries` more tries have failed."""
-    frame = encode_frame(image)
-    for attempt in range(retry.retries + 1):
-        port.write(frame)
-        try:
-            return read_reply(port.read)
-        except FrameError as e:
-            failed = e
-            retry.resync(port)
-    raise failed
+    reply = next(classify_stream(port, [image], retry))
+    if isinstance(reply, FrameError):
+        raise reply
+    return reply
 
 
 def classify_stream(port, images, retry=Retry()):

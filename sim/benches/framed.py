@@ -62,11 +62,6 @@ def line_bits(data):
     return [b for byte in data for b in (START_BIT, *((byte >> i) & 1 for i in range(DATA_BITS)), STOP_BIT)]
 
 
-async def send(dut, data, baud):
-    """Drive `data` on `rx` as one burst at `baud`."""
-    await drive(dut, line_bits(data), baud)
-
-
 async def drive(dut, bits, baud):
     """Drive line bits on `rx` back to back at `baud`."""
     origin = now_ps()
