@@ -10,12 +10,54 @@ KeyboardInterrupt, so its `finally` blocks and context managers clean up (tempor
 child processes); then one line says what is left, and the exit code is 130.
 """
 import argparse
+import math
 import signal
 import sys
 
 
 class UsageError(Exception):
     """Bad command line or input: one line, exit 2."""
+
+
+def integer(lo, hi, why=""):
+    """argparse type: an integer lo..hi. Every numeric option has both bounds, the upper one from
+    the real limit it meets (`why`, said when a value is refused): a part's clock, a format's
+    field, the data at hand.
+
+    >>> integer(1, 16, "the lanes of a word")("32")
+    Traceback (most recent call last):
+    argparse.ArgumentTypeError: must be an integer 1..16 (the lanes of a word), got '32'
+    """
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"must be an integer {lo}..{hi}"
+                                             + (f" ({why})" if why else "") + f", got {text!r}")
+        return value
+    return parse
+
+
+def number(lo, hi, why="", above=False):
+    """argparse type: a finite number lo..hi (above: greater than lo); see `integer`.
+
+    >>> number(0, 1, above=True)("0")
+    Traceback (most recent call last):
+    argparse.ArgumentTypeError: must be a number > 0 and <= 1, got '0'
+    """
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and (lo < value if above else lo <= value) and value <= hi):
+            want = f"> {lo:g} and <= {hi:g}" if above else f"{lo:g}..{hi:g}"
+            raise argparse.ArgumentTypeError(f"must be a number {want}"
+                                             + (f" ({why})" if why else "") + f", got {text!r}")
+        return value
+    return parse
 
 
 class OneLineParser(argparse.ArgumentParser):

@@ -32,6 +32,18 @@ def atomic_path(path):
             os.unlink(tmp)
 
 
+@contextmanager
+def writing(what, fix):
+    """The one disk-full handler: an OSError while the block writes `what` (a full disk, a quota,
+    a folder gone read-only) becomes one UsageError line that says what was kept (`fix`).
+    Writers that raise their own errors on a full disk (torch.save's RuntimeError) write into
+    memory first and to disk with write_bytes, so that the OSError is the one that reaches here."""
+    try:
+        yield
+    except OSError as e:
+        raise UsageError(f"cannot write {what} ({e.strerror or e}); {fix}") from None
+
+
 def write_text(path, text):
     with atomic_path(path) as tmp:
         with open(tmp, "w") as f:

@@ -5,13 +5,16 @@ integer arrays. The manifest's "ops" is the integer op graph that quantize.golde
 the hardware implements; every op's output carries its width ("bits", "signed") and the real
 value of one LSB ("scale"; "frac" f when that is exactly 2^-f).
 """
+import math
 import os
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from quantize.fixed_point import MAX_SHIFT, MULTIPLIER_BITS
+from common.bits import int_range
 from training.act_points import WIDTHS
+from training.graph import VARIANTS
 from training.bundle import unpack_signs
 from training.container import OpGraph, check_tensors, complete_manifest, read_container, write_container
 
@@ -152,8 +155,15 @@ def _check_numbers(path, manifest):
     shape = manifest["input_shape"]
     need(isinstance(shape, list) and len(shape) == 3 and all(_integer(v, 1, 4096) for v in shape),
          "input_shape", shape, "[C, H, W] of integers 1..4096")
+    need(manifest["variant"] in VARIANTS, "variant", manifest["variant"], f"one of {VARIANTS}")
+    scale = manifest["logits_scale"]
+    need(type(scale) in (int, float) and math.isfinite(scale) and scale > 0, "logits_scale", scale,
+         "a finite number > 0")
+    need(isinstance(manifest["source"], dict), "source", manifest["source"], "an object")
     for op in manifest["ops"]:
         what = f"op {op.get('name')!r}"
+        if "out" in op:
+            _check_out(need, what, op["out"])
         for key in ("in_channels", "out_channels", "kernel", "stride"):
             if key in op:
                 need(_integer(op[key], 1, 4096), f"{what} {key}", op[key], "an integer 1..4096")
@@ -171,6 +181,27 @@ def _check_numbers(path, manifest):
         if "shifts" in op:
             need(isinstance(op["shifts"], list) and all(_integer(v, -16, 16) for v in op["shifts"]),
                  f"{what} shifts", op["shifts"], "integers -16..16")
+
+
+MAX_OUT_BITS = 62      # the golden model computes in int64: a product of two outputs must fit
+
+
+def _check_out(need, what, out):
+    """An op's output width (docs/quantized-model.md, `out`): its range inside its width."""
+    need(isinstance(out, dict) and {"bits", "signed", "lo", "hi", "scale"} <= set(out),
+         f"{what} out", out, "an object with bits, signed, lo, hi, scale, frac")
+    bits, signed, lo, hi, scale = (out[k] for k in ("bits", "signed", "lo", "hi", "scale"))
+    need(_integer(bits, 1, MAX_OUT_BITS) and type(signed) is bool, f"{what} out bits, signed",
+         [bits, signed], f"an integer 1..{MAX_OUT_BITS} and true or false")
+    low, high = int_range(bits, signed)
+    need(type(lo) is int and type(hi) is int and low <= lo <= hi <= high, f"{what} out lo, hi",
+         [lo, hi], f"integers lo <= hi within {bits} {'signed' if signed else 'unsigned'} bits")
+    need(type(scale) in (int, float) and math.isfinite(scale) and scale > 0, f"{what} out scale",
+         scale, "a finite number > 0")
+    frac = out.get("frac")
+    need(frac is None or (_integer(frac, -MAX_OUT_BITS) and frac <= MAX_OUT_BITS
+                          and scale == 2.0 ** -frac), f"{what} out frac", frac,
+         f"null or the f of its scale {scale!r} = 2^-f")
 
 
 def _check_graph(path, manifest, tensors):

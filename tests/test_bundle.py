@@ -244,6 +244,39 @@ def test_manifest_errors(bundle_path, tmp_path):
     bad("vfloat.npz", r"unsupported bundle version 1\.0", lambda mm: mm.update(version=1.0))
 
 
+def test_a_manifest_must_be_the_graph_its_model_describes(bundle_path, tmp_path):
+    """Numbers no WRN has and headers that contradict the graph, each refused in one line (a
+    model that is a number used to pass and end in a TypeError inside quantize)."""
+    m = read_bundle(bundle_path).manifest
+
+    def bad(name, match, edit):
+        mm = json.loads(json.dumps(m))
+        edit(mm)
+        rewrite(bundle_path, tmp_path / name, manifest=mm)
+        return assert_one_line_error(tmp_path / name, match)
+
+    bad("model.npz", "model is 3, not an object", lambda mm: mm.update(model=3))
+    bad("depth.npz", "model.depth is 'twenty'", lambda mm: mm["model"].update(depth="twenty"))
+    bad("huge.npz", r"model.input_size is 1180591620717411303424, not an integer 1..4096",
+        lambda mm: mm["model"].update(input_size=2 ** 70))
+    bad("variant.npz", "variant is 'resnet', the model", lambda mm: mm.update(variant="resnet"))
+    bad("shape.npz", r"input_shape is \[1, 12, 4096\], the model",
+        lambda mm: mm.update(input_shape=[1, 12, 4096]))
+    bad("stride.npz", "op #1 'conv0': stride is 1000000000, the model's graph has 1",
+        lambda mm: mm["ops"][1].update(stride=10 ** 9))
+    bad("extra.npz", "ops, the model's graph has", 
+        lambda mm: mm["ops"].append(dict(op="relu", name="extra", inputs=[mm["ops"][-1]["name"]])))
+    bad("eps.npz", r"eps is 1e\+308, not a finite number > 0 and <= 1",
+        lambda mm: mm["ops"][0].update(eps=1e308))
+
+
+def test_a_manifest_nested_beyond_any_manifest_is_one_line(bundle_path, tmp_path):
+    """json.loads raises RecursionError (not ValueError) on deep nesting: it used to escape."""
+    deep = np.frombuffer(b"[" * 100_000 + b"]" * 100_000, np.uint8)
+    rewrite(bundle_path, tmp_path / "deep.npz", replace={"manifest": deep})
+    assert_one_line_error(tmp_path / "deep.npz", "nested too deeply")
+
+
 def test_older_versions_still_read(tmp_path):
     """Version 1 has no `activations` (float: null), version 2 no `activations.input_bits` (the
     image the first conv reads is `bits` wide)."""

@@ -416,6 +416,33 @@ def _expect_error(path, *words):
     return msg
 
 
+@pytest.mark.parametrize("field, value, words", [
+    ("variant", "resnet", ["variant is 'resnet'", "one of ('bn', 'srelu')"]),
+    ("logits_scale", -1, ["logits_scale is -1", "> 0"]),
+    ("source", 7, ["source is 7, not an object"]),
+    ("out", 0, ["out is 0, not an object with bits"]),
+    ("bits", 2 ** 70, ["out bits, signed", "1..62"]),
+    ("signed", 1, ["out bits, signed", "true or false"]),
+    ("hi", 1 << 40, ["out lo, hi", "within"]),
+    ("scale", float("inf"), ["out scale"]),
+    ("frac", 3, ["out frac is 3", "2^-f"]),
+])
+def test_every_stored_number_is_inside_what_its_field_can_be(tmp_path, field, value, words):
+    """The fields a reader computes with (an op's output width, the logits' scale) used to be
+    taken as they came: a width of 2^70 read without a word."""
+    q = qmodel()
+    m = json.loads(json.dumps(q.manifest))
+    if field in ("variant", "logits_scale", "source"):
+        m[field] = value
+    elif field == "out":
+        m["ops"][0]["out"] = value
+    else:
+        out = next(op["out"] for op in m["ops"] if op["out"].get("frac") not in (None, 3))
+        out[field] = value
+    _write_raw(tmp_path / "q.npz", m, q.tensors)
+    _expect_error(tmp_path / "q.npz", *words)
+
+
 def test_qmodel_file_errors(tmp_path):
     q = qmodel(variant="srelu")
     good = tmp_path / "good.npz"

@@ -12,12 +12,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from training.act_points import WIDTHS, act_plan
+from training.graph import build_ops, model_config
 from training.container import OpGraph, check_tensors, read_container, write_container
 
 FORMAT = "bitwrn-bundle"
 VERSION = 3
 # 1: no "activations" (read as null); 2: no activations.input_bits (read as bits)
 SUPPORTED_VERSIONS = (1, 2, 3)
+MAX_SIZE = 4096     # any depth, width, channel count, class count or image side: none is near it
 
 FIX_CORRUPT = ("re-copy the file, or re-export it from the checkpoint with "
                "training.export.export_bundle (python -m training.train writes one)")
@@ -143,10 +145,51 @@ def validate(path, manifest, tensors):
     try:
         check_tensors(manifest["tensors"], tensors, lambda problem: _error(path, problem))
         shapes = _check_graph(path, manifest, tensors)
+        _check_model(path, manifest)
         _check_activations(path, manifest)
         return shapes
     except (TypeError, KeyError, AttributeError, ValueError) as e:  # malformed JSON structure
         raise _error(path, f"malformed manifest ({type(e).__name__}: {e})") from e
+
+
+# The integer attributes that fix an op graph's structure; the learned numbers (eps, scale,
+# floor, factor) are checked as values instead.
+STRUCTURE = ("op", "name", "inputs", "in_channels", "out_channels", "kernel", "stride", "padding",
+             "binary", "affine", "count_include_pad")
+
+
+def _check_model(path, manifest):
+    """The header fields and the op graph are the ones the model config describes
+    (training.graph.build_ops): a number that no WRN has (a side of 2^70, a stride of 10^9) or a
+    header that contradicts the graph is refused here, not deep inside a reader."""
+    config = manifest["model"]
+    if not isinstance(config, dict):
+        raise _error(path, f"model is {config!r}, not an object with the WRN's depth, width, ...")
+    fields = {k: config.get(k) for k in ("depth", "width", "in_channels", "num_classes",
+                                          "input_size")}
+    for key, value in fields.items():
+        if not (type(value) is int and 1 <= value <= MAX_SIZE):
+            raise _error(path, f"model.{key} is {value!r}, not an integer 1..{MAX_SIZE}")
+    try:
+        config = model_config(**fields, weights=config.get("weights"), variant=config.get("variant"),
+                              srelu_temperature=config.get("srelu_temperature"))
+    except (ValueError, TypeError) as e:
+        raise _error(path, f"model: {e}") from None
+    header = dict(num_classes=config["num_classes"], variant=config["variant"],
+                  weights=config["weights"],
+                  input_shape=[config["in_channels"], config["input_size"], config["input_size"]])
+    for key, value in header.items():
+        if manifest[key] != value:
+            raise _error(path, f"{key} is {manifest[key]!r}, the model ({config['variant']} "
+                               f"WRN-{config['depth']}-{config['width']}) has {value!r}")
+    want = [{k: op[k] for k in STRUCTURE if k in op} for op in build_ops(config)]
+    if len(manifest["ops"]) != len(want):
+        raise _error(path, f"{len(manifest['ops'])} ops, the model's graph has {len(want)}")
+    for i, (op, expected) in enumerate(zip(manifest["ops"], want)):
+        for key, value in expected.items():
+            if op.get(key) != value:
+                raise _error(path, f"op #{i} {op.get('name')!r}: {key} is {op.get(key)!r}, the "
+                                   f"model's graph has {value!r}")
 
 
 def _check_activations(path, manifest):
@@ -177,6 +220,7 @@ def _check_activations(path, manifest):
 # Attribute values: integers (not bools) with a lower bound, or finite numbers with a sign.
 INT_ATTRS = dict(in_channels=1, out_channels=1, kernel=1, stride=1, padding=0)
 NUMBER_ATTRS = dict(eps="> 0", scale="> 0", factor="> 0", floor="any")
+MAX_EPS = 1.0       # a BN eps near a unit variance would swamp it; every framework's is ~1e-5
 
 
 def _check_attribute_values(path, op):
@@ -188,6 +232,9 @@ def _check_attribute_values(path, op):
             continue
         v = op[key]
         ok = type(v) in (int, float) and math.isfinite(v) and (sign == "any" or v > 0)
+        if key == "eps":
+            ok = ok and v <= MAX_EPS
+            sign = f"> 0 and <= {MAX_EPS:g}"
         if not ok:
             want = "a finite number" + ("" if sign == "any" else f" {sign}")
             raise _error(path, f"op {op['name']!r}: {key} is {v!r}, not {want}")

@@ -96,6 +96,8 @@ def read_container(path, error, what):
         manifest = json.loads(np.asarray(raw, np.uint8).tobytes().decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as e:
         raise error(f"manifest is not valid UTF-8 JSON ({e})") from e
+    except RecursionError:    # a manifest is a few levels deep; thousands is a forged file
+        raise error("manifest JSON is nested too deeply to be a manifest") from None
     if not isinstance(manifest, dict):
         raise error("manifest is not a JSON object")
     return manifest, tensors
