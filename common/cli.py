@@ -11,6 +11,7 @@ child processes); then one line says what is left, and the exit code is 130.
 """
 import argparse
 import math
+import os
 import signal
 import sys
 
@@ -58,6 +59,25 @@ def number(lo, hi, why="", above=False):
                                              + (f" ({why})" if why else "") + f", got {text!r}")
         return value
     return parse
+
+
+def path_arg(text):
+    """argparse type for every path option and argument, input or output: the one path check.
+    An empty path is refused (it would otherwise mean the current folder, or the default), and
+    so is a symlink whose target is gone (an output would be made at the target, an input would
+    read as missing without a word about the link). Existence and kind are the readers' to check,
+    with their own fixes.
+
+    >>> path_arg("")
+    Traceback (most recent call last):
+    argparse.ArgumentTypeError: is empty: give a path
+    """
+    if not text.strip():
+        raise argparse.ArgumentTypeError("is empty: give a path")
+    if os.path.islink(text) and not os.path.exists(text):
+        raise argparse.ArgumentTypeError(f"{text} is a symlink to {os.readlink(text)}, which does "
+                                         "not exist: fix the link or give another path")
+    return text
 
 
 class OneLineParser(argparse.ArgumentParser):

@@ -12,6 +12,12 @@ from contextlib import contextmanager
 from common.cli import UsageError
 
 
+def _umask():
+    umask = os.umask(0)     # the only way to read it is to set it
+    os.umask(umask)
+    return umask
+
+
 @contextmanager
 def atomic_path(path):
     """Yield a temporary path in the target's folder; on success it replaces `path`."""
@@ -19,9 +25,7 @@ def atomic_path(path):
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
     os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would make results private
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would make results private
     try:
         yield tmp
         with open(tmp, "rb") as f:
@@ -143,6 +147,7 @@ def replace_folder(path):
     parent = os.path.dirname(path)
     os.makedirs(parent, exist_ok=True)
     new = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(path)}.", suffix=".new")
+    os.chmod(new, 0o777 & ~_umask())    # mkdtemp's 0700 would hide the results from other users
     try:
         yield new
         old = None

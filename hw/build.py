@@ -29,25 +29,28 @@ import os
 import shutil
 import sys
 
-from common.cli import OneLineParser, UsageError, run_main
-from common.files import check_output_folder, folder_lock, replace_folder
+from common.cli import OneLineParser, UsageError, integer, number, path_arg, run_main
+from common.files import check_output_folder, folder_lock, replace_folder, writing
 from hw.board.boards import BOARDS
 from hw.compiler.memory_images import REQUANTIZERS
-from hw.link.protocol import FRAME_TIMEOUT_MS, MAX_FRAME_TIMEOUT_MS, min_frame_timeout_ms
+from hw.link.protocol import (FRAME_TIMEOUT_MS, LINK_RATES, MAX_FRAME_TIMEOUT_MS, MAX_PIXELS, MIN_BAUD,
+                              min_frame_timeout_ms)
 from hw.link.uart import MIN_CYCLES_PER_BIT
+from training.container import MAX_SIZE
 
 PROG = "python -m hw.build"
 DEFAULT_MODEL = os.path.join("runs", "default", "quant")
 OUTPUTS = ("report.json", "top.v", "build_top.sh")   # an earlier build's folder holds these
 MAKE_MODEL = "make train && make quantize"
+WEEK_S = 7 * 24 * 3600
 
 
 def build_parser():
     p = OneLineParser(prog=PROG, description=__doc__.split("\n")[0])
     p.add_argument("--board", default="arty_a7", help="one of " + ", ".join(BOARDS))
-    p.add_argument("--model", default=None, help=f"quantized model folder (default {DEFAULT_MODEL})")
-    p.add_argument("--lanes", type=int, default=16, help="channels per word (a power of two)")
-    p.add_argument("--pixels", type=int, default=None,
+    p.add_argument("--model", type=path_arg, default=None, help=f"quantized model folder (default {DEFAULT_MODEL})")
+    p.add_argument("--lanes", type=integer(1, MAX_SIZE, "a quantized model's channel limit"), default=16, help="channels per word (a power of two)")
+    p.add_argument("--pixels", type=integer(1, MAX_PIXELS, "the pixels a frame carries"), default=None,
                    help="output pixels per cycle (each adds lanes x lanes add/sub lanes; default: "
                         + ", ".join(f"{b.name} {b.pixels_per_cycle}" for b in BOARDS.values()) + ")")
     p.add_argument("--requantizers", default="dsp", choices=REQUANTIZERS,
@@ -55,17 +58,19 @@ def build_parser():
                         "multipliers are a few per-layer constants (srelu)")
     p.add_argument("--clock-mhz", type=float, default=100.0,
                    help="clock for the latency figures; on an ECP5 board the PLL's output")
-    p.add_argument("--baud", type=int, default=None,
+    p.add_argument("--baud", type=integer(MIN_BAUD, max(LINK_RATES.values()), "the USB-UARTs' range"),
+                   default=None,
                    help="UART rate (default: the board's USB-UART maximum, " +
                         ", ".join(f"{b.name} {b.max_baud}" for b in BOARDS.values()) + ")")
     p.add_argument("--frame-timeout-ms", type=float, default=FRAME_TIMEOUT_MS, metavar="MS",
                    help=f"a frame ends in error 4 after the line is quiet this long inside it "
                         f"(default {FRAME_TIMEOUT_MS:g}: a USB host's gaps are 0.1 to several ms)")
-    p.add_argument("--out", default=None, help="output folder (default build/BOARD)")
+    p.add_argument("--out", type=path_arg, default=None, help="output folder (default build/BOARD)")
     p.add_argument("--no-estimate", action="store_true", help="skip the yosys resource estimate")
-    p.add_argument("--estimate-timeout", type=float, default=1800.0, metavar="S",
+    p.add_argument("--estimate-timeout", type=number(0, WEEK_S, "a week at most", above=True),
+                   default=1800.0, metavar="S",
                    help="stop the yosys estimate after S seconds (default 1800)")
-    p.add_argument("--seed", type=int, default=1, help="nextpnr's placement seed (ECP5 boards)")
+    p.add_argument("--seed", type=integer(0, 2 ** 31 - 1, "nextpnr's seed is a C int"), default=1, help="nextpnr's placement seed (ECP5 boards)")
     p.add_argument("--program", action="store_true",
                    help="load the bitstream into a connected board with openFPGALoader (ECP5 boards)")
     return p
@@ -101,10 +106,10 @@ def build_config(args):
     if args.lanes < 1 or args.lanes & (args.lanes - 1):
         raise UsageError(f"--lanes must be a power of two, got {args.lanes}")
     args.pixels = board.pixels_per_cycle if args.pixels is None else args.pixels
-    if args.pixels < 1:
-        raise UsageError(f"--pixels must be at least 1, got {args.pixels}")
-    if not (math.isfinite(args.clock_mhz) and args.clock_mhz > 0):
-        raise UsageError(f"--clock-mhz must be a positive number, got {args.clock_mhz:g}")
+    low, high = board.family.clock_mhz
+    if not (math.isfinite(args.clock_mhz) and low <= args.clock_mhz <= high):
+        raise UsageError(f"--clock-mhz {args.clock_mhz:g} is outside what the {board.family.title}'s "
+                         f"clocking gives: {low:g} to {high:g} MHz")
     args.baud = board.max_baud if args.baud is None else args.baud
     config = BuildConfig(board, board.family.core_options(args.lanes, args.pixels, args.requantizers),
                          clock_mhz=args.clock_mhz, baud=args.baud,
@@ -112,8 +117,6 @@ def build_config(args):
                          estimate=not args.no_estimate, estimate_timeout_s=args.estimate_timeout,
                          program=args.program)
     uart_mhz = config.uart_clock_mhz
-    if args.baud <= 0:
-        raise UsageError(f"--baud must be positive, got {args.baud}")
     if args.baud > board.max_baud:
         raise UsageError(f"--baud {args.baud} is above the {board.title}'s USB-UART maximum of "
                          f"{board.max_baud}: give --baud {board.max_baud} or less")
@@ -127,9 +130,6 @@ def build_config(args):
         raise UsageError(f"--frame-timeout-ms must be {shortest:.4g} (4 byte times at --baud "
                          f"{args.baud}) to {MAX_FRAME_TIMEOUT_MS:g}, got {args.frame_timeout_ms:g}; "
                          f"the default {FRAME_TIMEOUT_MS:g} suits a USB-UART")
-    if not (math.isfinite(args.estimate_timeout) and args.estimate_timeout > 0):
-        raise UsageError(f"--estimate-timeout must be a positive number of seconds, got "
-                         f"{args.estimate_timeout:g}")
     return config
 
 
@@ -166,11 +166,8 @@ def build(args):
 
     # Everything goes into a new folder that replaces --out as a whole at the end: a killed
     # or failed build leaves the previous build as it was, never a mix of the two.
-    try:
-        with folder_lock(out, "--out"), replace_folder(out) as new:
-            message, rep = build_into(new, out, config, qmodel, plan, top, memory)
-    except OSError as e:         # a full disk, a folder gone read-only
-        raise UsageError(f"cannot write {out} ({e.strerror}); it is unchanged") from None
+    with writing(out, "it is unchanged"), folder_lock(out, "--out"), replace_folder(out) as new:
+        message, rep = build_into(new, out, config, qmodel, plan, top, memory)
     print(summary(rep))
     print(f"report: {os.path.join(out, 'report.md')}")
     if message:

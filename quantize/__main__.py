@@ -13,7 +13,6 @@ docs/quantized-model.md), report.json, report.md and report.png. --out is checke
 work starts; the files are written only after all the work succeeded, into a new folder that
 then takes --out's place as a whole, so a failed run leaves --out as it was.
 """
-import argparse
 import os
 import sys
 import time
@@ -22,8 +21,8 @@ import numpy as np
 from tqdm import tqdm
 
 from common.bits import ceil_div
-from common.cli import OneLineParser, UsageError, run_main
-from common.files import check_output_folder, folder_lock, replace_folder
+from common.cli import OneLineParser, UsageError, integer, number, path_arg, run_main
+from common.files import check_output_folder, folder_lock, replace_folder, writing
 from quantize.convert import (CALIB_CHUNK, calibrate, quantize_bundle, trained_bounds,
                               trained_widths)
 from quantize.fixed_point import MULTIPLIER_BITS
@@ -41,66 +40,48 @@ DEFAULT_ACT_BITS = 8    # without scales trained for a width
 CALIB_SEED = 0          # the calibration images: first N of permutation(seed 0) of the train set
 CALIB_STEP = 4 * CALIB_CHUNK
 DEFAULT_SWEEP = "8,6,4"
+CALIB_IMAGES = 2000
+MAX_IMAGES = 10 ** 8        # more than any dataset here has
 OUTPUTS = ("qmodel.npz", "report.json", "report.md", "report.png")
 
 
-def _int_arg(lo, hi=None):
-    def parse(text):
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-        if value < lo or (hi is not None and value > hi):
-            want = f"{lo}..{hi}" if hi is not None else f">= {lo}"
-            raise argparse.ArgumentTypeError(f"must be {want}, got {value}")
-        return value
-    return parse
-
-
-def _percentile(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0 < value <= 100:  # also refuses nan
-        raise argparse.ArgumentTypeError(f"must be in (0, 100], got {text}")
-    return value
-
-
 def _bits_list(text):
-    parse = _int_arg(MIN_BITS, MAX_BITS)
+    parse = integer(MIN_BITS, MAX_BITS)
     return [parse(t.strip()) for t in text.split(",") if t.strip()]
 
 
 def build_parser():
     p = OneLineParser(prog=PROG, description=__doc__.split("\n")[0])
-    p.add_argument("run_dir", metavar="RUN_DIR", help="run directory holding bundle.npz")
-    p.add_argument("--act-bits", type=_int_arg(MIN_BITS, MAX_BITS), default=None,
+    p.add_argument("run_dir", type=path_arg, metavar="RUN_DIR", help="run directory holding bundle.npz")
+    p.add_argument("--act-bits", type=integer(MIN_BITS, MAX_BITS), default=None,
                    help=f"activation width of the model written ({MIN_BITS}..{MAX_BITS}; default: "
                         f"the width the run was trained for, else {DEFAULT_ACT_BITS})")
-    p.add_argument("--residual-bits", type=_int_arg(MIN_BITS, MAX_BITS), default=None,
+    p.add_argument("--residual-bits", type=integer(MIN_BITS, MAX_BITS), default=None,
                    help="width of the residual stream (default: the trained one at the trained "
                         "width, else the activation width)")
-    p.add_argument("--input-bits", type=_int_arg(MIN_BITS, MAX_BITS), default=None,
+    p.add_argument("--input-bits", type=integer(MIN_BITS, MAX_BITS), default=None,
                    help="width of the image as the first conv reads it, after the input BN "
                         "(default: the trained one at the trained width, else the activation "
                         "width)")
-    p.add_argument("--multiplier-bits", type=_int_arg(2, MULTIPLIER_BITS), default=MULTIPLIER_BITS,
+    p.add_argument("--multiplier-bits", type=integer(2, MULTIPLIER_BITS), default=MULTIPLIER_BITS,
                    metavar="B", help=f"signed width of the requant multipliers (2..{MULTIPLIER_BITS}, "
                    f"default {MULTIPLIER_BITS}); fewer make cheaper shift-add requantizers")
-    p.add_argument("--calib-images", type=_int_arg(1), default=2000, metavar="N",
-                   help="training images used to pick the scales (default 2000)")
-    p.add_argument("--calib-percentile", type=_percentile, default=100.0, metavar="P",
+    p.add_argument("--calib-images", type=integer(1, MAX_IMAGES, "the training set's size is "
+                                                  "checked too"), default=None, metavar="N",
+                   help=f"training images used to pick the scales (default {CALIB_IMAGES}, or all "
+                        "when the training set has fewer)")
+    p.add_argument("--calib-percentile", type=number(0, 100, "a percentile", above=True), default=100.0, metavar="P",
                    help="scale bound = P-th percentile of |x| (default 100: the peak)")
     p.add_argument("--sweep-bits", type=_bits_list, default=_bits_list(DEFAULT_SWEEP),
                    metavar="B,B,...", help="activation widths evaluated for the report "
                    f"(default {DEFAULT_SWEEP}; --act-bits is always added)")
-    p.add_argument("--test-images", type=_int_arg(1), default=None, metavar="N",
+    p.add_argument("--test-images", type=integer(1, MAX_IMAGES, "the test set's size is checked too"),
+                   default=None, metavar="N",
                    help="evaluate on the first N test images (default: all)")
     p.add_argument("--dataset", choices=DATASETS, default=None,
                    help="dataset (default: the one named in the bundle's metadata)")
-    p.add_argument("--data-dir", default=None, help="folder with the dataset's files")
-    p.add_argument("--out", default=None, help="output folder (default RUN_DIR/quant)")
+    p.add_argument("--data-dir", type=path_arg, default=None, help="folder with the dataset's files")
+    p.add_argument("--out", type=path_arg, default=None, help="output folder (default RUN_DIR/quant)")
     return p
 
 
@@ -133,6 +114,11 @@ def load_run(args):
                          f"{bundle.manifest['num_classes']}: wrong --dataset")
     if len(data.test_x) == 0 or len(data.train_x) == 0:
         raise UsageError(f"{data.name}: empty training or test set")
+    for flag, asked, have, split in (("--calib-images", args.calib_images, len(data.train_x), "training"),
+                                     ("--test-images", args.test_images, len(data.test_x), "test")):
+        if asked is not None and asked > have:
+            raise UsageError(f"{flag} {asked}: the {data.name} {split} set has {have} images; give "
+                             f"{flag} {have} or fewer")
     return bundle, data
 
 
@@ -190,8 +176,8 @@ def quantize_run(args):
         return widths[2] if bits == trained else bits
 
     order = np.random.default_rng(CALIB_SEED).permutation(len(data.train_x))
-    calib = data.train_x[order[:args.calib_images]]
-    n_test = min(args.test_images or len(data.test_x), len(data.test_x))
+    calib = data.train_x[order[:args.calib_images or CALIB_IMAGES]]
+    n_test = args.test_images or len(data.test_x)
     test_x, test_y = data.test_x[:n_test], data.test_y[:n_test]
     step = 4 * auto_chunk(bundle)
     calibrated = [b for b in bits_list if trained_bounds(bundle, b, residual(b), image(b)) is None]
@@ -244,12 +230,10 @@ def quantize_run(args):
                    title=f"{bundle.manifest['variant']} WRN-{bundle.config['depth']}-"
                          f"{bundle.config['width']} on {data.name}"))
     rendered = render(report)  # everything in memory before the first file is written
-    try:
-        with replace_folder(out_dir) as new:     # the old set of files or the new one, never a mix
-            write_qmodel(os.path.join(new, "qmodel.npz"), manifest, arrays)
-            write_report(new, report, rendered)
-    except OSError as e:                         # a full disk, a folder gone read-only
-        raise UsageError(f"cannot write {out_dir} ({e.strerror}); it is unchanged") from None
+    with writing(out_dir, "it is unchanged"), replace_folder(out_dir) as new:
+        # the old set of files or the new one, never a mix
+        write_qmodel(os.path.join(new, "qmodel.npz"), manifest, arrays)
+        write_report(new, report, rendered)
 
     print(rendered[0])
     print(f"wrote {out_dir}/qmodel.npz, report.json, report.md, report.png")

@@ -16,7 +16,8 @@ from common.bits import int_range
 from training.act_points import WIDTHS
 from training.graph import VARIANTS
 from training.bundle import unpack_signs
-from training.container import OpGraph, check_tensors, complete_manifest, read_container, write_container
+from training.container import (MAX_SIZE, OpGraph, check_tensors, complete_manifest, read_container,
+                                write_container)
 
 FORMAT = "bitwrn-qmodel"
 VERSION = 2
@@ -153,8 +154,8 @@ def _check_numbers(path, manifest):
                  f"an integer {WIDTHS[0]}..{WIDTHS[1]}")
     need(_integer(manifest["num_classes"], 2), "num_classes", manifest["num_classes"], "an integer >= 2")
     shape = manifest["input_shape"]
-    need(isinstance(shape, list) and len(shape) == 3 and all(_integer(v, 1, 4096) for v in shape),
-         "input_shape", shape, "[C, H, W] of integers 1..4096")
+    need(isinstance(shape, list) and len(shape) == 3 and all(_integer(v, 1, MAX_SIZE) for v in shape),
+         "input_shape", shape, f"[C, H, W] of integers 1..{MAX_SIZE}")
     need(manifest["variant"] in VARIANTS, "variant", manifest["variant"], f"one of {VARIANTS}")
     scale = manifest["logits_scale"]
     need(type(scale) in (int, float) and math.isfinite(scale) and scale > 0, "logits_scale", scale,
@@ -166,7 +167,7 @@ def _check_numbers(path, manifest):
             _check_out(need, what, op["out"])
         for key in ("in_channels", "out_channels", "kernel", "stride"):
             if key in op:
-                need(_integer(op[key], 1, 4096), f"{what} {key}", op[key], "an integer 1..4096")
+                need(_integer(op[key], 1, MAX_SIZE), f"{what} {key}", op[key], f"an integer 1..{MAX_SIZE}")
         if "padding" in op:
             need(_integer(op["padding"], 0, 16), f"{what} padding", op["padding"], "an integer 0..16")
         if "shift" in op:

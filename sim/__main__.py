@@ -14,24 +14,27 @@ image next to the analytic model. The last line reads `N/N images bit-exact`. Ex
 bit-exact, 1 a mismatch or a failed simulator build/run (one line on stderr naming its log),
 2 a bad command line, model, dataset or --build-dir (one line, checked before any build).
 """
-import math
 import os
 import re
 import sys
 import time
 
-from common.cli import OneLineParser, UsageError, run_main
-from common.files import check_output_folder, folder_lock
+from common.cli import OneLineParser, UsageError, integer, number, path_arg, run_main
+from common.files import check_output_folder, folder_lock, writing
 from hw.board.boards import BOARDS
 from hw.board.families import XC7
 from hw.compiler.memory_images import REQUANTIZERS
 from hw.core.latency import latency_report
 from hw.core.plan import CoreOptions
+from hw.link.protocol import MAX_PIXELS
 from quantize.qmodel import QModelError, read_qmodel
+from sim.runner import build_path_problem
+from training.container import MAX_SIZE
 from training.data import DatasetError, load_dataset
 
 
 PROG = "python -m sim"
+MAX_IMAGES = 10 ** 7          # more than any test set here has
 # Boards whose hard blocks have a simulation model here (the ECP5's MULT18X18D is simulated in
 # tests/test_hw_blocks.py only, in the requantizer's one configuration).
 SIM_BOARDS = [name for name, board in BOARDS.items() if board.family is XC7]
@@ -39,18 +42,21 @@ SIM_BOARDS = [name for name, board in BOARDS.items() if board.family is XC7]
 
 def build_parser():
     p = OneLineParser(prog=PROG, description=__doc__.split("\n")[0])
-    p.add_argument("--model", required=True, help="quantized model: RUN_DIR/quant or its qmodel.npz")
-    p.add_argument("--images", type=int, default=4, help="test images through the whole network")
+    p.add_argument("--model", type=path_arg, required=True, help="quantized model: RUN_DIR/quant or its qmodel.npz")
+    p.add_argument("--images", type=integer(1, MAX_IMAGES, "the test set's size is checked too"),
+                   default=4, help="test images through the whole network")
     p.add_argument("--layer", action="append", default=None, metavar="NAME",
                    help="check only this layer (repeatable); default: all layers")
-    p.add_argument("--lanes", type=int, default=16, help="channels per word (power of two)")
-    p.add_argument("--pixels", type=int, default=2, help="output pixels per cycle (>= 1)")
+    p.add_argument("--lanes", type=integer(1, MAX_SIZE, "a quantized model's channel limit"),
+                   default=16, help="channels per word (power of two)")
+    p.add_argument("--pixels", type=integer(1, MAX_PIXELS, "the pixels a frame carries"), default=2,
+                   help="output pixels per cycle")
     p.add_argument("--requantizers", default="dsp", choices=REQUANTIZERS,
                    help="the requantizers to build (as python -m hw.build --requantizers)")
-    p.add_argument("--stall", type=float, default=0.2,
-                   help="probability of a stall cycle on each stream side (0..0.9)")
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--build-dir", default="build/sim",
+    p.add_argument("--stall", type=number(0, 0.9, "a probability; 1 would stall for ever"),
+                   default=0.2, help="probability of a stall cycle on each stream side (0..0.9)")
+    p.add_argument("--data-dir", type=path_arg, default=None)
+    p.add_argument("--build-dir", type=path_arg, default="build/sim",
                    help="a folder for the simulator builds (its layers/ and network/)")
     p.add_argument("--no-layers", action="store_true", help="skip the layer-by-layer check")
     p.add_argument("--board", default=None,
@@ -72,14 +78,8 @@ def core_options(args):
 
 def check_arguments(args):
     """Every option alone and together: UsageError (one line) before any work."""
-    if args.images < 1:
-        raise UsageError(f"--images must be >= 1, got {args.images}")
-    if args.pixels < 1:
-        raise UsageError(f"--pixels must be >= 1, got {args.pixels}")
-    if args.lanes < 1 or args.lanes & (args.lanes - 1):
+    if args.lanes & (args.lanes - 1):
         raise UsageError(f"--lanes must be a power of two, got {args.lanes}")
-    if not (math.isfinite(args.stall) and 0 <= args.stall <= 0.9):
-        raise UsageError(f"--stall must be a probability within 0..0.9, got {args.stall}")
     if args.board is not None and args.board not in SIM_BOARDS:
         raise UsageError(f"--board {args.board}: no simulation model of its hard blocks here; give "
                          f"{' or '.join(SIM_BOARDS)}, or leave --board out (every part its twin)")
@@ -91,6 +91,9 @@ def check_arguments(args):
 def check_build_dir(build_dir, subfolders):
     """--build-dir and its `subfolders` are folders this process can write, or can make: one
     line otherwise. Makes nothing (make_build_dirs does, once the inputs are read)."""
+    problem = build_path_problem(build_dir)
+    if problem:
+        raise UsageError(f"--build-dir {problem}")
     check_output_folder(build_dir, "--build-dir")
     for sub in subfolders:
         check_output_folder(os.path.join(build_dir, sub), "--build-dir")
@@ -99,11 +102,8 @@ def check_build_dir(build_dir, subfolders):
 def make_build_dirs(build_dir, subfolders):
     for sub in subfolders:
         path = os.path.join(build_dir, sub)
-        try:
+        with writing(f"--build-dir {build_dir}: {path}", "give a writable folder"):
             os.makedirs(path, exist_ok=True)
-        except OSError as e:
-            raise UsageError(f"--build-dir {build_dir}: cannot make {path} ({e.strerror or e}); "
-                             f"give a writable folder") from e
 
 
 def simulation_failed(error, folder):
@@ -124,7 +124,11 @@ def run(args):
     dataset = qmodel.manifest["source"].get("metadata", {}).get("dataset")
     if not dataset:
         raise DatasetError(f"{args.model} does not name its dataset; quantize a trained run")
-    images = load_dataset(dataset, args.data_dir).test_x[:args.images]
+    images = load_dataset(dataset, args.data_dir).test_x
+    if args.images > len(images):
+        raise UsageError(f"--images {args.images}: the {dataset} test set has {len(images)} images; "
+                         f"give --images {len(images)} or fewer")
+    images = images[:args.images]
     options, platform = core_options(args)
     try:
         plan = options.plan(qmodel)

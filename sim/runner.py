@@ -189,6 +189,28 @@ def _build_is_stale(sim_dir: Path, command: list[str]) -> bool:
     return stale
 
 
+# What make, and so the simulators' generated makefiles, take unquoted in a path.
+MAKE_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./+")
+
+
+def build_path_problem(path) -> str | None:
+    """Why a simulator cannot build in `path`, or None. Verilator's and cocotb's makefiles split
+    paths at spaces and mangle other characters (a build in "/tmp/a b/ü" fails in make), so such
+    a folder is refused in one line before anything is built.
+
+    >>> build_path_problem("/tmp/build/sim") is None
+    True
+    >>> build_path_problem("/tmp/my build")
+    "/tmp/my build holds ' ', which the simulators' makefiles cannot take: choose a folder whose path has only ASCII letters, digits and _ - . / +"
+    """
+    full = os.path.abspath(path)
+    bad = sorted(set(full) - MAKE_SAFE)
+    if not bad:
+        return None
+    return (f"{full} holds {', '.join(map(repr, bad))}, which the simulators' makefiles cannot "
+            "take: choose a folder whose path has only ASCII letters, digits and _ - . / +")
+
+
 def run_cocotb(
     component_or_verilog,
     toplevel: str,
@@ -246,6 +268,9 @@ def run_cocotb(
 
     sim = ensure_simulator()
     build_dir = Path(build_dir).resolve()
+    problem = build_path_problem(build_dir)
+    if problem:
+        raise ValueError(problem)
     if clean and build_dir.exists():
         shutil.rmtree(build_dir)
     build_dir.mkdir(parents=True, exist_ok=True)

@@ -18,13 +18,14 @@ BUSY_SHARE = 1 / 8            # packets that wait for a busy host
 BUSY_MS = (1.0, 3.0)          # how long more they wait
 
 
-def usb_packets(total_bytes, speed="full", seed=0, long_pause_ms=None):
+def usb_packets(total_bytes, speed="full", seed=0, long_pause_ms=None, busy_share=BUSY_SHARE):
     """The `packets` option for `total_bytes` sent at USB `speed`: packet size and the gap before
-    each packet in ps."""
+    each packet in ps. `busy_share`: the packets that wait for a busy host (0: a host that keeps
+    the bus fed, for long soaks whose simulated time is mostly the line's)."""
     size, frame_ms = USB_SPEEDS[speed]
     rng = random.Random(seed)
     count = -(-total_bytes // size)
-    gaps_ms = [rng.uniform(0, frame_ms) + (rng.uniform(*BUSY_MS) if rng.random() < BUSY_SHARE else 0)
+    gaps_ms = [rng.uniform(0, frame_ms) + (rng.uniform(*BUSY_MS) if rng.random() < busy_share else 0)
                for _ in range(count)]
     if long_pause_ms is not None:
         gaps_ms[count // 2] = long_pause_ms

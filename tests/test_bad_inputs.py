@@ -99,8 +99,8 @@ def test_4_resume_from_a_torch_file_of_another_shape(tiny_mnist, tmp_path, capsy
 @pytest.mark.parametrize("extra,words", [
     (["--device", "tpu"], ["--device tpu: unknown device", "cpu"]),
     (["--device", "cuda:7"], ["--device cuda:7"]),
-    (["--threads", "-1"], ["--threads must be >= 1"]),
-    (["--threads", "0"], ["--threads must be >= 1"]),
+    (["--threads", "-1"], ["--threads: must be an integer 1.."]),
+    (["--threads", "0"], ["--threads: must be an integer 1.."]),
     (["--cutout", "1000"], ["--cutout 1000 is larger than the 12x12 images", "at most 12"]),
 ])
 def test_5_6_7_train_device_threads_cutout(tiny_mnist, tmp_path, capsys, extra, words):
@@ -370,3 +370,26 @@ def test_a_full_disk_at_the_end_of_training_is_one_line_and_resumable(tiny_mnist
     one_line(err, "cannot write the run's final files", "No space left on device", "--resume")
     assert run(train_cli.main, tiny_args(tiny_mnist, out, "--resume"), capsys)[0] == 0
     assert (out / "bundle.npz").exists() and (out / "summary.json").exists()
+
+
+def test_a_real_write_failure_while_checkpointing_is_one_line(tiny_mnist, tmp_path):
+    """No mock: RLIMIT_FSIZE fails every write past 128 KiB with EFBIG, as a full disk fails it
+    with ENOSPC. The data are only read; the checkpoint (about 600 KB) cannot be written."""
+    import resource
+    import signal
+    import subprocess
+    import sys
+
+    def small_files():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (128 << 10, 128 << 10))
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)   # a failed write, not a killed process
+    out = tmp_path / "run"
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    r = subprocess.run([sys.executable, "-m", "training.train",
+                        *tiny_args(tiny_mnist, str(out), "--subset", "200")],
+                       cwd=root, capture_output=True, text=True, timeout=600, preexec_fn=small_files,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    one_line(r.stderr, "cannot write epoch 1's checkpoint", "File too large",
+             "previous checkpoint is intact", "--resume")
+    assert [e for e in os.listdir(out) if "checkpoint" in e] == []     # no half-written file

@@ -118,6 +118,63 @@ def test_idx_label_out_of_range_and_count_mismatch(tmp_path):
         load_dataset("mnist", tmp_path)
 
 
+def test_idx_header_dims_whose_product_overflows_int64(tmp_path):
+    """2**31 * 2**31 * 4 = 2**64 wraps to 0 in int64: a 16-byte header-only file matched it."""
+    write_idx_set(tmp_path, np.random.default_rng(0), gz=(False,) * 4)
+    header = (0x803).to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in (2**31, 2**31, 4))
+    (tmp_path / "train-images-idx3-ubyte").write_bytes(header)
+    with pytest.raises(DatasetError, match=r"train-images-idx3-ubyte: size 16 bytes, header "
+                                           r"\(2147483648, 2147483648, 4\) implies 18446744073709551632"):
+        load_dataset("mnist", tmp_path)
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_idx_huge_file_or_gzip_bomb_is_refused_without_reading_it(tmp_path, gz):
+    """A header for 5 images of 28x28, then 256 MiB (a sparse file, or a stream of gzip members
+    of zeros): reading stops one byte past the 3,920 the header implies."""
+    import tracemalloc
+    write_idx_set(tmp_path, np.random.default_rng(0), gz=(gz,) * 4)
+    good = idx_bytes(np.zeros((5, 28, 28)))
+    p = tmp_path / ("t10k-images-idx3-ubyte" + (".gz" if gz else ""))
+    if gz:
+        p.write_bytes(gzip.compress(good) + gzip.compress(bytes(1 << 20), 1) * 256)
+    else:
+        p.write_bytes(good)
+        os.truncate(p, 1 << 28)
+    tracemalloc.start()
+    try:
+        with pytest.raises(DatasetError, match=r"t10k-images-idx3-ubyte(\.gz)?: size over 3936 "
+                                               r"bytes, header \(5, 28, 28\) implies 3936"):
+            load_dataset("mnist", tmp_path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 << 20
+
+
+@pytest.mark.parametrize("file,dims,words", [
+    ("train-images-idx3-ubyte", (0, 28, 28), "header (0, 28, 28) holds no images"),
+    ("train-images-idx3-ubyte", (7, 0, 28), "header (7, 0, 28) gives the images a side of 0"),
+    ("train-labels-idx1-ubyte", (0,), "header (0,) holds no labels"),
+])
+def test_idx_empty_headers_are_refused(tmp_path, file, dims, words):
+    write_idx_set(tmp_path, np.random.default_rng(0), gz=(False,) * 4)
+    (tmp_path / file).write_bytes(idx_bytes(np.zeros(dims)))
+    with pytest.raises(DatasetError) as e:
+        load_dataset("mnist", tmp_path)
+    assert f"{file}: {words}" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_idx_train_and_test_images_of_different_sizes(tmp_path):
+    write_idx_set(tmp_path, np.random.default_rng(0), gz=(False,) * 4)
+    (tmp_path / "t10k-images-idx3-ubyte").write_bytes(idx_bytes(np.zeros((5, 12, 14))))
+    with pytest.raises(DatasetError) as e:
+        load_dataset("mnist", tmp_path)
+    assert (f"t10k-images-idx3-ubyte: its images are 12x14, those of "
+            f"{tmp_path / 'train-images-idx3-ubyte'} 28x28") in str(e.value)
+    assert "\n" not in str(e.value)
+
+
 # ---------------------------------------------------------------- CIFAR
 
 @pytest.mark.parametrize("hundred", [False, True])
@@ -191,6 +248,22 @@ def test_cifar_corrupt(tmp_path):
         load_dataset("cifar10", tmp_path)
 
 
+@pytest.mark.parametrize("key,value,words", [
+    (b"labels", ["cat"], "labels are <U3 values, not integers"),
+    (b"labels", [2**70], "labels are object values, not integers"),
+    (b"labels", [0.5], "labels are float64 values, not integers"),
+    (b"labels", [[0], [1, 2]], "labels are not an array (ValueError"),
+    (b"data", [[0] * 3072, [0]], "data are not an array (ValueError"),
+])
+def test_cifar_labels_and_data_of_the_wrong_kind(tmp_path, key, value, words):
+    write_cifar(tmp_path, np.random.default_rng(0))
+    batch = {b"data": np.zeros((1, 3072), np.uint8), b"labels": [0], key: value}
+    (tmp_path / "cifar-10-batches-py" / "test_batch").write_bytes(pickle.dumps(batch, protocol=2))
+    with pytest.raises(DatasetError) as e:
+        load_dataset("cifar10", tmp_path)
+    assert f"test_batch: {words}" in str(e.value) and "\n" not in str(e.value)
+
+
 # ---------------------------------------------------------------- SVHN
 
 def write_svhn(path, rng, n):
@@ -229,6 +302,12 @@ def test_svhn_missing_and_corrupt(tmp_path):
                                                     "y": np.array([[0], [3]], np.uint8)})
     with pytest.raises(DatasetError, match=r"label out of range 1..10"):
         load_dataset("svhn", tmp_path)
+    for y, kind in ((np.array(["a", "b"]), "<U1"), (np.array([[1.5], [2.0]]), "float64")):
+        scipy.io.savemat(tmp_path / "test_32x32.mat", {"X": np.zeros((32, 32, 3, 2), np.uint8),
+                                                        "y": y})
+        with pytest.raises(DatasetError, match=rf"test_32x32\.mat: labels are {kind} values, "
+                                               "not integers"):
+            load_dataset("svhn", tmp_path)
 
 
 # ---------------------------------------------------------------- common behaviour

@@ -76,12 +76,20 @@ def test_bad_lanes_is_one_line(model_dir, tmp_path):
 
 
 @pytest.mark.parametrize("args,words", [
-    (["--baud", "13000000"], ["--baud 13000000", "USB-UART maximum of 12000000", "--baud 12000000 or less"]),
+    (["--baud", "13000000"], ["--baud", "integer 300..12000000 (the USB-UARTs' range)", "13000000"]),
+    (["--board", "ulx3s_85f", "--baud", "6000000"],
+     ["--baud 6000000", "USB-UART maximum of 3000000", "--baud 3000000 or less"]),
     (["--board", "ulx3s_85f", "--clock-mhz", "10"],
      ["--baud 3000000", "4 clock cycles per bit", "10 MHz", "--baud 2500000 or less", "--clock-mhz"]),
-    (["--baud", "0"], ["--baud must be positive"]),
+    (["--baud", "0"], ["--baud", "integer 300..12000000", "'0'"]),
+    (["--clock-mhz", "1e9"], ["--clock-mhz 1e+09 is outside", "Xilinx 7-series", "4.69 to 464 MHz"]),
+    (["--board", "ulx3s_85f", "--clock-mhz", "1000"], ["Lattice ECP5", "3.125 to 400 MHz"]),
+    (["--seed", "-1"], ["--seed", "0..2147483647", "C int"]),
+    (["--estimate-timeout", "1e300"], ["--estimate-timeout", "a week"]),
+    (["--lanes", "1024"], ["1024 lanes: the model's widest layer has", "or fewer"]),
+    (["--pixels", "100000"], ["--pixels", "integer 1..65535"]),
 ])
-def test_a_baud_rate_the_board_cannot_carry_is_one_line_before_any_work(model_dir, tmp_path, args, words):
+def test_an_option_past_what_the_board_or_tools_take_is_one_line_before_any_work(model_dir, tmp_path, args, words):
     out = tmp_path / "out"
     r = cli("--model", str(model_dir), "--no-estimate", "--out", str(out), *args)
     line = r.stderr.strip()

@@ -63,11 +63,11 @@ def test_classify_sends_one_frame_and_decodes_the_reply():
 def test_a_stream_keeps_one_frame_ahead():
     """Frame n + 1 goes out before reply n is read, frame n + 2 only after it."""
     images = [np.full((1, 2, 2), v, np.uint8) for v in (1, 2, 3)]
-    answers = [reply_bytes([v, -v], v % 2, cycles=100 + v) for v in (1, 2, 3)]
+    answers = [reply_bytes([v, -v], 0, cycles=100 + v) for v in (1, 2, 3)]
     port = Loopback(b"".join(answers))
     replies = list(classify_stream(port, images))
-    assert [(r.cls, r.logits, r.cycles) for r in replies] == [(1, [1, -1], 101), (0, [2, -2], 102),
-                                                           (1, [3, -3], 103)]
+    assert [(r.cls, r.logits, r.cycles) for r in replies] == [(0, [1, -1], 101), (0, [2, -2], 102),
+                                                           (0, [3, -3], 103)]
     writes = [i for i, (kind, _) in enumerate(port.log) if kind == "write"]
     assert [port.log[i][1] for i in writes] == [encode_frame(x) for x in images]
     read_before = [sum(n for kind, n in port.log[:i] if kind == "read") for i in writes]
@@ -88,6 +88,24 @@ def test_errors_and_truncated_replies(answer, code, text):
     with pytest.raises(FrameError, match=text) as info:
         read_reply(Loopback(answer).read)
     assert info.value.code == code
+
+
+@pytest.mark.parametrize("answer,num_classes,text", [
+    (reply_bytes([3, 9, 1], 2), None, "class 2, but its logits' largest is class 1"),
+    (reply_bytes([3, 9, 1], 200), None, "class 200, but its logits' largest is class 1"),
+    (reply_bytes([5, 5], 1), None, "class 1, but its logits' largest is class 0"),  # first max
+    (reply_bytes([4], 0), None, "1 classes, not at least 2"),
+    (reply_bytes([], 0), None, "0 classes, not at least 2"),
+    (reply_bytes([1, 2, 3], 2), 10, "3 classes, not the model's 10"),
+    (reply_bytes([1, 2], 1, cycles=0), None, "0 cycles"),
+])
+def test_a_reply_whose_crc_holds_but_whose_fields_cannot_be_right_is_an_error(answer, num_classes,
+                                                                             text):
+    """A CRC says the bytes are the board's, not that they can be an answer: a class past the
+    class count, or not the argmax of the logits beside it, used to be printed with exit 0."""
+    with pytest.raises(FrameError, match=text):
+        read_reply(Loopback(answer).read, num_classes)
+    assert read_reply(Loopback(reply_bytes([1, 2, 3], 2)).read, 3).cls == 2
 
 
 # -- the command line: every bad input is one line on stderr, exit 2, before the port opens ----
@@ -157,13 +175,18 @@ def test_bad_images_are_one_line_before_the_port_opens(pngs, capsys, no_port, na
 
 
 @pytest.mark.parametrize("args,words", [
-    (["--count", "0"], ["argument --count", ">= 1", "'0'"]),
-    (["--count", "-5"], ["argument --count", ">= 1", "'-5'"]),
-    (["--baud", "0"], ["argument --baud", ">= 1"]),
-    (["--baud", "-9600"], ["argument --baud", ">= 1"]),
-    (["--timeout", "0"], ["argument --timeout", "finite", "> 0"]),
-    (["--timeout", "nan"], ["argument --timeout", "finite", "'nan'"]),
-    (["--timeout", "inf"], ["argument --timeout", "finite", "'inf'"]),
+    (["--count", "0"], ["argument --count", "integer 1..10000000", "'0'"]),
+    (["--count", "-5"], ["argument --count", "integer 1..", "'-5'"]),
+    (["--count", "100000000"], ["argument --count", "integer 1..10000000", "test set"]),
+    (["--baud", "0"], ["argument --baud", "300..12000000", "USB-UARTs' range"]),
+    (["--baud", "-9600"], ["argument --baud", "300..12000000"]),
+    (["--baud", "24000000"], ["argument --baud", "300..12000000"]),
+    (["--timeout", "0"], ["argument --timeout", "> 0 and <= 3600"]),
+    (["--timeout", "nan"], ["argument --timeout", "'nan'"]),
+    (["--timeout", "inf"], ["argument --timeout", "'inf'"]),
+    (["--timeout", "1e300"], ["argument --timeout", "an hour"]),
+    (["--retries", "101"], ["argument --retries", "integer 0..100"]),
+    (["--frame-timeout-ms", "5000"], ["argument --frame-timeout-ms", "<= 1000", "hw.build"]),
     (["--shape", "1x28"], ["argument --shape", "CxHxW"]),
     (["--shape", "0x8x8"], ["argument --shape", "CxHxW"]),
     (["--shape", "3x256x256"], ["argument --shape", "196608 pixels", "16-bit length"]),
@@ -234,6 +257,9 @@ def test_port_that_cannot_open(pngs, capsys):
 
 
 # -- good input reaches the port ------------------------------------------------------------------
+BOARD_LOGITS = [1, 9, 3] + [0] * 7      # the tiny model's 10 classes
+
+
 class FakeSerial(Loopback):
     def __enter__(self):
         return self
@@ -244,21 +270,35 @@ class FakeSerial(Loopback):
 
 @pytest.fixture
 def board(monkeypatch):
-    """serial_for_url -> a port answering each frame with logits [1, 9, 3], class 1."""
+    """serial_for_url -> a port answering each frame with 10 logits [1, 9, 3, 0, ...], class 1."""
     import serial
     opened = []
 
     def open_port(url, baud, timeout):
         opened.append((url, baud, timeout))
-        opened.append(FakeSerial(reply_bytes([1, 9, 3], 1) * 10))
+        opened.append(FakeSerial(reply_bytes(BOARD_LOGITS, 1) * 10))
         return opened[-1]
     monkeypatch.setattr(serial, "serial_for_url", open_port)
     return opened
 
 
+def test_a_board_of_another_model_is_a_failure_not_an_answer(pngs, tiny_model, capsys, monkeypatch):
+    """Replies whose CRC holds but whose class count is not the model's (a board built from
+    another model): exit 1 with the reason, no answer printed."""
+    import serial
+    monkeypatch.setattr(serial, "serial_for_url",
+                        lambda url, baud, timeout: FakeSerial(reply_bytes([1, 9, 3], 1) * 4))
+    monkeypatch.setattr(FakeSerial, "reset_input_buffer", lambda self: None, raising=False)
+    assert client("--model", tiny_model, "--retries", "1", "--frame-timeout-ms", "1",
+                  pngs / "gray8.png") == 1
+    out, err = capsys.readouterr()
+    assert out == "" and "3 classes, not the model's 10: is it built from this model?" in err
+
+
 def test_good_image_is_sent(pngs, tiny_model, capsys, board):
     assert client("--model", tiny_model, "--baud", "9600", "--timeout", "0.5", pngs / "gray8.png") == 0
-    assert capsys.readouterr().out.strip() == "class 1, logits [1, 9, 3], 66638 cycles"
+    assert capsys.readouterr().out.strip() == \
+        "class 1, logits [1, 9, 3, 0, 0, 0, 0, 0, 0, 0], 66638 cycles"
     assert board[0] == ("loop://", 9600, 0.5)
     pixels = np.arange(64, dtype=np.uint8) * 3
     body = bytes([64, 0]) + pixels.tobytes()
@@ -290,6 +330,14 @@ def test_dataset_streams_count_images(tmp_path, capsys, board):
     assert out.startswith("2 images: accuracy ") and "images/s over the link" in out
     assert "66,638 cycles per image (mean)" in out
     assert len(board[1].written) == 2 * (3 + 64 + 4)
+
+
+def test_a_count_past_the_test_set_is_refused_not_cut(tmp_path, capsys, board):
+    """--count 4 of a 3-image test set used to stream 3 with exit 0 and no word."""
+    write_idx_set(str(tmp_path), np.random.default_rng(0), n_train=4, n_test=3, h=8, w=8)
+    assert client("--shape", "1x8x8", "--dataset", "mnist", "--data-dir", tmp_path, "--count", "4") == 2
+    one_line(capsys, "--count 4", "test set has 3 images", "--count 3 or fewer")
+    assert board == []      # refused before the port opened
 
 
 def test_a_board_that_does_not_answer_is_one_line_exit_1(pngs, capsys):
@@ -390,7 +438,7 @@ def test_a_stream_reports_each_image_once_in_order():
         v = value_of(frame)
         if v == 2 or (v == 3 and n == 1):
             return bytes([0xEE, 4])
-        return reply_bytes([v, -v], v % 2)
+        return reply_bytes([v, -v], 0)
     board = Board(respond)
     images = (np.full((1, 2, 2), v, np.uint8) for v in range(6))        # read as it goes
     got = list(classify_stream(board, images, Retry(retries=2, quiet_s=0)))

@@ -141,6 +141,10 @@ def test_srelu_needs_no_multiplier(tiny, tmp_path):
     (["--sweep-bits", "8,1"], "--sweep-bits"),
     (["--multiplier-bits", "1"], "--multiplier-bits"),
     (["--multiplier-bits", "17"], "--multiplier-bits"),
+    (["--calib-percentile", "inf"], "--calib-percentile: must be a number > 0 and <= 100"),
+    # past the data at hand: these used to be cut to it without a word
+    (["--calib-images", "201"], "--calib-images 201: the mnist training set has 200 images"),
+    (["--test-images", "51"], "--test-images 51: the mnist test set has 50 images; give --test-images 50"),
 ])
 def test_bad_arguments(tiny, capsys, extra, message):
     code, _, err = run_cli([tiny["run"], "--data-dir", tiny["data"], *extra], capsys)

@@ -39,12 +39,16 @@ def no_simulator(monkeypatch):
 
 @pytest.mark.parametrize("args,words", [
     (["--lanes", "6"], ["--lanes must be a power of two, got 6"]),
-    (["--images", "0"], ["--images must be >= 1, got 0"]),
-    (["--pixels", "0"], ["--pixels must be >= 1, got 0"]),
+    (["--images", "0"], ["argument --images: must be an integer 1..", "got '0'"]),
+    (["--images", "100000"], ["--images 100000: the mnist test set has", "or fewer"]),
+    (["--pixels", "0"], ["argument --pixels: must be an integer 1..65535", "got '0'"]),
+    (["--pixels", "10000"], ["10000 pixels per cycle: the model's largest feature map has"]),
+    (["--lanes", "1024"], ["1024 lanes: the model's widest layer has", "--lanes 64 or fewer"]),
     (["--stall", "1.5"], ["--stall", "0..0.9", "1.5"]),
     (["--stall", "nan"], ["--stall", "0..0.9", "nan"]),
     (["--stall", "inf"], ["--stall", "0..0.9", "inf"]),
     (["--stall=-inf"], ["--stall", "0..0.9", "-inf"]),
+    (["--build-dir", "a b/ü"], ["--build-dir", "holds ' ', 'ü', which the simulators' makefiles"]),
     (["--layer", "s1b1_add", "--no-layers"], ["--layer s1b1_add", "--no-layers", "one or the other"]),
     (["--requantizers", "shift-add"], ["per-channel multipliers, as in a bn model): use --requantizers dsp"]),
     (["--board", "ulx3s_85f"], ["--board ulx3s_85f: no simulation model", "give arty_a7 or",
@@ -52,7 +56,10 @@ def no_simulator(monkeypatch):
 ])
 def test_bad_arguments(tiny, tmp_path, capsys, monkeypatch, no_simulator, args, words):
     monkeypatch.chdir(tmp_path)
-    code = main(["--model", str(tiny / "quant"), "--data-dir", str(tiny), *args])
+    try:
+        code = main(["--model", str(tiny / "quant"), "--data-dir", str(tiny), *args])
+    except SystemExit as e:        # argparse's own refusals
+        code = e.code
     assert code == 2
     one_line(capsys, *words)
 

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from training.bundle import read_bundle
-from training.train import SRELU_DEFAULTS, main
+from training.model import WideResNet
+from training.train import MAX_THREADS, SRELU_DEFAULTS, main
 
 FASHION = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -91,18 +92,9 @@ def test_ddp_with_two_gloo_processes(tiny_mnist, tmp_path):
 @pytest.mark.parametrize("extra,message", [
     (["--epochs", "5"], "2, 6, 14, 30"),
     (["--depth", "9"], "6n+2"),
-    (["--width", "0"], "--width"),
-    (["--subset", "0"], "--subset"),
     (["--weights", "2bit"], "invalid choice"),
     (["--batch-size", "600"], "fewer than one minibatch"),
-    (["--variant", "srelu", "--srelu-temperature", "0"], "--srelu-temperature must be a positive"),
-    (["--variant", "srelu", "--srelu-temperature", "-4"], "--srelu-temperature must be a positive"),
-    (["--variant", "srelu", "--srelu-temperature", "nan"], "--srelu-temperature must be a positive"),
     (["--lr-schedule", "nonsense"], "--lr-schedule must be one of sgdr, cosine"),
-    (["--lr-schedule", "cosine", "--epochs", "0"], "--epochs must be >= 1"),
-    (["--lr-max", "inf"], "--lr-max must be a positive"),
-    (["--warmup-steps", "-1"], "--warmup-steps must be >= 0"),
-    (["--clip-grad-norm", "-1"], "--clip-grad-norm must be a number >= 0"),
     (["--act-bits", "0"], "--act-bits must be 2..8, got 0"),
     (["--act-bits", "1"], "--act-bits must be 2..8, got 1"),
     (["--act-bits", "9"], "--act-bits must be 2..8, got 9"),
@@ -118,6 +110,31 @@ def test_cli_rejects_bad_arguments_in_one_line(tiny_mnist, tmp_path, capsys, ext
     code, err = run_cli(tiny_args(tiny_mnist, tmp_path / "x", *extra), capsys)
     assert code == 2
     assert message in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "x" / "checkpoint.pt").exists()
+
+
+@pytest.mark.parametrize("option,values", [
+    ("--subset", ["100000001", "0", "501"]),      # 501: more than the 500 images at hand
+    ("--depth", ["206", "2"]),
+    ("--width", ["17", "0"]),
+    ("--srelu-temperature", ["1e5", "0", "-4", "nan"]),
+    ("--epochs", ["10001", "0"]),
+    ("--lr-max", ["11", "0", "inf", "nan"]),
+    ("--warmup-steps", ["10000001", "-1"]),
+    ("--clip-grad-norm", ["1e7", "-1", "nan"]),
+    ("--cutout", [str(2**32), "13", "-1"]),       # 13: more than the 12x12 images at hand
+    ("--batch-size", ["65537", "501", "0"]),      # 501: more than the 500 images at hand
+    ("--weight-decay", ["1.5", "-0.1", "nan"]),
+    ("--seed", [str(2**64), "-1"]),
+    ("--stop-after", ["10001", "0"]),
+    ("--threads", [str(MAX_THREADS + 1), "0"]),
+])
+def test_every_numeric_option_is_bounded_on_both_sides(tiny_mnist, tmp_path, capsys, option,
+                                                        values):
+    for value in values:
+        code, err = run_cli(tiny_args(tiny_mnist, tmp_path / "x", option, value), capsys)
+        assert code == 2 and len(err.strip().splitlines()) == 1, (value, err)
+        assert option in err and "error:" in err, (value, err)
     assert not (tmp_path / "x" / "checkpoint.pt").exists()
 
 
@@ -168,3 +185,29 @@ def test_a_run_from_before_the_schedule_options_still_resumes(tiny_mnist, tmp_pa
     ckpt["args"]["srelu_temperature"] = 25.0
     torch.save(ckpt, out / "checkpoint.pt")
     assert main(tiny_args(tiny_mnist, out, "--resume")) == 0
+
+
+def test_a_checkpoint_of_another_network_is_refused_in_one_line(tiny_mnist, tmp_path, capsys):
+    """A checkpoint whose arguments are this run's but whose weights are another network's (copied
+    from another run, or its arguments edited), given to --resume or --init-from: refused before
+    loading, naming the first key that differs, instead of torch's size-mismatch traceback."""
+    out = tmp_path / "run"
+    assert main(tiny_args(tiny_mnist, out, "--stop-after", "1")) == 0
+    capsys.readouterr()
+    path = out / "checkpoint.pt"
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["model"] = WideResNet(8, 2, 1, 10, 12).state_dict()           # --width 2's
+    torch.save(ckpt, path)
+    before = path.read_bytes()
+    code, err = run_cli(tiny_args(tiny_mnist, out, "--resume"), capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert (f"--resume: {path}: its weights do not fit this network (layers.conv0.weight: "
+            "(32, 1, 3, 3) there, (16, 1, 3, 3) here); it is another network's") in err
+    assert path.read_bytes() == before
+    ckpt["model"] = WideResNet(14, 1, 1, 10, 12).state_dict()          # --depth 14's
+    torch.save(ckpt, path)
+    code, err = run_cli(tiny_args(tiny_mnist, tmp_path / "new", "--init-from", str(out)), capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert (f"--init-from {out}: its weights do not fit this network "
+            "(layers.s1b2_a1_bn.running_mean: (16,) there, absent here)") in err
+    assert not (tmp_path / "new" / "checkpoint.pt").exists()

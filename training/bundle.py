@@ -13,13 +13,12 @@ import numpy as np
 
 from training.act_points import WIDTHS, act_plan
 from training.graph import build_ops, model_config
-from training.container import OpGraph, check_tensors, read_container, write_container
+from training.container import MAX_SIZE, OpGraph, check_tensors, read_container, write_container
 
 FORMAT = "bitwrn-bundle"
 VERSION = 3
 # 1: no "activations" (read as null); 2: no activations.input_bits (read as bits)
 SUPPORTED_VERSIONS = (1, 2, 3)
-MAX_SIZE = 4096     # any depth, width, channel count, class count or image side: none is near it
 
 FIX_CORRUPT = ("re-copy the file, or re-export it from the checkpoint with "
                "training.export.export_bundle (python -m training.train writes one)")

@@ -15,6 +15,7 @@ import numpy as np
 from common.files import atomic_path
 
 MANIFEST = "manifest"
+MAX_SIZE = 4096     # any depth, width, channel count, class count or image side: none is near it
 
 
 def sha256(arr):

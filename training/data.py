@@ -6,6 +6,7 @@ DatasetError with a one-line message naming the dataset, the file(s) and the fix
 """
 
 import gzip
+import math
 import os
 import pickle
 import zlib
@@ -64,6 +65,23 @@ def _corrupt(name, path, what):
                                   f"fix: replace it with a fresh copy ({FIXES[name]})"))
 
 
+def _array(name, path, value, what):
+    """np.asarray(value), or a one-line DatasetError: a tampered file can hold ragged lists."""
+    try:
+        return np.asarray(value)
+    except (ValueError, TypeError, OverflowError) as e:
+        raise _corrupt(name, path, f"{what} are not an array ({type(e).__name__}: {e})") from e
+
+
+def _labels(name, path, value):
+    """Labels as int64; text, floats and ints beyond int64 (an object array) are refused rather
+    than parsed, truncated or left to numpy's own exceptions."""
+    y = _array(name, path, value, "labels")
+    if y.dtype.kind not in "iu":
+        raise _corrupt(name, path, f"labels are {y.dtype} values, not integers")
+    return y.astype(np.int64)
+
+
 def _check_labels(name, path, y, num_classes):
     if y.size and (y.min() < 0 or y.max() >= num_classes):
         raise _corrupt(name, path, f"label out of range 0..{num_classes - 1} "
@@ -72,29 +90,47 @@ def _check_labels(name, path, y, num_classes):
 
 # ---------------------------------------------------------------- MNIST / Fashion-MNIST (idx)
 
+def _read_at_most(f, n):
+    """Up to n bytes of f, read in pieces: f.read(n) allocates n bytes at once, and the n a
+    header claims can be far more than the file holds."""
+    buf = bytearray()
+    while len(buf) < n:
+        piece = f.read(min(n - len(buf), 1 << 24))
+        if not piece:
+            break
+        buf += piece
+    return buf
+
+
 def _read_idx(name, path, ndim):
-    """Parse an idx file with uint8 payload: magic 0x0000080<ndim>, ndim big-endian uint32 dims."""
+    """Parse an idx file with uint8 payload: magic 0x0000080<ndim>, ndim big-endian uint32 dims.
+    The header is read first and no more than the payload it implies plus one byte after it, so
+    a huge file or a gzip bomb is refused without reading (or decompressing) it all."""
+    head = 4 + 4 * ndim
     try:
-        if path.endswith(".gz"):
-            with gzip.open(path, "rb") as f:
-                raw = f.read()
-        else:
-            with open(path, "rb") as f:
-                raw = f.read()
+        with (gzip.open if path.endswith(".gz") else open)(path, "rb") as f:
+            header = f.read(head)
+            if len(header) < head:
+                raise _corrupt(name, path, f"truncated header ({len(header)} bytes)")
+            magic = int.from_bytes(header[:4], "big")
+            if magic != 0x800 + ndim:
+                raise _corrupt(name, path, f"bad magic 0x{magic:08x}, "
+                                           f"expected 0x{0x800 + ndim:08x}")
+            dims = tuple(int.from_bytes(header[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+            if dims[0] == 0:
+                raise _corrupt(name, path, f"header {dims} holds no "
+                                           f"{'images' if ndim > 1 else 'labels'}")
+            if 0 in dims[1:]:
+                raise _corrupt(name, path, f"header {dims} gives the images a side of 0")
+            want = math.prod(dims)   # exact: numpy's int64 product wraps for 32-bit dims
+            body = _read_at_most(f, want + 1)
     except (OSError, EOFError, zlib.error) as e:  # bad gzip: OSError; truncated gzip: EOFError
         raise _corrupt(name, path, f"cannot read/decompress ({type(e).__name__}: {e})") from e
-    head = 4 + 4 * ndim
-    if len(raw) < head:
-        raise _corrupt(name, path, f"truncated header ({len(raw)} bytes)")
-    magic = int.from_bytes(raw[:4], "big")
-    if magic != 0x800 + ndim:
-        raise _corrupt(name, path, f"bad magic 0x{magic:08x}, expected 0x{0x800 + ndim:08x}")
-    dims = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
-    want = head + int(np.prod(dims, dtype=np.int64))
-    if len(raw) != want:
-        raise _corrupt(name, path, f"size {len(raw)} bytes, header {dims} implies {want}")
-    # frombuffer avoids a per-byte parse; copy so the arrays are writable and own their memory
-    return np.frombuffer(raw, dtype=np.uint8, offset=head).reshape(dims).copy()
+    if len(body) != want:
+        size = head + len(body) if len(body) < want else f"over {head + want}"
+        raise _corrupt(name, path, f"size {size} bytes, header {dims} implies {head + want}")
+    # a bytearray: the array is writable and needs no copy
+    return np.frombuffer(body, dtype=np.uint8).reshape(dims)
 
 
 def _load_idx(name, d):
@@ -115,6 +151,9 @@ def _load_idx(name, d):
             raise _corrupt(name, paths[split + 1], f"{len(y)} labels for {len(x)} images")
         _check_labels(name, paths[split + 1], y, 10)
         out += [x[:, None], y]  # add the single channel axis -> N x 1 x H x W
+    if out[0].shape[2:] != out[2].shape[2:]:    # one network reads both
+        raise _corrupt(name, paths[2], "its images are {}x{}, those of {} {}x{}".format(
+            *out[2].shape[2:], paths[0], *out[0].shape[2:]))
     return (*out, 10)
 
 
@@ -142,9 +181,7 @@ def _read_cifar_batch(name, path, label_key, num_classes):
         raise _corrupt(name, path, f"cannot unpickle ({type(e).__name__}: {e})") from e
     if not isinstance(d, dict) or b"data" not in d or label_key not in d:
         raise _corrupt(name, path, f"not a CIFAR batch (no dict with b'data', {label_key!r})")
-    x, y = d[b"data"], d[label_key]
-    x = np.asarray(x)
-    y = np.asarray(y, dtype=np.int64)
+    x, y = _array(name, path, d[b"data"], "data"), _labels(name, path, d[label_key])
     if x.dtype != np.uint8 or x.ndim != 2 or x.shape[1] != 3072 or y.shape != (len(x),):
         raise _corrupt(name, path, f"data {x.dtype}{x.shape} / labels {y.shape}, expected "
                                    f"uint8 (N, 3072) / (N,)")
@@ -184,7 +221,7 @@ def _read_svhn(name, path):
     if x.dtype != np.uint8 or x.ndim != 4 or x.shape[2] != 3 or y.size != x.shape[3]:
         raise _corrupt(name, path, f"X {x.dtype}{x.shape} / y {y.shape}, expected "
                                    f"uint8 (32, 32, 3, N) / N labels")
-    y = y.reshape(-1).astype(np.int64)
+    y = _labels(name, path, y).reshape(-1)
     if y.size and (y.min() < 1 or y.max() > 10):
         raise _corrupt(name, path, f"label out of range 1..10 (found {y.min()}..{y.max()})")
     y[y == 10] = 0  # SVHN stores digit 0 as class 10

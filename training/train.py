@@ -10,8 +10,8 @@ gradients).
 Run directory: checkpoint.pt (resumable), metrics.jsonl, summary.json, curves.png, bundle.npz.
 """
 import hashlib
+import io
 import json
-import math
 import os
 import sys
 import time
@@ -22,8 +22,9 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from common.cli import OneLineParser, UsageError, run_main
-from common.files import atomic_path, check_output_folder, folder_lock, write_json, write_text
+from common.cli import OneLineParser, UsageError, integer, number, path_arg, run_main
+from common.files import (check_output_folder, folder_lock, write_bytes, write_json, write_text,
+                          writing)
 from training import lr_schedule, sgdr
 from training.augment import augment
 from training.bn_recalibration import recalibrate_batchnorm
@@ -39,6 +40,9 @@ from training.plots import plot_curves
 PROG = "python -m training.train"
 MOMENTUM = 0.9
 BATCH_SIZE = 125
+MAX_EPOCHS = 10_000
+# More threads than 4 per CPU only contend (1024 where the count is unknown).
+MAX_THREADS = 4 * (os.cpu_count() or 256)
 WEIGHT_DECAY = 5e-4
 EVAL_BATCH = 500
 # Arguments that define a run: resuming with any of them changed would not continue the same run.
@@ -62,27 +66,33 @@ LEGACY_ARGS = dict(lr_schedule="sgdr", lr_max=0.1, warmup_steps=0, clip_grad_nor
 def build_parser():
     p = OneLineParser(prog=PROG, description=__doc__.split("\n")[0])
     p.add_argument("--dataset", default="fashion-mnist", choices=DATASETS)
-    p.add_argument("--data-dir", default=None, help="folder with the dataset's files")
-    p.add_argument("--subset", type=int, default=None, metavar="N",
+    p.add_argument("--data-dir", type=path_arg, default=None, help="folder with the dataset's files")
+    p.add_argument("--subset", default=None, metavar="N",
+                   type=integer(1, 10**8, "an image count; the largest set here, SVHN, has 73,257"),
                    help="train on N random training images (and up to N test images)")
-    p.add_argument("--depth", type=int, default=20, help="6n+2 conv layers (8, 14, 20, 26, ...)")
-    p.add_argument("--width", type=int, default=1, help="widening factor k (16k channels first)")
+    p.add_argument("--depth", type=integer(8, 200, "5x the WRN papers' deepest, 40"), default=20,
+                   help="6n+2 conv layers (8, 14, 20, 26, ...)")
+    p.add_argument("--width", type=integer(1, 16, "the WRN paper's widest is 10"), default=1,
+                   help="widening factor k (16k channels first)")
     p.add_argument("--weights", default="1bit", choices=WEIGHT_MODES)
     p.add_argument("--variant", default="bn", choices=VARIANTS,
                    help="bn: ICLR 2018; srelu: BN-free shifted ReLU (2019)")
-    p.add_argument("--srelu-temperature", type=float, default=None,
+    p.add_argument("--srelu-temperature", default=None,
+                   type=number(0, 1e4, "it divides the logits; the defaults: 25..80", above=True),
                    help="head temperature T of --variant srelu (default: 40 for 1-bit, 80 for "
                         "float weights on 10 classes, 25 on 100; see training/graph.py)")
-    p.add_argument("--epochs", type=int, default=6,
+    p.add_argument("--epochs", type=integer(1, MAX_EPOCHS, "the papers train up to 254"), default=6,
                    help="with --lr-schedule sgdr one of " + ", ".join(map(str, sgdr.ALLOWED_EPOCHS)))
     p.add_argument("--lr-schedule", default=None, metavar="{sgdr,cosine}",
                    help="sgdr: warm restarts (ICLR 2018, the bn default); cosine: one decay "
                         "0.1 -> 1e-5 (the 2019 shifted-ReLU runs, the srelu default)")
-    p.add_argument("--lr-max", type=float, default=0.1,
-                   help="peak learning rate (the schedule is scaled to it)")
-    p.add_argument("--warmup-steps", type=int, default=None, metavar="N",
+    p.add_argument("--lr-max", type=number(0, 10, "the paper's peak is 0.1", above=True),
+                   default=0.1, help="peak learning rate (the schedule is scaled to it)")
+    p.add_argument("--warmup-steps", default=None, metavar="N",
+                   type=integer(0, 10**7, "over 100 epochs of SVHN at batch size 1"),
                    help="linear learning-rate warm-up over the first N steps (0: none)")
-    p.add_argument("--clip-grad-norm", type=float, default=None, metavar="NORM",
+    p.add_argument("--clip-grad-norm", default=None, metavar="NORM",
+                   type=number(0, 1e6, "0: none; a norm of 1e6 clips nothing that trains"),
                    help="clip the gradient's global norm to NORM; 0: no clipping (default: 1 "
                         "for --variant srelu, which collapses without it; 0 for bn)")
     p.add_argument("--act-bits", type=int, default=None, metavar="B",
@@ -97,20 +107,26 @@ def build_parser():
     p.add_argument("--act-scales", default="calibrated", choices=SCALE_MODES,
                    help="with --act-bits: the power-of-two scales follow each tensor's running "
                         "peak (calibrated) or are trained parameters (learned)")
-    p.add_argument("--init-from", default=None, metavar="RUN",
+    p.add_argument("--init-from", type=path_arg, default=None, metavar="RUN",
                    help="start from the weights and BN moments of the finished or checkpointed "
                         "run in folder RUN (same dataset, depth, width, weights, variant), e.g. to "
                         "fine-tune it for --act-bits")
-    p.add_argument("--cutout", type=int, default=0, metavar="SIZE", help="cutout patch size (paper: 18)")
-    p.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="per process")
-    p.add_argument("--weight-decay", type=float, default=WEIGHT_DECAY)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="runs/default", help="run directory")
+    # the images at hand may be smaller: checked once they are loaded
+    p.add_argument("--cutout", type=integer(0, 2**32 - 1, "an idx file's largest image side"),
+                   default=0, metavar="SIZE", help="cutout patch size (paper: 18)")
+    p.add_argument("--batch-size", default=BATCH_SIZE, help="per process",
+                   type=integer(1, 65536, "the largest published ImageNet batches are 64Ki"))
+    p.add_argument("--weight-decay", type=number(0, 1, "the paper's is 5e-4"), default=WEIGHT_DECAY)
+    p.add_argument("--seed", type=integer(0, 2**64 - 1, "torch.manual_seed takes 64 bits"),
+                   default=0)
+    p.add_argument("--out", type=path_arg, default="runs/default", help="run directory")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
-    p.add_argument("--stop-after", type=int, default=None, metavar="EPOCHS",
+    p.add_argument("--stop-after", type=integer(1, MAX_EPOCHS, "as --epochs"), default=None,
+                   metavar="EPOCHS",
                    help="stop (resumably) once this many epochs are done, e.g. for job time limits")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads per process")
+    p.add_argument("--threads", type=integer(1, MAX_THREADS, "4 per CPU here"), default=None,
+                   help="CPU threads per process")
     return p
 
 
@@ -129,26 +145,6 @@ def check_args(args):
         check_depth(args.depth)
     except ValueError as e:
         raise UsageError(str(e)) from None
-    t = args.srelu_temperature
-    if t is not None and not (math.isfinite(t) and t > 0):
-        raise UsageError(f"--srelu-temperature must be a positive number, got {t:g}")
-    if not (math.isfinite(args.lr_max) and args.lr_max > 0):
-        raise UsageError(f"--lr-max must be a positive number, got {args.lr_max:g}")
-    if args.warmup_steps < 0:
-        raise UsageError(f"--warmup-steps must be >= 0, got {args.warmup_steps}")
-    c = args.clip_grad_norm
-    if not (math.isfinite(c) and c >= 0):
-        raise UsageError(f"--clip-grad-norm must be a number >= 0 (0: no clipping), got {c:g}")
-    if args.width < 1:
-        raise UsageError(f"--width must be >= 1, got {args.width}")
-    if args.subset is not None and args.subset < 1:
-        raise UsageError(f"--subset must be >= 1, got {args.subset}")
-    if args.cutout < 0:
-        raise UsageError(f"--cutout must be >= 0, got {args.cutout}")
-    if args.batch_size < 1:
-        raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
-    if args.stop_after is not None and args.stop_after < 1:
-        raise UsageError(f"--stop-after must be >= 1, got {args.stop_after}")
     lo, hi = ACT_BITS
     if args.act_bits is not None and not lo <= args.act_bits <= hi:
         raise UsageError(f"--act-bits must be {lo}..{hi}, got {args.act_bits} (leave it out for "
@@ -167,8 +163,6 @@ def check_args(args):
         if args.init_from == os.path.normpath(args.out):
             raise UsageError(f"--init-from {args.init_from} is the --out folder: to continue "
                              "that run use --resume")
-    if args.threads is not None and args.threads < 1:
-        raise UsageError(f"--threads must be >= 1, got {args.threads} (leave it out for torch's default)")
     check_output_folder(args.out, "--out")
 
 
@@ -252,8 +246,8 @@ def read_checkpoint(path, option, fix):
 
 
 def load_init_weights(args):
-    """The model state of the run in --init-from (its activation scales left out: they start
-    from this run's data), checked against this run's network."""
+    """The model state of the run in --init-from, once its arguments are checked to describe
+    this run's network."""
     path = os.path.join(args.init_from, "checkpoint.pt")
     if not os.path.isfile(path):
         raise UsageError(f"--init-from {args.init_from}: no checkpoint.pt there; give the folder "
@@ -265,7 +259,25 @@ def load_init_weights(args):
             raise UsageError(f"--init-from {args.init_from}: that run has --{k.replace('_', '-')} "
                              f"{theirs!r}, this one {getattr(args, k)!r}; start from a run of "
                              "the same network and dataset")
-    return {k: v for k, v in ckpt["model"].items() if not k.startswith("act_quant.")}
+    return ckpt["model"]
+
+
+def load_weights(model, state, source, fix, ignore=()):
+    """Load checkpoint weights `state` into `model`, once its keys and tensor shapes are checked
+    to be the model's (but for keys starting with `ignore`): those of another network would end in
+    torch's multi-line "size mismatch" or "Missing key(s)"."""
+    def shapes(tensors):
+        return {k: tuple(v.shape) if torch.is_tensor(v) else "not a tensor"
+                for k, v in tensors.items() if not k.startswith(ignore)}
+    ours = shapes(model.state_dict())
+    theirs = shapes(state) if isinstance(state, dict) else {}
+    for k in [*ours, *(k for k in theirs if k not in ours)]:
+        if ours.get(k) != theirs.get(k):
+            raise UsageError(f"{source}: its weights do not fit this network ({k}: "
+                             f"{theirs.get(k, 'absent')} there, {ours.get(k, 'absent')} here); "
+                             f"{fix}")
+    model.load_state_dict({k: v for k, v in state.items() if not k.startswith(ignore)},
+                          strict=not ignore)
 
 
 CHECKPOINT_KEYS = {"epoch", "model", "optimizer", "history", "args", "wall_s"}
@@ -276,8 +288,11 @@ RUN_FILES = ("checkpoint.pt", "bundle.npz", "summary.json", "metrics.jsonl")
 def save_checkpoint(path, model, optimizer, history, args, wall_s):
     state = dict(epoch=len(history), model=model.state_dict(), optimizer=optimizer.state_dict(),
                  history=history, args=vars(args), wall_s=wall_s)
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    # into memory first: on a full disk torch's writer raises its own RuntimeError, write_bytes
+    # an OSError, which `writing` turns into one line
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    write_bytes(path, buf.getvalue())
 
 
 def train(args):
@@ -301,6 +316,9 @@ def train_locked(args):
     ckpt = load_checkpoint(args, ckpt_path) if args.resume else None
     init = load_init_weights(args) if args.init_from and not ckpt else None
     data = load_dataset(args.dataset, args.data_dir, args.subset, args.seed)
+    if args.subset is not None and len(data.train_x) < args.subset:   # it took them all
+        raise UsageError(f"--subset {args.subset}: {data.name} has {len(data.train_x)} training "
+                         f"images; give --subset {len(data.train_x)} or fewer, or leave it out")
     size = min(data.train_x.shape[2:])
     if args.cutout > size:
         raise UsageError(f"--cutout {args.cutout} is larger than the {size}x{size} images and "
@@ -321,20 +339,16 @@ def train_locked(args):
     model = WideResNet(args.depth, args.width, c, data.num_classes, h, args.weights,
                        args.variant, args.srelu_temperature, args.act_bits, args.act_scales,
                        args.residual_bits, args.input_bits)
-    if init is not None:
-        try:
-            missing = model.load_state_dict(init, strict=False).missing_keys
-        except RuntimeError as e:   # same config, different tensor shapes: not this network
-            raise UsageError(f"--init-from {args.init_from}: its weights do not fit this network "
-                             f"({str(e).splitlines()[-1].strip()})") from None
-        if any(not k.startswith("act_quant.") for k in missing):
-            raise UsageError(f"--init-from {args.init_from}: its checkpoint lacks "
-                             f"{', '.join(k for k in missing if not k.startswith('act_quant.'))}")
+    if init is not None:    # its activation scales left out: they start from this run's data
+        load_weights(model, init, f"--init-from {args.init_from}",
+                     "start from a run of the same network and dataset", ignore=("act_quant.",))
     model = model.to(device)
     optimizer = make_optimizer(model, args)
     history, wall_before = [], 0.0
     if ckpt:
-        model.load_state_dict(ckpt["model"])
+        load_weights(model, ckpt["model"], f"--resume: {ckpt_path}",
+                     "it is another network's: resume with that run's arguments, or delete it "
+                     "to start over")
         optimizer.load_state_dict(ckpt["optimizer"])
         history, wall_before = ckpt["history"], ckpt["wall_s"]
     net = DistributedDataParallel(model) if dist.active else model
@@ -385,13 +399,11 @@ def train_locked(args):
                             epoch_s=time.time() - t0))
         if dist.main:
             wall = wall_before + time.time() - start
-            try:
+            with writing(f"epoch {epoch + 1}'s checkpoint and metrics in {args.out}",
+                         "the previous checkpoint is intact: free space, then --resume"):
                 save_checkpoint(ckpt_path, model, optimizer, history, args, wall)
-            except OSError as e:    # a full disk: the previous checkpoint is still whole
-                raise UsageError(f"cannot write {ckpt_path} ({e.strerror}); the previous "
-                                 "checkpoint is intact: free space, then --resume") from None
-            write_text(os.path.join(args.out, "metrics.jsonl"),
-                       "".join(json.dumps(h) + "\n" for h in history))
+                write_text(os.path.join(args.out, "metrics.jsonl"),
+                           "".join(json.dumps(h) + "\n" for h in history))
             print(f"epoch {epoch + 1}/{args.epochs}: train error {wrong / seen:.4f}, "
                   f"test error {test_error:.4f}, {time.time() - t0:.0f} s", flush=True)
         dist.barrier()
@@ -404,16 +416,14 @@ def train_locked(args):
         return None
 
     check_in_sync(model, dist)
-    try:
+    with writing(f"the run's final files in {args.out}",     # each one is written atomically
+                 "the checkpoint of the last epoch is intact: free space, then --resume"):
         summary = finish(args, model, data, dist, device, steps, history)
         if dist.main:
             summary["wall_s"] = wall_before + time.time() - start
             write_json(os.path.join(args.out, "summary.json"), summary)
             plot_curves(history, os.path.join(args.out, "curves.png"),
                         f"WRN-{args.depth}-{args.width} {args.weights}/{args.variant}, {args.dataset}")
-    except OSError as e:            # a full disk: every file is written atomically
-        raise UsageError(f"cannot write the run's final files in {args.out} ({e.strerror}); the "
-                         "checkpoint of the last epoch is intact: free space, then --resume") from None
     if dist.main:
         print(f"test error {summary['test_error']:.4f} "
               f"({summary['test_error_before_bn_recalibration']:.4f} before BN recalibration); "

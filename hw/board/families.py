@@ -33,6 +33,7 @@ class Family:
     block_ram: str              # the block RAM primitive
     pll_clock: bool             # a PLL makes the clock (--clock-mhz) from the board's oscillator
     routed: bool                # placed and routed here (open tools), else Vivado project files
+    clock_mhz: tuple            # (lowest, highest) clock the family's clocking can give the core
 
     def core_options(self, lanes, pixels_per_cycle, requantizers="dsp"):
         """The core as this family builds it: its multiplier for the requantizers."""
@@ -47,7 +48,9 @@ class Family:
 
 
 XC7 = Family("xc7", "Xilinx 7-series", HardMultiplier(25, 18, True), dsp_accumulators=True,
-             lut="LUT6", block_ram="RAMB36E1", pll_clock=False, routed=False)
+             lut="LUT6", block_ram="RAMB36E1", pll_clock=False, routed=False,
+             clock_mhz=(4.69, 464.0))     # MMCM output range; BUFG maximum, Artix-7 -1 (DS181)
 ECP5 = Family("ecp5", "Lattice ECP5", HardMultiplier(18, 18, False), dsp_accumulators=False,
-              lut="LUT4", block_ram="DP16KD", pll_clock=True, routed=True)
+              lut="LUT4", block_ram="DP16KD", pll_clock=True, routed=True,
+              clock_mhz=(3.125, 400.0))   # EHXPLLL CLKOP output range (FPGA-DS-02012)
 FAMILIES = {f.name: f for f in (XC7, ECP5)}

@@ -51,7 +51,23 @@ class CoreOptions:
 
     def plan(self, qmodel):
         """The core that runs the whole network."""
+        self.check_needed_by(qmodel)
         return CorePlan(self.schedule(qmodel), self)
+
+    def check_needed_by(self, qmodel):
+        """ValueError, from arithmetic alone, for lanes or pixels the model cannot use: a lane past
+        the widest layer's channels, or an output pixel per cycle past the image's, computes
+        nothing, and planning for them takes minutes (1,024 lanes on a 64-channel model)."""
+        channels = max([qmodel.input_shape[0]] + [op[k] for op in qmodel.ops
+                                                  for k in ("in_channels", "out_channels") if k in op])
+        useful = 1 << ceil_log2(channels)
+        if self.lanes > useful:
+            raise ValueError(f"{self.lanes} lanes: the model's widest layer has {channels} channels, "
+                             f"so at most {useful} lanes do work; give --lanes {useful} or fewer")
+        _, h, w = qmodel.input_shape
+        if self.pixels_per_cycle > h * w:
+            raise ValueError(f"{self.pixels_per_cycle} pixels per cycle: the model's largest feature "
+                             f"map has {h * w} pixels; give --pixels {h * w} or fewer")
 
 
 class CorePlan:

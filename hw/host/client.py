@@ -29,15 +29,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from common.cli import OneLineParser, UsageError, run_main
-from hw.link.protocol import (FRAME_TIMEOUT_MS, LINK_RATES, MAX_FRAME_TIMEOUT_MS, MAX_PIXELS, FrameError,
-                              encode_frame, read_reply)
+from common.cli import OneLineParser, UsageError, integer, number, path_arg, run_main
+from hw.link.protocol import (FRAME_TIMEOUT_MS, LINK_RATES, MAX_FRAME_TIMEOUT_MS, MAX_PIXELS, MIN_BAUD,
+                              FrameError, encode_frame, read_reply)
 
 PROG = "python -m hw.client"
 DEFAULT_MODEL = os.path.join("runs", "default", "quant")     # python -m hw.build's default
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 RETRIES = 3                   # tries after the first, per frame (--retries)
 MAX_RETRIES = 100             # past it a line that fails is better reported than tried again
+MAX_TIMEOUT_S = 3600.0
+MAX_COUNT = 10 ** 7           # more than any test set here has
 
 
 def quiet_s(frame_timeout_ms):
@@ -62,20 +64,21 @@ class Retry:
         port.reset_input_buffer()
 
 
-def classify(port, image, retry=Retry()):
+def classify(port, image, retry=Retry(), num_classes=None):
     """The board's reply to `image`; FrameError once `retry.retries` more tries have failed."""
-    reply = next(classify_stream(port, [image], retry))
+    reply = next(classify_stream(port, [image], retry, num_classes))
     if isinstance(reply, FrameError):
         raise reply
     return reply
 
 
-def classify_stream(port, images, retry=Retry()):
+def classify_stream(port, images, retry=Retry(), num_classes=None):
     """For each of `images` (any iterable, read as it goes), in order, its Reply or the
     FrameError of its last try, keeping one frame ahead: frame n + 1 is sent before reply n is
     read, so the link brings the next image while the board computes this one (the board
     refuses a second frame ahead: error 5). After a failure the frames whose replies are still
-    to come are sent again (`Retry`)."""
+    to come are sent again (`Retry`). `num_classes`: the model's, to check the replies against
+    (protocol.check_answer)."""
     images = iter(images)
     pending = deque()            # [frame, its failed tries]: sent, reply not read, oldest first
 
@@ -89,7 +92,7 @@ def classify_stream(port, images, retry=Retry()):
     send_next()
     while pending:
         try:
-            reply = read_reply(port.read)
+            reply = read_reply(port.read, num_classes)
         except FrameError as e:
             retry.resync(port)
             pending[0][1] += 1
@@ -108,54 +111,6 @@ def classify_stream(port, images, retry=Retry()):
 
 
 # -- checking the command line and the input, before the port is opened ------------------------
-def positive_int(text):
-    """argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = None
-    if value is None or value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
-    return value
-
-
-def bounded_int(lo, hi):
-    """argparse type: an integer in lo..hi."""
-    def parse(text):
-        try:
-            value = int(text)
-        except ValueError:
-            value = None
-        if value is None or not lo <= value <= hi:
-            raise argparse.ArgumentTypeError(f"must be an integer from {lo} to {hi}, got {text!r}")
-        return value
-    return parse
-
-
-def frame_timeout_ms(text):
-    """argparse type: milliseconds within what python -m hw.build accepts (> 0, at most
-    MAX_FRAME_TIMEOUT_MS)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and 0 < value <= MAX_FRAME_TIMEOUT_MS):
-        raise argparse.ArgumentTypeError(f"must be a number of ms > 0 and <= {MAX_FRAME_TIMEOUT_MS:g} "
-                                         f"(the board's, python -m hw.build --frame-timeout-ms), got {text!r}")
-    return value
-
-
-def positive_seconds(text):
-    """argparse type: a finite number of seconds > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a finite number of seconds > 0, got {text!r}")
-    return value
-
-
 def parse_shape(text):
     """argparse type: `CxHxW` -> (C, H, W), each >= 1, at most 65535 pixels (the frame length).
 
@@ -179,10 +134,11 @@ def shape_text(shape):
     return "x".join(map(str, shape))
 
 
-def expected_shape(args):
-    """The model's input shape (C, H, W): --shape, else --model's, else the default model's."""
+def expected_model(args):
+    """The model's input shape (C, H, W) and class count: --shape (the count then unknown: None),
+    else --model's, else the default model's."""
     if args.shape is not None:
-        return args.shape
+        return args.shape, None
     if args.model is None and not os.path.exists(DEFAULT_MODEL):
         raise UsageError(f"no model at {DEFAULT_MODEL} to take the input shape from: give --model "
                          f"RUN_DIR/quant (the model the board was built from) or --shape CxHxW "
@@ -193,7 +149,7 @@ def expected_shape(args):
     if math.prod(shape) > MAX_PIXELS:
         raise UsageError(f"{qmodel.path}: the input {shape_text(shape)} is {math.prod(shape)} pixels, "
                          f"more than the {MAX_PIXELS} a frame's 16-bit length allows")
-    return shape
+    return shape, qmodel.num_classes
 
 
 # PNG modes (as Pillow opens them) -> colour channels; an alpha channel is ignored.
@@ -266,8 +222,10 @@ def load_test_images(args, shape):
         raise UsageError(f"{args.dataset} test images are {shape_text(found)}, the model takes "
                          f"{shape_text(shape)} (C x H x W): give the dataset the board's model "
                          f"was trained on")
-    n = min(args.count, len(data.test_x))
-    return data.test_x[:n], data.test_y[:n]
+    if args.count > len(data.test_x):
+        raise UsageError(f"--count {args.count}: the {args.dataset} test set has "
+                         f"{len(data.test_x)} images; give --count {len(data.test_x)} or fewer")
+    return data.test_x[:args.count], data.test_y[:args.count]
 
 
 def check_arguments(args):
@@ -283,22 +241,24 @@ def check_arguments(args):
 
 def build_parser():
     p = OneLineParser(prog=PROG, description=__doc__.split("\n")[0])
-    p.add_argument("image", nargs="?", help="a PNG to classify, of the model's input shape")
+    p.add_argument("image", type=path_arg, nargs="?", help="a PNG to classify, of the model's input shape")
     p.add_argument("--port", required=True, help="serial port (or a pyserial URL such as loop://)")
     p.add_argument("--board", default="arty_a7", choices=list(LINK_RATES),
                    help="the board, for the default --baud (python -m hw.build's)")
-    p.add_argument("--baud", type=positive_int, default=None,
-                   help="UART rate (>= 1; default the board's: " +
+    p.add_argument("--baud", type=integer(MIN_BAUD, max(LINK_RATES.values()), "the USB-UARTs' range"),
+                   default=None, help="UART rate (default the board's: " +
                         ", ".join(f"{name} {baud}" for name, baud in LINK_RATES.items()) + ")")
-    p.add_argument("--timeout", type=positive_seconds, default=5.0,
-                   help="seconds to wait for the board's reply bytes (> 0)")
-    p.add_argument("--retries", type=bounded_int(0, MAX_RETRIES), default=RETRIES,
+    p.add_argument("--timeout", type=number(0, MAX_TIMEOUT_S, "an hour: a reply takes "
+                                                  "milliseconds", above=True), default=5.0,
+                   help="seconds to wait for the board's reply bytes")
+    p.add_argument("--retries", type=integer(0, MAX_RETRIES), default=RETRIES,
                    help=f"tries after the first for a frame that fails (0..{MAX_RETRIES})")
-    p.add_argument("--frame-timeout-ms", type=frame_timeout_ms, default=FRAME_TIMEOUT_MS,
+    p.add_argument("--frame-timeout-ms", type=number(0, MAX_FRAME_TIMEOUT_MS, "python -m hw.build's",
+                                                      above=True), default=FRAME_TIMEOUT_MS,
                    metavar="MS", help="the board's frame timeout (python -m hw.build "
                                       "--frame-timeout-ms): the silence before a retry")
     source = p.add_mutually_exclusive_group()
-    source.add_argument("--model", default=None,
+    source.add_argument("--model", type=path_arg, default=None,
                         help=f"the quantized model the board runs, for its input shape "
                              f"(default {DEFAULT_MODEL})")
     source.add_argument("--shape", type=parse_shape, default=None, metavar="CxHxW",
@@ -306,9 +266,9 @@ def build_parser():
     p.add_argument("--channels", type=int, choices=(1, 3), default=None,
                    help="convert the PNG: 1 averages colour to gray, 3 repeats gray into RGB")
     p.add_argument("--dataset", default=None, help="stream this dataset's test images instead")
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--count", type=positive_int, default=None,
-                   help="test images to stream with --dataset (>= 1; default 100)")
+    p.add_argument("--data-dir", type=path_arg, default=None)
+    p.add_argument("--count", type=integer(1, MAX_COUNT, "a test set's size is checked too"),
+                   default=None, help="test images to stream with --dataset (default 100)")
     return p
 
 
@@ -320,7 +280,7 @@ def link_failed(e, what):
 
 def work(args):
     check_arguments(args)
-    shape = expected_shape(args)
+    shape, num_classes = expected_model(args)
     if args.channels not in (None, shape[0]):
         raise UsageError(f"--channels {args.channels} does not match the model's input "
                          f"{shape_text(shape)} (C x H x W): give --channels {shape[0]} or leave it out")
@@ -342,14 +302,14 @@ def work(args):
     with port:
         if args.image is not None:
             try:
-                reply = classify(port, image, retry)
+                reply = classify(port, image, retry, num_classes)
             except (FrameError, serial.SerialException, OSError) as e:
                 return link_failed(e, f"{args.image} (after {args.retries} retries)")
             print(f"class {reply.cls}, logits {reply.logits}, {reply.cycles} cycles")
             return 0
         t0 = time.perf_counter()
         right, cycles, failed = 0, [], 0
-        replies = classify_stream(port, images, retry)
+        replies = classify_stream(port, images, retry, num_classes)
         for i, y in enumerate(labels):
             try:
                 reply = next(replies)

@@ -40,6 +40,7 @@ MAX_PIXELS = (1 << 16) - 1       # the frame's 16-bit length
 BITS_PER_BYTE = 10               # 8N1 on the line: start bit, 8 data bits, stop bit
 FRAME_TIMEOUT_MS = 20.0          # the default: several times the longest pause of a busy host
 MAX_FRAME_TIMEOUT_MS = 1000.0    # a second: past it a host error costs more than the frame
+MIN_BAUD = 300                   # the slowest standard rate: below it a frame takes half a minute
 MIN_TIMEOUT_BYTES = 4            # the shortest timeout, in byte times: a byte-paced host meets it
 
 # The fastest rate each board's USB-UART carries: the default --baud of python -m hw.build and
@@ -81,9 +82,10 @@ def encode_frame(image):
     return bytes([START]) + body + crc_bytes(body)
 
 
-def read_reply(read):
+def read_reply(read, num_classes=None):
     """Parse one reply; `read(n)` returns exactly n bytes (or fewer on a timeout). FrameError
-    for an error reply, a byte that starts no reply, a timeout or an answer whose CRC fails."""
+    for an error reply, a byte that starts no reply, a timeout, an answer whose CRC fails, or
+    one whose fields cannot be right (`check_answer`; `num_classes`: the model's, when known)."""
     def take(n):
         data = read(n)
         if len(data) != n:
@@ -103,7 +105,26 @@ def read_reply(read):
         raise FrameError("the answer's CRC does not hold: corrupted on the line")
     logits = [int.from_bytes(raw[LOGIT_BYTES * i:LOGIT_BYTES * (i + 1)], "little", signed=True)
               for i in range(classes[0])]
-    return Reply(logits, tail[0], int.from_bytes(tail[1:], "little"))
+    return check_answer(Reply(logits, tail[0], int.from_bytes(tail[1:], "little")), num_classes)
+
+
+def check_answer(reply, num_classes=None):
+    """The reply, if every field is what the board can send: at least 2 classes (the model's
+    count when known), the class the first largest logit's (the core's argmax, as the golden
+    model's), a cycle count of at least 1. A CRC that holds says the bytes are the board's, not
+    that the board runs the model the host thinks it does; FrameError otherwise."""
+    count = len(reply.logits)
+    if count < 2 or (num_classes is not None and count != num_classes):
+        want = f"the model's {num_classes}" if num_classes is not None else "at least 2"
+        raise FrameError(f"the board answered with {count} classes, not {want}: is it built from "
+                         "this model?")
+    best = reply.logits.index(max(reply.logits))
+    if reply.cls != best:
+        raise FrameError(f"the board answered class {reply.cls}, but its logits' largest is class "
+                         f"{best}: the answer cannot be right")
+    if reply.cycles < 1:
+        raise FrameError("the board answered in 0 cycles: the answer cannot be right")
+    return reply
 
 
 def frame_bytes(input_shape, num_classes):
