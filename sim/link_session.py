@@ -6,8 +6,13 @@ import os
 
 from hw.core.plan import CoreOptions
 from hw.link.framing import FramedAccelerator
+from hw.link.protocol import frame_bytes
 from hw.link.uart import bit_timing
+from quantize.random_model import random_images, random_qmodel
 from sim.runner import run_cocotb
+from sim.usb_host import usb_packets
+
+SOAK_CLOCK_HZ, SOAK_BAUD = 100_000_000, 12_000_000
 
 
 def noisy_session(qmodel, images, folder, *, clock_hz, baud, frame_timeout_ms, retries, seed,
@@ -49,3 +54,22 @@ def tally(result, golden):
     return dict(images=len(result["images"]), sent=sum(result["sends"]), correct=correct,
                 retried=sum(n > 1 for n in result["sends"]), failed=failed, wrong=wrong,
                 sim_s=result["sim_ps"] * 1e-12)
+
+
+def soak(frames, folder, *, flip=1e-5, drop=1e-6, retries=3, frame_timeout_ms=0.2):
+    """Load on the simulated board: `frames` random 1x8x8 images of a random WRN-8-1 (71-byte
+    frames, 51-byte replies) on a 16 x 2 core at 100 MHz and 12 Mbaud, through `noisy_session`
+    with the host's bytes in high-speed USB packets (512 bytes, a gap of up to one 125 us
+    microframe before each, without the busy host's 1-3 ms pauses, so that the simulated time
+    stays the line's), bits flipped both ways at `flip`, the host's bytes dropped at `drop`.
+    Returns (the session's result, the golden model's answers)."""
+    from quantize.golden import run
+    qm = random_qmodel(depth=8, width=1, input_size=8, act_bits=8, seed=5)
+    images = random_images(frames, qm.input_shape, seed=24)
+    frame_in = frame_bytes(qm.input_shape, qm.num_classes)["in"]
+    packets = usb_packets(frame_in * frames * 2, "high", seed=6, busy_share=0)
+    result = noisy_session(qm, images, folder, clock_hz=SOAK_CLOCK_HZ, baud=SOAK_BAUD,
+                           frame_timeout_ms=frame_timeout_ms, retries=retries, seed=7,
+                           rx_flip=flip, tx_flip=flip, rx_drop=drop, packets=packets,
+                           reply_timeout_s=0.01, lanes=16, pixels_per_cycle=2)
+    return result, run(qm, images)

@@ -29,7 +29,7 @@ from hw.link.uart import UARTRx, UARTTx, bit_timing
 from quantize.golden import run
 from quantize.qmodel import write_qmodel
 from quantize.random_model import random_images, random_qmodel
-from sim.link_session import noisy_session, tally
+from sim.link_session import noisy_session, soak, tally
 from sim.runner import run_cocotb
 from sim.usb_host import usb_packets
 
@@ -535,22 +535,33 @@ def test_the_client_over_a_noisy_line_takes_no_wrong_answer(tmp_path):
     assert counts["sent"] > 12 and all(1 <= n <= 2 * (1 + 3) for n in result["sends"])
 
 
-@pytest.mark.slow       # minutes each: cocotb drives every bit; make test's short one: noisy above
-@pytest.mark.parametrize("frames,flip,usb", [(100, 1e-4, True), (2_000, 1e-5, False)])
-def test_a_soak_of_frames_with_gaps_and_faults_is_answered_right(tmp_path, frames, flip, usb):
-    """Frames (in high-speed USB packets with gaps of up to 3 ms, sim/usb_host.py, or back to
-    back), bits flipped both ways at `flip` and bytes dropped at flip / 10, through the client's
-    retries and the framed accelerator (frame timeout 5 ms): every answer the golden model's,
-    none wrong, and no image needs more than its retries."""
+@pytest.mark.slow       # minutes: cocotb drives every bit; make test's short one: noisy above
+def test_frames_with_a_busy_usb_host_and_faults_are_answered_right(tmp_path):
+    """100 frames in high-speed USB packets with gaps of up to 3 ms (sim/usb_host.py), bits
+    flipped both ways at 1e-4 and bytes dropped at 1e-5, through the client's retries and the
+    framed accelerator (frame timeout 5 ms): every answer the golden model's, none wrong, and no
+    image needs more than its retries."""
+    frames = 100
     qm = tiny_model(seed=5)
     images = random_images(frames, qm.input_shape, seed=24)
-    packets = usb_packets(len(encode_frame(images[0])) * frames * 2, "high", seed=6) if usb else None
+    packets = usb_packets(len(encode_frame(images[0])) * frames * 2, "high", seed=6)
     result = noisy_session(qm, images, str(tmp_path), clock_hz=CLOCK_HZ, baud=BAUD,
-                           frame_timeout_ms=5.0, retries=3, seed=7, rx_flip=flip, tx_flip=flip,
-                           rx_drop=flip / 10, packets=packets, reply_timeout_s=0.01)
+                           frame_timeout_ms=5.0, retries=3, seed=7, rx_flip=1e-4, tx_flip=1e-4,
+                           rx_drop=1e-5, packets=packets, reply_timeout_s=0.01)
     counts = tally(result, run(qm, images))
     assert counts["wrong"] == 0 and counts["correct"] + counts["failed"] == frames
     assert counts["failed"] <= frames // 100 and max(result["sends"]) <= 2 * (1 + 3)
+
+
+@pytest.mark.slow       # about an hour on one core: python -m bench.link_soak is the same run
+def test_a_soak_of_10000_frames_with_gaps_and_faults_is_answered_right(tmp_path):
+    """sim/link_session.py's soak: 10,000 frames in USB packets with gaps, bits flipped both
+    ways at 1e-5, bytes dropped at 1e-6, every answer checked against the golden model."""
+    result, golden = soak(10_000, str(tmp_path))
+    counts = tally(result, golden)
+    assert counts["images"] == 10_000 and counts["wrong"] == 0
+    assert counts["correct"] + counts["failed"] == 10_000 and counts["failed"] <= 10
+    assert max(result["sends"]) <= 2 * (1 + 3)
 
 
 def test_a_core_that_does_not_fit_exits_1_with_the_numbers(model_dir, tmp_path, monkeypatch, capsys):
