@@ -48,8 +48,10 @@ WEEK_S = 7 * 24 * 3600
 def build_parser():
     p = OneLineParser(prog=PROG, description=__doc__.split("\n")[0])
     p.add_argument("--board", default="arty_a7", help="one of " + ", ".join(BOARDS))
-    p.add_argument("--model", type=path_arg, default=None, help=f"quantized model folder (default {DEFAULT_MODEL})")
-    p.add_argument("--lanes", type=integer(1, MAX_SIZE, "a quantized model's channel limit"), default=16, help="channels per word (a power of two)")
+    p.add_argument("--model", type=path_arg, default=None,
+                   help=f"quantized model folder (default {DEFAULT_MODEL})")
+    p.add_argument("--lanes", type=integer(1, MAX_SIZE, "a quantized model's channel limit"),
+                   default=16, help="channels per word (a power of two)")
     p.add_argument("--pixels", type=integer(1, MAX_PIXELS, "the pixels a frame carries"), default=None,
                    help="output pixels per cycle (each adds lanes x lanes add/sub lanes; default: "
                         + ", ".join(f"{b.name} {b.pixels_per_cycle}" for b in BOARDS.values()) + ")")
@@ -70,7 +72,8 @@ def build_parser():
     p.add_argument("--estimate-timeout", type=number(0, WEEK_S, "a week at most", above=True),
                    default=1800.0, metavar="S",
                    help="stop the yosys estimate after S seconds (default 1800)")
-    p.add_argument("--seed", type=integer(0, 2 ** 31 - 1, "nextpnr's seed is a C int"), default=1, help="nextpnr's placement seed (ECP5 boards)")
+    p.add_argument("--seed", type=integer(0, 2 ** 31 - 1, "nextpnr's seed is a C int"), default=1,
+                   help="nextpnr's placement seed (ECP5 boards)")
     p.add_argument("--program", action="store_true",
                    help="load the bitstream into a connected board with openFPGALoader (ECP5 boards)")
     return p
@@ -103,7 +106,7 @@ def build_config(args):
     if args.board not in BOARDS:
         raise UsageError(f"unknown board {args.board!r}; supported: {', '.join(BOARDS)}")
     board = BOARDS[args.board]
-    if args.lanes < 1 or args.lanes & (args.lanes - 1):
+    if args.lanes & (args.lanes - 1):
         raise UsageError(f"--lanes must be a power of two, got {args.lanes}")
     args.pixels = board.pixels_per_cycle if args.pixels is None else args.pixels
     low, high = board.family.clock_mhz

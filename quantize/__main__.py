@@ -70,7 +70,8 @@ def build_parser():
                                                   "checked too"), default=None, metavar="N",
                    help=f"training images used to pick the scales (default {CALIB_IMAGES}, or all "
                         "when the training set has fewer)")
-    p.add_argument("--calib-percentile", type=number(0, 100, "a percentile", above=True), default=100.0, metavar="P",
+    p.add_argument("--calib-percentile", type=number(0, 100, "a percentile", above=True),
+                   default=100.0, metavar="P",
                    help="scale bound = P-th percentile of |x| (default 100: the peak)")
     p.add_argument("--sweep-bits", type=_bits_list, default=_bits_list(DEFAULT_SWEEP),
                    metavar="B,B,...", help="activation widths evaluated for the report "
@@ -114,8 +115,9 @@ def load_run(args):
                          f"{bundle.manifest['num_classes']}: wrong --dataset")
     if len(data.test_x) == 0 or len(data.train_x) == 0:
         raise UsageError(f"{data.name}: empty training or test set")
-    for flag, asked, have, split in (("--calib-images", args.calib_images, len(data.train_x), "training"),
-                                     ("--test-images", args.test_images, len(data.test_x), "test")):
+    for flag, asked, have, split in (
+            ("--calib-images", args.calib_images, len(data.train_x), "training"),
+            ("--test-images", args.test_images, len(data.test_x), "test")):
         if asked is not None and asked > have:
             raise UsageError(f"{flag} {asked}: the {data.name} {split} set has {have} images; give "
                              f"{flag} {have} or fewer")

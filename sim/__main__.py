@@ -42,7 +42,8 @@ SIM_BOARDS = [name for name, board in BOARDS.items() if board.family is XC7]
 
 def build_parser():
     p = OneLineParser(prog=PROG, description=__doc__.split("\n")[0])
-    p.add_argument("--model", type=path_arg, required=True, help="quantized model: RUN_DIR/quant or its qmodel.npz")
+    p.add_argument("--model", type=path_arg, required=True,
+                   help="quantized model: RUN_DIR/quant or its qmodel.npz")
     p.add_argument("--images", type=integer(1, MAX_IMAGES, "the test set's size is checked too"),
                    default=4, help="test images through the whole network")
     p.add_argument("--layer", action="append", default=None, metavar="NAME",

@@ -241,7 +241,8 @@ def check_arguments(args):
 
 def build_parser():
     p = OneLineParser(prog=PROG, description=__doc__.split("\n")[0])
-    p.add_argument("image", type=path_arg, nargs="?", help="a PNG to classify, of the model's input shape")
+    p.add_argument("image", type=path_arg, nargs="?",
+                   help="a PNG to classify, of the model's input shape")
     p.add_argument("--port", required=True, help="serial port (or a pyserial URL such as loop://)")
     p.add_argument("--board", default="arty_a7", choices=list(LINK_RATES),
                    help="the board, for the default --baud (python -m hw.build's)")
