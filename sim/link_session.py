@@ -8,6 +8,7 @@ from hw.core.plan import CoreOptions
 from hw.link.framing import FramedAccelerator
 from hw.link.protocol import frame_bytes
 from hw.link.uart import bit_timing
+from quantize.golden import run
 from quantize.random_model import random_images, random_qmodel
 from sim.runner import run_cocotb
 from sim.usb_host import usb_packets
@@ -63,7 +64,6 @@ def soak(frames, folder, *, flip=1e-5, drop=1e-6, retries=3, frame_timeout_ms=0.
     microframe before each, without the busy host's 1-3 ms pauses, so that the simulated time
     stays the line's), bits flipped both ways at `flip`, the host's bytes dropped at `drop`.
     Returns (the session's result, the golden model's answers)."""
-    from quantize.golden import run
     qm = random_qmodel(depth=8, width=1, input_size=8, act_bits=8, seed=5)
     images = random_images(frames, qm.input_shape, seed=24)
     frame_in = frame_bytes(qm.input_shape, qm.num_classes)["in"]
