@@ -27,7 +27,10 @@ __all__ = ["BENCH_PARAMS_ENV", "SIMULATORS", "SIM_ENV", "CocotbFailure", "Simula
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-DEFAULT_BUILD_ARGS: tuple[str, ...] = ("-Wno-fatal", "-Wno-WIDTH")    # Verilator's
+# Verilator's. cocotb's runner passes --public-flat-rw, which keeps every signal of the design
+# visible and so unoptimised: the benches touch only the top's ports, and with those alone
+# public a framed 16 x 2 core runs 14 times as many cycles per second (15,304 -> 220,759).
+DEFAULT_BUILD_ARGS: tuple[str, ...] = ("-Wno-fatal", "-Wno-WIDTH", "--no-public-flat-rw", "--public-depth", "1")
 # Given to iverilog after cocotb's own -g2012: under -g2012, Icarus does not wake yosys's
 # `always @*` blocks that have declaration initialisers at time 0, so their signals stay X
 # (steveicarus/iverilog#301, amaranth-lang/amaranth#594).
