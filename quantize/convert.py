@@ -14,7 +14,7 @@ import numpy as np
 from common.bits import bits_for, int_range
 from quantize.fixed_point import (MULTIPLIER_BITS, adder_plan, csd_terms, integer_multiplier, odd_part,
                                   reduce_power_of_two, requantize, shift_round)
-from quantize.float_reference import run_float
+from quantize.float_reference import pool_divisors, run_float
 from training.act_points import LOGIT_BITS, WIDTHS, power_of_two_frac
 from training.bundle import pack_signs
 
@@ -65,6 +65,23 @@ def divide_by_nine(lo, hi, kernel_area=9):
         raise ValueError("no exact divide-by-9 constant found")
     _, shift, m = min(found)
     return m, shift
+
+
+def divide_exactly(lo, hi, pixels):
+    """(M, B, s) with (sum * M + B) >> s == floor(sum / pixels + 1/2) for every sum of `pixels`
+    values in [lo, hi]: the mean of a window at an edge, rounded half up. A divisor with a
+    factor 2 has sums exactly halfway, where the usual B = 2^(s-1) rounds one sign the wrong
+    way, so B is searched too: the smallest s, then B nearest 2^(s-1)."""
+    sums = np.arange(pixels * lo, pixels * hi + 1, dtype=np.int64)
+    exact = np.floor_divide(2 * sums + pixels, 2 * pixels)
+    for shift in range(1, 40):
+        for m in ((1 << shift) // pixels, (1 << shift) // pixels + 1):
+            # each sum bounds B: exact * 2^s <= sum * M + B < (exact + 1) * 2^s
+            low = int((exact * (1 << shift) - sums * m).max())
+            high = int(((exact + 1) * (1 << shift) - sums * m).min()) - 1
+            if m > 0 and low <= high:
+                return m, min(max(1 << (shift - 1), low), high), shift
+    raise ValueError(f"no exact divide-by-{pixels} constant found")
 
 
 def never_below(real_m, real_b, m, b, shift, x_lo, x_hi, lo, hi):
@@ -216,12 +233,19 @@ class Converter:
     def op_avgpool(self, op, xs):
         src = self.stored(op["inputs"][0], self.residual_bits)
         s = self.ints[src]
-        m, shift = divide_by_nine(s["lo"], s["hi"], op["kernel"] ** 2)
-        lo = int(shift_round(np.int64(op["kernel"] ** 2 * s["lo"] * m), shift))
-        hi = int(shift_round(np.int64(op["kernel"] ** 2 * s["hi"] * m), shift))
-        self.emit(dict(op="avgpool", name=op["name"], inputs=[src], kernel=op["kernel"],
-                       stride=op["stride"], padding=op["padding"], multiplier=int(m),
-                       shift=int(shift)), lo, hi, s["scale"], s["frac"])
+        area = op["kernel"] ** 2
+        m, shift = divide_by_nine(s["lo"], s["hi"], area)
+        # The exact mean rounded half up stays in the input's range, whatever the divisor.
+        lo = int(shift_round(np.int64(area * s["lo"] * m), shift))
+        hi = int(shift_round(np.int64(area * s["hi"] * m), shift))
+        pool = dict(op="avgpool", name=op["name"], inputs=[src], kernel=op["kernel"],
+                    stride=op["stride"], padding=op["padding"], multiplier=int(m), shift=int(shift))
+        if not op["count_include_pad"]:
+            pixels = pool_divisors(op, self.bundle.shapes[op["inputs"][0]][1:])
+            edges = sorted(set(np.unique(pixels).tolist()) - {area})
+            pool.update(count_include_pad=False, edge_divisors=[
+                [n, *divide_exactly(s["lo"], s["hi"], n)] for n in edges])
+        self.emit(pool, lo, hi, s["scale"], s["frac"])
 
     def op_zero_channels(self, op, xs):
         src = self.stored(op["inputs"][0], self.residual_bits)

@@ -10,6 +10,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from training.bundle import Bundle, read_bundle
+from training.graph import pads
 
 # Images per chunk are chosen so that the largest im2col matrix stays near this size: small
 # enough to stay cache/TLB friendly (measured fastest here; 32 images for WRN-20-1 at 28x28).
@@ -24,25 +25,41 @@ def auto_chunk(bundle):
     return max(1, IM2COL_BYTES // per_image)
 
 
-def windows(x, k, stride, padding):
-    """C x N x H x W -> view C x N x Ho x Wo x k x k of zero-padded k x k windows."""
-    if padding:
-        x = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
-    return sliding_window_view(x, (k, k), axis=(2, 3))[:, :, ::stride, ::stride]
+def padded(x, op):
+    """C x N x H x W zero-padded as the conv or avgpool `op` pads its input."""
+    top, bottom, left, right = pads(op)
+    if not (top or bottom or left or right):
+        return x
+    return np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)))
 
 
-def window_sum(x, k, stride, padding):
-    """C x N x H x W -> sums of the zero-padded k x k windows at `stride` (dtype kept).
+def windows(x, op):
+    """C x N x H x W -> view C x N x Ho x Wo x k x k of the zero-padded k x k windows of `op`."""
+    k, stride = op["kernel"], op["stride"]
+    return sliding_window_view(padded(x, op), (k, k), axis=(2, 3))[:, :, ::stride, ::stride]
+
+
+def window_sum(x, op):
+    """C x N x H x W -> sums of the zero-padded k x k windows of `op` at its stride (dtype kept).
 
     Summing k*k strided slices is ~3x faster than summing a window view.
     """
-    xp = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    k, stride = op["kernel"], op["stride"]
+    xp = padded(x, op)
     ho, wo = ((n - k) // stride + 1 for n in xp.shape[2:])
     acc = np.zeros(x.shape[:2] + (ho, wo), x.dtype)
     for dy in range(k):
         for dx in range(k):
             acc += xp[:, :, dy:dy + stride * (ho - 1) + 1:stride, dx:dx + stride * (wo - 1) + 1:stride]
     return acc
+
+
+def pool_divisors(op, size):
+    """What each window of the avgpool `op` over an H x W input is divided by: k*k where the
+    padding counts (count_include_pad), else the pixels of the window inside the input."""
+    if op["count_include_pad"]:
+        return op["kernel"] ** 2
+    return window_sum(np.ones((1, 1, *size), np.int64), op)
 
 
 def _prepare(bundle):
@@ -63,7 +80,7 @@ def _prepare(bundle):
 def _run_op(op, xs, consts):
     kind, x = op["op"], xs[0]
     if kind == "conv":
-        win = windows(x, op["kernel"], op["stride"], op["padding"])  # C N Ho Wo kh kw
+        win = windows(x, op)                                 # C N Ho Wo kh kw
         _, n, ho, wo = win.shape[:4]
         cols = win.transpose(0, 4, 5, 1, 2, 3).reshape(-1, n * ho * wo)  # rows (in, kh, kw)
         return (consts[op["name"]] @ cols).reshape(-1, n, ho, wo)
@@ -80,8 +97,7 @@ def _run_op(op, xs, consts):
     if kind == "srelu":
         return np.maximum(x, op["floor"])
     if kind == "avgpool":
-        # count_include_pad: zero padding counts, so every window is divided by k*k (9).
-        return window_sum(x, op["kernel"], op["stride"], op["padding"]) / op["kernel"] ** 2
+        return window_sum(x, op) / pool_divisors(op, x.shape[2:])
     if kind == "zero_channels":
         zeros = np.zeros((op["out_channels"] - op["in_channels"],) + x.shape[1:], x.dtype)
         return np.concatenate([x, zeros])                    # zeros after existing channels

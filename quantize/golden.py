@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from quantize.fixed_point import requantize, shift_round
-from quantize.float_reference import window_sum, windows
+from quantize.float_reference import pool_divisors, window_sum, windows
 from quantize.qmodel import QModel, read_qmodel
 
 FLOAT32_EXACT_BITS = 24
@@ -40,10 +40,23 @@ class _Prepared:
 
 
 def _conv(x, op, weights, dtype):
-    win = windows(x.astype(dtype), op["kernel"], op["stride"], op["padding"])
+    win = windows(x.astype(dtype), op)
     _, n, ho, wo = win.shape[:4]
     cols = win.transpose(0, 4, 5, 1, 2, 3).reshape(-1, n * ho * wo)  # rows (in, kh, kw)
     return (weights @ cols).reshape(-1, n, ho, wo).astype(np.int64)
+
+
+def pool_mean(total, op, size):
+    """The avgpool's window sums divided exactly by a multiply and shift: k*k's (`multiplier`,
+    `shift`) where the padding counts, else each window's by its pixels inside the input
+    (`edge_divisors`, [pixels, M, B, s] each: (sum * M + B) >> s, for the windows at an edge)."""
+    whole = shift_round(total * op["multiplier"], op["shift"])
+    if op.get("count_include_pad", True):
+        return whole
+    pixels = pool_divisors(op, size)
+    for n, m, bias, shift in op["edge_divisors"]:
+        whole = np.where(pixels == n, (total * m + bias) >> shift, whole)
+    return whole
 
 
 def run_op(qmodel, op, xs, prepared):
@@ -61,9 +74,7 @@ def run_op(qmodel, op, xs, prepared):
                        op["lo"], op["hi"])
         return np.moveaxis(y, 1, 0)
     if kind == "avgpool":
-        # Sum of the zero-padded 3x3 window (padding counts), then exactly this divide-by-9.
-        total = window_sum(x, op["kernel"], op["stride"], op["padding"])
-        return shift_round(total * op["multiplier"], op["shift"])
+        return pool_mean(window_sum(x, op), op, x.shape[2:])
     if kind == "zero_channels":
         zeros = np.zeros((op["out_channels"] - op["in_channels"],) + x.shape[1:], np.int64)
         return np.concatenate([x, zeros])

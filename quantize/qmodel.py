@@ -12,16 +12,19 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from quantize.fixed_point import MAX_SHIFT, MULTIPLIER_BITS
+from quantize.float_reference import pool_divisors
 from common.bits import int_range
 from training.act_points import WIDTHS
-from training.graph import VARIANTS
+from training.graph import VARIANTS, out_size, pads
 from training.bundle import unpack_signs
 from training.container import (MAX_SIZE, OpGraph, check_tensors, complete_manifest, read_container,
                                 write_container)
 
 FORMAT = "bitwrn-qmodel"
-VERSION = 2
-SUPPORTED_VERSIONS = (1, 2)   # 2 added residual_bits (version 1: residual_bits = act_bits)
+VERSION = 3
+# 2 added residual_bits (version 1: residual_bits = act_bits); 3 padding per side and pools
+# that do not count it
+SUPPORTED_VERSIONS = (1, 2, 3)
 FIX = "re-create it with python -m quantize RUN_DIR"
 
 # Required attributes and tensors per op kind; `add` takes two inputs, every other op one.
@@ -34,6 +37,15 @@ OP_ATTRS = {
     "add": ("shifts", "lo", "hi"),
     "global_sum": (),
 }
+
+
+def window_out(op, shape):
+    """(H, W) out of a conv or avgpool `op` over a C x H x W input."""
+    top, bottom, left, right = pads(op)
+    k, st = op["kernel"], op["stride"]
+    return out_size(shape[1], k, st, top, bottom), out_size(shape[2], k, st, left, right)
+
+
 MANIFEST_FIELDS = ("format", "version", "act_bits", "num_classes", "input_shape", "variant",
                    "ops", "tensors", "logits", "logits_scale", "source")
 
@@ -169,7 +181,21 @@ def _check_numbers(path, manifest):
             if key in op:
                 need(_integer(op[key], 1, MAX_SIZE), f"{what} {key}", op[key], f"an integer 1..{MAX_SIZE}")
         if "padding" in op:
-            need(_integer(op["padding"], 0, 16), f"{what} padding", op["padding"], "an integer 0..16")
+            p = op["padding"]
+            sides = [p] if type(p) is int else p if isinstance(p, list) and len(p) == 4 else [None]
+            need(all(_integer(v, 0, 16) for v in sides), f"{what} padding", p,
+                 "an integer 0..16 or a list [top, bottom, left, right] of them")
+        if "count_include_pad" in op:
+            need(type(op["count_include_pad"]) is bool, f"{what} count_include_pad",
+                 op["count_include_pad"], "true or false")
+        if "edge_divisors" in op:
+            table = op["edge_divisors"]
+            need(isinstance(table, list) and all(
+                isinstance(d, list) and len(d) == 4 and _integer(d[0], 1, MAX_SIZE)
+                and _integer(d[1], 1, 1 << 40) and _integer(d[2], 0, 1 << 40)
+                and _integer(d[3], 0, MAX_SHIFT) for d in table),
+                f"{what} edge_divisors", table,
+                f"a list of [pixels, multiplier 1..2^40, bias 0..2^40, shift 0..{MAX_SHIFT}]")
         if "shift" in op:
             need(_integer(op["shift"], 0, MAX_SHIFT), f"{what} shift", op["shift"], f"an integer 0..{MAX_SHIFT}")
         if op.get("op") == "avgpool":
@@ -240,8 +266,7 @@ def _check_graph(path, manifest, tensors):
             if bits.dtype != np.uint8 or bits.shape != ((count + 7) // 8,):
                 raise _error(path, f"conv {name!r} weight bits {list(bits.shape)} do not hold "
                                    f"{count} weights")
-            k, st, p = op["kernel"], op["stride"], op["padding"]
-            s = (op["out_channels"], *((n + 2 * p - k) // st + 1 for n in s[1:]))
+            s = (op["out_channels"], *window_out(op, s))
         elif kind == "lut":
             table = tensor(op, op["table"], s[0])
             if table.shape != (s[0], 256):
@@ -253,8 +278,13 @@ def _check_graph(path, manifest, tensors):
                     raise _error(path, f"requant {name!r} {key} {int(np.abs(arr).max())} does not "
                                        f"fit {bits} signed bits")
         elif kind == "avgpool":
-            k, st, p = op["kernel"], op["stride"], op["padding"]
-            s = (s[0], *((n + 2 * p - k) // st + 1 for n in s[1:]))
+            if not op.get("count_include_pad", True):
+                have = {op["kernel"] ** 2} | {d[0] for d in op.get("edge_divisors", ())}
+                lacking = sorted(set(np.unique(pool_divisors(op, s[1:])).tolist()) - have)
+                if lacking:
+                    raise _error(path, f"avgpool {name!r} has windows of {lacking} pixels and "
+                                       "no edge_divisors for them")
+            s = (s[0], *window_out(op, s))
         elif kind == "zero_channels":
             s = (op["out_channels"], *s[1:])
         elif kind == "add" and shapes[inputs[1]] != s:

@@ -96,7 +96,7 @@ def test_round_trip(tmp_path, variant, weights):
     meta = {"dataset": "fashion-mnist", "epochs": 2, "test_error": 0.125}
     export_bundle(model, path, meta)
     b = read_bundle(path)
-    assert b.manifest["format"] == "bitwrn-bundle" and b.manifest["version"] == 3
+    assert b.manifest["format"] == "bitwrn-bundle" and b.manifest["version"] == 4
     assert b.config == model.config and b.ops == model.ops and b.metadata == meta
     assert b.manifest["input_shape"] == [1, 12, 12]
     assert (b.manifest["variant"], b.manifest["weights"]) == (variant, weights)
@@ -219,8 +219,8 @@ def test_manifest_errors(bundle_path, tmp_path):
         rewrite(bundle_path, tmp_path / name, manifest=mm, **kw)
         return assert_one_line_error(tmp_path / name, match)
 
-    msg = bad("v4.npz", "unsupported bundle version 4", lambda mm: mm.update(version=4))
-    assert "supports version(s) 1, 2, 3" in msg
+    msg = bad("v5.npz", "unsupported bundle version 5", lambda mm: mm.update(version=5))
+    assert "supports version(s) 1, 2, 3, 4" in msg
     bad("noact.npz", r"lacks field\(s\) activations", lambda mm: mm.pop("activations"))
     bad("fmt.npz", "format", lambda mm: mm.update(format="other"))
     bad("nomanifest.npz", "manifest", drop=("manifest",))
@@ -242,6 +242,16 @@ def test_manifest_errors(bundle_path, tmp_path):
     # Types, not just equality: True == 1 and 1.0 == 1 in Python.
     bad("vtrue.npz", "unsupported bundle version True", lambda mm: mm.update(version=True))
     bad("vfloat.npz", r"unsupported bundle version 1\.0", lambda mm: mm.update(version=1.0))
+    # padding: one integer or [top, bottom, left, right], each below the kernel; and the
+    # model's own (a PyTorch-padded model with Keras padding in one op is refused)
+    bad("pad3.npz", r"padding is \[0, 1, 0\], not an integer or a list",
+        lambda mm: mm["ops"][1].update(padding=[0, 1, 0]))
+    bad("padbig.npz", r"padding is 3, not an integer or a list .* 0..kernel-1",
+        lambda mm: mm["ops"][1].update(padding=3))
+    bad("padkeras.npz", r"padding is \[0, 1, 0, 1\], the model's graph has 1",
+        lambda mm: mm["ops"][1].update(padding=[0, 1, 0, 1]))
+    bad("padmode.npz", r"padding must be one of \('torch', 'keras'\)",
+        lambda mm: mm["model"].update(padding="caffe"))
 
 
 def test_a_manifest_must_be_the_graph_its_model_describes(bundle_path, tmp_path):
@@ -279,10 +289,15 @@ def test_a_manifest_nested_beyond_any_manifest_is_one_line(bundle_path, tmp_path
 
 def test_older_versions_still_read(tmp_path):
     """Version 1 has no `activations` (float: null), version 2 no `activations.input_bits` (the
-    image the first conv reads is `bits` wide)."""
+    image the first conv reads is `bits` wide), version 3 no `model.padding` (PyTorch's)."""
     path = tmp_path / "bundle.npz"
     export_bundle(make_model(act_bits=4, residual_bits=8), path)
     m = read_bundle(path).manifest
+    v3 = json.loads(json.dumps(m))
+    v3["version"] = 3
+    del v3["model"]["padding"]
+    rewrite(path, tmp_path / "v3.npz", manifest=v3)
+    assert model_from_bundle(read_bundle(tmp_path / "v3.npz")).config["padding"] == "torch"
     v2 = json.loads(json.dumps(m))
     v2["version"] = 2
     del v2["activations"]["input_bits"]

@@ -470,8 +470,8 @@ def test_qmodel_file_errors(tmp_path):
     _expect_error(p, "format", "bitwrn-bundle")
 
     p = tmp_path / "v2.npz"
-    _write_raw(p, dict(q.manifest, version=3), q.tensors)
-    _expect_error(p, "version 3", "supports 1, 2")
+    _write_raw(p, dict(q.manifest, version=4), q.tensors)
+    _expect_error(p, "version 4", "supports 1, 2, 3")
     no_residual = {k: v for k, v in q.manifest.items() if k != "residual_bits"}
     _write_raw(p, no_residual, q.tensors)
     _expect_error(p, "lacks field(s) residual_bits")

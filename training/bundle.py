@@ -12,13 +12,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from training.act_points import WIDTHS, act_plan
-from training.graph import build_ops, model_config
+from training.graph import build_ops, model_config, out_size, pads
 from training.container import MAX_SIZE, OpGraph, check_tensors, read_container, write_container
 
 FORMAT = "bitwrn-bundle"
-VERSION = 3
+VERSION = 4
 # 1: no "activations" (read as null); 2: no activations.input_bits (read as bits)
-SUPPORTED_VERSIONS = (1, 2, 3)
+SUPPORTED_VERSIONS = (1, 2, 3, 4)
 
 FIX_CORRUPT = ("re-copy the file, or re-export it from the checkpoint with "
                "training.export.export_bundle (python -m training.train writes one)")
@@ -171,7 +171,8 @@ def _check_model(path, manifest):
             raise _error(path, f"model.{key} is {value!r}, not an integer 1..{MAX_SIZE}")
     try:
         config = model_config(**fields, weights=config.get("weights"), variant=config.get("variant"),
-                              srelu_temperature=config.get("srelu_temperature"))
+                              srelu_temperature=config.get("srelu_temperature"),
+                              padding=config.get("padding", "torch"))   # absent before version 4
     except (ValueError, TypeError) as e:
         raise _error(path, f"model: {e}") from None
     header = dict(num_classes=config["num_classes"], variant=config["variant"],
@@ -217,7 +218,7 @@ def _check_activations(path, manifest):
 
 
 # Attribute values: integers (not bools) with a lower bound, or finite numbers with a sign.
-INT_ATTRS = dict(in_channels=1, out_channels=1, kernel=1, stride=1, padding=0)
+INT_ATTRS = dict(in_channels=1, out_channels=1, kernel=1, stride=1)
 NUMBER_ATTRS = dict(eps="> 0", scale="> 0", factor="> 0", floor="any")
 MAX_EPS = 1.0       # a BN eps near a unit variance would swamp it; every framework's is ~1e-5
 
@@ -237,6 +238,12 @@ def _check_attribute_values(path, op):
         if not ok:
             want = "a finite number" + ("" if sign == "any" else f" {sign}")
             raise _error(path, f"op {op['name']!r}: {key} is {v!r}, not {want}")
+    if "padding" in op:
+        p = op["padding"]
+        sides = [p] if type(p) is int else p if isinstance(p, list) and len(p) == 4 else None
+        if sides is None or not all(type(v) is int and 0 <= v < op["kernel"] for v in sides):
+            raise _error(path, f"op {op['name']!r}: padding is {p!r}, not an integer or a list "
+                               f"[top, bottom, left, right] of integers 0..kernel-1")
     for key in ("binary", "affine", "count_include_pad"):
         if key in op and type(op[key]) is not bool:
             raise _error(path, f"op {op['name']!r}: {key} is {op[key]!r}, not true or false")
@@ -292,7 +299,7 @@ def _check_graph(path, manifest, tensors):
                                    f"{inputs[0]!r} has {c}")
 
         if kind == "conv":
-            k, o, st, p = op["kernel"], op["out_channels"], op["stride"], op["padding"]
+            k, o, st = op["kernel"], op["out_channels"], op["stride"]
             channels(op["in_channels"])
             if op["binary"]:
                 key = name + ".weight_bits"
@@ -306,7 +313,8 @@ def _check_graph(path, manifest, tensors):
                 need(op, key, "uint8", ((count + 7) // 8,))
             else:
                 need(op, name + ".weight", "float32", (o, c, k, k))
-            h, w = ((n + 2 * p - k) // st + 1 for n in s[1:])
+            top, bottom, left, right = pads(op)
+            h, w = out_size(s[1], k, st, top, bottom), out_size(s[2], k, st, left, right)
             if h < 1 or w < 1:
                 raise _error(path, f"op {name!r}: input {list(s)} too small for the kernel")
             s = (o, h, w)
@@ -320,11 +328,9 @@ def _check_graph(path, manifest, tensors):
                     raise _error(path, f"tensor {key!r} channel {i} is {float(tensors[key][i])!r}; "
                                        f"it must be a finite number{' >= 0' if suffix == 'var' else ''}")
         elif kind == "avgpool":
-            if not op["count_include_pad"]:
-                raise _error(path, f"op {name!r}: count_include_pad=false is not supported",
-                             "re-export with the bitwrn version that wrote it")
-            k, st, p = op["kernel"], op["stride"], op["padding"]
-            s = (c, *((n + 2 * p - k) // st + 1 for n in s[1:]))
+            k, st = op["kernel"], op["stride"]
+            top, bottom, left, right = pads(op)
+            s = (c, out_size(s[1], k, st, top, bottom), out_size(s[2], k, st, left, right))
         elif kind == "zero_channels":
             channels(op["in_channels"])
             if op["out_channels"] < c:

@@ -82,7 +82,8 @@ def model_from_bundle(bundle):
     model = WideResNet(cfg["depth"], cfg["width"], cfg["in_channels"], cfg["num_classes"],
                        cfg["input_size"], cfg["weights"], cfg["variant"], cfg["srelu_temperature"],
                        act and act["bits"], act["scales"] if act else "calibrated",
-                       act and act.get("residual_bits"), act and act.get("input_bits"))
+                       act and act.get("residual_bits"), act and act.get("input_bits"),
+                       cfg.get("padding", "torch"))
     with torch.no_grad():
         for op in model.ops:
             name = op["name"]

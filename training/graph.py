@@ -9,6 +9,12 @@ import math
 
 WEIGHT_MODES = ("1bit", "float")
 VARIANTS = ("bn", "srelu")
+# Where the zero padding goes. "torch": k // 2 pixels on every side of a conv's input, and the
+# shortcut's pool pads 1 on every side and divides by 9 (PyTorch). "keras": TensorFlow's
+# 'same', the authors' Keras code: the output is ceil(size / stride), an odd pixel of padding
+# goes to the bottom and right (so at stride 2 on an even size only those are padded), and the
+# pool divides by the pixels that are not padding.
+PADDINGS = ("torch", "keras")
 BN_EPS = 1e-5
 SRELU_FLOOR = -1.0
 
@@ -38,19 +44,43 @@ def check_depth(depth):
     return (depth - 2) // 6
 
 
+def same_pads(size, kernel, stride):
+    """(before, after): TensorFlow's 'same' padding of one axis.
+
+    >>> same_pads(32, 3, 1), same_pads(32, 3, 2), same_pads(7, 3, 2), same_pads(8, 1, 1)
+    ((1, 1), (0, 1), (1, 1), (0, 0))
+    """
+    total = max((-(-size // stride) - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+def pads(op):
+    """(top, bottom, left, right): the zero padding of a conv or avgpool op, whose `padding` is
+    one integer for every side or the list of the four."""
+    p = op["padding"]
+    return (p,) * 4 if isinstance(p, int) else tuple(p)
+
+
+def out_size(size, kernel, stride, before, after):
+    """The output size of a window of `kernel` at `stride` over `size` padded by before/after."""
+    return (size + before + after - kernel) // stride + 1
+
+
 def conv_scale(kernel, in_channels):
     """Eq. 1: the constant 1-bit scale, the He-init standard deviation sqrt(2 / (F^2 C_in))."""
     return math.sqrt(2.0 / (kernel * kernel * in_channels))
 
 
 def model_config(depth=20, width=1, in_channels=1, num_classes=10, input_size=28,
-                 weights="1bit", variant="bn", srelu_temperature=None):
+                 weights="1bit", variant="bn", srelu_temperature=None, padding="torch"):
     """The config of a WRN-d-k; srelu_temperature None: `srelu_temperature_for` the weights and
-    class count."""
+    class count; padding: one of PADDINGS."""
     if weights not in WEIGHT_MODES:
         raise ValueError(f"weights must be one of {WEIGHT_MODES}, got {weights!r}")
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+    if padding not in PADDINGS:
+        raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
     if width < 1:
         raise ValueError(f"width must be >= 1, got {width}")
     check_depth(depth)
@@ -61,7 +91,7 @@ def model_config(depth=20, width=1, in_channels=1, num_classes=10, input_size=28
                          f"{srelu_temperature}")
     return dict(depth=depth, width=width, in_channels=in_channels, num_classes=num_classes,
                 input_size=input_size, weights=weights, variant=variant,
-                srelu_temperature=float(srelu_temperature))
+                srelu_temperature=float(srelu_temperature), padding=padding)
 
 
 def build_ops(config):
@@ -69,15 +99,26 @@ def build_ops(config):
     ops = []
     binary = config["weights"] == "1bit"
     variant = config["variant"]
+    keras = config.get("padding", "torch") == "keras"
+    size = config["input_size"]
+
+    def padding(kernel, stride):
+        """A window's padding at the current size, and the size after it."""
+        if not keras:
+            p = kernel // 2
+            return p, out_size(size, kernel, stride, p, p)
+        before, after = same_pads(size, kernel, stride)
+        return [before, after, before, after], out_size(size, kernel, stride, before, after)
 
     def op(kind, name, inputs, **attrs):
         ops.append(dict(op=kind, name=name, inputs=list(inputs), **attrs))
         return name
 
     def conv(name, x, c_in, c_out, kernel, stride):
+        nonlocal size
+        pad, size = padding(kernel, stride)
         return op("conv", name, [x], in_channels=c_in, out_channels=c_out, kernel=kernel,
-                  stride=stride, padding=kernel // 2, scale=conv_scale(kernel, c_in),
-                  binary=binary)
+                  stride=stride, padding=pad, scale=conv_scale(kernel, c_in), binary=binary)
 
     def activation(prefix, x):
         """BN(no affine) + ReLU, or the shifted ReLU max(x, -1) that replaces both."""
@@ -96,15 +137,17 @@ def build_ops(config):
         for block in range(check_depth(config["depth"])):
             p = f"s{stage + 1}b{block + 1}"
             downsample = stage > 0 and block == 0
+            pool_padding, _ = padding(3, 2)      # at the block's input size
             y = activation(f"{p}_a1", x)
             y = conv(f"{p}_conv1", y, channels, out_channels, 3, 2 if downsample else 1)
             y = activation(f"{p}_a2", y)
             y = conv(f"{p}_conv2", y, out_channels, out_channels, 3, 1)
             shortcut = x
             if downsample:
-                # Avg-pool 3x3/2 (padding counted, so always /9) then zero channels on top.
-                shortcut = op("avgpool", f"{p}_pool", [shortcut], kernel=3, stride=2, padding=1,
-                              count_include_pad=True)
+                # Avg-pool 3x3/2 then zero channels on top. "torch" counts the padding (always
+                # /9), "keras" does not.
+                shortcut = op("avgpool", f"{p}_pool", [shortcut], kernel=3, stride=2,
+                              padding=pool_padding, count_include_pad=not keras)
                 shortcut = op("zero_channels", f"{p}_pad", [shortcut], in_channels=channels,
                               out_channels=out_channels)
             x = op("add", f"{p}_add", [y, shortcut])

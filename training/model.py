@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from training.fake_quant import ActivationQuantizer
-from training.graph import build_ops, channels_of, conv_scale, model_config
+from training.graph import build_ops, channels_of, conv_scale, model_config, pads
 
 
 def binary_sign(weight):
@@ -26,9 +26,14 @@ class SignConv2d(nn.Conv2d):
     binary weight is passed unchanged to the full-precision W (straight-through estimator).
     """
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride, binary):
+    def __init__(self, in_channels, out_channels, kernel_size, stride, binary, padding=None):
+        """padding: (top, bottom, left, right); None: kernel_size // 2 on every side."""
+        top, bottom, left, right = padding or (kernel_size // 2,) * 4
+        symmetric = top == bottom and left == right
         super().__init__(in_channels, out_channels, kernel_size, stride=stride,
-                         padding=kernel_size // 2, bias=False)
+                         padding=(top, left) if symmetric else 0, bias=False)
+        # conv2d pads alike on both sides; other padding is F.pad's, before the conv
+        self.pad_first = None if symmetric else (left, right, top, bottom)
         self.binary = binary
         self.scale = conv_scale(kernel_size, in_channels)
         self.inverse_scale = math.sqrt(kernel_size * kernel_size * in_channels / 2.0)  # 12.0 exactly for 32 channels
@@ -42,6 +47,8 @@ class SignConv2d(nn.Conv2d):
         return target + (self.weight - self.weight.detach())
 
     def forward(self, x):
+        if self.pad_first:
+            x = F.pad(x, self.pad_first)
         if not self.binary:
             return F.conv2d(x, self.weight, None, self.stride, self.padding)
         # The +-1 sums first (effective_weight / scale is exactly +-1), then one division by
@@ -52,24 +59,40 @@ class SignConv2d(nn.Conv2d):
         return F.conv2d(x, signs, None, self.stride, self.padding) / self.inverse_scale
 
 
+def average_pool(x, op):
+    """The avgpool op: its padding on each side, divided by k*k or, without count_include_pad,
+    by the window's pixels inside the input."""
+    top, bottom, left, right = pads(op)
+    k, stride = op["kernel"], op["stride"]
+    if top == bottom == left == right:
+        return F.avg_pool2d(x, k, stride, top, count_include_pad=op["count_include_pad"])
+    padded = F.pad(x, (left, right, top, bottom))
+    total = F.avg_pool2d(padded, k, stride) * (k * k)
+    if op["count_include_pad"]:
+        return total / (k * k)
+    inside = F.pad(torch.ones_like(x[:1, :1]), (left, right, top, bottom))
+    return total / (F.avg_pool2d(inside, k, stride) * (k * k))
+
+
 class WideResNet(nn.Module):
     def __init__(self, depth=20, width=1, in_channels=1, num_classes=10, input_size=28,
                  weights="1bit", variant="bn", srelu_temperature=None, act_bits=None,
-                 act_scales="calibrated", residual_bits=None, input_bits=None):
+                 act_scales="calibrated", residual_bits=None, input_bits=None, padding="torch"):
         """act_bits: None trains float activations; B rounds them where the integer model stores
         them, at B bits, the residual stream at `residual_bits` and the image as the first conv
         reads it (after the input BN) at `input_bits` (both default B)
         (training/fake_quant.py; the scales found as `act_scales` says)."""
         super().__init__()
         self.config = model_config(depth, width, in_channels, num_classes, input_size, weights,
-                                   variant, srelu_temperature)
+                                   variant, srelu_temperature, padding)
         self.ops = build_ops(self.config)
         self.layers = nn.ModuleDict()
         channels = channels_of(self.ops, self.config)
         for op in self.ops:
             if op["op"] == "conv":
                 self.layers[op["name"]] = SignConv2d(op["in_channels"], op["out_channels"],
-                                                     op["kernel"], op["stride"], op["binary"])
+                                                     op["kernel"], op["stride"], op["binary"],
+                                                     pads(op))
             elif op["op"] == "batchnorm":
                 self.layers[op["name"]] = nn.BatchNorm2d(channels[op["inputs"][0]], eps=op["eps"],
                                                          affine=op["affine"])
@@ -100,8 +123,7 @@ class WideResNet(nn.Module):
         if kind == "srelu":
             return torch.clamp(x, min=op["floor"])
         if kind == "avgpool":
-            return F.avg_pool2d(x, op["kernel"], op["stride"], op["padding"],
-                                count_include_pad=op["count_include_pad"])
+            return average_pool(x, op)
         if kind == "zero_channels":
             return F.pad(x, (0, 0, 0, 0, 0, op["out_channels"] - op["in_channels"]))
         if kind == "add":

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from common.bits import ceil_div, int_range
+from training.graph import pads
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,7 @@ def image_columns(qmodel, image, lanes, spread):
     readers = [op for op in qmodel.ops if image in op["inputs"]]
     fits = 3 * qmodel.input_shape[0] * spread <= lanes
     same_size = all(op["op"] == "conv" and op["kernel"] == 3 and op["stride"] == 1
-                    and op["padding"] == 1 for op in readers)
+                    and pads(op) == (1, 1, 1, 1) for op in readers)
     return 3 if image is not None and readers and same_size and fits else 1
 
 

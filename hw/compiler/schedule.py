@@ -22,6 +22,7 @@ from amaranth.lib import enum
 from amaranth.utils import ceil_log2
 
 from common.bits import ceil_div
+from training.graph import pads
 from hw.compiler.image_layout import columns_tensor, image_layout, spread_tensor
 
 
@@ -219,10 +220,31 @@ def _requant(qmodel, op, channels_padded):
     return Requant(mult, bias, int(op["shift"]), int(op["lo"]), int(op["hi"]))
 
 
+def check_supported(qmodel):
+    """ValueError for a window the accelerator cannot compute: its address generator pads every
+    side of a conv or pool alike, and its pool divides every window by k*k. Keras 'same'
+    padding (training.graph.PADDINGS) breaks both at stride 2; the golden model runs such a
+    model, the hardware refuses it here, before anything is planned."""
+    for op in qmodel.ops:
+        if op["op"] not in ("conv", "avgpool"):
+            continue
+        sides = pads(op)
+        if len(set(sides)) > 1:
+            raise ValueError(f"{op['name']} pads {list(sides)} (top, bottom, left, right, Keras "
+                             "'same'): the accelerator pads every side alike; such a model runs "
+                             "in the golden model (python -m quantize.classify) but not in hardware")
+        if not op.get("count_include_pad", True):
+            raise ValueError(f"{op['name']} divides each window by its pixels inside the image "
+                             "(Keras): the accelerator's pool divides every window by "
+                             f"{op['kernel'] ** 2}; such a model runs in the golden model "
+                             "(python -m quantize.classify) but not in hardware")
+
+
 def build_schedule(qmodel, lanes, pixels_per_cycle=1, image_columns_allowed=True):
     """The accelerator's steps for the whole network: pixels in, logits and class out
     (`image_columns_allowed=False`: the image one pixel per word even where its first conv's
     columns would fit, hw/compiler/image_layout.py)."""
+    check_supported(qmodel)
     ops = {op["name"]: op for op in qmodel.ops}
     consumers = {}
     for op in qmodel.ops:
@@ -255,7 +277,7 @@ def build_schedule(qmodel, lanes, pixels_per_cycle=1, image_columns_allowed=True
                          op["shift"], op["out"]["lo"], op["out"]["hi"])
             steps.append(Step(POOL, name, src_shape=qmodel.shapes[src], out_shape=shape,
                               src_signed=signed(src), kernel=op["kernel"], stride=op["stride"],
-                              padding=op["padding"], requant=rq, reads=[src], writes=[name]))
+                              padding=pads(op)[0], requant=rq, reads=[src], writes=[name]))
         elif kind == "conv":
             step = _conv_step(qmodel, op, consumers, only_consumer, padded, signed)
             if op["inputs"][0] == image:
@@ -281,7 +303,7 @@ def _dependency_order(steps):
 def _conv_step(qmodel, op, consumers, only_consumer, padded, signed):
     src = op["inputs"][0]
     common = dict(src_shape=qmodel.shapes[src], src_signed=signed(src), kernel=op["kernel"],
-                  stride=op["stride"], padding=op["padding"], weights=op["name"])
+                  stride=op["stride"], padding=pads(op)[0], weights=op["name"])
     total = only_consumer(op["name"], "global_sum")
     if total is not None:
         logits = only_consumer(total["name"], "requant")

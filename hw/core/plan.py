@@ -24,7 +24,7 @@ from hw.blocks.addsub_tree import AddSubTree
 from hw.blocks.requant import ANY_MULTIPLIER, HardMultiplier
 from common.bits import ceil_div, signed_width
 from hw.compiler.memory_images import REQUANTIZERS, build_images
-from hw.compiler.schedule import DUMP, HEAD, INPUT, build_schedule
+from hw.compiler.schedule import DUMP, HEAD, INPUT, build_schedule, check_supported
 from hw.core.latency import pipeline_depth
 from hw.core.step_table import check_records_fit, step_layout, step_records
 
@@ -57,7 +57,9 @@ class CoreOptions:
     def check_needed_by(self, qmodel):
         """ValueError, from arithmetic alone, for lanes or pixels the model cannot use: a lane past
         the widest layer's channels, or an output pixel per cycle past the image's, computes
-        nothing, and planning for them takes minutes (1,024 lanes on a 64-channel model)."""
+        nothing, and planning for them takes minutes (1,024 lanes on a 64-channel model); and
+        for a window the accelerator cannot compute (hw.compiler.schedule.check_supported)."""
+        check_supported(qmodel)
         channels = max([qmodel.input_shape[0]] + [op[k] for op in qmodel.ops
                                                   for k in ("in_channels", "out_channels") if k in op])
         useful = 1 << ceil_log2(channels)
