@@ -1,9 +1,12 @@
 """Quantize a trained run: deployment bundle -> integer model (qmodel.npz) + report.
 
     python -m quantize RUN_DIR [--act-bits B] [--multiplier-bits 16] [--calib-images 2000]
-                       [--out RUN_DIR/quant]
+                       [--calib-folder DIR] [--out RUN_DIR/quant]
 
-Reads RUN_DIR/bundle.npz and loads the dataset named in its metadata. A run trained for B-bit
+Reads RUN_DIR/bundle.npz and loads the dataset named in its metadata. With --calib-folder the
+scales are picked on the image files in DIR instead of training images (an imported model whose
+training set is not at hand); without the dataset, the float and integer models are then
+compared on those images and no test error is measured. A run trained for B-bit
 activations (python -m training.train --act-bits B) brings its own power-of-two scales, and
 --act-bits defaults to B; at any other width (8 by default) the scales are picked on training
 images (the first N of a fixed seeded permutation). It measures the float reference's test
@@ -28,6 +31,7 @@ from quantize.convert import (CALIB_CHUNK, calibrate, quantize_bundle, trained_b
 from quantize.fixed_point import MULTIPLIER_BITS
 from quantize.float_reference import auto_chunk, run_float
 from quantize.golden import run as run_golden
+from quantize.images import ImageFileError, folder_images, load_images
 from quantize.qmodel import make_qmodel, write_qmodel
 from quantize.report import build_report, render, write_report
 from training.act_points import WIDTHS
@@ -70,6 +74,10 @@ def build_parser():
                                                   "checked too"), default=None, metavar="N",
                    help=f"training images used to pick the scales (default {CALIB_IMAGES}, or all "
                         "when the training set has fewer)")
+    p.add_argument("--calib-folder", type=path_arg, default=None, metavar="DIR",
+                   help="calibrate on the image files in DIR (PNG, JPEG, ...; resized to the "
+                        "model's input) instead of training images; without the dataset at hand "
+                        "the float and integer models are compared on them, with no test error")
     p.add_argument("--calib-percentile", type=number(0, 100, "a percentile", above=True),
                    default=100.0, metavar="P",
                    help="scale bound = P-th percentile of |x| (default 100: the peak)")
@@ -101,11 +109,27 @@ def load_run(args):
     if bundle.manifest["weights"] != "1bit":
         raise UsageError(f"{path} has float weights; only 1-bit bundles can be quantized "
                          "(train with --weights 1bit)")
-    name = args.dataset or bundle.metadata.get("dataset")
-    if not name:
-        raise UsageError(f"{path} does not name its dataset (metadata['dataset']): pass --dataset")
-    data = load_dataset(name, args.data_dir)
     want = tuple(bundle.manifest["input_shape"])
+    folder = None
+    if args.calib_folder:
+        if args.calib_images is not None:
+            raise UsageError("--calib-images counts training images; with --calib-folder every "
+                             "image in the folder is used: give one or the other")
+        folder = load_images(folder_images(args.calib_folder), want)
+    name = args.dataset or bundle.metadata.get("dataset")
+    if not name and folder is None:
+        raise UsageError(f"{path} does not name its dataset (metadata['dataset']): pass --dataset")
+    try:
+        data = load_dataset(name, args.data_dir) if name else None
+    except DatasetError as e:
+        if folder is None:
+            raise
+        print(f"no test set at hand ({e}): the float and integer models are compared on the "
+              f"{len(folder)} images of {args.calib_folder}; no test error is measured",
+              flush=True)
+        data = None
+    if data is None:
+        return bundle, None, folder
     if data.train_x.shape[1:] != want or data.test_x.shape[1:] != want:
         raise UsageError(f"{data.name} images are {'x'.join(map(str, data.test_x.shape[1:]))}, "
                          f"the model expects {'x'.join(map(str, want))}: wrong --dataset or "
@@ -121,7 +145,7 @@ def load_run(args):
         if asked is not None and asked > have:
             raise UsageError(f"{flag} {asked}: the {data.name} {split} set has {have} images; give "
                              f"{flag} {have} or fewer")
-    return bundle, data
+    return bundle, data, folder
 
 
 def calibration_bounds(bundle, images, percentile):
@@ -158,7 +182,7 @@ def output_folder(args):
 def quantize_run(args):
     start = time.time()
     out_dir = output_folder(args)
-    bundle, data = load_run(args)
+    bundle, data, folder = load_run(args)
     widths = trained_widths(bundle)
     trained = widths[0] if widths else None
     if args.act_bits is None:
@@ -177,24 +201,33 @@ def quantize_run(args):
             return args.input_bits
         return widths[2] if bits == trained else bits
 
-    order = np.random.default_rng(CALIB_SEED).permutation(len(data.train_x))
-    calib = data.train_x[order[:args.calib_images or CALIB_IMAGES]]
-    n_test = args.test_images or len(data.test_x)
-    test_x, test_y = data.test_x[:n_test], data.test_y[:n_test]
+    if folder is not None:
+        calib, calib_from = folder, f"images from {args.calib_folder}"
+    else:
+        order = np.random.default_rng(CALIB_SEED).permutation(len(data.train_x))
+        calib, calib_from = data.train_x[order[:args.calib_images or CALIB_IMAGES]], "training images"
+    if data is None:    # no labels: agreement on the folder's images only
+        test_x, test_y = folder, None
+    else:
+        test_x, test_y = data.test_x[:args.test_images or len(data.test_x)], \
+            data.test_y[:args.test_images or len(data.test_x)]
+    n_test = len(test_x)
+    data_name = data.name if data else bundle.metadata.get("dataset") or "no dataset"
     step = 4 * auto_chunk(bundle)
     calibrated = [b for b in bits_list if trained_bounds(bundle, b, residual(b), image(b)) is None]
     scale_note = (f"scales trained for {trained} bits (residual {widths[1]}, image {widths[2]})"
                   if trained
                   else "no trained scales") + \
-        (f", calibrating on {len(calib)} training images for {', '.join(map(str, calibrated))} "
+        (f", calibrating on {len(calib)} {calib_from} for {', '.join(map(str, calibrated))} "
          "bits" if calibrated else "")
     print(f"{bundle.path}: {bundle.manifest['variant']} WRN-{bundle.config['depth']}-"
-          f"{bundle.config['width']} on {data.name}; {scale_note}; testing on {n_test} images; "
+          f"{bundle.config['width']} on {data_name}; {scale_note}; "
+          f"{'testing on' if data else 'comparing on'} {n_test} images; "
           f"activation widths {', '.join(map(str, bits_list))}", flush=True)
 
     bounds = calibration_bounds(bundle, calib, args.calib_percentile) if calibrated else None
     ref = float_classes(bundle, test_x, step)
-    float_error = float(np.mean(ref != test_y))
+    float_error = None if test_y is None else float(np.mean(ref != test_y))
 
     sweep, chosen = [], None
     for bits in bits_list:
@@ -211,11 +244,12 @@ def quantize_run(args):
         scales = "calibrated" if bits in calibrated else "trained"
         sweep.append(dict(act_bits=bits, residual_bits=residual(bits), input_bits=image(bits),
                           scales=scales,
-                          int_test_error=float(np.mean(classes != test_y)),
+                          int_test_error=None if test_y is None else float(np.mean(classes != test_y)),
                           class_agreement=float(np.mean(classes == ref))))
+        error = sweep[-1]["int_test_error"]
         print(f"  act_bits {bits:2d}, residual {residual(bits):2d}, image {image(bits):2d} "
               f"({scales} scales): int test error "
-              f"{sweep[-1]['int_test_error']:.4f}, agreement "
+              f"{'-' if error is None else f'{error:.4f}'}, agreement "
               f"{100 * sweep[-1]['class_agreement']:.2f}%", flush=True)
         if bits == args.act_bits:
             chosen = (manifest, arrays, qmodel)
@@ -226,11 +260,12 @@ def quantize_run(args):
         qmodel, float_error, sweep, test_images=n_test,
         calib_images=0 if args.act_bits not in calibrated else len(calib),
         calib_percentile=args.calib_percentile, wall_s=time.time() - start,
-        extra=dict(dataset=data.name, bundle=bundle.path, model=bundle.config,
+        extra=dict(dataset=data_name, bundle=bundle.path, model=bundle.config,
+                   calib_from=calib_from,
                    bundle_test_error=meta.get("test_error"),
                    qmodel=os.path.join(out_dir, "qmodel.npz"),
                    title=f"{bundle.manifest['variant']} WRN-{bundle.config['depth']}-"
-                         f"{bundle.config['width']} on {data.name}"))
+                         f"{bundle.config['width']} on {data_name}"))
     rendered = render(report)  # everything in memory before the first file is written
     with writing(out_dir, "it is unchanged"), replace_folder(out_dir) as new:
         # the old set of files or the new one, never a mix
@@ -239,9 +274,13 @@ def quantize_run(args):
 
     print(rendered[0])
     print(f"wrote {out_dir}/qmodel.npz, report.json, report.md, report.png")
-    print(f"act_bits {report['act_bits']}: int test error {report['int_test_error']:.4f} vs "
-          f"float {report['float_test_error']:.4f} ({report['delta_pp']:+.2f} pp), "
-          f"agreement {100 * report['class_agreement']:.1f}%", flush=True)
+    if report["float_test_error"] is None:
+        print(f"act_bits {report['act_bits']}: agreement with float {100 * report['class_agreement']:.1f}% "
+              f"on {n_test} images (no test error: the test set is not at hand)", flush=True)
+    else:
+        print(f"act_bits {report['act_bits']}: int test error {report['int_test_error']:.4f} vs "
+              f"float {report['float_test_error']:.4f} ({report['delta_pp']:+.2f} pp), "
+              f"agreement {100 * report['class_agreement']:.1f}%", flush=True)
     return report
 
 
@@ -252,7 +291,7 @@ def main(argv=None):
         check_output_folder(out, "--out", marker=OUTPUTS)
         with folder_lock(out, "--out"):
             return quantize_run(args)
-    return run_main(PROG, locked, errors=(BundleError, DatasetError))
+    return run_main(PROG, locked, errors=(BundleError, DatasetError, ImageFileError))
 
 
 if __name__ == "__main__":

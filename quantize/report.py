@@ -28,6 +28,10 @@ def _int(x):
     return None if x is None else int(x)
 
 
+def _float(x):
+    return None if x is None else float(x)
+
+
 def layer_rows(qmodel):
     """One dict per integer op: name, op, shape, bits, signed, lo, hi, scale, frac, acc_bits
     (convs), multiplier (kind), multiplier_value (the common M of a shift/constant), csd_terms
@@ -80,9 +84,10 @@ def build_report(qmodel, float_test_error, sweep, *, test_images, calib_images, 
                      "residual_bits": int(s.get("residual_bits", s["act_bits"])),
                      "input_bits": int(s.get("input_bits", s["act_bits"])),
                      "scales": s.get("scales", "calibrated"),
-                     "int_test_error": float(s["int_test_error"]),
+                     "int_test_error": _float(s["int_test_error"]),
                      "class_agreement": float(s["class_agreement"]),
-                     "delta_pp": 100.0 * (float(s["int_test_error"]) - float(float_test_error))}
+                     "delta_pp": None if float_test_error is None else
+                     100.0 * (float(s["int_test_error"]) - float(float_test_error))}
                     for s in sweep), key=lambda s: -s["act_bits"])
     main = [s for s in sweep if s["act_bits"] == qmodel.act_bits]
     if not main:
@@ -99,7 +104,7 @@ def build_report(qmodel, float_test_error, sweep, *, test_images, calib_images, 
         variant=qmodel.manifest["variant"],
         num_classes=int(qmodel.num_classes),
         input_shape=list(qmodel.input_shape),
-        float_test_error=float(float_test_error),
+        float_test_error=_float(float_test_error),
         int_test_error=main[0]["int_test_error"],
         class_agreement=main[0]["class_agreement"],
         delta_pp=main[0]["delta_pp"],
@@ -157,7 +162,7 @@ def _table(header, rows):
 
 
 def _pct(x):
-    return f"{100 * x:.2f}%"
+    return "-" if x is None else f"{100 * x:.2f}%"
 
 
 def _bits_text(bits):
@@ -191,7 +196,8 @@ def accuracy_markdown(report):
                  if s.get(key, s["act_bits"]) != s["act_bits"]]
         stream = f" ({', '.join(wider)})" if wider else ""
         rows.append([f"integer, {s['act_bits']}-bit activations{stream}, {how}{mark}", _pct(s["int_test_error"]),
-                     f"{s['delta_pp']:+.2f}", _pct(s["class_agreement"])])
+                     "-" if s["delta_pp"] is None else f"{s['delta_pp']:+.2f}",
+                     _pct(s["class_agreement"])])
     return _table(["model", "test error", "delta (pp)", "agreement with float"], rows)
 
 
@@ -270,10 +276,10 @@ def render_png(report):
                        Line2D([0], [0], color="k", ls="--", lw=0.8,
                               label=f"act_bits = {report['act_bits']}")],
               fontsize=7, loc="upper center", ncol=2)
-    sweep = ", ".join(f"{s['act_bits']}b {100 * s['int_test_error']:.2f}%"
+    sweep = ", ".join(f"{s['act_bits']}b {_pct(s['int_test_error'])}"
                       for s in report["act_bits_sweep"])
     ax.set_title(f"{report.get('title') or report['variant']}: float "
-                 f"{100 * report['float_test_error']:.2f}% | int {sweep}", fontsize=9)
+                 f"{_pct(report['float_test_error'])} | int {sweep}", fontsize=9)
     return figure_png(fig, dpi=110)
 
 

@@ -16,6 +16,26 @@ import numpy as np
 
 DATASETS = ("mnist", "fashion-mnist", "cifar10", "cifar100", "svhn")
 
+# Each dataset's class names, in label order (its own metadata files give the same lists).
+CLASS_NAMES = {
+    "mnist": [str(d) for d in range(10)],
+    "svhn": [str(d) for d in range(10)],
+    "fashion-mnist": ["T-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt",
+                      "sneaker", "bag", "ankle boot"],
+    "cifar10": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
+                "truck"],
+    "cifar100": (
+        "apple aquarium_fish baby bear beaver bed bee beetle bicycle bottle bowl boy bridge bus "
+        "butterfly camel can castle caterpillar cattle chair chimpanzee clock cloud cockroach "
+        "couch crab crocodile cup dinosaur dolphin elephant flatfish forest fox girl hamster "
+        "house kangaroo keyboard lamp lawn_mower leopard lion lizard lobster man maple_tree "
+        "motorcycle mountain mouse mushroom oak_tree orange orchid otter palm_tree pear "
+        "pickup_truck pine_tree plain plate poppy porcupine possum rabbit raccoon ray road rocket "
+        "rose sea seal shark shrew skunk skyscraper snail snake spider squirrel streetcar "
+        "sunflower sweet_pepper table tank telephone television tiger tractor train trout tulip "
+        "turtle wardrobe whale willow_tree wolf woman worm").split(),
+}
+
 # Where Debian's dataset-fashion-mnist package installs the idx files; the others have no
 # packaged copy, so they need --data-dir.
 DEFAULT_DIRS = {"fashion-mnist": "/usr/share/datasets/fashion-mnist"}
