@@ -139,7 +139,7 @@ def build_config(args):
 def build(args):
     from hw.compiler.memory_images import memory_bits
     from hw.flow.board_build import board_top, build_into
-    from hw.flow.fit import bound_message
+    from hw.flow.fit import bound_message, weights_message
     from hw.flow.report import summary
 
     config = build_config(args)
@@ -147,6 +147,10 @@ def build(args):
     out = args.out or default_out(board)
     check_output_folder(out, "--out", marker=OUTPUTS)
     qmodel = load_model(args.model)
+    message = weights_message(qmodel, board)
+    if message:                  # before planning, which takes long for a model this size
+        print(f"{PROG}: {message}", file=sys.stderr)
+        return 1
     try:
         plan = config.options.plan(qmodel)
     except ValueError as e:

@@ -46,11 +46,12 @@ def _check_args(input_size, in_channels, num_classes):
 
 
 def random_bundle(depth=8, width=1, in_channels=1, num_classes=10, input_size=12,
-                  variant="bn", seed=0, weights="1bit", moment_images=None):
+                  variant="bn", seed=0, weights="1bit", moment_images=None, padding="torch"):
     """An in-memory, validated `training.bundle.Bundle` of WRN-depth-width with random weights.
 
     depth: 6n+2; width k >= 1; variant "bn" or "srelu"; weights "1bit" (random +-1 signs) or
-    "float" (He-init float weights: the comparison model, which the quantizer must refuse).
+    "float" (He-init float weights: the comparison model, which the quantizer must refuse);
+    padding: "torch" or "keras" (training.graph.PADDINGS).
     The affine input BN gets random weight (0.5..1.5) and bias (-0.5..0.5). Every BN's moments
     are the per-channel mean/variance of its input over `moment_images` (uint8
     N x C x H x W; default MOMENT_IMAGES random images from `seed`), measured layer by layer in
@@ -61,7 +62,7 @@ def random_bundle(depth=8, width=1, in_channels=1, num_classes=10, input_size=12
     seed = int(seed)
     config = model_config(depth=int(depth), width=int(width), in_channels=int(in_channels),
                           num_classes=int(num_classes), input_size=int(input_size),
-                          weights=weights, variant=variant)
+                          weights=weights, variant=variant, padding=padding)
     ops = build_ops(config)
     rng = np.random.default_rng(seed)
     shape = (config["in_channels"], config["input_size"], config["input_size"])
@@ -136,13 +137,14 @@ def random_bundle(depth=8, width=1, in_channels=1, num_classes=10, input_size=12
 
 def random_qmodel(depth=8, width=1, in_channels=1, num_classes=10, input_size=12, act_bits=8,
                   variant="bn", seed=0, calib_images=32, multiplier_bits=MULTIPLIER_BITS,
-                  residual_bits=None, input_bits=None):
+                  residual_bits=None, input_bits=None, padding="torch"):
     """A validated in-memory `QModel` of a random_bundle, calibrated on `calib_images` random
     uint8 images (drawn from `seed`, independent of the images that set the BN moments).
     Equals quantize_bundle(random_bundle(...same...), those images, act_bits,
     multiplier_bits=..., residual_bits=..., input_bits=...) + make_qmodel."""
     seed = int(seed)
-    bundle = random_bundle(depth, width, in_channels, num_classes, input_size, variant, seed)
+    bundle = random_bundle(depth, width, in_channels, num_classes, input_size, variant, seed,
+                           padding=padding)
     images = random_images(calib_images, bundle.manifest["input_shape"], [seed, 2])
     manifest, arrays = quantize_bundle(bundle, images, act_bits, multiplier_bits=multiplier_bits,
                                        residual_bits=residual_bits, input_bits=input_bits)

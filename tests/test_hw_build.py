@@ -32,6 +32,7 @@ from quantize.random_model import random_images, random_qmodel
 from sim.link_session import noisy_session, soak, tally
 from sim.runner import run_cocotb
 from sim.usb_host import usb_packets
+from tests.cli_checks import one_stderr_line
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REPORT_KEYS = {"board", "fits", "luts", "ffs", "bram36", "dsp", "clock_mhz", "cycles_per_image",
@@ -562,6 +563,30 @@ def test_a_soak_of_10000_frames_with_gaps_and_faults_is_answered_right(tmp_path)
     assert counts["images"] == 10_000 and counts["wrong"] == 0
     assert counts["correct"] + counts["failed"] == 10_000 and counts["failed"] <= 10
     assert max(result["sends"]) <= 2 * (1 + 3)
+
+
+def test_a_model_whose_weights_exceed_the_boards_block_ram_exits_1_before_planning(tmp_path, capsys):
+    import hw.build
+    big = random_qmodel(depth=8, width=10, input_size=4, calib_images=4)   # 160-640 channels
+    write_qmodel(tmp_path / "quant" / "qmodel.npz", big.manifest, big.tensors)
+    bits = sum(op["in_channels"] * op["out_channels"] * op["kernel"] ** 2
+               for op in big.ops if op["op"] == "conv")
+    assert bits > 50 * 36 * 1024                                 # the Arty's 50 RAMB36
+    status = hw.build.main(["--model", str(tmp_path / "quant"), "--out", str(tmp_path / "out")])
+    err = one_stderr_line(capsys.readouterr().err, f"{bits:,} bits", "1,843,200", "50 RAMB36",
+                          prefix="python -m hw.build: the model cannot fit the Digilent Arty A7-35T")
+    assert status == 1 and f"{bits / 1e6:.1f} Mbit" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_model_with_keras_padding_is_refused_in_one_line(tmp_path, capsys):
+    import hw.build
+    keras = random_qmodel(depth=8, width=1, input_size=8, calib_images=4, padding="keras")
+    write_qmodel(tmp_path / "quant" / "qmodel.npz", keras.manifest, keras.tensors)
+    status = hw.build.main(["--model", str(tmp_path / "quant"), "--out", str(tmp_path / "out")])
+    one_stderr_line(capsys.readouterr().err, "s2b1_conv1_acc pads [0, 1, 0, 1]", "pads every side alike",
+                    prefix="python -m hw.build: error: ")
+    assert status == 2 and not (tmp_path / "out").exists()
 
 
 def test_a_core_that_does_not_fit_exits_1_with_the_numbers(model_dir, tmp_path, monkeypatch, capsys):

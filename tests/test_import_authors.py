@@ -46,14 +46,15 @@ def saved(path, manifest, arrays):
     return read_bundle(path)
 
 
-def write_keras_mat(path, bundle, first_bn=84, drop=(), change=None):
-    """`bundle` in the authors' _allparams layout (`drop`: variables left out; `change`:
-    name -> array put in instead)."""
+def write_keras_mat(path, bundle, first_bn=84, first_conv=0, drop=(), change=None):
+    """`bundle` in the authors' _allparams layout, Keras's counters starting at `first_conv`
+    and `first_bn` (`drop`: variables left out; `change`: name -> array put in instead)."""
     out, convs, bns = {}, [op for op in bundle.ops if op["op"] == "conv"], \
         [op for op in bundle.ops if op["op"] == "batchnorm"]
     for i, op in enumerate(convs):
         signs = bundle.conv_signs(op["name"])                       # Cout Cin F F
-        out["conv2d" + (f"_{i}" if i else "")] = ((signs.transpose(2, 3, 1, 0) + 1) // 2)[None].astype(np.uint8)
+        n = first_conv + i
+        out["conv2d" + (f"_{n}" if n else "")] = ((signs.transpose(2, 3, 1, 0) + 1) // 2)[None].astype(np.uint8)
     for i, op in enumerate(bns):
         mean, var, w, b, _ = bundle.bn(op["name"])
         rows = [w, b, mean, var] if op["affine"] else [mean, var]
@@ -138,11 +139,12 @@ def authors_resnet(variables, image):
 
 # ------------------------------------------------ the tests
 
-@pytest.mark.parametrize("size", [8, 7], ids=["even: pads bottom-right only", "odd: pads alike"])
-def test_imported_keras_file_computes_the_authors_network(tmp_path, size):
+@pytest.mark.parametrize("size, first_conv", [(8, 0), (7, 40)],
+                         ids=["even: pads bottom-right only", "odd: pads alike, convs from 40"])
+def test_imported_keras_file_computes_the_authors_network(tmp_path, size, first_conv):
     manifest, arrays = keras_model(size)
     ours = saved(tmp_path / "ours.npz", manifest, arrays)
-    mat = write_keras_mat(tmp_path / "m_allparams.mat", ours, first_bn=300)
+    mat = write_keras_mat(tmp_path / "m_allparams.mat", ours, first_bn=300, first_conv=first_conv)
     manifest2, arrays2, table = import_keras(str(mat), size)
     imported = saved(tmp_path / "in.npz", manifest2, arrays2)
     images = np.random.default_rng(1).integers(0, 256, (3, 3, size, size)).astype(np.uint8)
@@ -155,7 +157,8 @@ def test_imported_keras_file_computes_the_authors_network(tmp_path, size):
     with torch.no_grad():
         torch_logits = model_from_bundle(imported)(torch.from_numpy(images).float()).double().numpy()
     np.testing.assert_allclose(torch_logits, want, rtol=1e-4, atol=1e-4)
-    assert [r["layer"] for r in table][:3] == ["conv2d", "conv2d_1", "conv2d_2"]
+    assert [r["layer"] for r in table][:2] == (["conv2d", "conv2d_1"] if first_conv == 0
+                                               else ["conv2d_40", "conv2d_41"])
 
 
 @pytest.mark.parametrize("pixels", [9, 6, 4, 3, 2, 1])
@@ -210,7 +213,8 @@ def _mat(tmp_path, **kw):
      r"layer batch_normalization_v1_86 holds a NaN"),
     (dict(drop=[f"batch_normalization_v1_{84 + i}" for i in range(9)]),
      r"8 convolutions and no batch norms \(a _01weights file\?\)"),
-    (dict(drop=["batch_normalization_v1_90"]), r"8 batch norms, a WRN-8-1 has 9"),
+    (dict(drop=["batch_normalization_v1_90"]), r"batch_normalization_v1_90 is missing"),
+    (dict(drop=["batch_normalization_v1_92"]), r"8 batch norms, a WRN-8-1 has 9"),
     (dict(change={"BinaryWeights": np.zeros(3)}), r"a MatConvNet export"),
 ])
 def test_a_bad_authors_file_gets_one_line_naming_the_layer(tmp_path, capsys, kw, message):

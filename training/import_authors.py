@@ -3,7 +3,8 @@
     python -m training.import_authors FILE.mat --out RUN_DIR [--input-size 32] [--dataset NAME]
 
 Reads the Keras export (`TrainedModels/Tensorflow.keras/*_allparams.mat`, scipy.io.loadmat):
-the convolutions `conv2d`, `conv2d_1`, ... in network order as 0/1 uint8 [1, F, F, Cin, Cout]
+the convolutions `conv2d`, `conv2d_1`, ... (or from another start: Keras's counters) in network
+order as 0/1 uint8 [1, F, F, Cin, Cout]
 (1 = +1, the scale sqrt(2 / (F F Cin)) implied), and the batch norms, named with Keras's
 counters and taken in the order of their numbers: the input BN (4, C) = gamma, beta, mean, var,
 every other (2, C) = mean, var without affine, eps 1e-5 (the authors' ResNetModel.py `resnet`).
@@ -70,11 +71,15 @@ def keras_layers(path, variables):
     if not bns:
         raise AuthorsFileError(f"{path}: {len(convs)} convolutions and no batch norms (a _01weights "
                            "file?): import the matching _allparams file, which holds both")
-    numbers = [int(CONV.match(k).group(1) or 0) for k in convs]
-    if numbers != list(range(len(convs))):
-        missing = sorted(set(range(max(numbers) + 1)) - set(numbers))
-        raise AuthorsFileError(f"{path}: conv2d_{missing[0]} is missing (convolutions "
-                           f"{', '.join(convs[:3])}, ... must be numbered 0, 1, 2, ... without gaps)")
+    for names, pattern in ((convs, CONV), (bns, BN)):
+        # Keras numbers layers on from earlier models in its session (conv2d_40 ... conv2d_59 in
+        # CIFAR100_allparams.mat): consecutive numbers from any start, a gap is a lost layer.
+        numbers = [int(pattern.match(k).group(1) or 0) for k in names]
+        gaps = sorted(set(range(numbers[0], numbers[-1] + 1)) - set(numbers))
+        if gaps:
+            base = re.sub(r"_\d+$", "", names[-1])       # the last one has a number
+            raise AuthorsFileError(f"{path}: {base}_{gaps[0]} is missing ({names[0]} ... "
+                                   f"{names[-1]} must be numbered without gaps)")
     return convs, bns
 
 

@@ -21,6 +21,18 @@ def over_capacity(resources, capacity):
     return [f"{LABELS[k]} {resources[k]:g} > {v:g}" for k, v in capacity.items() if resources[k] > v]
 
 
+def weights_message(qmodel, board):
+    """None, or one line when the model's weight bits alone exceed the board's block RAM: from
+    the model, before anything is planned (a WRN-20-10 holds 26.7 Mbit)."""
+    bits, capacity = qmodel.weight_bits(), board.bram36 * RAMB36_BITS
+    if bits <= capacity:
+        return None
+    return (f"the model cannot fit the {board.title} ({board.device}): its weights alone are "
+            f"{bits:,} bits ({bits / 1e6:.1f} Mbit), its block RAM holds {capacity:,} "
+            f"({board.bram36} RAMB36); a model {bits / capacity:.1f} times smaller is needed "
+            "(fewer --width or --depth at training)")
+
+
 def bound_message(plan, board, memory):
     """None, or one line when the design cannot fit however synthesis maps it: block RAM (the
     weight ROM and the feature-map RAMs, one copy per two pixels, at full 36 Kbit per RAMB36)
