@@ -10,7 +10,10 @@ part is its Amaranth twin.
 
 Prints every layer's verdict (`bit-exact`, or the first mismatch: index, expected, got) on the
 first test image, then runs N test images through the whole network and prints the cycles per
-image next to the analytic model. The last line reads `N/N images bit-exact`. Exit status: 0 all
+image next to the analytic model. --image-folder DIR takes the images from image files instead
+of the test set. A model with layers the accelerator cannot compute (Keras padding at stride 2)
+gets the layer check of its other layers, each one it cannot compute named, and no
+whole-network run. The last line reads `N/N images bit-exact`. Exit status: 0 all
 bit-exact, 1 a mismatch or a failed simulator build/run (one line on stderr naming its log),
 2 a bad command line, model, dataset or --build-dir (one line, checked before any build).
 """
@@ -27,6 +30,8 @@ from hw.compiler.memory_images import REQUANTIZERS
 from hw.core.latency import latency_report
 from hw.core.plan import CoreOptions
 from hw.link.protocol import MAX_PIXELS
+from hw.compiler.schedule import unsupported
+from quantize.images import ImageFileError, folder_images, load_images
 from quantize.qmodel import QModelError, read_qmodel
 from sim.runner import build_path_problem
 from training.container import MAX_SIZE
@@ -57,6 +62,9 @@ def build_parser():
     p.add_argument("--stall", type=number(0, 0.9, "a probability; 1 would stall for ever"),
                    default=0.2, help="probability of a stall cycle on each stream side (0..0.9)")
     p.add_argument("--data-dir", type=path_arg, default=None)
+    p.add_argument("--image-folder", type=path_arg, default=None, metavar="DIR",
+                   help="take the images from the image files in DIR (PNG, JPEG, ...; resized "
+                        "to the model's input) instead of the dataset's test set")
     p.add_argument("--build-dir", type=path_arg, default="build/sim",
                    help="a folder for the simulator builds (its layers/ and network/)")
     p.add_argument("--no-layers", action="store_true", help="skip the layer-by-layer check")
@@ -87,6 +95,9 @@ def check_arguments(args):
     if args.layer and args.no_layers:
         raise UsageError(f"--layer {args.layer[0]} selects a layer of the layer-by-layer check, "
                          f"which --no-layers skips: give one or the other")
+    if args.image_folder and args.data_dir:
+        raise UsageError("--image-folder replaces the dataset that --data-dir finds: give one or "
+                         "the other")
 
 
 def check_build_dir(build_dir, subfolders):
@@ -122,19 +133,18 @@ def run(args):
     subfolders = ([] if args.no_layers else ["layers"]) + ["network"]
     check_build_dir(args.build_dir, subfolders)
     qmodel = read_qmodel(args.model)
-    dataset = qmodel.manifest["source"].get("metadata", {}).get("dataset")
-    if not dataset:
-        raise DatasetError(f"{args.model} does not name its dataset; quantize a trained run")
-    images = load_dataset(dataset, args.data_dir).test_x
-    if args.images > len(images):
-        raise UsageError(f"--images {args.images}: the {dataset} test set has {len(images)} images; "
-                         f"give --images {len(images)} or fewer")
-    images = images[:args.images]
+    images = test_images(args, qmodel)
     options, platform = core_options(args)
     try:
         plan = options.plan(qmodel)
     except ValueError as e:                 # the model and options the core cannot take
-        raise UsageError(str(e)) from e
+        if not any(unsupported(op) for op in qmodel.ops) or args.no_layers:
+            raise UsageError(str(e)) from e
+        plan = options.plan(qmodel, check=False)    # its other layers, one by one
+        for step in plan.steps:
+            if step.unsupported and args.layer and (
+                    step.name in args.layer or any(w in args.layer for w in step.writes)):
+                raise UsageError(f"--layer {step.name}: {step.unsupported}") from None
     from sim.runner import SimulatorError, ensure_simulator
     try:
         ensure_simulator()              # $BITWRN_SIM names one, and it is installed
@@ -142,6 +152,23 @@ def run(args):
         raise UsageError(str(e)) from None
     with folder_lock(args.build_dir, "--build-dir"):
         return simulate_all(args, plan, images, subfolders, platform)
+
+
+def test_images(args, qmodel):
+    """The first --images images: of --image-folder's files, or of the dataset's test set."""
+    if args.image_folder:
+        images, where = load_images(folder_images(args.image_folder), qmodel.input_shape), \
+            f"{args.image_folder} holds"
+    else:
+        dataset = qmodel.manifest["source"].get("metadata", {}).get("dataset")
+        if not dataset:
+            raise DatasetError(f"{args.model} does not name its dataset; quantize a trained run, "
+                               "or give --image-folder")
+        images, where = load_dataset(dataset, args.data_dir).test_x, f"the {dataset} test set has"
+    if args.images > len(images):
+        raise UsageError(f"--images {args.images}: {where} {len(images)} images; give --images "
+                         f"{len(images)} or fewer")
+    return images[:args.images]
 
 
 def simulate_all(args, plan, images, subfolders, platform):
@@ -169,6 +196,13 @@ def simulate_all(args, plan, images, subfolders, platform):
             print(f"  {v.line()}")
         failures += sum(not v.ok for v in verdicts)
         print(f"  ({time.time() - t0:.0f} s)")
+    refused = [s for s in plan.steps if s.unsupported]
+    for step in refused:
+        print(f"  {step.name}: not computable by the accelerator ({step.unsupported})")
+    if refused:
+        print(f"whole network: not run, {len(refused)} of its steps are not computable by the "
+              "accelerator")
+        return 0 if failures == 0 else 1
     print(f"whole network, {len(images)} image(s), stalls {args.stall:.0%} on both streams...",
           flush=True)
     t0 = time.time()
@@ -192,7 +226,7 @@ def simulate_all(args, plan, images, subfolders, platform):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    return run_main(PROG, lambda: run(args), errors=(QModelError, DatasetError))
+    return run_main(PROG, lambda: run(args), errors=(QModelError, DatasetError, ImageFileError))
 
 
 if __name__ == "__main__":

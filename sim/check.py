@@ -65,7 +65,8 @@ def _split(beats, out_bits):
 
 def check_layers(network, image, build_dir, names=None, platform=None):
     """Feed every step of the `network` plan (or the named ones) the golden input of its layer,
-    compare its outputs; returns (verdicts, the layer-test plan). `platform`: the core as built
+    compare its outputs; returns (verdicts, the layer-test plan). Steps the accelerator cannot
+    compute (`unsupported`) are left out, or refused when named. `platform`: the core as built
     for a board (sim.harness.simulate)."""
     qmodel, lanes, schedule = network.qmodel, network.lanes, network.schedule
     indices = [i for i, s in enumerate(schedule.steps)
@@ -73,6 +74,10 @@ def check_layers(network, image, build_dir, names=None, platform=None):
     if not indices:
         raise ValueError(f"no layer named {', '.join(names)}; layers: "
                          f"{', '.join(s.name for s in schedule.steps)}")
+    refused = [schedule.steps[i] for i in indices if schedule.steps[i].unsupported]
+    if names is not None and refused:
+        raise ValueError(f"layer {refused[0].name}: {refused[0].unsupported}")
+    indices = [i for i in indices if not schedule.steps[i].unsupported]
     plan = CorePlan(layer_test_schedule(schedule, indices), network.options)
     golden = run(qmodel, image[None], keep=True)
     job = schedule_job(plan, image[None], golden)

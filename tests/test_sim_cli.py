@@ -21,6 +21,21 @@ def tiny(tmp_path_factory):
     return root
 
 
+@pytest.fixture(scope="module")
+def keras(tmp_path_factory):
+    """A quantized 3x8x8 model with Keras padding (stride 2 pads bottom and right only) and a
+    folder of two photos."""
+    from PIL import Image
+    root = tmp_path_factory.mktemp("sim_keras")
+    q = random_qmodel(depth=8, width=1, in_channels=3, input_size=8, seed=4, padding="keras")
+    write_qmodel(root / "quant" / "qmodel.npz", q.manifest, q.tensors)
+    (root / "photos").mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 256, (24, 30, 3), dtype=np.uint8)).save(root / "photos" / f"{i}.png")
+    return root
+
+
 def one_line(capsys, *words):
     """stderr is exactly one line, `python -m sim: error: ...`, holding every word."""
     return one_stderr_line(capsys.readouterr().err, *words, prefix="python -m sim: error: ")
@@ -154,3 +169,33 @@ def test_an_unknown_simulator_is_one_line(tiny, capsys, monkeypatch):
     code = main(["--model", str(tiny / "quant"), "--data-dir", str(tiny)])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "must be one of verilator, icarus" in err
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--layer", "s2b1_a2_relu"], ["--layer s2b1_a2_relu: s2b1_conv1_acc pads [0, 1, 0, 1]",
+                                   "pads every side alike"]),
+    (["--layer", "s2b1_pool"], ["--layer s2b1_pool: s2b1_pool pads [0, 1, 0, 1]"]),
+    (["--no-layers"], ["s2b1_conv1_acc pads [0, 1, 0, 1]", "its other layers in python -m sim --layer"]),
+    (["--images", "3"], ["--images 3:", "photos holds 2 images; give --images 2 or fewer"]),
+    (["--data-dir", "."], ["--image-folder replaces the dataset", "one or the other"]),
+])
+def test_a_keras_model_and_an_image_folder_bad_arguments(keras, tmp_path, capsys, monkeypatch,
+                                                         no_simulator, args, words):
+    monkeypatch.chdir(tmp_path)
+    code = main(["--model", str(keras / "quant"), "--image-folder", str(keras / "photos"),
+                 "--images", "1", *args])
+    assert code == 2
+    one_line(capsys, *words)
+
+
+def test_a_keras_models_other_layers_are_bit_exact_from_a_photo(keras, tmp_path, capsys):
+    code = main(["--model", str(keras / "quant"), "--image-folder", str(keras / "photos"),
+                 "--images", "1", "--lanes", "8", "--layer", "s1b1_add", "--layer", "s3b1_add",
+                 "--build-dir", str(tmp_path / "b")])
+    out = [line.strip() for line in capsys.readouterr().out.splitlines()]
+    assert code == 0
+    assert "s1b1_add: bit-exact" in out and "s3b1_add: bit-exact" in out
+    for step in ("s2b1_a2_relu", "s2b1_pool", "s3b1_a2_relu", "s3b1_pool"):
+        assert any(line.startswith(f"{step}: not computable by the accelerator") for line in out)
+    assert out[-1] == "whole network: not run, 4 of its steps are not computable by the accelerator"
+    assert not (tmp_path / "b" / "network").exists() or not any((tmp_path / "b" / "network").iterdir())

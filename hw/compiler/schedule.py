@@ -87,6 +87,7 @@ class Step:
     reads: list = field(default_factory=list)    # tensor names read from buffers
     writes: list = field(default_factory=list)   # tensor names written to buffers
     segment: int = None             # a layer-test table's: the step it checks (its own buffers)
+    unsupported: str = None         # why the accelerator cannot compute it (build_schedule's check=False)
 
     @property
     def fused_add(self):
@@ -220,31 +221,40 @@ def _requant(qmodel, op, channels_padded):
     return Requant(mult, bias, int(op["shift"]), int(op["lo"]), int(op["hi"]))
 
 
+def unsupported(op):
+    """Why the accelerator cannot compute `op`, or None: its address generator pads every side
+    of a conv or pool alike, and its pool divides every window by k*k. Keras 'same' padding
+    (training.graph.PADDINGS) breaks both at stride 2."""
+    if op["op"] not in ("conv", "avgpool"):
+        return None
+    sides = pads(op)
+    if len(set(sides)) > 1:
+        return (f"{op['name']} pads {list(sides)} (top, bottom, left, right, Keras 'same'): the "
+                "accelerator pads every side alike")
+    if not op.get("count_include_pad", True):
+        return (f"{op['name']} divides each window by its pixels inside the image (Keras): the "
+                f"accelerator's pool divides every window by {op['kernel'] ** 2}")
+    return None
+
+
 def check_supported(qmodel):
-    """ValueError for a window the accelerator cannot compute: its address generator pads every
-    side of a conv or pool alike, and its pool divides every window by k*k. Keras 'same'
-    padding (training.graph.PADDINGS) breaks both at stride 2; the golden model runs such a
-    model, the hardware refuses it here, before anything is planned."""
+    """ValueError for the first op the accelerator cannot compute (`unsupported`): the golden
+    model runs such a model, the hardware refuses it here, before anything is planned."""
     for op in qmodel.ops:
-        if op["op"] not in ("conv", "avgpool"):
-            continue
-        sides = pads(op)
-        if len(set(sides)) > 1:
-            raise ValueError(f"{op['name']} pads {list(sides)} (top, bottom, left, right, Keras "
-                             "'same'): the accelerator pads every side alike; such a model runs "
-                             "in the golden model (python -m quantize.classify) but not in hardware")
-        if not op.get("count_include_pad", True):
-            raise ValueError(f"{op['name']} divides each window by its pixels inside the image "
-                             "(Keras): the accelerator's pool divides every window by "
-                             f"{op['kernel'] ** 2}; such a model runs in the golden model "
-                             "(python -m quantize.classify) but not in hardware")
+        reason = unsupported(op)
+        if reason:
+            raise ValueError(f"{reason}; such a model runs in the golden model (python -m "
+                             "quantize.classify) and its other layers in python -m sim --layer, "
+                             "but not in hardware")
 
 
-def build_schedule(qmodel, lanes, pixels_per_cycle=1, image_columns_allowed=True):
+def build_schedule(qmodel, lanes, pixels_per_cycle=1, image_columns_allowed=True, check=True):
     """The accelerator's steps for the whole network: pixels in, logits and class out
     (`image_columns_allowed=False`: the image one pixel per word even where its first conv's
-    columns would fit, hw/compiler/image_layout.py)."""
-    check_supported(qmodel)
+    columns would fit, hw/compiler/image_layout.py). `check=False` plans a model with ops the
+    accelerator cannot compute (`unsupported`), for the layer tests of its other steps only."""
+    if check:
+        check_supported(qmodel)
     ops = {op["name"]: op for op in qmodel.ops}
     consumers = {}
     for op in qmodel.ops:
@@ -277,9 +287,11 @@ def build_schedule(qmodel, lanes, pixels_per_cycle=1, image_columns_allowed=True
                          op["shift"], op["out"]["lo"], op["out"]["hi"])
             steps.append(Step(POOL, name, src_shape=qmodel.shapes[src], out_shape=shape,
                               src_signed=signed(src), kernel=op["kernel"], stride=op["stride"],
-                              padding=pads(op)[0], requant=rq, reads=[src], writes=[name]))
+                              padding=pads(op)[0], requant=rq, reads=[src], writes=[name],
+                              unsupported=unsupported(op)))
         elif kind == "conv":
             step = _conv_step(qmodel, op, consumers, only_consumer, padded, signed)
+            step.unsupported = unsupported(op)
             if op["inputs"][0] == image:
                 c, h, w = step.src_shape
                 step.src_shape = (c * spread * columns, h, w)

@@ -45,21 +45,25 @@ class CoreOptions:
             raise ValueError(f"requantizers must be one of {', '.join(REQUANTIZERS)}, "
                              f"got {self.requantizers!r}")
 
-    def schedule(self, qmodel, image_columns_allowed=True):
-        """The whole network's step table at these lanes and pixels per cycle."""
-        return build_schedule(qmodel, self.lanes, self.pixels_per_cycle, image_columns_allowed)
+    def schedule(self, qmodel, image_columns_allowed=True, check=True):
+        """The whole network's step table at these lanes and pixels per cycle (`check`:
+        build_schedule's)."""
+        return build_schedule(qmodel, self.lanes, self.pixels_per_cycle, image_columns_allowed, check)
 
-    def plan(self, qmodel):
-        """The core that runs the whole network."""
-        self.check_needed_by(qmodel)
-        return CorePlan(self.schedule(qmodel), self)
+    def plan(self, qmodel, check=True):
+        """The core that runs the whole network. `check=False`: a model with ops the
+        accelerator cannot compute is planned too, its steps marked `unsupported`, for the layer
+        tests of the others (sim.check.check_layers) and never for a build."""
+        self.check_needed_by(qmodel, check)
+        return CorePlan(self.schedule(qmodel, check=check), self)
 
-    def check_needed_by(self, qmodel):
+    def check_needed_by(self, qmodel, check=True):
         """ValueError, from arithmetic alone, for lanes or pixels the model cannot use: a lane past
         the widest layer's channels, or an output pixel per cycle past the image's, computes
         nothing, and planning for them takes minutes (1,024 lanes on a 64-channel model); and
         for a window the accelerator cannot compute (hw.compiler.schedule.check_supported)."""
-        check_supported(qmodel)
+        if check:
+            check_supported(qmodel)
         channels = max([qmodel.input_shape[0]] + [op[k] for op in qmodel.ops
                                                   for k in ("in_channels", "out_channels") if k in op])
         useful = 1 << ceil_log2(channels)
