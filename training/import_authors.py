@@ -12,8 +12,10 @@ WRN-d-k, the input channels and the class count come from the shapes, which must
 WRN's; the padding is Keras's 'same' (training.graph.PADDINGS). Writes RUN_DIR/bundle.npz
 (docs/bundle.md), which `python -m quantize RUN_DIR` takes as it is, and prints the layer table.
 
-The `_01weights` files hold the convolutions alone and the MatConvNet exports (`Matlab/`) use
-another graph (a ReLU after the input BN, no Keras padding): both are refused in one line.
+The `_01weights` files hold the convolutions alone, and the MatConvNet exports (`Matlab/`) use a
+graph of their own (their Test_1_bit_per_weight_models.m: BN, ReLU and conv for every layer, the
+first included; vl_nnpool divides a window by its pixels inside the image, at symmetric padding):
+both are refused in one line.
 """
 import hashlib
 import os
@@ -60,9 +62,10 @@ def _numbered(variables, pattern):
 def keras_layers(path, variables):
     """(convs, bns): the Keras export's conv and BN variable names in network order, checked."""
     if "BinaryWeights" in variables:
-        raise AuthorsFileError(f"{path}: a MatConvNet export (BinaryWeights, Moments, ...); its "
-                           "graph has a ReLU after the input BN, which bitwrn's WRN does not: "
-                           "import the Tensorflow.keras _allparams file of the same model")
+        raise AuthorsFileError(f"{path}: a MatConvNet export (BinaryWeights, Moments, ...), which "
+                               "scipy reads but bitwrn's graph cannot express yet (a ReLU after "
+                               "the input BN; a pool that does not count its symmetric padding): "
+                               "import the authors' Tensorflow.keras _allparams release instead")
     convs, bns = _numbered(variables, CONV), _numbered(variables, BN)
     if not convs:
         raise AuthorsFileError(f"{path}: no conv2d variables; this is not a Keras export of the "
