@@ -56,8 +56,9 @@ def window_sum(x, op):
 
 def pool_divisors(op, size):
     """What each window of the avgpool `op` over an H x W input is divided by: k*k where the
-    padding counts (count_include_pad), else the pixels of the window inside the input."""
-    if op["count_include_pad"]:
+    padding counts (count_include_pad; an integer model's op leaves it out then), else the
+    pixels of the window inside the input."""
+    if op.get("count_include_pad", True):
         return op["kernel"] ** 2
     return window_sum(np.ones((1, 1, *size), np.int64), op)
 
