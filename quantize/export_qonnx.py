@@ -4,13 +4,11 @@
 
 Built from the integer model (docs/quantized-model.md), op for op, in real units: every tensor
 is its integers times a power-of-two scale. The weights are `BipolarQuant` nodes (+-1); each
-stored activation a `Quant` node at its width and scale 2^-f (`FLOOR` of the value plus half a
-step: the integer model's rounding, half up); the input table a Gather of the table's values;
-the accumulators carry the +-1 sums at their input's scale, Eq. 1's constant and each
-requantization's M, B and shift folded into one float32 multiply and add before its Quant. The
-float32 multiply-add is where it can part from the golden model: M x acc needs up to ~37 bits,
-float32 holds 24, so a value within rounding of a step's edge may land on the other side
-(tests/test_export_qonnx.py measures how often). Input "image": N x C x H x W float32 pixels
+stored activation ends in a `Quant` node at its width and scale 2^-f; the input table is a Gather
+of its values; the accumulators carry the +-1 sums at their input's scale (float32 holds them
+exactly: the export refuses an accumulator wider than 25 bits); each requantization
+(i * M + B) >> s runs in int64 (Mul, Add, and Mod and Div for the floor), as does the pool's
+divide, so the logits are the golden model's, integer for integer. Input "image": N x C x H x W float32 pixels
 0..255; output "logits": N x classes, the golden model's integer logits times logits_scale.
 """
 import os
@@ -38,6 +36,8 @@ class _Builder:
         self.scale = {}                 # tensor name -> its values' real step (int x scale)
 
     def const(self, name, array, dtype=np.float32):
+        if any(c.name == name for c in self.constants):      # a second one would replace the first
+            raise ValueError(f"constant {name!r} made twice")
         self.constants.append(self.numpy_helper.from_array(np.asarray(array, dtype), name))
         return name
 
@@ -52,12 +52,27 @@ class _Builder:
                                    self.const(out + ".bits", bits)], out, domain=QONNX_DOMAIN,
                          signed=int(signed), narrow=0, rounding_mode="FLOOR")
 
-    def affine_quant(self, x, name, factor, offset, op, shape_of):
-        """x * factor + offset (per channel or per position), then the op's Quant and clamp."""
+    def requant(self, x, name, multiplier, bias, shift, op):
+        """(i * M + B) >> s on the integers i of `x` (per channel or per position arrays of
+        integers, broadcast against it), in int64 where it is exact, then the op's Quant (its
+        width and step: the integers are on its grid, so it only clamps) and clamp."""
+        from onnx import TensorProto
         out = op["out"]
         step = out["scale"]
-        y = self.node("Mul", [x, self.const(name + ".factor", np.reshape(factor, shape_of))], name + ".scaled")
-        y = self.node("Add", [y, self.const(name + ".offset", np.reshape(offset, shape_of))], name + ".shifted")
+        shape = np.shape(multiplier)
+        i = self.node("Mul", [x, self.const(name + ".unit", 1.0 / self.scale[x])], name + ".int")
+        i = self.node("Cast", [i], name + ".i64", to=TensorProto.INT64)
+        y = self.node("Mul", [i, self.const(name + ".m", multiplier, np.int64)], name + ".times_m")
+        y = self.node("Add", [y, self.const(name + ".b", np.broadcast_to(bias, shape), np.int64)],
+                      name + ".plus_b")
+        # floor division by 2^s: ONNX's integer Div truncates, so the remainder (Mod, fmod=0:
+        # of the divisor's sign, >= 0) comes off first
+        divisor = self.const(name + ".divisor", np.broadcast_to(2 ** np.asarray(shift, np.int64), shape),
+                             np.int64)
+        rest = self.node("Mod", [y, divisor], name + ".rest", fmod=0)
+        y = self.node("Div", [self.node("Sub", [y, rest], name + ".whole"), divisor], name + ".shifted")
+        y = self.node("Cast", [y], name + ".f32", to=TensorProto.FLOAT)
+        y = self.node("Mul", [y, self.const(name + ".step", step)], name + ".real")
         full = (-(1 << (out["bits"] - 1)), (1 << (out["bits"] - 1)) - 1) if out["signed"] else \
             (0, (1 << out["bits"]) - 1)
         clamp = (op["lo"], op["hi"]) if "lo" in op else full     # an avgpool has no clamp
@@ -65,15 +80,24 @@ class _Builder:
         if clamp != full:
             q = self.node("Clip", [q, self.const(name + ".lo", clamp[0] * step),
                                    self.const(name + ".hi", clamp[1] * step)], name)
+        self.scale[name] = step
         return q
 
     def channels(self, values, ndim):
-        return np.reshape(np.asarray(values, np.float64), (1, -1) + (1,) * (ndim - 2))
+        return np.reshape(np.asarray(values, np.int64), (1, -1) + (1,) * (ndim - 2))
+
+
+FLOAT32_INTEGER_BITS = 25      # signed: every integer of |v| <= 2^24 is a float32
 
 
 def qonnx_model(qmodel):
     """The onnx.ModelProto of `qmodel` (a quantize.qmodel.QModel) with QONNX nodes."""
     from onnx import TensorProto, helper
+    wide = [op["name"] for op in qmodel.ops
+            if op["op"] in ("conv", "global_sum") and op["out"]["bits"] > FLOAT32_INTEGER_BITS]
+    if wide:
+        raise ValueError(f"{wide[0]} needs a {qmodel.op(wide[0])['out']['bits']}-bit accumulator; "
+                         f"ONNX's float32 Conv holds integers of {FLOAT32_INTEGER_BITS} bits exactly")
     b = _Builder(qmodel)
     t = qmodel.tensors
     for op in qmodel.ops:
@@ -98,15 +122,10 @@ def qonnx_model(qmodel):
                    strides=[op["stride"]] * 2, pads=[top, left, bottom, right])
             b.scale[name] = b.scale[x[0]]                        # the +-1 sums
         elif kind == "requant":
-            m = t[op["multiplier"]].astype(np.float64)
-            bias = t[op["bias"]].astype(np.float64)
             s = op["shift"]
             half = (1 << (s - 1)) if s > 0 else 0
-            step = op["out"]["scale"]
-            factor = b.channels(m * step / (b.scale[x[0]] * 2.0 ** s), ndim)
-            offset = b.channels((bias + half) * step / 2.0 ** s, ndim)
-            b.affine_quant(x[0], name, factor, offset, op, factor.shape)
-            b.scale[name] = step
+            b.requant(x[0], name, b.channels(t[op["multiplier"]], ndim),
+                      b.channels(t[op["bias"]].astype(np.int64) + half, ndim), s, op)
         elif kind == "avgpool":
             c = qmodel.shapes[x[0]][0]
             k = op["kernel"]
@@ -118,11 +137,8 @@ def qonnx_model(qmodel):
                                      (1, 1, *qmodel.shapes[name][1:]))
             table = {k * k: (op["multiplier"], 1 << (op["shift"] - 1), op["shift"])}
             table.update({n: (m, bias, s) for n, m, bias, s in op.get("edge_divisors", ())})
-            step = op["out"]["scale"]
-            factor = np.vectorize(lambda n: table[n][0] * step / (b.scale[x[0]] * 2.0 ** table[n][2]))(pixels)
-            offset = np.vectorize(lambda n: table[n][1] * step / 2.0 ** table[n][2])(pixels)
-            b.affine_quant(total, name, factor, offset, op, factor.shape)
-            b.scale[name] = step
+            b.scale[total] = b.scale[x[0]]
+            b.requant(total, name, *(np.vectorize(lambda n, j=j: table[n][j])(pixels) for j in range(3)), op)
         elif kind == "zero_channels":
             extra = op["out_channels"] - op["in_channels"]
             b.node("Pad", [x[0], b.const(name + ".pads", [0, 0, 0, 0, 0, extra, 0, 0], np.int64)], name,
@@ -138,8 +154,8 @@ def qonnx_model(qmodel):
                     src = b.quant(up, f"{name}.in{i}", new, WIDE_BITS, True)
                 aligned.append(src)
             total = b.node("Add", aligned, name + ".sum")
-            b.affine_quant(total, name, 1.0, 0.0, op, (1,))
-            b.scale[name] = step
+            b.scale[total] = step
+            b.requant(total, name, np.ones(1, np.int64), np.zeros(1, np.int64), 0, op)
         elif kind == "global_sum":
             b.node("ReduceSum", [x[0], b.const(name + ".axes", [2, 3], np.int64)], name, keepdims=0)
             b.scale[name] = b.scale[x[0]]
@@ -147,7 +163,7 @@ def qonnx_model(qmodel):
             raise ValueError(f"op {name!r}: no QONNX form for integer op {kind!r}")
     logits = qmodel.manifest["logits"]
     # the output in the golden model's units: its integer logits times logits_scale
-    b.node("Mul", [logits, b.const("logits.unit", qmodel.manifest["logits_scale"] / b.scale[logits])],
+    b.node("Mul", [logits, b.const("logits_out.unit", qmodel.manifest["logits_scale"] / b.scale[logits])],
            "logits_out")
     c, h, w = qmodel.input_shape
     graph = helper.make_graph(
@@ -195,7 +211,7 @@ def main(argv=None):
               "'logits_out' (the integer logits times logits_scale); run it with "
               "qonnx.core.onnx_exec.execute_onnx")
         return 0
-    return run_main(PROG, work, errors=(QModelError,))
+    return run_main(PROG, work, errors=(QModelError, ValueError))
 
 
 if __name__ == "__main__":
