@@ -250,7 +250,7 @@ def test_manifest_errors(bundle_path, tmp_path):
         lambda mm: mm["ops"][1].update(padding=3))
     bad("padkeras.npz", r"padding is \[0, 1, 0, 1\], the model's graph has 1",
         lambda mm: mm["ops"][1].update(padding=[0, 1, 0, 1]))
-    bad("padmode.npz", r"padding must be one of \('torch', 'keras'\)",
+    bad("padmode.npz", r"padding must be one of \('torch', 'keras', 'matconvnet'\)",
         lambda mm: mm["model"].update(padding="caffe"))
 
 

@@ -172,7 +172,8 @@ def _check_model(path, manifest):
     try:
         config = model_config(**fields, weights=config.get("weights"), variant=config.get("variant"),
                               srelu_temperature=config.get("srelu_temperature"),
-                              padding=config.get("padding", "torch"))   # absent before version 4
+                              padding=config.get("padding", "torch"),   # absent before version 4
+                              input_relu=config.get("input_relu", False))
     except (ValueError, TypeError) as e:
         raise _error(path, f"model: {e}") from None
     header = dict(num_classes=config["num_classes"], variant=config["variant"],

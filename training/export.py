@@ -83,7 +83,7 @@ def model_from_bundle(bundle):
                        cfg["input_size"], cfg["weights"], cfg["variant"], cfg["srelu_temperature"],
                        act and act["bits"], act["scales"] if act else "calibrated",
                        act and act.get("residual_bits"), act and act.get("input_bits"),
-                       cfg.get("padding", "torch"))
+                       cfg.get("padding", "torch"), cfg.get("input_relu", False))
     with torch.no_grad():
         for op in model.ops:
             name = op["name"]

@@ -13,8 +13,9 @@ VARIANTS = ("bn", "srelu")
 # shortcut's pool pads 1 on every side and divides by 9 (PyTorch). "keras": TensorFlow's
 # 'same', the authors' Keras code: the output is ceil(size / stride), an odd pixel of padding
 # goes to the bottom and right (so at stride 2 on an even size only those are padded), and the
-# pool divides by the pixels that are not padding.
-PADDINGS = ("torch", "keras")
+# pool divides by the pixels that are not padding. "matconvnet": the authors' MatConvNet code,
+# padded as "torch", its pool (vl_nnpool) dividing by the pixels that are not padding.
+PADDINGS = ("torch", "keras", "matconvnet")
 BN_EPS = 1e-5
 SRELU_FLOOR = -1.0
 
@@ -72,15 +73,19 @@ def conv_scale(kernel, in_channels):
 
 
 def model_config(depth=20, width=1, in_channels=1, num_classes=10, input_size=28,
-                 weights="1bit", variant="bn", srelu_temperature=None, padding="torch"):
+                 weights="1bit", variant="bn", srelu_temperature=None, padding="torch",
+                 input_relu=False):
     """The config of a WRN-d-k; srelu_temperature None: `srelu_temperature_for` the weights and
-    class count; padding: one of PADDINGS."""
+    class count; padding: one of PADDINGS; input_relu: a ReLU between the input BN and the
+    first conv (the authors' MatConvNet models have one)."""
     if weights not in WEIGHT_MODES:
         raise ValueError(f"weights must be one of {WEIGHT_MODES}, got {weights!r}")
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
     if padding not in PADDINGS:
         raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
+    if type(input_relu) is not bool:
+        raise ValueError(f"input_relu must be true or false, got {input_relu!r}")
     if width < 1:
         raise ValueError(f"width must be >= 1, got {width}")
     check_depth(depth)
@@ -91,7 +96,8 @@ def model_config(depth=20, width=1, in_channels=1, num_classes=10, input_size=28
                          f"{srelu_temperature}")
     return dict(depth=depth, width=width, in_channels=in_channels, num_classes=num_classes,
                 input_size=input_size, weights=weights, variant=variant,
-                srelu_temperature=float(srelu_temperature), padding=padding)
+                srelu_temperature=float(srelu_temperature), padding=padding,
+                input_relu=input_relu)
 
 
 def build_ops(config):
@@ -100,6 +106,7 @@ def build_ops(config):
     binary = config["weights"] == "1bit"
     variant = config["variant"]
     keras = config.get("padding", "torch") == "keras"
+    pool_counts_padding = config.get("padding", "torch") == "torch"
     size = config["input_size"]
 
     def padding(kernel, stride):
@@ -130,6 +137,8 @@ def build_ops(config):
     k = config["width"]
     # Learned-affine BN on raw 0..255 pixels replaces any preprocessing.
     x = op("batchnorm", "input_bn", ["image"], affine=True, eps=BN_EPS)
+    if config.get("input_relu", False):
+        x = op("relu", "input_relu", [x])
     channels = 16 * k
     x = conv("conv0", x, config["in_channels"], channels, 3, 1)
     for stage in range(3):
@@ -145,9 +154,9 @@ def build_ops(config):
             shortcut = x
             if downsample:
                 # Avg-pool 3x3/2 then zero channels on top. "torch" counts the padding (always
-                # /9), "keras" does not.
+                # /9), the others do not.
                 shortcut = op("avgpool", f"{p}_pool", [shortcut], kernel=3, stride=2,
-                              padding=pool_padding, count_include_pad=not keras)
+                              padding=pool_padding, count_include_pad=pool_counts_padding)
                 shortcut = op("zero_channels", f"{p}_pad", [shortcut], in_channels=channels,
                               out_channels=out_channels)
             x = op("add", f"{p}_add", [y, shortcut])

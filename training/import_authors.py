@@ -2,20 +2,23 @@
 
     python -m training.import_authors FILE.mat --out RUN_DIR [--input-size 32] [--dataset NAME]
 
-Reads the Keras export (`TrainedModels/Tensorflow.keras/*_allparams.mat`, scipy.io.loadmat):
-the convolutions `conv2d`, `conv2d_1`, ... (or from another start: Keras's counters) in network
-order as 0/1 uint8 [1, F, F, Cin, Cout]
-(1 = +1, the scale sqrt(2 / (F F Cin)) implied), and the batch norms, named with Keras's
-counters and taken in the order of their numbers: the input BN (4, C) = gamma, beta, mean, var,
-every other (2, C) = mean, var without affine, eps 1e-5 (the authors' ResNetModel.py `resnet`).
-WRN-d-k, the input channels and the class count come from the shapes, which must be exactly a
-WRN's; the padding is Keras's 'same' (training.graph.PADDINGS). Writes RUN_DIR/bundle.npz
-(docs/bundle.md), which `python -m quantize RUN_DIR` takes as it is, and prints the layer table.
-
-The `_01weights` files hold the convolutions alone, and the MatConvNet exports (`Matlab/`) use a
-graph of their own (their Test_1_bit_per_weight_models.m: BN, ReLU and conv for every layer, the
-first included; vl_nnpool divides a window by its pixels inside the image, at symmetric padding):
-both are refused in one line.
+Reads either of their exports (scipy.io.loadmat), each checked layer by layer against the graph
+of the WRN-d-k that its shapes describe (depth, width, input channels, classes: inferred, never
+assumed):
+- Keras (`TrainedModels/Tensorflow.keras/*_allparams.mat`, their ResNetModel.py `resnet`): the
+  convolutions `conv2d`, `conv2d_1`, ... (or from another start: Keras's counters) in network
+  order as 0/1 uint8 [1, F, F, Cin, Cout] (1 = +1, the scale sqrt(2 / (F F Cin)) implied), and
+  the batch norms under Keras's counters, taken in the order of their numbers: the input BN
+  (4, C) = gamma, beta, mean, var, every other (2, C) = mean, var without affine, eps 1e-5.
+  Padding: Keras's 'same' (training.graph.PADDINGS).
+- MatConvNet (`TrainedModels/Matlab/TrainedWideResNet20-10_*.mat`, their
+  Test_1_bit_per_weight_models.m): per layer a BN (Moments = [mean, sigma], gain BNG, bias BNB),
+  a ReLU and a conv of BinaryWeights [F, F, Cin, Cout] times LayerWeights, the first layer's BN
+  and ReLU on the image itself; a last BN. Padding: symmetric, and vl_nnpool's average divides
+  by the pixels inside the image ("matconvnet").
+Writes RUN_DIR/bundle.npz (docs/bundle.md), which `python -m quantize RUN_DIR` takes as it is,
+and prints the layer table. The `_01weights` files hold the convolutions alone: refused in one
+line, as is every file whose layers do not make a WRN.
 """
 import hashlib
 import os
@@ -61,19 +64,14 @@ def _numbered(variables, pattern):
 
 def keras_layers(path, variables):
     """(convs, bns): the Keras export's conv and BN variable names in network order, checked."""
-    if "BinaryWeights" in variables:
-        raise AuthorsFileError(f"{path}: a MatConvNet export (BinaryWeights, Moments, ...), which "
-                               "scipy reads but bitwrn's graph cannot express yet (a ReLU after "
-                               "the input BN; a pool that does not count its symmetric padding): "
-                               "import the authors' Tensorflow.keras _allparams release instead")
     convs, bns = _numbered(variables, CONV), _numbered(variables, BN)
     if not convs:
         raise AuthorsFileError(f"{path}: no conv2d variables; this is not a Keras export of the "
-                           "authors' WRN (its variables: "
-                           f"{', '.join(sorted(variables)[:6])}{', ...' if len(variables) > 6 else ''})")
+                               "authors' WRN (its variables: "
+                               f"{', '.join(sorted(variables)[:6])}{', ...' if len(variables) > 6 else ''})")
     if not bns:
         raise AuthorsFileError(f"{path}: {len(convs)} convolutions and no batch norms (a _01weights "
-                           "file?): import the matching _allparams file, which holds both")
+                               "file?): import the matching _allparams file, which holds both")
     for names, pattern in ((convs, CONV), (bns, BN)):
         # Keras numbers layers on from earlier models in its session (conv2d_40 ... conv2d_59 in
         # CIFAR100_allparams.mat): consecutive numbers from any start, a gap is a lost layer.
@@ -86,86 +84,147 @@ def keras_layers(path, variables):
     return convs, bns
 
 
-def _array(path, variables, name, shape):
-    """Variable `name` as an array of numbers with as many axes as `shape` (for the message)."""
-    a = np.asarray(variables[name])
+def _array(path, name, value, shape):
+    """`value` as an array of numbers with as many axes as `shape` (for the message)."""
+    a = np.asarray(value)
     if a.dtype.kind not in "uif" or a.ndim != len(shape):
         raise AuthorsFileError(f"{path}: layer {name} is {a.dtype}{list(a.shape)}, expected "
                                f"numbers of shape [{', '.join(map(str, shape))}]")
     return a
 
 
-def infer_config(path, variables, convs, input_size):
-    """The WRN-d-k config the conv shapes describe (Keras padding)."""
-    first = _array(path, variables, convs[0], [1, "F", "F", "Cin", "Cout"])
-    last = _array(path, variables, convs[-1], [1, 1, 1, "Cin", "classes"])
-    depth = len(convs)
+def wrn_config(path, first, last, depth, input_size, **graph):
+    """The WRN-d-k config of `depth` convs, the first and last [F, F, Cin, Cout]."""
     try:
         check_depth(depth)
     except ValueError:
         raise AuthorsFileError(f"{path}: {depth} convolutions; a WRN-d-k has d = 6n + 2 "
-                           "(8, 14, 20, ...)") from None
+                               "(8, 14, 20, ...)") from None
     if first.shape[-1] % 16:
-        raise AuthorsFileError(f"{path}: layer {convs[0]} has {first.shape[-1]} filters, not 16 k "
-                           "for a width k")
-    return model_config(depth=depth, width=first.shape[-1] // 16, in_channels=int(first.shape[3]),
+        raise AuthorsFileError(f"{path}: the first conv has {first.shape[-1]} filters, not 16 k "
+                               "for a width k")
+    return model_config(depth=depth, width=first.shape[-1] // 16, in_channels=int(first.shape[2]),
                         num_classes=int(last.shape[-1]), input_size=input_size, weights="1bit",
-                        variant="bn", padding="keras")
+                        variant="bn", **graph)
 
 
-def import_keras(path, input_size):
-    """(manifest, arrays, table) of the Keras export at `path`; `table` is one row per layer."""
-    variables = read_mat(path)
-    convs, bns = keras_layers(path, variables)
-    config = infer_config(path, variables, convs, input_size)
+def assemble(path, config, convs, bns, source):
+    """(manifest, arrays, table) of a bundle from `convs`, (layer, 0/1 array [F, F, Cin, Cout])
+    in network order, and `bns`, (layer, {mean, var[, weight, bias]}) in network order, each
+    checked against the graph of `config`; `table` is one row per layer."""
     ops = build_ops(config)
     conv_ops = [op for op in ops if op["op"] == "conv"]
     bn_ops = [op for op in ops if op["op"] == "batchnorm"]
+    wrn = f"WRN-{config['depth']}-{config['width']}"
     if len(bns) != len(bn_ops):
-        raise AuthorsFileError(f"{path}: {len(bns)} batch norms, a WRN-{config['depth']}-"
-                           f"{config['width']} has {len(bn_ops)}")
+        raise AuthorsFileError(f"{path}: {len(bns)} batch norms, a {wrn} has {len(bn_ops)}")
     channels = channels_of(ops, config)
     arrays, tensors, table = {}, {}, []
-    for name, op in zip(convs, conv_ops):
+    for (name, w), op in zip(convs, conv_ops):
         k, cin, cout = op["kernel"], op["in_channels"], op["out_channels"]
-        w = _array(path, variables, name, [1, k, k, cin, cout])
-        if w.shape != (1, k, k, cin, cout):
+        if w.shape != (k, k, cin, cout):
             raise AuthorsFileError(f"{path}: layer {name} has shape {list(w.shape)}; as {op['name']} "
-                               f"of a WRN-{config['depth']}-{config['width']} it must be "
-                               f"{[1, k, k, cin, cout]}")
+                                   f"of a {wrn} it must be {[k, k, cin, cout]}")
         bad = (w != 0) & (w != 1)
         if bad.any():
-            raise AuthorsFileError(f"{path}: layer {name} holds {w[bad].flat[0].item()!r}; 1-bit weights "
-                               "are stored as 0 (-1) and 1 (+1)")
-        signs = w[0].transpose(3, 2, 0, 1).astype(np.int8) * 2 - 1   # F F Cin Cout -> Cout Cin F F
+            raise AuthorsFileError(f"{path}: layer {name} holds {w[bad].flat[0].item()!r}; 1-bit "
+                                   "weights are stored as 0 (-1) and 1 (+1)")
+        signs = w.transpose(3, 2, 0, 1).astype(np.int8) * 2 - 1     # F F Cin Cout -> Cout Cin F F
         arrays[op["name"] + ".weight_bits"] = pack_signs(signs)
         tensors[op["name"] + ".weight_bits"] = dict(logical_shape=list(signs.shape), count=int(signs.size))
         table.append(dict(layer=name, op=op["name"], shape=[cout, cin, k, k], stride=op["stride"],
                           padding=op["padding"]))
-    for name, op in zip(bns, bn_ops):
-        rows = 4 if op["affine"] else 2
+    for (name, fields), op in zip(bns, bn_ops):
         c = channels[op["inputs"][0]]
-        v = _array(path, variables, name, [rows, c])
-        if v.shape != (rows, c):
-            raise AuthorsFileError(f"{path}: layer {name} has shape {list(v.shape)}; as {op['name']} it "
-                               f"must be {[rows, c]} ({'gamma, beta, ' if op['affine'] else ''}"
-                               "mean, var per channel)")
-        if not np.isfinite(v).all() or (v[-1] < 0).any():
-            raise AuthorsFileError(f"{path}: layer {name} holds a NaN, an infinity or a negative "
-                               "variance; its moments are unusable")
-        fields = ("weight", "bias", "mean", "var") if op["affine"] else ("mean", "var")
-        for field, row in zip(fields, v.astype(np.float32)):
-            arrays[f"{op['name']}.{field}"] = row.copy()
-        table.append(dict(layer=name, op=op["name"], shape=[rows, c]))
+        want = ("weight", "bias", "mean", "var") if op["affine"] else ("mean", "var")
+        for field in want:
+            v = np.asarray(fields[field], np.float64)
+            if v.shape != (c,):
+                raise AuthorsFileError(f"{path}: layer {name} has {v.size} channels; as {op['name']} "
+                                       f"it must have {c}")
+            if not np.isfinite(v).all() or (field == "var" and (v < 0).any()):
+                raise AuthorsFileError(f"{path}: layer {name} holds a NaN, an infinity or a negative "
+                                       "variance; its moments are unusable")
+            arrays[f"{op['name']}.{field}"] = v.astype(np.float32)
+        table.append(dict(layer=name, op=op["name"], shape=[len(want), c]))
     with open(path, "rb") as f:
         digest = hashlib.sha256(f.read()).hexdigest()
     manifest = dict(format=FORMAT, version=VERSION, model=config,
                     num_classes=config["num_classes"],
-                    input_shape=[config["in_channels"], input_size, input_size],
+                    input_shape=[config["in_channels"], config["input_size"], config["input_size"]],
                     variant="bn", weights="1bit", ops=ops, tensors=tensors, activations=None,
-                    metadata=dict(source="McDonnell-Lab/1-bit-per-weight, Tensorflow.keras export",
-                                  file=os.path.basename(path), sha256=digest, eps=BN_EPS))
+                    metadata=dict(source=f"McDonnell-Lab/1-bit-per-weight, {source}",
+                                  file=os.path.basename(path), sha256=digest))
     return complete_manifest(manifest, arrays), arrays, table
+
+
+def import_keras(path, variables, input_size):
+    """The Keras export: 0/1 [1, F, F, Cin, Cout] convs, (4 or 2, C) BNs."""
+    names, bn_names = keras_layers(path, variables)
+    convs = []
+    for name in names:
+        w = _array(path, name, variables[name], [1, "F", "F", "Cin", "Cout"])
+        if w.shape[0] != 1:
+            raise AuthorsFileError(f"{path}: layer {name} has shape {list(w.shape)}, not [1, F, F, "
+                                   "Cin, Cout]")
+        convs.append((name, w[0]))
+    config = wrn_config(path, convs[0][1], convs[-1][1], len(convs), input_size, padding="keras")
+    bns = []
+    for name in bn_names:
+        v = _array(path, name, variables[name], ["rows", "C"])
+        if len(v) not in (2, 4):
+            raise AuthorsFileError(f"{path}: layer {name} has {len(v)} rows: (gamma, beta,) mean, "
+                                   "var per channel")
+        bns.append((name, dict(zip(("weight", "bias", "mean", "var")[4 - len(v):], v))))
+    return assemble(path, config, convs, bns, "Tensorflow.keras export")
+
+
+def _cells(path, variables, key):
+    """A MATLAB cell array's cells, in order."""
+    if key not in variables:
+        raise AuthorsFileError(f"{path}: no {key}; a MatConvNet export of the authors' WRN holds "
+                               "BinaryWeights, Moments, BNG, BNB, LayerWeights, Stride, Padding")
+    return [c for c in np.asarray(variables[key], dtype=object).reshape(-1, order="F")]
+
+
+def import_matconvnet(path, variables, input_size):
+    """The MatConvNet export (their Test_1_bit_per_weight_models.m): per layer BN (Moments =
+    [mean, sigma], BNG, BNB), ReLU and a conv of BinaryWeights [F, F, Cin, Cout] times
+    LayerWeights, the first layer's BN on the image; a last BN; the pool vl_nnpool's."""
+    weights = _cells(path, variables, "BinaryWeights")
+    convs = [(f"BinaryWeights{{{i + 1}}}", _array(path, f"BinaryWeights{{{i + 1}}}", w, ["F", "F", "Cin", "Cout"]))
+             for i, w in enumerate(weights)]
+    config = wrn_config(path, convs[0][1], convs[-1][1], len(convs), input_size,
+                        padding="matconvnet", input_relu=True)
+    conv_ops = [op for op in build_ops(config) if op["op"] == "conv"]
+    for key, want in (("LayerWeights", [op["scale"] for op in conv_ops]),
+                      ("Stride", [op["stride"] for op in conv_ops]),
+                      ("Padding", [op["padding"] for op in conv_ops])):
+        have = np.asarray(variables.get(key, []), np.float64).reshape(-1)
+        if have.shape != (len(want),) or not np.allclose(have, want, rtol=1e-6):
+            raise AuthorsFileError(f"{path}: {key} is {have.tolist()[:4]}...; a {config['depth']}-layer "
+                                   f"WRN's are {want[:4]}...")
+    moments, gains, biases = (_cells(path, variables, k) for k in ("Moments", "BNG", "BNB"))
+    bns = []
+    for i, (m, g, b) in enumerate(zip(moments, gains, biases)):
+        name = f"Moments{{{i + 1}}}"
+        m = _array(path, name, m, ["C", 2])
+        g, b = np.asarray(g, np.float64).reshape(-1), np.asarray(b, np.float64).reshape(-1)
+        # vl_nnbnorm with given moments divides by sigma itself: var + eps = sigma^2
+        fields = dict(mean=m[:, 0], var=m[:, 1].astype(np.float64) ** 2 - BN_EPS, weight=g, bias=b)
+        if i and not (np.all(g == 1) and np.all(b == 0)):
+            raise AuthorsFileError(f"{path}: layer BNG{{{i + 1}}}/BNB{{{i + 1}}} is not 1/0; in "
+                                   "bitwrn's WRN only the input BN has a gain and a bias")
+        bns.append((name, fields))
+    return assemble(path, config, convs, bns, "MatConvNet export")
+
+
+def import_authors(path, input_size):
+    """(manifest, arrays, table) of either of the authors' exports."""
+    variables = read_mat(path)
+    if "BinaryWeights" in variables:
+        return import_matconvnet(path, variables, input_size)
+    return import_keras(path, variables, input_size)
 
 
 def build_parser():
@@ -185,7 +244,7 @@ def main(argv=None):
     def work():
         if not os.path.isfile(args.mat):
             raise UsageError(f"{args.mat}: no such file")
-        manifest, arrays, table = import_keras(args.mat, args.input_size)
+        manifest, arrays, table = import_authors(args.mat, args.input_size)
         dataset = args.dataset or DATASET_OF_CLASSES.get(manifest["num_classes"])
         if dataset:
             manifest["metadata"]["dataset"] = dataset

@@ -77,14 +77,15 @@ def average_pool(x, op):
 class WideResNet(nn.Module):
     def __init__(self, depth=20, width=1, in_channels=1, num_classes=10, input_size=28,
                  weights="1bit", variant="bn", srelu_temperature=None, act_bits=None,
-                 act_scales="calibrated", residual_bits=None, input_bits=None, padding="torch"):
+                 act_scales="calibrated", residual_bits=None, input_bits=None, padding="torch",
+                 input_relu=False):
         """act_bits: None trains float activations; B rounds them where the integer model stores
         them, at B bits, the residual stream at `residual_bits` and the image as the first conv
         reads it (after the input BN) at `input_bits` (both default B)
         (training/fake_quant.py; the scales found as `act_scales` says)."""
         super().__init__()
         self.config = model_config(depth, width, in_channels, num_classes, input_size, weights,
-                                   variant, srelu_temperature, padding)
+                                   variant, srelu_temperature, padding, input_relu)
         self.ops = build_ops(self.config)
         self.layers = nn.ModuleDict()
         channels = channels_of(self.ops, self.config)
