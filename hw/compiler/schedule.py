@@ -224,7 +224,7 @@ def _requant(qmodel, op, channels_padded):
 def unsupported(op):
     """Why the accelerator cannot compute `op`, or None: its address generator pads every side
     of a conv or pool alike, and its pool divides every window by k*k. Keras 'same' padding
-    (training.graph.PADDINGS) breaks both at stride 2."""
+    (training.graph.PADDINGS) breaks both at stride 2, MatConvNet's pool the second."""
     if op["op"] not in ("conv", "avgpool"):
         return None
     sides = pads(op)
@@ -232,8 +232,9 @@ def unsupported(op):
         return (f"{op['name']} pads {list(sides)} (top, bottom, left, right, Keras 'same'): the "
                 "accelerator pads every side alike")
     if not op.get("count_include_pad", True):
-        return (f"{op['name']} divides each window by its pixels inside the image (Keras): the "
-                f"accelerator's pool divides every window by {op['kernel'] ** 2}")
+        return (f"{op['name']} divides each window by its pixels inside the image (as Keras' and "
+                f"MatConvNet's pools do): the accelerator's pool divides every window by "
+                f"{op['kernel'] ** 2}")
     return None
 
 
