@@ -75,20 +75,25 @@ def tf_same(n, k, s):
     return out, total // 2
 
 
-def tf_conv(x, w, s):
-    """x C x H x W, w Cout x Cin x k x k: Keras Conv2D(padding='same', use_bias=False)."""
-    c, h, _ = x.shape
-    k = w.shape[-1]
-    out, before = tf_same(h, k, s)
+def naive_conv(x, w, stride, before, out):
+    """x C x H x W, w Cout x Cin x k x k: cross-correlation, output `out` x `out`, the input's
+    first pixel at window offset `before` (zeros outside the input)."""
+    h, k = x.shape[1], w.shape[-1]
     y = np.zeros((w.shape[0], out, out))
     for i in range(out):
         for j in range(out):
             for dy in range(k):
                 for dx in range(k):
-                    r, q = i * s + dy - before, j * s + dx - before
+                    r, q = i * stride + dy - before, j * stride + dx - before
                     if 0 <= r < h and 0 <= q < h:
                         y[:, i, j] += w[:, :, dy, dx] @ x[:, r, q]
     return y
+
+
+def tf_conv(x, w, s):
+    """Keras Conv2D(padding='same', use_bias=False)."""
+    out, before = tf_same(x.shape[1], w.shape[-1], s)
+    return naive_conv(x, w, s, before, out)
 
 
 def tf_avgpool(x):
@@ -267,18 +272,7 @@ def write_matconvnet_mat(path, bundle, change=None):
 
 def vl_conv(x, w, stride, pad):
     """vl_nnconv: cross-correlation, zero padding `pad` on every side, floor((H + 2p - k) / s) + 1."""
-    c, h, _ = x.shape
-    k = w.shape[-1]
-    out = (h + 2 * pad - k) // stride + 1
-    y = np.zeros((w.shape[0], out, out))
-    for i in range(out):
-        for j in range(out):
-            for dy in range(k):
-                for dx in range(k):
-                    r, q = i * stride + dy - pad, j * stride + dx - pad
-                    if 0 <= r < h and 0 <= q < h:
-                        y[:, i, j] += w[:, :, dy, dx] @ x[:, r, q]
-    return y
+    return naive_conv(x, w, stride, pad, (x.shape[1] + 2 * pad - w.shape[-1]) // stride + 1)
 
 
 def vl_avgpool(x):
