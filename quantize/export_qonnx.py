@@ -8,8 +8,9 @@ stored activation ends in a `Quant` node at its width and scale 2^-f; the input 
 of its values; the accumulators carry the +-1 sums at their input's scale (float32 holds them
 exactly: the export refuses an accumulator wider than 25 bits); each requantization
 (i * M + B) >> s runs in int64 (Mul, Add, and Mod and Div for the floor), as does the pool's
-divide, so the logits are the golden model's, integer for integer. Input "image": N x C x H x W float32 pixels
-0..255; output "logits": N x classes, the golden model's integer logits times logits_scale.
+divide, so the logits are the golden model's, integer for integer. Input "image": N x C x H x W
+float32 pixels 0..255; output "logits_out": N x classes, the golden model's integer logits times
+logits_scale.
 """
 import os
 import sys
