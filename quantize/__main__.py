@@ -124,6 +124,8 @@ def load_run(args):
     except DatasetError as e:
         if folder is None:
             raise
+        if args.test_images is not None:
+            raise UsageError(f"--test-images {args.test_images}: no test set at hand ({e})") from None
         print(f"no test set at hand ({e}): the float and integer models are compared on the "
               f"{len(folder)} images of {args.calib_folder}; no test error is measured",
               flush=True)

@@ -89,6 +89,8 @@ def test_classify_prints_both_models_top_classes_by_name(photo_run, capsys):
     (["--calib-folder", "EMPTY"], ["holds no image files"]),
     (["--calib-folder", "BAD"], ["bad.png: not an image file Pillow can read"]),
     (["--calib-folder", "PHOTOS", "--calib-images", "3"], ["give one or the other"]),
+    (["--calib-folder", "PHOTOS", "--test-images", "3", "--data-dir", "PHOTOS"],
+     ["--test-images 3: no test set at hand", "cifar10"]),
 ])
 def test_a_bad_photo_folder_is_one_line(photo_run, tmp_path, capsys, args, words):
     run, photos = photo_run
