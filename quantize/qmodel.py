@@ -15,7 +15,7 @@ from quantize.fixed_point import MAX_SHIFT, MULTIPLIER_BITS
 from quantize.float_reference import pool_divisors
 from common.bits import int_range
 from training.act_points import WIDTHS
-from training.graph import VARIANTS, out_size, pads
+from training.graph import VARIANTS, padding_sides, window_out
 from training.bundle import unpack_signs
 from training.container import (MAX_SIZE, OpGraph, check_tensors, complete_manifest, read_container,
                                 write_container)
@@ -37,13 +37,6 @@ OP_ATTRS = {
     "add": ("shifts", "lo", "hi"),
     "global_sum": (),
 }
-
-
-def window_out(op, shape):
-    """(H, W) out of a conv or avgpool `op` over a C x H x W input."""
-    top, bottom, left, right = pads(op)
-    k, st = op["kernel"], op["stride"]
-    return out_size(shape[1], k, st, top, bottom), out_size(shape[2], k, st, left, right)
 
 
 MANIFEST_FIELDS = ("format", "version", "act_bits", "num_classes", "input_shape", "variant",
@@ -181,10 +174,9 @@ def _check_numbers(path, manifest):
             if key in op:
                 need(_integer(op[key], 1, MAX_SIZE), f"{what} {key}", op[key], f"an integer 1..{MAX_SIZE}")
         if "padding" in op:
-            p = op["padding"]
-            sides = [p] if type(p) is int else p if isinstance(p, list) and len(p) == 4 else [None]
-            need(all(_integer(v, 0, 16) for v in sides), f"{what} padding", p,
-                 "an integer 0..16 or a list [top, bottom, left, right] of them")
+            sides = padding_sides(op["padding"])
+            need(sides is not None and all(_integer(v, 0, 16) for v in sides), f"{what} padding",
+                 op["padding"], "an integer 0..16 or a list [top, bottom, left, right] of them")
         if "count_include_pad" in op:
             need(type(op["count_include_pad"]) is bool, f"{what} count_include_pad",
                  op["count_include_pad"], "true or false")

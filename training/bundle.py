@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from training.act_points import WIDTHS, act_plan
-from training.graph import build_ops, model_config, out_size, pads
+from training.graph import build_ops, model_config, padding_sides, window_out
 from training.container import MAX_SIZE, OpGraph, check_tensors, read_container, write_container
 
 FORMAT = "bitwrn-bundle"
@@ -240,11 +240,10 @@ def _check_attribute_values(path, op):
             want = "a finite number" + ("" if sign == "any" else f" {sign}")
             raise _error(path, f"op {op['name']!r}: {key} is {v!r}, not {want}")
     if "padding" in op:
-        p = op["padding"]
-        sides = [p] if type(p) is int else p if isinstance(p, list) and len(p) == 4 else None
+        sides = padding_sides(op["padding"])
         if sides is None or not all(type(v) is int and 0 <= v < op["kernel"] for v in sides):
-            raise _error(path, f"op {op['name']!r}: padding is {p!r}, not an integer or a list "
-                               f"[top, bottom, left, right] of integers 0..kernel-1")
+            raise _error(path, f"op {op['name']!r}: padding is {op['padding']!r}, not an integer "
+                               "or a list [top, bottom, left, right] of integers 0..kernel-1")
     for key in ("binary", "affine", "count_include_pad"):
         if key in op and type(op[key]) is not bool:
             raise _error(path, f"op {op['name']!r}: {key} is {op[key]!r}, not true or false")
@@ -300,7 +299,7 @@ def _check_graph(path, manifest, tensors):
                                    f"{inputs[0]!r} has {c}")
 
         if kind == "conv":
-            k, o, st = op["kernel"], op["out_channels"], op["stride"]
+            k, o = op["kernel"], op["out_channels"]
             channels(op["in_channels"])
             if op["binary"]:
                 key = name + ".weight_bits"
@@ -314,8 +313,7 @@ def _check_graph(path, manifest, tensors):
                 need(op, key, "uint8", ((count + 7) // 8,))
             else:
                 need(op, name + ".weight", "float32", (o, c, k, k))
-            top, bottom, left, right = pads(op)
-            h, w = out_size(s[1], k, st, top, bottom), out_size(s[2], k, st, left, right)
+            h, w = window_out(op, s)
             if h < 1 or w < 1:
                 raise _error(path, f"op {name!r}: input {list(s)} too small for the kernel")
             s = (o, h, w)
@@ -329,9 +327,7 @@ def _check_graph(path, manifest, tensors):
                     raise _error(path, f"tensor {key!r} channel {i} is {float(tensors[key][i])!r}; "
                                        f"it must be a finite number{' >= 0' if suffix == 'var' else ''}")
         elif kind == "avgpool":
-            k, st = op["kernel"], op["stride"]
-            top, bottom, left, right = pads(op)
-            s = (c, out_size(s[1], k, st, top, bottom), out_size(s[2], k, st, left, right))
+            s = (c, *window_out(op, s))
         elif kind == "zero_channels":
             channels(op["in_channels"])
             if op["out_channels"] < c:

@@ -62,9 +62,24 @@ def pads(op):
     return (p,) * 4 if isinstance(p, int) else tuple(p)
 
 
+def padding_sides(padding):
+    """A `padding` attribute's sides as a list (one integer for every side, or the list of the
+    four), or None when it is neither: for the validators to bound."""
+    if type(padding) is int:
+        return [padding]
+    return padding if isinstance(padding, list) and len(padding) == 4 else None
+
+
 def out_size(size, kernel, stride, before, after):
     """The output size of a window of `kernel` at `stride` over `size` padded by before/after."""
     return (size + before + after - kernel) // stride + 1
+
+
+def window_out(op, shape):
+    """(H, W) out of a conv or avgpool `op` over a C x H x W input."""
+    top, bottom, left, right = pads(op)
+    k, stride = op["kernel"], op["stride"]
+    return out_size(shape[1], k, stride, top, bottom), out_size(shape[2], k, stride, left, right)
 
 
 def conv_scale(kernel, in_channels):
