@@ -20,8 +20,8 @@ import numpy as np
 from common.cli import OneLineParser, UsageError, path_arg, run_main
 from common.files import write_bytes, writing
 from quantize.float_reference import pool_divisors
-from quantize.qmodel import QModelError, read_qmodel
-from training.graph import pads
+from quantize.qmodel import QModelError, pool_constants, read_qmodel
+from training.export_onnx import channel_pads, window_attributes
 
 PROG = "python -m quantize.export_qonnx"
 OPSET = 17
@@ -115,12 +115,10 @@ def qonnx_model(qmodel):
             b.quant(values, name, op["out"]["scale"], op["out"]["bits"], op["out"]["signed"])
             b.scale[name] = op["out"]["scale"]
         elif kind == "conv":
-            top, bottom, left, right = pads(op)
             signs = b.node("BipolarQuant", [b.const(name + ".weight", qmodel.conv_signs(op)),
                                             b.const(name + ".one", 1.0)], name + ".signs",
                            domain=QONNX_DOMAIN)
-            b.node("Conv", [x[0], signs], name, kernel_shape=[op["kernel"]] * 2,
-                   strides=[op["stride"]] * 2, pads=[top, left, bottom, right])
+            b.node("Conv", [x[0], signs], name, **window_attributes(op))
             b.scale[name] = b.scale[x[0]]                        # the +-1 sums
         elif kind == "requant":
             s = op["shift"]
@@ -130,19 +128,15 @@ def qonnx_model(qmodel):
         elif kind == "avgpool":
             c = qmodel.shapes[x[0]][0]
             k = op["kernel"]
-            top, bottom, left, right = pads(op)
             total = b.node("Conv", [x[0], b.const(name + ".ones", np.ones((c, 1, k, k)))], name + ".sum",
-                           kernel_shape=[k, k], strides=[op["stride"]] * 2,
-                           pads=[top, left, bottom, right], group=c)
+                           group=c, **window_attributes(op))
             pixels = np.broadcast_to(pool_divisors(op, qmodel.shapes[x[0]][1:]),
                                      (1, 1, *qmodel.shapes[name][1:]))
-            table = {k * k: (op["multiplier"], 1 << (op["shift"] - 1), op["shift"])}
-            table.update({n: (m, bias, s) for n, m, bias, s in op.get("edge_divisors", ())})
+            table = pool_constants(op)
             b.scale[total] = b.scale[x[0]]
             b.requant(total, name, *(np.vectorize(lambda n, j=j: table[n][j])(pixels) for j in range(3)), op)
         elif kind == "zero_channels":
-            extra = op["out_channels"] - op["in_channels"]
-            b.node("Pad", [x[0], b.const(name + ".pads", [0, 0, 0, 0, 0, extra, 0, 0], np.int64)], name,
+            b.node("Pad", [x[0], b.const(name + ".pads", channel_pads(op), np.int64)], name,
                    mode="constant")
             b.scale[name] = b.scale[x[0]]
         elif kind == "add":

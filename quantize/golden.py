@@ -14,7 +14,7 @@ import numpy as np
 
 from quantize.fixed_point import requantize, shift_round
 from quantize.float_reference import pool_divisors, window_sum, windows
-from quantize.qmodel import QModel, read_qmodel
+from quantize.qmodel import QModel, pool_constants, read_qmodel
 
 FLOAT32_EXACT_BITS = 24
 IM2COL_BYTES = 32 << 20
@@ -47,16 +47,16 @@ def _conv(x, op, weights, dtype):
 
 
 def pool_mean(total, op, size):
-    """The avgpool's window sums divided exactly by a multiply and shift: k*k's (`multiplier`,
-    `shift`) where the padding counts, else each window's by its pixels inside the input
-    (`edge_divisors`, [pixels, M, B, s] each: (sum * M + B) >> s, for the windows at an edge)."""
-    whole = shift_round(total * op["multiplier"], op["shift"])
-    if op.get("count_include_pad", True):
-        return whole
-    pixels = pool_divisors(op, size)
-    for n, m, bias, shift in op["edge_divisors"]:
-        whole = np.where(pixels == n, (total * m + bias) >> shift, whole)
-    return whole
+    """The avgpool's window sums divided exactly by a multiply and shift (qmodel.pool_constants):
+    all by k*k's where the padding counts, else each by its pixels inside the input."""
+    table, pixels = pool_constants(op), pool_divisors(op, size)
+    if np.ndim(pixels) == 0:
+        m, bias, shift = table[pixels]
+        return (total * m + bias) >> shift
+    mean = np.zeros_like(total)
+    for n, (m, bias, shift) in table.items():
+        mean = np.where(pixels == n, (total * m + bias) >> shift, mean)
+    return mean
 
 
 def run_op(qmodel, op, xs, prepared):

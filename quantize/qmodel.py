@@ -39,6 +39,16 @@ OP_ATTRS = {
 }
 
 
+def pool_constants(op):
+    """{pixels: (M, B, s)} of an avgpool op, `(sum * M + B) >> s` dividing the sum of a window of
+    that many pixels: k*k's from `multiplier` and `shift` (B = 2^(s-1): rounded half up), the
+    edge windows' from `edge_divisors`."""
+    s = op["shift"]
+    table = {op["kernel"] ** 2: (op["multiplier"], (1 << (s - 1)) if s > 0 else 0, s)}
+    table.update({n: (m, bias, shift) for n, m, bias, shift in op.get("edge_divisors", ())})
+    return table
+
+
 MANIFEST_FIELDS = ("format", "version", "act_bits", "num_classes", "input_shape", "variant",
                    "ops", "tensors", "logits", "logits_scale", "source")
 

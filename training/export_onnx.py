@@ -24,6 +24,20 @@ PROG = "python -m training.export_onnx"
 OPSET = 17
 
 
+def window_attributes(op):
+    """ONNX Conv's and AveragePool's kernel_shape, strides and pads ([top, left, bottom, right])
+    of a conv or avgpool `op`."""
+    top, bottom, left, right = pads(op)
+    return dict(kernel_shape=[op["kernel"]] * 2, strides=[op["stride"]] * 2,
+                pads=[top, left, bottom, right])
+
+
+def channel_pads(op):
+    """ONNX Pad's pads (N, C, H, W begins, then ends) of a zero_channels `op`: zeros after the
+    existing channels."""
+    return np.array([0, 0, 0, 0, 0, op["out_channels"] - op["in_channels"], 0, 0], np.int64)
+
+
 def onnx_model(bundle):
     """The onnx.ModelProto of `bundle` (a training.bundle.Bundle)."""
     import onnx
@@ -35,17 +49,12 @@ def onnx_model(bundle):
         constants.append(numpy_helper.from_array(np.asarray(array, np.float32), name))
         return name
 
-    def window(op):
-        top, bottom, left, right = pads(op)
-        return dict(kernel_shape=[op["kernel"]] * 2, strides=[op["stride"]] * 2,
-                    pads=[top, left, bottom, right])
-
     for op in bundle.ops:
         kind, name, x = op["op"], op["name"], op["inputs"]
         if kind == "conv":
             weight = bundle.conv_weight(name)        # scale * sign for 1-bit, as stored for float
             nodes.append(helper.make_node("Conv", [x[0], const(name + ".weight", weight)], [name],
-                                          name=name, **window(op)))
+                                          name=name, **window_attributes(op)))
         elif kind == "batchnorm":
             mean, var, w, b, eps = bundle.bn(name)
             w = np.ones_like(mean) if w is None else w
@@ -61,11 +70,10 @@ def onnx_model(bundle):
                                           [name], name=name))
         elif kind == "avgpool":
             nodes.append(helper.make_node("AveragePool", x, [name], name=name,
-                                          count_include_pad=int(op["count_include_pad"]), **window(op)))
+                                          count_include_pad=int(op["count_include_pad"]),
+                                          **window_attributes(op)))
         elif kind == "zero_channels":
-            extra = op["out_channels"] - op["in_channels"]
-            amounts = numpy_helper.from_array(np.array([0, 0, 0, 0, 0, extra, 0, 0], np.int64),
-                                              name + ".pads")
+            amounts = numpy_helper.from_array(channel_pads(op), name + ".pads")
             constants.append(amounts)
             nodes.append(helper.make_node("Pad", [x[0], amounts.name], [name], name=name,
                                           mode="constant"))
