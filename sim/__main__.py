@@ -141,10 +141,13 @@ def run(args):
         if not any(unsupported(op) for op in qmodel.ops) or args.no_layers:
             raise UsageError(str(e)) from e
         plan = options.plan(qmodel, check=False)    # its other layers, one by one
-        for step in plan.steps:
-            if step.unsupported and args.layer and (
-                    step.name in args.layer or any(w in args.layer for w in step.writes)):
-                raise UsageError(f"--layer {step.name}: {step.unsupported}") from None
+        from sim.check import select_layers
+        try:
+            _, refused = select_layers(plan.schedule, args.layer)
+        except ValueError as e:     # no such layer: the layer check's own line, before any build
+            raise UsageError(str(e)) from None
+        if refused:
+            raise UsageError(f"--layer {refused[0].name}: {refused[0].unsupported}")
     from sim.runner import SimulatorError, ensure_simulator
     try:
         ensure_simulator()              # $BITWRN_SIM names one, and it is installed

@@ -63,21 +63,28 @@ def _split(beats, out_bits):
     return groups
 
 
+def select_layers(schedule, names=None):
+    """(indices of the steps `names` selects that the accelerator can compute, the named steps
+    it cannot compute): a name selects a step by its own name or a tensor it writes; None
+    selects every step and refuses none. ValueError when no step matches."""
+    indices = [i for i, s in enumerate(schedule.steps)
+               if names is None or s.name in names or any(w in names for w in s.writes)]
+    if not indices:
+        raise ValueError(f"no layer named {', '.join(names)}; layers: "
+                         f"{', '.join(s.name for s in schedule.steps)}")
+    refused = [schedule.steps[i] for i in indices if names is not None and schedule.steps[i].unsupported]
+    return [i for i in indices if not schedule.steps[i].unsupported], refused
+
+
 def check_layers(network, image, build_dir, names=None, platform=None):
     """Feed every step of the `network` plan (or the named ones) the golden input of its layer,
     compare its outputs; returns (verdicts, the layer-test plan). Steps the accelerator cannot
     compute (`unsupported`) are left out, or refused when named. `platform`: the core as built
     for a board (sim.harness.simulate)."""
     qmodel, lanes, schedule = network.qmodel, network.lanes, network.schedule
-    indices = [i for i, s in enumerate(schedule.steps)
-               if names is None or s.name in names or any(w in names for w in s.writes)]
-    if not indices:
-        raise ValueError(f"no layer named {', '.join(names)}; layers: "
-                         f"{', '.join(s.name for s in schedule.steps)}")
-    refused = [schedule.steps[i] for i in indices if schedule.steps[i].unsupported]
-    if names is not None and refused:
+    indices, refused = select_layers(schedule, names)
+    if refused:
         raise ValueError(f"layer {refused[0].name}: {refused[0].unsupported}")
-    indices = [i for i in indices if not schedule.steps[i].unsupported]
     plan = CorePlan(layer_test_schedule(schedule, indices), network.options)
     golden = run(qmodel, image[None], keep=True)
     job = schedule_job(plan, image[None], golden)
