@@ -21,7 +21,7 @@ from quantize.export_qonnx import qonnx_model, run_qonnx
 from quantize.float_reference import run_float
 from quantize.golden import run as run_golden
 from quantize.qmodel import read_qmodel
-from training.bundle import read_bundle
+from training.bundle import read_run_bundle
 from training.data import load_dataset
 from training.export_onnx import onnx_model
 
@@ -30,7 +30,7 @@ OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 def measure(run_dir, test_images=None, chunk=100, data_dir=None):
     import onnxruntime
-    bundle = read_bundle(os.path.join(run_dir, "bundle.npz"))
+    bundle = read_run_bundle(run_dir)
     qmodel = read_qmodel(os.path.join(run_dir, "quant", "qmodel.npz"))
     images = load_dataset(bundle.metadata["dataset"], data_dir).test_x[:test_images]
     session = onnxruntime.InferenceSession(onnx_model(bundle).SerializeToString(),

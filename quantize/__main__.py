@@ -35,7 +35,7 @@ from quantize.images import ImageFileError, folder_images, load_images
 from quantize.qmodel import make_qmodel, write_qmodel
 from quantize.report import build_report, render, write_report
 from training.act_points import WIDTHS
-from training.bundle import BundleError, read_bundle
+from training.bundle import BundleError, read_run_bundle
 from training.data import DATASETS, DatasetError, load_dataset
 
 PROG = "python -m quantize"
@@ -101,11 +101,8 @@ def _bar(iterable, desc, total=None):
 
 
 def load_run(args):
-    path = os.path.join(args.run_dir, "bundle.npz")
-    if not os.path.isfile(path):
-        raise UsageError(f"no bundle at {path}: train the run first (make train, or "
-                         f"python -m training.train --out {args.run_dir})")
-    bundle = read_bundle(path)
+    bundle = read_run_bundle(args.run_dir)
+    path = bundle.path
     if bundle.manifest["weights"] != "1bit":
         raise UsageError(f"{path} has float weights; only 1-bit bundles can be quantized "
                          "(train with --weights 1bit)")

@@ -19,7 +19,7 @@ from quantize.float_reference import run_float
 from quantize.golden import run as run_golden
 from quantize.images import ImageFileError, load_images
 from quantize.qmodel import QModelError, read_qmodel
-from training.bundle import BundleError, read_bundle
+from training.bundle import BundleError, read_run_bundle
 from training.data import CLASS_NAMES
 
 PROG = "python -m quantize.classify"
@@ -58,11 +58,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
 
     def work():
-        bundle_path = os.path.join(args.run_dir, "bundle.npz")
-        if not os.path.isfile(bundle_path):
-            raise UsageError(f"no bundle at {bundle_path}: give a run folder (make train, or "
-                             "python -m training.import_authors FILE.mat --out RUN_DIR)")
-        bundle = read_bundle(bundle_path)
+        bundle = read_run_bundle(args.run_dir)
         qpath = args.qmodel or os.path.join(args.run_dir, "quant", "qmodel.npz")
         qmodel = read_qmodel(qpath) if args.qmodel or os.path.isfile(qpath) else None
         classes = bundle.manifest["num_classes"]
@@ -70,7 +66,7 @@ def main(argv=None):
             raise UsageError(f"--top {args.top}: the model has {classes} classes; give "
                              f"--top {classes} or fewer")
         if qmodel is not None and qmodel.num_classes != classes:
-            raise UsageError(f"{qpath} has {qmodel.num_classes} classes, {bundle_path} {classes}: "
+            raise UsageError(f"{qpath} has {qmodel.num_classes} classes, {bundle.path} {classes}: "
                              "quantize this run again")
         names = CLASS_NAMES.get(bundle.metadata.get("dataset"), [str(c) for c in range(classes)])
         images = load_images(args.images, tuple(bundle.manifest["input_shape"]))

@@ -113,6 +113,17 @@ class Bundle(OpGraph):
         return t[name + ".mean"], t[name + ".var"], w, b, op["eps"]
 
 
+def read_run_bundle(run_dir):
+    """The bundle of a run folder, RUN_DIR/bundle.npz; a BundleError in one line that says how to
+    make one when the folder has none."""
+    path = os.path.join(run_dir, "bundle.npz")
+    if not os.path.isfile(path):
+        raise BundleError(f"no bundle at {path}: train the run first (make train, or python -m "
+                          f"training.train --out {run_dir}), or import one (python -m "
+                          f"training.import_authors FILE.mat --out {run_dir})")
+    return read_bundle(path)
+
+
 def read_bundle(path):
     path = os.fspath(path)
     if not os.path.isfile(path):

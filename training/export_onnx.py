@@ -15,9 +15,9 @@ import sys
 
 import numpy as np
 
-from common.cli import OneLineParser, UsageError, path_arg, run_main
+from common.cli import OneLineParser, path_arg, run_main
 from common.files import write_bytes, writing
-from training.bundle import BundleError, read_bundle
+from training.bundle import BundleError, read_run_bundle
 from training.graph import pads
 
 PROG = "python -m training.export_onnx"
@@ -114,12 +114,8 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
 
     def work():
-        path = os.path.join(args.run_dir, "bundle.npz")
-        if not os.path.isfile(path):
-            raise UsageError(f"no bundle at {path}: train the run first (make train), or import "
-                             "one (python -m training.import_authors)")
         out = args.out or os.path.join(args.run_dir, "model.onnx")
-        data = onnx_model(read_bundle(path)).SerializeToString()
+        data = onnx_model(read_run_bundle(args.run_dir)).SerializeToString()
         with writing(out, "nothing was written"):
             write_bytes(out, data)
         print(f"wrote {out} ({len(data):,} bytes, opset {OPSET}): input 'image' float32 pixels "
