@@ -8,14 +8,16 @@ bank is its own memory, its word registered as it leaves the block RAM, and the 
 delayed to match) comes a cycle later, before the output register. The address is registered
 before it fans out to the banks. `latency` cycles from `addr` to `data` for any depth, at least
 `MIN_LATENCY` = 4 (the address register, the read, the bank's register, the mux's register; with
-one bank the same registers are there, and no mux); more are registers after the mux.
+one bank the same registers are there, and no mux); more are registers after the mux. A wide
+word can be muxed in `parts` equal slices, each with its own copy of the select, so that no one
+register steers the whole word.
 """
-from amaranth import Array, Module, Shape
+from amaranth import Array, Cat, Module, Shape
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from common.bits import ceil_div
-from hw.blocks.pipeline import delay
+from hw.blocks.pipeline import delay, delay_copies
 from amaranth.utils import ceil_log2
 
 BLOCK_RAM_BITS = 16384                   # an ECP5 DP16KD without its parity bits
@@ -36,11 +38,14 @@ def block_ram_depth(width):
 class BankedRom(wiring.Component):
     MIN_LATENCY = 4
 
-    def __init__(self, shape, words, latency=MIN_LATENCY, bank_depth=None):
+    def __init__(self, shape, words, latency=MIN_LATENCY, bank_depth=None, parts=1):
         if latency < self.MIN_LATENCY:
             raise ValueError(f"a BankedRom's latency is at least {self.MIN_LATENCY}, not {latency}")
         self.shape, self.words, self.latency = Shape.cast(shape), list(words), latency
         self.bank_depth = bank_depth or block_ram_depth(self.shape.width)
+        if self.shape.width % parts:
+            raise ValueError(f"a {self.shape.width}-bit word does not split into {parts} equal parts")
+        self.parts = parts
         super().__init__({"addr": In(range(max(2, len(self.words)))), "data": Out(shape)})
 
     @property
@@ -61,6 +66,12 @@ class BankedRom(wiring.Component):
             port = rom.read_port()
             m.d.comb += [port.addr.eq(addr), port.en.eq(1)]
             words.append(delay(m, port.data, 1, f"bank{k}_word"))
-        chosen = words[0] if banks == 1 else Array(words)[delay(m, addr[ceil_log2(depth):], 2, "select")]
+        if banks == 1:
+            chosen = words[0]
+        else:
+            size = self.shape.width // self.parts
+            selects = delay_copies(m, addr[ceil_log2(depth):], 2, self.parts, "select")
+            chosen = Cat(*[Array([w[k * size:(k + 1) * size] for w in words])[select]
+                           for k, select in enumerate(selects)])
         m.d.sync += self.data.eq(delay(m, chosen, self.latency - self.MIN_LATENCY, "out"))
         return m

@@ -27,6 +27,28 @@ def own_copy(m, value, name):
     return register
 
 
+# Lanes per copy of a control that a whole datapath reads (a step's select, a valid, a field): one
+# register cannot sit beside every lane's logic, spread over a fifth of the chip at 16 lanes
+# and 4 pixels, so each group of lanes gets its own.
+LANE_GROUP = 4
+
+
+def lane_groups(lanes):
+    """The lanes in groups of `LANE_GROUP`, the last one maybe smaller.
+
+    >>> [list(g) for g in lane_groups(6)]
+    [[0, 1, 2, 3], [4, 5]]
+    """
+    return [range(k, min(k + LANE_GROUP, lanes)) for k in range(0, lanes, LANE_GROUP)]
+
+
+def delay_copies(m, value, cycles, count, name):
+    """`count` copies of `value` `cycles` (at least 1) clock cycles late: one delay line, then an
+    own copy (`own_copy`) per group of users as its last register."""
+    shared = delay(m, value, cycles - 1, name)
+    return [own_copy(m, shared, f"{name}_own{k}") for k in range(count)]
+
+
 def count_nested(m, digits):
     """Advance an odometer of (counter, at_last) digits, innermost first: each digit steps when
     every digit inside it is at its last value, and wraps to 0 after its own last. Returns the

@@ -23,7 +23,7 @@ from hw.blocks.addsub_tree import AddSubTree
 from hw.blocks.banked_rom import BankedRom
 from hw.core.feature_maps import FeatureMaps, word_address
 from hw.core.layouts import COUNT, OUTPUT_PIXEL, TAG, TAP, finished_words
-from hw.blocks.pipeline import delay
+from hw.blocks.pipeline import delay, delay_copies, lane_groups, own_copy
 
 READ_LATENCY = 1 + FeatureMaps.read_latency     # the engine's address register, the feature maps' read
 
@@ -54,7 +54,8 @@ class ConvEngine(wiring.Component):
         lanes, a = plan.lanes, plan.act_bits
         tree_latency = AddSubTree.latency_for(lanes)
         # The weight word arrives with the activations.
-        m.submodules.weights = weights = BankedRom(unsigned(lanes * lanes), plan.images.weights, READ_LATENCY)
+        m.submodules.weights = weights = BankedRom(unsigned(lanes * lanes), plan.images.weights, READ_LATENCY,
+                                                   parts=len(lane_groups(lanes)))
         m.d.comb += weights.addr.eq(self.weight_addr)
 
         # -- stage A: positions and addresses ------------------------------------------------
@@ -74,14 +75,15 @@ class ConvEngine(wiring.Component):
         # -- stage B: words -> trees -> accumulators -----------------------------------------
         b_valid, b_first, b_last = (delay(m, s, READ_LATENCY, n) for s, n in
                                     ((self.issue, "valid"), (tap.first, "first"), (tap.last, "last")))
-        c_valid, c_first, c_last = (delay(m, s, tree_latency, n) for s, n in
-                                    ((b_valid, "cv"), (b_first, "cf"), (b_last, "cl")))
+        c_valid, c_last = (delay(m, s, tree_latency, n) for s, n in ((b_valid, "cv"), (b_last, "cl")))
         done = Signal()
         m.d.sync += done.eq(c_valid & c_last)
         m.d.comb += [self.result.valid.eq(done), self.finishing.valid.eq(c_valid & c_last)]
         weight_bits = weights.data
+        groups = lane_groups(lanes)
         for p, word in enumerate(self.read_data):
             b_inside = delay(m, inside[p], READ_LATENCY, f"inb{p}")
+            b_signed = own_copy(m, f.src_signed, f"src_signed{p}")
             final_tag = Signal(TAG, name=f"etag{p}")
             c_tag = delay(m, delay(m, tags[p], READ_LATENCY, f"tag{p}"), tree_latency, f"ctag{p}")
             m.d.sync += final_tag.eq(c_tag)
@@ -92,25 +94,29 @@ class ConvEngine(wiring.Component):
             for j in range(lanes):
                 raw = word[j]
                 v = Signal(signed(a + 1), name=f"v{p}_{j}")
-                m.d.comb += v.eq(Mux(b_inside, Mux(f.src_signed, raw.as_signed(), raw.as_unsigned()), 0))
+                m.d.comb += v.eq(Mux(b_inside, Mux(b_signed, raw.as_signed(), raw.as_unsigned()), 0))
                 full_in.append(v)
                 # What a conv reads fits lane_bits (maybe fewer than a stored slot): the trees
                 # are that narrow. A pool step reads the residual stream at full width.
                 x = Signal(signed(plan.lane_bits), name=f"x{p}_{j}")
                 m.d.comb += x.eq(v)
                 lane_in.append(x)
-            accumulators = Accumulators(lanes, plan.acc_bits,
-                                        signed(AddSubTree.out_width_for(lanes, plan.lane_bits)),
-                                        signed(a + 1))
-            m.submodules[f"acc{p}"] = accumulators
-            m.d.comb += [accumulators.depthwise.eq(f.depthwise), accumulators.first.eq(c_first),
-                         accumulators.enable.eq(c_valid)]
-            for o in range(lanes):
-                tree = AddSubTree(lanes, plan.lane_bits)
-                m.submodules[f"tree{p}_{o}"] = tree
-                m.d.comb += [tree.x[j].eq(lane_in[j]) for j in range(lanes)]
-                m.d.comb += tree.w.eq(weight_bits[o * lanes:(o + 1) * lanes])
-                through = delay(m, full_in[o], tree_latency, f"dw{p}_{o}")    # depthwise
-                m.d.comb += [accumulators.sums[o].eq(tree.sum), accumulators.terms[o].eq(through),
-                             self.result.out_pixels[p].acc[o].eq(accumulators.acc[o])]
+            # Each group of lanes has its accumulators' controls from registers of its own.
+            c_valids = delay_copies(m, b_valid, tree_latency, len(groups), f"cv{p}")
+            c_firsts = delay_copies(m, b_first, tree_latency, len(groups), f"cf{p}")
+            for k, group in enumerate(groups):
+                accumulators = Accumulators(len(group), plan.acc_bits,
+                                            signed(AddSubTree.out_width_for(lanes, plan.lane_bits)),
+                                            signed(a + 1))
+                m.submodules[f"acc{p}_{k}"] = accumulators
+                m.d.comb += [accumulators.depthwise.eq(own_copy(m, f.depthwise, f"depthwise{p}_{k}")),
+                             accumulators.first.eq(c_firsts[k]), accumulators.enable.eq(c_valids[k])]
+                for i, o in enumerate(group):
+                    tree = AddSubTree(lanes, plan.lane_bits)
+                    m.submodules[f"tree{p}_{o}"] = tree
+                    m.d.comb += [tree.x[j].eq(lane_in[j]) for j in range(lanes)]
+                    m.d.comb += tree.w.eq(weight_bits[o * lanes:(o + 1) * lanes])
+                    through = delay(m, full_in[o], tree_latency, f"dw{p}_{o}")    # depthwise
+                    m.d.comb += [accumulators.sums[i].eq(tree.sum), accumulators.terms[i].eq(through),
+                                 self.result.out_pixels[p].acc[o].eq(accumulators.acc[i])]
         return m

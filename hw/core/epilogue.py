@@ -15,7 +15,7 @@ from amaranth.lib.wiring import In, Out
 from hw.core.feature_maps import FeatureMaps, word_address
 from hw.core.layouts import COUNT, TAG, finished_words, write_request
 from hw.core.param_store import ParamStore, bank_word, operands, requantizer_for
-from hw.blocks.pipeline import delay, own_copy
+from hw.blocks.pipeline import delay, lane_groups, own_copy
 from hw.blocks.requant import Requantizer
 from hw.compiler.schedule import CONV, POOL
 
@@ -49,11 +49,24 @@ class Epilogue(wiring.Component):
         a, vb, images = plan.act_bits, plan.val_bits, plan.images
         entry = words.out_pixels.shape().elem_shape
         queue = [Signal(entry, name=f"queue{p}") for p in range(plan.pixels_per_cycle)]
-        with m.If(words.valid):
-            m.d.sync += [q.eq(w) for q, w in zip(queue, words.out_pixels)]
-        with m.Else():
-            m.d.sync += [q.eq(n) for q, n in zip(queue, queue[1:])]
-            m.d.sync += queue[-1].tag.valid.eq(0)
+        # New words load, else the queue moves up one. `words.valid` would reach every bit of
+        # the queue; each tag and each group of lanes loads on a copy of its own instead (made
+        # from `finishing`, the same a cycle early).
+        for p, q in enumerate(queue):
+            up = queue[p + 1] if p + 1 < len(queue) else None
+            new_word = words.out_pixels[p]
+            parts = [(q.tag, new_word.tag, up.tag if up is not None else None)]
+            parts += [([q.acc[o] for o in group], [new_word.acc[o] for o in group],
+                       [up.acc[o] for o in group] if up is not None else None)
+                      for group in lane_groups(plan.lanes)]
+            for k, (held, incoming, following_entry) in enumerate(parts):
+                with m.If(own_copy(m, self.finishing.valid, f"load{p}_{k}")):
+                    m.d.sync += Cat(held).eq(Cat(incoming))
+                with m.Else():
+                    if following_entry is not None:
+                        m.d.sync += Cat(held).eq(Cat(following_entry))
+                    elif k == 0:
+                        m.d.sync += q.tag.valid.eq(0)
         # The word entering E1 next cycle: the first pixel of new words, else the queue's second.
         following = Signal(TAG)
         new = words.out_pixels[0].tag.as_value()

@@ -35,13 +35,13 @@ being written may return anything. That holds: a step never reads a buffer it wr
 synchronous read port would ask for the old word, which the ECP5's pseudo-dual-port block RAM
 does not promise, and yosys would build collision logic around it (a slow path).
 """
-from amaranth import Array, Const, Module, Mux, Signal
+from amaranth import Array, Const, Module, Mux, Signal, Value
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from common.bits import ceil_div
 from hw.core.layouts import POSITION, write_request
-from hw.blocks.pipeline import delay
+from hw.blocks.pipeline import delay, delay_copies, lane_groups
 from hw.compiler.schedule import DUMP
 
 
@@ -104,14 +104,22 @@ class FeatureMaps(wiring.Component):
         first_ports = [data_a[b][0] for b in range(plan.buffers)]
         # The buffer mux's select: copies of the step's `src` and `shortcut` kept here, so that
         # the select comes from a register beside the mux (two cycles old, still the same step:
-        # a step's reads are out before it ends).
-        src, shortcut = delay(m, f.src, 2, "data_src"), delay(m, f.shortcut, 2, "data_shortcut")
+        # a step's reads are out before it ends), one per pixel and group of lanes.
+        groups = lane_groups(plan.lanes)
+
+        def lanes_of(word, group):
+            return Value.cast(word)[group.start * plan.act_bits:group.stop * plan.act_bits]
+
         for p in range(pixels):
-            m.d.sync += self.read_data[p].eq(Array([pixel_data(b, p) for b in range(plan.buffers)])[src])
-        m.d.sync += self.shortcut_data.eq(Array(first_ports + [Const(0, plan.word_bits)])[shortcut])
+            for group, select in zip(groups, delay_copies(m, f.src, 2, len(groups), f"data_src{p}")):
+                chosen = Array([lanes_of(pixel_data(b, p), group) for b in range(plan.buffers)])[select]
+                m.d.sync += lanes_of(self.read_data[p], group).eq(chosen)
+        for group, select in zip(groups, delay_copies(m, f.shortcut, 2, len(groups), "data_shortcut")):
+            words = [lanes_of(w, group) for w in first_ports]
+            m.d.sync += lanes_of(self.shortcut_data, group).eq(Array(words + [Const(0, len(words[0]))])[select])
         engine_addr = self.read_addr[0]
         if DUMP in plan.kinds:        # a board's table has no DUMP steps: no DUMP mux
-            m.d.sync += self.dump_data.eq(Array(first_ports)[src])
+            m.d.sync += self.dump_data.eq(Array(first_ports)[delay(m, f.src, 2, "dump_src")])
             pos, dump_addr = self.position, Signal(ab)
             m.d.comb += dump_addr.eq(word_address(pos.g, pos.y, pos.x, f.hb_in, f.wb_in))
             engine_addr = Mux(f.kind == DUMP, dump_addr, engine_addr)

@@ -18,6 +18,8 @@ from amaranth.utils import ceil_log2
 from common.bits import ceil_div
 from hw.compiler.schedule import DUMP, HEAD, POOL, StepKind, groups, step_pixels
 
+CHUNK = 16                # steps one LUT4 per record bit chooses among
+RECORD_SLICE = 64         # record bits per copy of the step counter
 DIM = range(1 << 10)      # sizes, counts and loop bounds
 BITS = range(16)          # address bits of a map's height or width
 
@@ -150,7 +152,7 @@ class StepTable(wiring.Component):
     the cycle after `advance` (the controller's NEXT; after the last step comes the first), so
     that no path runs from the controller's state through the table's muxes into the datapath.
     After reset: step 0's record. A step lasts at least three cycles, so the waiting record is
-    always read in time."""
+    always read in time (two cycles after the step before it starts)."""
 
     def __init__(self, plan):
         self.plan = plan
@@ -171,10 +173,29 @@ class StepTable(wiring.Component):
         step0 = sum((consts[0].value & ((1 << size) - 1)) << at for at, size, consts in columns)
         held = Signal(Shape.cast(self.plan.step_layout).width, init=step0)
         waiting = Signal.like(held)             # the record of step `following`
-        following = Signal(range(max(2, steps)), init=1 % steps)
+        # `following` in copies that count alike, each steering the muxes of a slice of the
+        # record: one counter reached every bit of it, through seven LUTs spread over a fifth of
+        # the chip (the routed 16 x 4 core's slowest path). The muxes are two registered
+        # levels: a LUT4 per bit picks among CHUNK steps, then a mux over the chunks; a step
+        # lasts at least three cycles, so both are through before the record moves.
+        counters = {}
         for at, size, consts in columns:
-            m.d.sync += waiting[at:at + size].eq(Array(consts)[following])
+            slice_index = at // RECORD_SLICE
+            if slice_index not in counters:
+                counters[slice_index] = Signal(range(max(2, steps)), init=1 % steps,
+                                               name=f"following{slice_index}", attrs={"keep": 1})
+            following = counters[slice_index]
+            chunks = [consts[k:k + CHUNK] for k in range(0, steps, CHUNK)]
+            picked = []
+            for k, chunk in enumerate(chunks):
+                level = Signal(size, name=f"record{at}_{k}")
+                m.d.sync += level.eq(Array(chunk)[following[:ceil_log2(CHUNK)]] if len(chunks) > 1
+                                     else Array(chunk)[following])
+                picked.append(level)
+            m.d.sync += waiting[at:at + size].eq(Array(picked)[following[ceil_log2(CHUNK):]]
+                                                 if len(picked) > 1 else picked[0])
         with m.If(self.advance):
-            m.d.sync += [held.eq(waiting), following.eq(Mux(following == steps - 1, 0, following + 1))]
+            m.d.sync += held.eq(waiting)
+            m.d.sync += [c.eq(Mux(c == steps - 1, 0, c + 1)) for c in counters.values()]
         m.d.comb += self.fields.as_value().eq(held)
         return m
