@@ -43,7 +43,8 @@ class ConvEngine(wiring.Component):
             "issue": In(1), "tap": In(TAP), "out_pixels": In(data.ArrayLayout(OUTPUT_PIXEL, plan.pixels_per_cycle)),
             "weight_addr": In(range(max(2, len(plan.images.weights)))),
             "read_addr": Out(data.ArrayLayout(plan.addr_bits, plan.pixels_per_cycle)),
-            "read_data": In(data.ArrayLayout(plan.word, plan.pixels_per_cycle)),
+            "read_data": In(data.ArrayLayout(data.ArrayLayout(plan.word, len(lane_groups(plan.lanes))),
+                                              plan.pixels_per_cycle)),   # a copy per tree group
             "result": Out(finished_words(plan)),
             "finishing": Out(data.StructLayout({"valid": 1, "og": COUNT})),     # result, a cycle early
         })
@@ -54,8 +55,10 @@ class ConvEngine(wiring.Component):
         lanes, a = plan.lanes, plan.act_bits
         tree_latency = AddSubTree.latency_for(lanes)
         # The weight word arrives with the activations.
-        m.submodules.weights = weights = BankedRom(unsigned(lanes * lanes), plan.images.weights, READ_LATENCY,
-                                                   parts=len(lane_groups(lanes)))
+        # The weight word reaches the trees of every pixel: each pixel's trees read a copy of
+        # their own, its register the ROM's last (the ROM a cycle shorter).
+        m.submodules.weights = weights = BankedRom(unsigned(lanes * lanes), plan.images.weights,
+                                                   READ_LATENCY - 1, parts=len(lane_groups(lanes)))
         m.d.comb += weights.addr.eq(self.weight_addr)
 
         # -- stage A: positions and addresses ------------------------------------------------
@@ -79,32 +82,22 @@ class ConvEngine(wiring.Component):
         done = Signal()
         m.d.sync += done.eq(c_valid & c_last)
         m.d.comb += [self.result.valid.eq(done), self.finishing.valid.eq(c_valid & c_last)]
-        weight_bits = weights.data
         groups = lane_groups(lanes)
-        for p, word in enumerate(self.read_data):
-            b_inside = delay(m, inside[p], READ_LATENCY, f"inb{p}")
-            b_signed = own_copy(m, f.src_signed, f"src_signed{p}")
+        for p, copies in enumerate(self.read_data):
+            weight_bits = own_copy(m, weights.data, f"weights{p}")
             final_tag = Signal(TAG, name=f"etag{p}")
             c_tag = delay(m, delay(m, tags[p], READ_LATENCY, f"tag{p}"), tree_latency, f"ctag{p}")
             m.d.sync += final_tag.eq(c_tag)
             if p == 0:                   # the pixels of a step share their output group
                 m.d.comb += self.finishing.og.eq(c_tag.og)
             m.d.comb += self.result.out_pixels[p].tag.eq(final_tag)
-            lane_in, full_in = [], []
-            for j in range(lanes):
-                raw = word[j]
-                v = Signal(signed(a + 1), name=f"v{p}_{j}")
-                m.d.comb += v.eq(Mux(b_inside, Mux(b_signed, raw.as_signed(), raw.as_unsigned()), 0))
-                full_in.append(v)
-                # What a conv reads fits lane_bits (maybe fewer than a stored slot): the trees
-                # are that narrow. A pool step reads the residual stream at full width.
-                x = Signal(signed(plan.lane_bits), name=f"x{p}_{j}")
-                m.d.comb += x.eq(v)
-                lane_in.append(x)
+            b_insides = delay_copies(m, inside[p], READ_LATENCY, len(groups), f"inb{p}")
             # Each group of lanes has its accumulators' controls from registers of its own.
             c_valids = delay_copies(m, b_valid, tree_latency, len(groups), f"cv{p}")
             c_firsts = delay_copies(m, b_first, tree_latency, len(groups), f"cf{p}")
             for k, group in enumerate(groups):
+                full_in, lane_in = self.tree_inputs(m, copies[k], b_insides[k],
+                                                    own_copy(m, f.src_signed, f"src_signed{p}_{k}"), f"{p}_{k}")
                 accumulators = Accumulators(len(group), plan.acc_bits,
                                             signed(AddSubTree.out_width_for(lanes, plan.lane_bits)),
                                             signed(a + 1))
@@ -120,3 +113,18 @@ class ConvEngine(wiring.Component):
                     m.d.comb += [accumulators.sums[i].eq(tree.sum), accumulators.terms[i].eq(through),
                                  self.result.out_pixels[p].acc[o].eq(accumulators.acc[i])]
         return m
+
+    def tree_inputs(self, m, word, inside, src_signed, name):
+        """A tree group's activations (zero outside the map), at full width and at the trees'
+        width: what a conv reads fits lane_bits (maybe fewer than a stored slot), so the trees
+        are that narrow; a pool step reads the residual stream at full width."""
+        full, narrow = [], []
+        for j in range(self.plan.lanes):
+            raw = word[j]
+            v = Signal(signed(self.plan.act_bits + 1), name=f"v{name}_{j}")
+            m.d.comb += v.eq(Mux(inside, Mux(src_signed, raw.as_signed(), raw.as_unsigned()), 0))
+            x = Signal(signed(self.plan.lane_bits), name=f"x{name}_{j}")
+            m.d.comb += x.eq(v)
+            full.append(v)
+            narrow.append(x)
+        return full, narrow

@@ -68,7 +68,8 @@ class FeatureMaps(wiring.Component):
         super().__init__({
             "fields": In(plan.step_layout),
             "read_addr": In(data.ArrayLayout(plan.addr_bits, pixels)),     # the engine's, per pixel
-            "read_data": Out(data.ArrayLayout(word, pixels)),              # from buffer src
+            # from buffer src, per pixel a copy per group of trees (`tree_groups`)
+            "read_data": Out(data.ArrayLayout(data.ArrayLayout(word, len(lane_groups(plan.lanes))), pixels)),
             "shortcut_addr": In(plan.addr_bits),
             "shortcut_data": Out(word),         # from buffer `shortcut`; zero when there is none
             "position": In(POSITION),           # of the DUMP word
@@ -104,16 +105,17 @@ class FeatureMaps(wiring.Component):
         first_ports = [data_a[b][0] for b in range(plan.buffers)]
         # The buffer mux's select: copies of the step's `src` and `shortcut` kept here, so that
         # the select comes from a register beside the mux (two cycles old, still the same step:
-        # a step's reads are out before it ends), one per pixel and group of lanes.
+        # a step's reads are out before it ends). A pixel's word goes to every add/subtract
+        # tree of the pixel: each group of trees (`lane_groups`) reads a copy of its own, muxed
+        # by a select of its own, so that no register reaches all of them across the chip.
         groups = lane_groups(plan.lanes)
+        for p in range(pixels):
+            for k, select in enumerate(delay_copies(m, f.src, 2, len(groups), f"data_src{p}")):
+                m.d.sync += self.read_data[p][k].eq(Array([pixel_data(b, p) for b in range(plan.buffers)])[select])
 
         def lanes_of(word, group):
             return Value.cast(word)[group.start * plan.act_bits:group.stop * plan.act_bits]
 
-        for p in range(pixels):
-            for group, select in zip(groups, delay_copies(m, f.src, 2, len(groups), f"data_src{p}")):
-                chosen = Array([lanes_of(pixel_data(b, p), group) for b in range(plan.buffers)])[select]
-                m.d.sync += lanes_of(self.read_data[p], group).eq(chosen)
         for group, select in zip(groups, delay_copies(m, f.shortcut, 2, len(groups), "data_shortcut")):
             words = [lanes_of(w, group) for w in first_ports]
             m.d.sync += lanes_of(self.shortcut_data, group).eq(Array(words + [Const(0, len(words[0]))])[select])
