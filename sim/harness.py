@@ -28,12 +28,18 @@ def platform_sources(accel, build_dir, platform):
     return sources
 
 
-def simulate(accel, job, build_dir, log_file=None, platform=None):
+def simulate(accel, job, build_dir, log_file=None, platform=None, netlist=None, fault=None):
     """`platform`: elaborate for it (a 7-series one builds DSP48E1s, simulated with yosys's
-    model); default: none, every part its Amaranth twin."""
+    model); default: none, every part its Amaranth twin. `netlist`: a board, whose family's
+    synthesized netlist of the core is simulated instead, edited by `fault` where given
+    (sim/netlist.py)."""
     build_dir = Path(build_dir).resolve()  # the simulator runs inside it: no relative paths
     build_dir.mkdir(parents=True, exist_ok=True)
-    if platform is not None:
+    build_args = None
+    if netlist is not None:
+        from sim.netlist import netlist_sources
+        accel, build_args = netlist_sources(accel, TOPLEVEL, build_dir, netlist, fault)
+    elif platform is not None:
         accel = platform_sources(accel, build_dir, platform)
     job_path, result_path = build_dir / "job.npz", build_dir / "result.npz"
     job.save(job_path)
@@ -42,7 +48,7 @@ def simulate(accel, job, build_dir, log_file=None, platform=None):
     passed, message = True, ""
     try:
         run_cocotb(accel, TOPLEVEL, "sim.benches.accelerator", build_dir, test_dir=build_dir,
-                   params={"job": job_path, "result": result_path},
+                   params={"job": job_path, "result": result_path}, build_args=build_args,
                    log_file=log_file or build_dir / "sim.log")
     except CocotbFailure as e:
         passed, message = False, str(e)

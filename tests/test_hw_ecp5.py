@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from hw.board.ecp5_pll import pll_parameters
-from hw.flow.nextpnr import nextpnr_figures
+from hw.flow.nextpnr import nextpnr_figures, stage_seconds
 from hw.flow.run import tool
 from hw.blocks.pipeline import KEEP_OWN_COPIES
 from quantize.qmodel import write_qmodel
@@ -96,9 +96,20 @@ def test_a_small_model_is_placed_routed_and_packed(tmp_path):
     assert post["worst_path"]["start"] and post["worst_path"]["end"]
     worst = post["worst_path"]
     assert worst["delay_ns"] > 0 and post["seed"] == 1
+    assert post["router"] == "router1" and post["placer"] == "heap"     # the defaults
+    # nextpnr's own stage times, from its log: both placers ran, the router finished.
+    assert 0 < post["seconds"]["nextpnr_place"] and 0 < post["seconds"]["nextpnr_route"]
+    assert post["seconds"]["nextpnr_place"] + post["seconds"]["nextpnr_route"] < post["seconds"]["nextpnr"]
     assert abs(worst["logic_ns"] + worst["routing_ns"] - worst["delay_ns"]) < 0.01
     assert (out / post["log"]).stat().st_size > 0
     # Synthesis keeps every requantizer's own copy of the bounds (tests/test_hw_pipeline.py).
     assert KEEP_OWN_COPIES in (out / "top.ys").read_text()
     # The reset reaches nearly every flip-flop: it goes on a global network, as the clock does.
     assert re.search(r"routing clock net \S*\brst using global \d", (out / "nextpnr.log").read_text())
+
+
+def test_nextpnr_stage_times_come_from_its_log():
+    log = ("Info: HeAP Placer Time: 260.49s\nInfo: SA placement time 517.59s\n"
+           "Info: Routing complete.\nInfo: Router1 time 1234.50s\n")
+    assert stage_seconds(log) == dict(place=778.1, route=1234.5)
+    assert stage_seconds("Info: Router2 time 10.00s\n") == dict(place=0, route=10.0)

@@ -66,8 +66,10 @@ def no_simulator(monkeypatch):
     (["--build-dir", "a b/ü"], ["--build-dir", "holds ' ', 'ü', which the simulators' makefiles"]),
     (["--layer", "s1b1_add", "--no-layers"], ["--layer s1b1_add", "--no-layers", "one or the other"]),
     (["--requantizers", "shift-add"], ["per-channel multipliers, as in a bn model): use --requantizers dsp"]),
-    (["--board", "ulx3s_85f"], ["--board ulx3s_85f: no simulation model", "give arty_a7 or",
-                                "leave --board out"]),
+    (["--board", "ulx3s_85f"], ["--board ulx3s_85f: no simulation model", "give --netlist",
+                                "arty_a7 or arty_a7_100", "leave --board out"]),
+    (["--netlist"], ["--netlist simulates a board's netlist: give --board", "ulx3s_85f"]),
+    (["--board", "de10", "--netlist"], ["--board de10: no such board; give one of arty_a7"]),
 ])
 def test_bad_arguments(tiny, tmp_path, capsys, monkeypatch, no_simulator, args, words):
     monkeypatch.chdir(tmp_path)

