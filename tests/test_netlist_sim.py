@@ -2,7 +2,8 @@
 (the ULX3S build's synthesis) and synth_xilinx (the Arty estimate's) leave it, simulated with
 yosys's cell models and the project's block RAM and multiplier models, against the golden model
 bit for bit and hw.core.latency's cycles. A netlist with one register's flip-flops stuck at 0
-must fail. A random WRN-8-1 on 8x8 images keeps the netlists small (the RTL tests use it too).
+must fail. A random WRN-8-1 on 8x8 images keeps the netlists small (the RTL tests use it too);
+`make test` runs the ECP5 netlist, `make test-all` the rest.
 """
 import pytest
 
@@ -33,7 +34,8 @@ def check_netlist(model, board_name, lanes, pixels, build_dir):
 
 
 def test_the_ecp5_netlist_is_bit_exact_and_cycle_exact(model, tmp_path):
-    folder = check_netlist(model, "ulx3s_85f", 8, 2, tmp_path)
+    """4 lanes x 2 pixels: the smallest netlist that still reads both block-RAM ports."""
+    folder = check_netlist(model, "ulx3s_85f", 4, 2, tmp_path)
     netlist = (folder / "netlist_sim.v").read_text()
     # What ran is the gates: LUT4s, flip-flops, carry chains and block RAMs, each with a model.
     for cell in ("LUT4 #(", "TRELLIS_FF #(", "CCU2C #(", "DP16KD_0 ", "MULT18X18D "):
@@ -49,7 +51,8 @@ def test_the_xilinx_netlist_is_bit_exact_and_cycle_exact(model, tmp_path):
         assert cell in netlist, cell
 
 
-@pytest.mark.parametrize("board_name", ["ulx3s_85f", pytest.param("arty_a7", marks=pytest.mark.slow)])
+@pytest.mark.slow      # a second netlist build: make test-all
+@pytest.mark.parametrize("board_name", ["ulx3s_85f", "arty_a7"])
 def test_a_netlist_with_a_stuck_register_fails(model, tmp_path, board_name):
     """Lane 0's residual-add enable in the epilogue (a register of its own, kept by name) held
     at 0 in the netlist, so that channel 0 of every residual sum misses its shortcut: the run

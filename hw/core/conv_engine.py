@@ -13,6 +13,11 @@ for output o instead. The trees' sums accumulate over the taps of a word; after 
 word is final (`result.valid`) for one cycle (hw/blocks/accumulators.py: DSP48E1s on a 7-series part);
 `finishing` names its output group the cycle before, so the epilogue's parameter read can start
 early.
+
+What reaches many trees comes from registers near them (at 16 x 4 one register could not sit
+beside 64 trees spread over a fifth of the chip): each pixel's trees read a weight register of
+their own, and each group of four trees (`lane_groups`) a copy of the pixel's word, the
+accumulators' controls and the step's fields.
 """
 from amaranth import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
