@@ -43,46 +43,41 @@ def ecp5_multipliers(netlist_text):
     return NETLIST_INSTANCE.sub(strip, inferred)
 
 
-DP16KD_INSTANCE = re.compile(r"DP16KD #\((?P<params>.*?)\n  \) (?P<name>\S+) +\(", re.S)
+# A block RAM instance in yosys's write_verilog output: its primitive, parameters and name.
+BLOCK_RAM = re.compile(r"(?P<primitive>DP16KD|RAMB36E1|RAMB18E1) #\((?P<params>.*?)\n  \) (?P<name>\S+) +\(", re.S)
 NETLIST_PARAMETER = re.compile(r"\.(\w+)\(([^()]*)\)")
 
 
-def ecp5_block_rams(netlist_text, folder):
-    """(the netlist with each DP16KD an instance of its own model, the models' files): one
-    model per distinct configuration and contents (sim/ecp5_cells.py), in `folder`."""
-    from sim.ecp5_cells import dp16kd_configuration, dp16kd_contents, dp16kd_verilog
-    models = {}
-
-    def rename(match):
-        params = dict(NETLIST_PARAMETER.findall(match["params"]))
-        key = (dp16kd_configuration(params), tuple(dp16kd_contents(params)))
-        models.setdefault(key, f"DP16KD_{len(models)}")
-        return f"{models[key]} {match['name']} ("
-    text = DP16KD_INSTANCE.sub(rename, netlist_text)
-    files = [write_if_changed(folder / f"{name.lower()}.v", dp16kd_verilog(config, list(contents), name))
-             for (config, contents), name in models.items()]
-    return text, files
-
-
-XILINX_BLOCK_RAM = re.compile(r"(?P<primitive>RAMB36E1|RAMB18E1) #\((?P<params>.*?)\n  \) (?P<name>\S+) +\(", re.S)
-
-
-def xilinx_block_rams(netlist_text, folder):
-    """(the netlist with each RAMB36E1 / RAMB18E1 an instance of its own model, the models'
-    files): one model per distinct configuration and contents (sim/xilinx_cells.py)."""
-    from sim.xilinx_cells import block_ram_configuration, block_ram_contents, block_ram_verilog
+def block_ram_models(netlist_text, folder, describe, generate):
+    """(the netlist with each block RAM an instance of its own model, the models' files in
+    `folder`): one model per distinct `describe(primitive, parameters)` (its configuration and
+    contents), named PRIMITIVE_<n>, its Verilog `generate(configuration, contents, name)`."""
     models = {}
 
     def rename(match):
         primitive = match["primitive"]
-        params = dict(NETLIST_PARAMETER.findall(match["params"]))
-        key = (block_ram_configuration(primitive, params), tuple(block_ram_contents(primitive, params)))
+        key = describe(primitive, dict(NETLIST_PARAMETER.findall(match["params"])))
         models.setdefault(key, f"{primitive}_{len(models)}")
         return f"{models[key]} {match['name']} ("
-    text = XILINX_BLOCK_RAM.sub(rename, netlist_text)
-    files = [write_if_changed(folder / f"{name.lower()}.v", block_ram_verilog(config, list(lanes), name))
-             for (config, lanes), name in models.items()]
+    text = BLOCK_RAM.sub(rename, netlist_text)
+    files = [write_if_changed(folder / f"{name.lower()}.v", generate(config, list(contents), name))
+             for (config, contents), name in models.items()]
     return text, files
+
+
+def ecp5_block_rams(netlist_text, folder):
+    """The DP16KDs as their models (sim/ecp5_cells.py): `block_ram_models`."""
+    from sim.ecp5_cells import dp16kd_configuration, dp16kd_contents, dp16kd_verilog
+    return block_ram_models(netlist_text, folder, lambda _, params: (
+        dp16kd_configuration(params), tuple(dp16kd_contents(params))), dp16kd_verilog)
+
+
+def xilinx_block_rams(netlist_text, folder):
+    """The RAMB36E1s and RAMB18E1s as their models (sim/xilinx_cells.py): `block_ram_models`."""
+    from sim.xilinx_cells import block_ram_configuration, block_ram_contents, block_ram_verilog
+    return block_ram_models(netlist_text, folder, lambda primitive, params: (
+        block_ram_configuration(primitive, params), tuple(block_ram_contents(primitive, params))),
+        block_ram_verilog)
 
 
 def stuck_at_zero(register):
