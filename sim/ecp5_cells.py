@@ -61,7 +61,8 @@ def model_verilog(registered=True, name="MULT18X18D"):
     return verilog.convert(Mult18x18dModel(registered), name=name)
 
 
-INSTANCE = re.compile(r"MULT18X18D #\((?P<params>.*?)\n  \) (?P<name>\S+) \(", re.S)
+# yosys's write_verilog, in Amaranth's Verilog and in a netlist alike (an escaped name ends in a space)
+INSTANCE = re.compile(r"MULT18X18D #\((?P<params>.*?)\n  \) (?P<name>\S+) +\(", re.S)
 PARAMETER = re.compile(r'\.(\w+)\("([^"]*)"\)')
 
 

@@ -10,7 +10,6 @@ build. Models: yosys's share/ecp5/cells_sim.v (LUT4, CCU2C, TRELLIS_FF, DP16KD, 
 project's MULT18X18D models (sim/ecp5_cells.py: the core's registered instance and the
 register-less one yosys infers), or yosys's share/xilinx/cells_sim.v whole.
 """
-import os
 import re
 from pathlib import Path
 
@@ -19,7 +18,6 @@ from sim.runner import DEFAULT_BUILD_ARGS, write_if_changed
 FAMILIES = ("ecp5", "xc7")
 # The register-less MULT18X18D of a product yosys maps, renamed in the netlist to this model.
 INFERRED_MULT = "MULT18X18D_UNREGISTERED"
-NETLIST_INSTANCE = re.compile(r"MULT18X18D #\((?P<params>.*?)\) (?P<name>\S+) +\(", re.S)
 
 
 def yosys_share(family):
@@ -31,16 +29,13 @@ def ecp5_multipliers(netlist_text):
     """The netlist with each MULT18X18D named for its model: the core's registered
     configuration keeps the name (its parameters removed), a parameterless one (inferred, no
     register) becomes `INFERRED_MULT`. ValueError for any other configuration."""
-    from sim.ecp5_cells import MULT18X18D_CONFIGURATION, PARAMETER
-
-    def strip(match):
-        params = dict(PARAMETER.findall(match["params"]))
-        if params != MULT18X18D_CONFIGURATION:
-            raise ValueError(f"MULT18X18D {match['name']}: no simulation model of {params}")
-        return f"MULT18X18D {match['name']} ("
+    from sim.ecp5_cells import MULT18X18D_CONFIGURATION, instance_parameters, strip_parameters
     inferred = re.sub(r"^(\s*)MULT18X18D (\S+) +\(", lambda m: f"{m[1]}{INFERRED_MULT} {m[2]} (",
                       netlist_text, flags=re.M)
-    return NETLIST_INSTANCE.sub(strip, inferred)
+    for params in instance_parameters(inferred):
+        if params != MULT18X18D_CONFIGURATION:
+            raise ValueError(f"MULT18X18D: no simulation model of {params}")
+    return strip_parameters(inferred)
 
 
 # A block RAM instance in yosys's write_verilog output: its primitive, parameters and name.
@@ -127,12 +122,9 @@ def netlist_sources(accel, toplevel, build_dir, board, fault=None):
             "--top-module", toplevel]
     if family.name == "ecp5":
         from sim.ecp5_cells import model_verilog
-        text, block_rams = ecp5_block_rams(ecp5_multipliers(netlist.read_text()), folder)
-        sources = [write_if_changed(folder / "netlist_sim.v", text), share / "cells_sim.v", *block_rams,
-                   write_if_changed(folder / "mult18x18d.v", model_verilog(True)),
-                   write_if_changed(folder / "mult18x18d_unregistered.v",
-                                    model_verilog(False, INFERRED_MULT))]
+        text, models = ecp5_block_rams(ecp5_multipliers(netlist.read_text()), folder)
+        models += [write_if_changed(folder / "mult18x18d.v", model_verilog(True)),
+                   write_if_changed(folder / "mult18x18d_unregistered.v", model_verilog(False, INFERRED_MULT))]
     else:
-        text, block_rams = xilinx_block_rams(netlist.read_text(), folder)
-        sources = [write_if_changed(folder / "netlist_sim.v", text), share / "cells_sim.v", *block_rams]
-    return sources, args
+        text, models = xilinx_block_rams(netlist.read_text(), folder)
+    return [write_if_changed(folder / "netlist_sim.v", text), share / "cells_sim.v", *models], args

